@@ -1,0 +1,81 @@
+"""Check and build ``{type: Name, **kwargs}`` option blocks against the target's signature.
+
+BasicSR passes such blocks straight to a constructor, so a misspelt kwarg surfaces hours
+later (or never: SwinIR swallows unknown kwargs). Here the keys and value types are checked
+against ``inspect.signature`` before any work starts; building then uses the same table.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from sr_iqa.config.suggest import did_you_mean
+from sr_iqa.errors import OptionsError
+
+_VALUE_TYPE_NAMES = {bool: "bool", int: "int", float: "float", str: "str", tuple: "list", list: "list"}
+
+
+def _value_fits(value: Any, default: Any) -> bool:
+    if default is None or default is inspect.Parameter.empty:
+        return True
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, str):
+        return isinstance(value, str)
+    if isinstance(default, (tuple, list)):
+        return isinstance(value, (tuple, list))
+    return True
+
+
+def check_call_block(
+    block: Mapping[str, Any],
+    choices: Mapping[str, Callable[..., Any]],
+    key: str,
+    source: str,
+    supplied: tuple[str, ...] = (),
+) -> None:
+    """Raise OptionsError naming ``source`` and the dotted key of the first problem found.
+
+    ``supplied`` lists parameters that sr_iqa passes itself (``params`` of an optimizer).
+    """
+    if "type" not in block:
+        raise OptionsError(f"{source}: '{key}.type' is missing; choose one of: {', '.join(sorted(choices))}")
+    type_name = block["type"]
+    if type_name not in choices:
+        raise OptionsError(
+            f"{source}: '{key}.type' is '{type_name}', which sr_iqa does not know; "
+            + did_you_mean(str(type_name), choices).replace("valid keys", "valid types")
+        )
+    parameters = inspect.signature(choices[type_name]).parameters
+    named = {
+        name: p for name, p in parameters.items()
+        if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and name not in supplied
+    }
+    for name, value in block.items():
+        if name == "type":
+            continue
+        if name not in named:
+            raise OptionsError(
+                f"{source}: unknown key '{key}.{name}' for {type_name}; {did_you_mean(name, named)}"
+            )
+        default = named[name].default
+        if not _value_fits(value, default):
+            expected = _VALUE_TYPE_NAMES.get(type(default), type(default).__name__)
+            raise OptionsError(
+                f"{source}: '{key}.{name}' expects {expected}, got {value!r} ({type(value).__name__})"
+            )
+    for name, parameter in named.items():
+        if parameter.default is inspect.Parameter.empty and name not in block:
+            raise OptionsError(f"{source}: '{key}.{name}' is required by {type_name}")
+
+
+def build_from_block(block: Mapping[str, Any], choices: Mapping[str, Callable[..., Any]], *args: Any) -> Any:
+    """Call ``choices[block['type']](*args, **kwargs)``; the block was checked at load time."""
+    kwargs = {name: value for name, value in block.items() if name != "type"}
+    return choices[block["type"]](*args, **kwargs)

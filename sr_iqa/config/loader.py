@@ -1,0 +1,156 @@
+"""YAML option file + ``key.sub=value`` overrides -> typed ``Options``, strictly.
+
+Every problem becomes one ``OptionsError`` naming the file, the full dotted key and what
+to do; the checks that need no torch import run first so a typo fails within a second.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException, ValidationError
+
+from sr_iqa.config.schema import CALL_BLOCKS, Options
+from sr_iqa.config.suggest import did_you_mean
+from sr_iqa.errors import OptionsError
+
+
+def _unwrap_optional(annotation: Any) -> Any:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return args[0] if len(args) == 1 else annotation
+    return annotation
+
+
+def _check_keys(node: Any, schema: type, prefix: str, source: str) -> None:
+    """Reject keys the schema lacks; turn integral floats (BasicSR's ``!!float 5e3``) into ints."""
+    if not isinstance(node, DictConfig):
+        return
+    hints = typing.get_type_hints(schema)
+    names = [f.name for f in dataclasses.fields(schema)]
+    for key in list(node.keys()):
+        dotted = f"{prefix}{key}"
+        if key not in names:
+            raise OptionsError(f"{source}: unknown key '{dotted}'; {did_you_mean(str(key), names)}")
+        annotation = _unwrap_optional(hints[key])
+        if OmegaConf.is_missing(node, key):
+            raise OptionsError(f"{source}: '{dotted}' is '???'; give it a value")
+        value = node[key]
+        if dataclasses.is_dataclass(annotation):
+            if value is not None and not isinstance(value, DictConfig):
+                raise OptionsError(f"{source}: '{dotted}' expects a block of keys, got {value!r}")
+            _check_keys(value, annotation, f"{dotted}.", source)
+        elif annotation is int and isinstance(value, float) and value.is_integer():
+            node[key] = int(value)
+
+
+def _read_yaml(path: Path) -> DictConfig:
+    if not path.is_file():
+        raise OptionsError(f"no option file at {path}")
+    try:
+        config = OmegaConf.load(path)
+    except yaml.YAMLError as error:
+        raise OptionsError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(config, DictConfig):
+        raise OptionsError(f"{path}: expected a mapping of option keys at the top level")
+    return config
+
+
+def _read_overrides(overrides: Sequence[str]) -> DictConfig:
+    for item in overrides:
+        if "=" not in item or item.startswith("="):
+            raise OptionsError(f"command line: override '{item}' is not of the form key.sub=value")
+    try:
+        return OmegaConf.from_dotlist(list(overrides))
+    except OmegaConfBaseException as error:
+        raise OptionsError(f"command line: cannot parse overrides {list(overrides)}: {error}") from None
+
+
+def _select(config: DictConfig, dotted: str) -> Any:
+    return OmegaConf.select(config, dotted, default=None, throw_on_missing=False)
+
+
+def _merge_into_schema(user: DictConfig, source: str) -> Options:
+    blocks = {key: _select(user, key) for key in CALL_BLOCKS}
+    rest = OmegaConf.masked_copy(user, list(user.keys())) if user else OmegaConf.create()
+    for key, value in blocks.items():
+        if value is not None:
+            parent, _, leaf = key.rpartition(".")
+            container = _select(rest, parent) if parent else rest
+            container.pop(leaf)  # merged below without the defaults
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(Options), rest)
+        for key, value in blocks.items():
+            if value is not None:
+                OmegaConf.update(merged, key, value, merge=False)
+        return OmegaConf.to_object(merged)
+    except MissingMandatoryValue as error:
+        raise OptionsError(f"{source}: required key '{error.full_key}' is missing") from None
+    except ValidationError as error:
+        reason = str(error.msg).splitlines()[0]
+        raise OptionsError(f"{source}: '{error.full_key}' has the wrong type: {reason}") from None
+
+
+def _check_call_blocks(options: Options, source: str) -> None:
+    """Check ``{type: ..., **kwargs}`` blocks against the classes they name (imports torch and basicsr)."""
+    from sr_iqa.config.call_options import check_call_block
+    from sr_iqa.losses import PIXEL_LOSS_TYPES
+    from sr_iqa.models.generators import generator_block
+    from sr_iqa.train.optim import OPTIMIZER_TYPES, SCHEDULER_TYPES
+
+    options.network_g = generator_block(options.network_g, options.scale, source)
+    check_call_block(options.train.optim_g, OPTIMIZER_TYPES, "train.optim_g", source, supplied=("params",))
+    if options.train.scheduler is not None:
+        check_call_block(options.train.scheduler, SCHEDULER_TYPES, "train.scheduler", source,
+                         supplied=("optimizer",))
+    check_call_block(options.train.pixel_opt, PIXEL_LOSS_TYPES, "train.pixel_opt", source)
+
+
+def _check_values(options: Options, source: str) -> None:
+    positive = {
+        "scale": options.scale,
+        "train.total_iter": options.train.total_iter,
+        "train.gradient_accumulation_steps": options.train.gradient_accumulation_steps,
+        "datasets.train.gt_size": options.datasets.train.gt_size,
+        "datasets.train.batch_size_per_gpu": options.datasets.train.batch_size_per_gpu,
+        "logger.print_freq": options.logger.print_freq,
+        "logger.save_checkpoint_freq": options.logger.save_checkpoint_freq,
+        "logger.keep_checkpoints": options.logger.keep_checkpoints,
+    }
+    for key, value in positive.items():
+        if value < 1:
+            raise OptionsError(f"{source}: '{key}' must be at least 1, got {value}")
+    if options.datasets.train.gt_size % options.scale:
+        raise OptionsError(f"{source}: 'datasets.train.gt_size' ({options.datasets.train.gt_size}) "
+                           f"must be a multiple of 'scale' ({options.scale})")
+    if not 0 <= options.train.ema_decay < 1:
+        raise OptionsError(f"{source}: 'train.ema_decay' must be in [0, 1), got {options.train.ema_decay}")
+
+
+def load_options(path: str | Path, overrides: Sequence[str] = (), check_blocks: bool = True) -> Options:
+    """Load, validate and type an option file. ``check_blocks=False`` skips the torch-importing checks."""
+    path = Path(path)
+    user = _read_yaml(path)
+    _check_keys(user, Options, "", str(path))
+    if overrides:
+        override_config = _read_overrides(overrides)
+        _check_keys(override_config, Options, "", "command line")
+        user = OmegaConf.merge(user, override_config)
+    source = f"{path}" + (" (with command-line overrides)" if overrides else "")
+    options = _merge_into_schema(user, source)
+    _check_values(options, source)
+    if check_blocks:
+        _check_call_blocks(options, source)
+    return options
+
+
+def options_to_yaml(options: Options) -> str:
+    """The resolved options, loadable again with ``load_options``."""
+    return OmegaConf.to_yaml(OmegaConf.structured(options))

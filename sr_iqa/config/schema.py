@@ -1,0 +1,111 @@
+"""Typed option schema. Field names follow BasicSR option files wherever the meaning is the same.
+
+Blocks of the form ``{type: Name, **kwargs}`` (``network_g``, ``train.optim_g``, ...) are
+plain dicts here: their keys are checked against the signature of the class that ``type``
+names (see ``sr_iqa.config.call_options``), so a misspelt kwarg fails as early as a
+misspelt schema key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from omegaconf import MISSING
+
+
+class MixedPrecision(str, Enum):
+    no = "no"
+    fp16 = "fp16"
+    bf16 = "bf16"
+
+
+@dataclass
+class TrainDatasetOptions:
+    name: str = "train"
+    dataroot_gt: str = MISSING  # folder holding original/ (and the enhanced 01..04/)
+    gt_size: int = 128
+    use_hflip: bool = True
+    use_rot: bool = True
+    batch_size_per_gpu: int = 4
+    num_worker_per_gpu: int = 2
+
+
+@dataclass
+class ValDatasetOptions:
+    name: str = "val"
+    dataroot_gt: str = MISSING
+    dataroot_lq: str | None = None  # fixed LR images named like the originals; synthesised when absent
+
+
+@dataclass
+class DatasetsOptions:
+    train: TrainDatasetOptions = field(default_factory=TrainDatasetOptions)
+    val: ValDatasetOptions | None = None
+
+
+@dataclass
+class PathOptions:
+    experiments_root: str = "experiments"
+    pretrain_network_g: str | None = None
+    strict_load_g: bool = True
+    param_key_g: str = "params"  # key inside a BasicSR .pth; ignored for .safetensors
+    resume_state: str | None = None  # "auto" or a training_states/<iter> folder
+
+
+def _default_optim_g() -> dict[str, Any]:
+    return {"type": "Adam", "lr": 1e-4, "betas": [0.9, 0.99], "weight_decay": 0}
+
+
+def _default_pixel_opt() -> dict[str, Any]:
+    return {"type": "L1Loss", "loss_weight": 1.0}
+
+
+@dataclass
+class TrainOptions:
+    total_iter: int = MISSING
+    optim_g: dict[str, Any] = field(default_factory=_default_optim_g)
+    scheduler: dict[str, Any] | None = None
+    pixel_opt: dict[str, Any] = field(default_factory=_default_pixel_opt)
+    ema_decay: float = 0.999  # 0 turns EMA off
+    mixed_precision: MixedPrecision = MixedPrecision.no
+    gradient_accumulation_steps: int = 1
+
+
+@dataclass
+class ValOptions:
+    val_freq: int = 0  # 0: validate only at the end
+    metrics: list[str] = field(default_factory=lambda: ["psnr", "ssim"])  # pyiqa metric names
+    save_img: bool = True
+
+
+@dataclass
+class LoggerOptions:
+    print_freq: int = 100
+    save_checkpoint_freq: int = 5000
+    keep_checkpoints: int = 3  # how many checkpoints (weights and training states) to keep
+    use_tb_logger: bool = True
+
+
+def _default_network_g() -> dict[str, Any]:
+    return {"type": "RRDBNet", "num_in_ch": 3, "num_out_ch": 3, "num_feat": 64, "num_block": 23,
+            "num_grow_ch": 32}
+
+
+@dataclass
+class Options:
+    name: str = MISSING
+    scale: int = 4
+    manual_seed: int = 0
+    network_g: dict[str, Any] = field(default_factory=_default_network_g)
+    datasets: DatasetsOptions = field(default_factory=DatasetsOptions)
+    path: PathOptions = field(default_factory=PathOptions)
+    train: TrainOptions = field(default_factory=TrainOptions)
+    val: ValOptions = field(default_factory=ValOptions)
+    logger: LoggerOptions = field(default_factory=LoggerOptions)
+
+
+# Dotted keys of the ``{type: ..., **kwargs}`` blocks: replaced whole by the user's block, never merged
+# with the default (a CosineAnnealingLR must not inherit MultiStepLR's milestones).
+CALL_BLOCKS = ("network_g", "train.optim_g", "train.scheduler", "train.pixel_opt")

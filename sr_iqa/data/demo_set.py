@@ -1,0 +1,213 @@
+"""Build the demo multi-GT set from the colour photos scikit-image ships, in the HGGT release layout.
+
+Each group is a 128x128 crop of a photo (the original GT) plus four classical enhancements
+of it at increasing strength. Labels are synthetic: three simulated annotators judge each
+enhancement by how much it raises the mean gradient magnitude (see ``LABEL_RULE``).
+The fixed LR images of the test split are bicubic x1/scale of the originals.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import skimage.data
+from PIL import Image, ImageFilter
+from skimage import exposure
+from skimage.util import img_as_float, img_as_ubyte
+
+from sr_iqa.data.degradations import bicubic_downsample
+from sr_iqa.data.image_io import read_rgb_tensor, write_rgb
+
+TRAIN_PHOTOS = ("astronaut", "coffee", "immunohistochemistry", "motorcycle", "retina", "hubble_deep_field")
+TEST_PHOTOS = ("chelsea", "rocket")
+SLOTS = ("original", "01", "02", "03", "04")
+ANNOTATORS = ("A", "B", "C")
+TRAIN_SET = "demo"
+TEST_SET = "Test-demo"
+
+# Annotator -> (Positive when gain >= this, Negative when gain > this); anything else is Similar.
+LABEL_RULE = {"A": (1.05, 1.40), "B": (1.10, 2.00), "C": (1.60, 2.60)}
+
+
+def _unsharp(radius: float, percent: int) -> Callable[[np.ndarray], np.ndarray]:
+    def enhance(image: np.ndarray) -> np.ndarray:
+        return np.array(Image.fromarray(image).filter(ImageFilter.UnsharpMask(radius, percent, threshold=0)))
+
+    return enhance
+
+
+def _clahe(image: np.ndarray) -> np.ndarray:
+    return img_as_ubyte(np.clip(exposure.equalize_adapthist(img_as_float(image), clip_limit=0.01), 0, 1))
+
+
+# Each takes and returns an HxWx3 uint8 array.
+ENHANCEMENTS: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray]]] = {
+    "01": ("unsharp mask, radius 1, 60 %", _unsharp(1.0, 60)),
+    "02": ("unsharp mask, radius 2, 120 %", _unsharp(2.0, 120)),
+    "03": ("CLAHE (local contrast), clip limit 0.01", _clahe),
+    "04": ("unsharp mask, radius 3, 300 %", _unsharp(3.0, 300)),
+}
+
+
+@dataclass(frozen=True)
+class DemoSetSpec:
+    crop_size: int = 128
+    scale: int = 4
+    train_crops_per_photo: int = 6
+    test_crops_per_photo: int = 3
+
+
+@dataclass(frozen=True)
+class DemoSetPaths:
+    """Where the builder puts each part, relative to the demo root."""
+
+    root: Path
+
+    @property
+    def train_images(self) -> Path:
+        return self.root / "Train" / "images" / TRAIN_SET
+
+    @property
+    def train_labels(self) -> Path:
+        return self.root / "Train" / "labels" / TRAIN_SET
+
+    @property
+    def test_images(self) -> Path:
+        return self.root / "Test" / "GT" / TEST_SET / "images"
+
+    @property
+    def test_labels(self) -> Path:
+        return self.root / "Test" / "GT" / TEST_SET / "labels"
+
+    @property
+    def test_lr(self) -> Path:
+        return self.root / "Test" / "Blind_Degradation_Benchmark_LQ" / TEST_SET / "Blind_LR"
+
+    @property
+    def marker(self) -> Path:
+        return self.root / ".complete.json"
+
+
+def load_photo(name: str) -> np.ndarray:
+    if name == "motorcycle":
+        return skimage.data.stereo_motorcycle()[0]
+    return getattr(skimage.data, name)()
+
+
+def textured_crops(photo: np.ndarray, size: int, count: int) -> list[tuple[int, int, np.ndarray]]:
+    """The ``count`` crops with most detail on a non-overlapping grid (flat sky makes a poor SR sample)."""
+    height, width = photo.shape[:2]
+    candidates = []
+    for top in range(0, height - size + 1, size):
+        for left in range(0, width - size + 1, size):
+            crop = photo[top:top + size, left:left + size]
+            candidates.append((mean_gradient(crop), top, left, crop))
+    candidates.sort(key=lambda c: -c[0])
+    return sorted(((top, left, crop) for _, top, left, crop in candidates[:count]), key=lambda c: c[:2])
+
+
+def mean_gradient(image: np.ndarray) -> float:
+    """Mean gradient magnitude (central differences) of the BT.601 luma."""
+    rgb = image.astype(np.float64)
+    luma = 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]
+    grad_y, grad_x = np.gradient(luma)
+    return float(np.hypot(grad_x, grad_y).mean())
+
+
+def sharpness_gain(enhanced: np.ndarray, original: np.ndarray) -> float:
+    """How much an enhancement raises the mean gradient magnitude: the demo's label signal."""
+    return mean_gradient(enhanced) / max(mean_gradient(original), 1e-8)
+
+
+def annotator_label(annotator: str, gain: float) -> str:
+    positive_from, negative_above = LABEL_RULE[annotator]
+    if gain > negative_above:
+        return "Negative"
+    if gain >= positive_from:
+        return "Positive"
+    return "Similar"
+
+
+def _label_file(group: str, gains: dict[str, float], annotator: str) -> dict:
+    entries: dict = {"Picture_1": {"Name": "original", "File": f"original/{group}.png", "Label": None}}
+    for number, slot in enumerate(SLOTS[1:], start=2):
+        entries[f"Picture_{number}"] = {
+            "Name": slot,
+            "File": f"{slot}/{group}_{slot}.png",
+            "Label": annotator_label(annotator, gains[slot]),
+        }
+    entries["Time_cost"] = 0
+    return entries
+
+
+def _write_group(images: Path, labels: Path, group: str, original: np.ndarray) -> None:
+    write_rgb(images / "original" / f"{group}.png", original)
+    gains = {}
+    for slot, (_, enhance) in ENHANCEMENTS.items():
+        enhanced = enhance(original)
+        write_rgb(images / slot / f"{group}_{slot}.png", enhanced)
+        gains[slot] = sharpness_gain(enhanced, original)
+    for annotator in ANNOTATORS:
+        path = labels / annotator / f"{group}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(_label_file(group, gains, annotator), indent=1))
+
+
+def _readme(spec: DemoSetSpec) -> str:
+    enhancements = "\n".join(f"- `{slot}`: {description}" for slot, (description, _) in ENHANCEMENTS.items())
+    rule = "\n".join(f"| {a} | gain >= {p} | gain > {n} |" for a, (p, n) in LABEL_RULE.items())
+    return f"""# sr_iqa demo set (generated; the labels are SYNTHETIC)
+
+Built by `sr-iqa demo` from the colour photos that scikit-image ships. It follows the HGGT
+release layout so that the same code reads it and the real HGGT data.
+
+- Groups: {spec.crop_size}x{spec.crop_size} crops, the cells of a grid with the highest mean gradient.
+  Train photos: {", ".join(TRAIN_PHOTOS)} ({spec.train_crops_per_photo} crops each).
+  Test photos (held out): {", ".join(TEST_PHOTOS)} ({spec.test_crops_per_photo} crops each).
+- Enhanced GTs (classical enhancements at increasing strength):
+{enhancements}
+- Labels are **not human**. Each of three simulated annotators labels an enhanced GT by its
+  sharpness gain, the mean gradient magnitude of the luma of the enhanced GT divided by that of the
+  original:
+
+| annotator | Positive when | Negative when |
+|---|---|---|
+{rule}
+
+  Otherwise the label is Similar. The annotators disagree on purpose, so that the HGGT majority
+  vote (and its "all three differ gives Similar" rule) is exercised.
+- Test LR images (`Test/Blind_Degradation_Benchmark_LQ/{TEST_SET}/Blind_LR`) are bicubic
+  x1/{spec.scale} downsamplings (antialiased) of the originals.
+"""
+
+
+def build_demo_set(root: Path, spec: DemoSetSpec = DemoSetSpec()) -> DemoSetPaths:
+    """Build (or reuse, when a complete set with the same spec exists) the demo set under ``root``."""
+    paths = DemoSetPaths(root)
+    if paths.marker.is_file() and json.loads(paths.marker.read_text()) == asdict(spec):
+        return paths
+    staging = root.with_name(f".{root.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staged = DemoSetPaths(staging)
+    for split_images, split_labels, photos, count in (
+        (staged.train_images, staged.train_labels, TRAIN_PHOTOS, spec.train_crops_per_photo),
+        (staged.test_images, staged.test_labels, TEST_PHOTOS, spec.test_crops_per_photo),
+    ):
+        for photo_name in photos:
+            photo_number = (TRAIN_PHOTOS + TEST_PHOTOS).index(photo_name) + 1
+            for top, left, crop in textured_crops(load_photo(photo_name), spec.crop_size, count):
+                _write_group(split_images, split_labels, f"img{photo_number}-{left}-{top}", crop)
+    for original in sorted((staged.test_images / "original").iterdir()):
+        lr = bicubic_downsample(read_rgb_tensor(original)[None], spec.scale)[0]
+        write_rgb(staged.test_lr / original.name, lr)
+    (staging / "README.md").write_text(_readme(spec))
+    staged.marker.write_text(json.dumps(asdict(spec)))
+    shutil.rmtree(root, ignore_errors=True)
+    staging.rename(root)
+    return paths
+

@@ -1,0 +1,21 @@
+"""Errors a user can act on. The CLI prints their message alone, without a traceback."""
+
+
+class SrIqaError(Exception):
+    """Base class: the message says what is wrong and what to do."""
+
+
+class OptionsError(SrIqaError):
+    """An option file or override is invalid (unknown key, wrong type, missing value)."""
+
+
+class DataError(SrIqaError):
+    """A dataset file is missing, unreadable or inconsistent."""
+
+
+class WeightsUnavailableError(SrIqaError):
+    """A metric or network needs weight files that are not on disk and cannot be downloaded."""
+
+
+class RunFolderError(SrIqaError):
+    """The experiment folder is in a state that would lose work if we went on."""

@@ -1,0 +1,292 @@
+"""One training run on HuggingFace Accelerate: setup, step, validate, save, resume.
+
+The same code runs on one CPU, one GPU, or many processes (``accelerate launch``). The
+DataLoader is deliberately not passed through ``accelerator.prepare``: the per-rank sample
+order comes from ``TrainingSampleOrder``, which is a function of (seed, step, rank), so a
+resumed run continues at the exact sample without re-iterating the skipped batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from pathlib import Path
+from types import FrameType
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import ProjectConfiguration, set_seed
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from sr_iqa.config import Options, options_to_yaml
+from sr_iqa.data.datasets import EvalPairDataset, TrainCropDataset
+from sr_iqa.data.degradations import bicubic_downsample
+from sr_iqa.data.image_io import write_rgb
+from sr_iqa.data.training_order import TrainingSampleOrder
+from sr_iqa.errors import OptionsError, RunFolderError
+from sr_iqa.evaluate.scoring import MetricSet, evaluate_upscaler
+from sr_iqa.losses import build_pixel_loss
+from sr_iqa.models.generators import build_generator, load_generator_weights
+from sr_iqa.train import checkpoints
+from sr_iqa.train.experiment import ExperimentFolders
+from sr_iqa.train.optim import build_optimizer, build_scheduler
+
+log = logging.getLogger("sr_iqa.train")
+
+
+class TrainingProgress:
+    """The iteration counter; saved with the training state, it is also the data position."""
+
+    def __init__(self) -> None:
+        self.iteration = 0
+
+    def state_dict(self) -> dict[str, int]:
+        return {"iteration": self.iteration}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.iteration = int(state["iteration"])
+
+
+class StopRequest:
+    """Turns the first Ctrl-C into 'save and stop at the end of this iteration'; a second one kills."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> StopRequest:
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        signal.signal(signal.SIGINT, self._previous)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+class Trainer:
+    """Stage-1 training of a basicsr generator with a pixel loss against the original GT."""
+
+    def __init__(self, options: Options, source: str = "options") -> None:
+        self.options = options
+        self.folders = ExperimentFolders(Path(options.path.experiments_root) / options.name)
+        self.accelerator = Accelerator(
+            cpu=not torch.cuda.is_available(),
+            mixed_precision=options.train.mixed_precision.value,
+            gradient_accumulation_steps=options.train.gradient_accumulation_steps,
+            step_scheduler_with_optimizer=False,  # one scheduler step per iteration, as in BasicSR
+            log_with="tensorboard" if options.logger.use_tb_logger else None,
+            project_config=ProjectConfiguration(project_dir=str(self.folders.root),
+                                                logging_dir=str(self.folders.logs)),
+        )
+        self.device = self.accelerator.device
+        self.progress = TrainingProgress()
+        resume_from = self._resume_folder()
+        self.train_set, self.val_set = self._build_datasets()
+        self._create_run_folder()
+        self._build_model(source)
+        if resume_from is not None:
+            self.accelerator.load_state(str(resume_from))
+            log.info("resumed from %s at iteration %d", resume_from, self.progress.iteration)
+        self.loader = self._build_loader()
+        self.metric_set = None
+
+    # ----- setup -------------------------------------------------------------------------------
+
+    def _resume_folder(self) -> Path | None:
+        resume = self.options.path.resume_state
+        states = self.folders.training_states
+        if resume is None:
+            if checkpoints.saved_iterations(states):
+                raise RunFolderError(
+                    f"{self.folders.root} already holds training states (up to iteration "
+                    f"{checkpoints.saved_iterations(states)[-1]}); continue it with path.resume_state=auto, "
+                    "or choose another name"
+                )
+            return None
+        if resume == "auto":
+            return checkpoints.latest_state(states)
+        folder = Path(resume)
+        if not folder.is_dir():
+            raise OptionsError(f"path.resume_state: no training-state folder at {folder}")
+        return folder
+
+    def _build_datasets(self) -> tuple[TrainCropDataset, EvalPairDataset | None]:
+        train_options = self.options.datasets.train
+        train_set = TrainCropDataset(Path(train_options.dataroot_gt), train_options.gt_size,
+                                     self.options.manual_seed, train_options.use_hflip, train_options.use_rot)
+        val_options = self.options.datasets.val
+        val_set = None
+        if val_options is not None:
+            lq_root = Path(val_options.dataroot_lq) if val_options.dataroot_lq else None
+            val_set = EvalPairDataset(Path(val_options.dataroot_gt), lq_root, self.options.scale)
+        return train_set, val_set
+
+    def _create_run_folder(self) -> None:
+        if self.accelerator.is_main_process:
+            self.folders.create()
+            self.folders.options_file.write_text(options_to_yaml(self.options))
+            handler = logging.FileHandler(self.folders.logs / "train.log")
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+            logging.getLogger("sr_iqa").addHandler(handler)
+        self.accelerator.wait_for_everyone()
+        if self.accelerator.is_main_process:
+            self.accelerator.init_trackers("tb")
+
+    def _build_model(self, source: str) -> None:
+        options = self.options
+        set_seed(options.manual_seed)
+        net_g = build_generator(options.network_g, options.scale, source)
+        if options.path.pretrain_network_g:
+            load_generator_weights(net_g, options.path.pretrain_network_g, options.path.strict_load_g,
+                                   options.path.param_key_g)
+        optimizer = build_optimizer(options.train.optim_g, net_g.parameters())
+        scheduler = build_scheduler(options.train.scheduler, optimizer)
+        self.net_g, self.optimizer, self.scheduler = self.accelerator.prepare(net_g, optimizer, scheduler)
+        self.pixel_loss = build_pixel_loss(options.train.pixel_opt).to(self.device)
+        self.accelerator.register_for_checkpointing(self.progress)
+        self.ema = None
+        if options.train.ema_decay > 0:
+            self.ema = AveragedModel(self.accelerator.unwrap_model(self.net_g),
+                                     multi_avg_fn=get_ema_multi_avg_fn(options.train.ema_decay), use_buffers=True)
+            self.accelerator.register_for_checkpointing(self.ema)
+        log.info("process %d of %d on %s", self.accelerator.process_index, self.accelerator.num_processes,
+                 self.device, extra={"all_ranks": True})
+
+    def _build_loader(self) -> DataLoader:
+        train_options = self.options.datasets.train
+        order = TrainingSampleOrder(
+            len(self.train_set), train_options.batch_size_per_gpu, self.options.manual_seed,
+            rank=self.accelerator.process_index, world_size=self.accelerator.num_processes,
+            start_step=self.progress.iteration * self.options.train.gradient_accumulation_steps,
+        )
+        workers = train_options.num_worker_per_gpu
+        return DataLoader(
+            self.train_set, batch_size=train_options.batch_size_per_gpu, sampler=order, num_workers=workers,
+            pin_memory=self.device.type == "cuda", persistent_workers=workers > 0,
+            # Worker seeds come from this generator, not the global RNG, so resuming changes nothing.
+            generator=torch.Generator().manual_seed(self.options.manual_seed),
+        )
+
+    # ----- the loop ----------------------------------------------------------------------------
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One micro-batch: synthesise LR on the device, forward, loss, backward, (maybe) step."""
+        gt = batch["gt"].to(self.device, non_blocking=True)
+        lq = bicubic_downsample(gt, self.options.scale)
+        with self.accelerator.accumulate(self.net_g):
+            sr = self.net_g(lq)
+            loss = self.pixel_loss(sr, gt)
+            self.accelerator.backward(loss)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        return loss.detach()
+
+    def train(self) -> ExperimentFolders:
+        """Run until ``train.total_iter``; Ctrl-C saves a checkpoint first. Returns the run folders."""
+        options = self.options
+        total = options.train.total_iter
+        batches = iter(self.loader)
+        bar = tqdm(total=total, initial=self.progress.iteration, desc=options.name, unit="it",
+                   disable=not self.accelerator.is_main_process, dynamic_ncols=True)
+        loss_sum = torch.zeros((), device=self.device)
+        steps_since_print, started = 0, time.perf_counter()
+        with StopRequest() as stop, logging_redirect_tqdm():
+            while self.progress.iteration < total:
+                for _ in range(options.train.gradient_accumulation_steps):
+                    loss_sum += self.train_step(next(batches))
+                self.scheduler.step()
+                if self.ema is not None:
+                    self.ema.update_parameters(self.accelerator.unwrap_model(self.net_g))
+                self.progress.iteration += 1
+                iteration = self.progress.iteration
+                steps_since_print += options.train.gradient_accumulation_steps
+                bar.update(1)
+                if iteration % options.logger.print_freq == 0 or iteration == total:
+                    self._log_training(loss_sum / steps_since_print, bar, started)
+                    loss_sum.zero_()
+                    steps_since_print = 0
+                if options.val.val_freq and iteration % options.val.val_freq == 0 and iteration != total:
+                    self.validate()
+                if iteration % options.logger.save_checkpoint_freq == 0 or iteration == total:
+                    self.save()
+                if self._stop_requested(stop):
+                    if iteration % options.logger.save_checkpoint_freq and iteration != total:
+                        self.save()
+                    log.warning("interrupted at iteration %d; checkpoint saved, resume with "
+                                "path.resume_state=auto", iteration)
+                    raise KeyboardInterrupt
+        bar.close()
+        self.validate()
+        self.accelerator.end_training()
+        return self.folders
+
+    def _stop_requested(self, stop: StopRequest) -> bool:
+        """Every rank must agree to stop at the same iteration, or the final save would deadlock."""
+        if self.accelerator.num_processes == 1:
+            return stop.requested
+        flag = torch.tensor(float(stop.requested), device=self.device)
+        return bool(self.accelerator.reduce(flag, reduction="sum").item() > 0)
+
+    def _log_training(self, mean_loss: torch.Tensor, bar: tqdm, started: float) -> None:
+        loss = self.accelerator.reduce(mean_loss, reduction="mean").item()
+        lr = self.optimizer.param_groups[0]["lr"]
+        iteration = self.progress.iteration
+        bar.set_postfix(l_pix=f"{loss:.4f}", lr=f"{lr:.2e}")
+        log.info("iter %d/%d  lr %.3e  l_pix %.4f  %.1f s", iteration, self.options.train.total_iter, lr, loss,
+                 time.perf_counter() - started)
+        self.accelerator.log({"train/l_pix": loss, "train/lr": lr}, step=iteration)
+
+    # ----- validate and save -------------------------------------------------------------------
+
+    def eval_network(self) -> torch.nn.Module:
+        """The network that is evaluated and exported: the EMA when there is one."""
+        return self.ema.module if self.ema is not None else self.accelerator.unwrap_model(self.net_g)
+
+    def validate(self) -> dict[str, float] | None:
+        """Score the eval network on the val set (main process), log and save the SR images."""
+        if self.val_set is None:
+            return None
+        results = None
+        if self.accelerator.is_main_process:
+            if self.metric_set is None:
+                self.metric_set = MetricSet(self.options.val.metrics, self.device)
+            network = self.eval_network()
+            was_training = network.training
+            network.eval()
+            with self.accelerator.autocast():
+                results, outputs = evaluate_upscaler(network, self.val_set, self.metric_set, self.device)
+            network.train(was_training)
+            iteration = self.progress.iteration
+            log.info("validation at iter %d: %s", iteration,
+                     "  ".join(f"{name} {value:.4f}" for name, value in results.items()))
+            self.accelerator.log({f"val/{name}": value for name, value in results.items()}, step=iteration)
+            if self.options.val.save_img:
+                for name, image in outputs.items():
+                    write_rgb(self.folders.visualization / name / f"{name}_{iteration}.png", image)
+        self.accelerator.wait_for_everyone()
+        return results
+
+    def save(self) -> None:
+        """Weights (safetensors) and the full training state for the current iteration; keeps the last K."""
+        iteration = self.progress.iteration
+        states = self.folders.training_states
+        self.accelerator.wait_for_everyone()
+        self.accelerator.save_state(str(checkpoints.partial_state_folder(states, iteration)))
+        self.accelerator.wait_for_everyone()
+        if self.accelerator.is_main_process:
+            checkpoints.publish_state(states, iteration)
+            models = self.folders.models
+            checkpoints.save_weights(self.accelerator.unwrap_model(self.net_g),
+                                     checkpoints.weights_path(models, "net_g", iteration))
+            if self.ema is not None:
+                checkpoints.save_weights(self.ema.module, checkpoints.weights_path(models, "net_g_ema", iteration))
+            checkpoints.prune(models, states, self.options.logger.keep_checkpoints)
+            log.info("saved checkpoint at iteration %d", iteration)
+        self.accelerator.wait_for_everyone()
