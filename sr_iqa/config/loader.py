@@ -139,10 +139,14 @@ def load_options(path: str | Path, overrides: Sequence[str] = (), check_blocks: 
     path = Path(path)
     user = _read_yaml(path)
     _check_keys(user, Options, "", str(path))
-    if overrides:
-        override_config = _read_overrides(overrides)
-        _check_keys(override_config, Options, "", "command line")
-        user = OmegaConf.merge(user, override_config)
+    for item in overrides:  # in order: a later override wins
+        single = _read_overrides([item])
+        _check_keys(single, Options, "", "command line")
+        key = item.split("=", 1)[0].strip()
+        if key in CALL_BLOCKS:  # `train.scheduler={...}` replaces the block; `train.scheduler.gamma=...` edits it
+            OmegaConf.update(user, key, _select(single, key), merge=False)
+        else:
+            user = OmegaConf.merge(user, single)
     source = f"{path}" + (" (with command-line overrides)" if overrides else "")
     options = _merge_into_schema(user, source)
     _check_values(options, source)

@@ -1,0 +1,88 @@
+"""The demo set follows the HGGT release layout and its documented label rule; the demo prints its table."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from conftest import REPO, SMALL_SPEC
+from PIL import Image
+
+from sr_iqa.data.demo_set import ANNOTATORS, SLOTS, annotator_label, build_demo_set, sharpness_gain
+from sr_iqa.data.image_io import read_rgb_array
+
+
+def _majority(votes: list[str]) -> str:
+    label, count = Counter(votes).most_common(1)[0]
+    return label if count > 1 else "Similar"
+
+
+def test_layout_matches_the_hggt_release(demo_set):
+    for images, labels in ((demo_set.train_images, demo_set.train_labels),
+                           (demo_set.test_images, demo_set.test_labels)):
+        groups = sorted(p.stem for p in (images / "original").glob("*.png"))
+        assert groups
+        for slot in SLOTS[1:]:
+            assert sorted(p.name for p in (images / slot).iterdir()) == [f"{g}_{slot}.png" for g in groups]
+        for annotator in ANNOTATORS:
+            assert sorted(p.stem for p in (labels / annotator).iterdir()) == groups
+    assert (demo_set.root / "README.md").read_text().count("SYNTHETIC") == 1
+    assert (demo_set.root / "Train" / "images" / "demo" / "original").is_dir()
+    assert (demo_set.root / "Test" / "GT" / "Test-demo" / "images" / "original").is_dir()
+
+
+def test_label_files_follow_the_documented_rule(demo_set):
+    disagreements = three_way = 0
+    for label_file in sorted((demo_set.train_labels / "A").glob("*.json")):
+        group = label_file.stem
+        original = read_rgb_array(demo_set.train_images / "original" / f"{group}.png")
+        votes_by_slot: dict[str, list[str]] = {}
+        for annotator in ANNOTATORS:
+            entries = json.loads((demo_set.train_labels / annotator / f"{group}.json").read_text())
+            assert entries["Picture_1"] == {"Name": "original", "File": f"original/{group}.png", "Label": None}
+            for number, slot in enumerate(SLOTS[1:], start=2):
+                entry = entries[f"Picture_{number}"]
+                assert entry["Name"] == slot and entry["File"] == f"{slot}/{group}_{slot}.png"
+                enhanced = read_rgb_array(demo_set.train_images / entry["File"])
+                assert entry["Label"] == annotator_label(annotator, sharpness_gain(enhanced, original))
+                votes_by_slot.setdefault(slot, []).append(entry["Label"])
+        for votes in votes_by_slot.values():
+            disagreements += len(set(votes)) > 1
+            three_way += len(set(votes)) == 3
+            assert _majority(votes) in {"Positive", "Similar", "Negative"}
+    assert disagreements > 0, "the majority vote is never exercised"
+    assert three_way > 0, "the all-three-differ rule is never exercised"
+
+
+def test_fixed_lr_images_are_gt_size_over_scale(demo_set):
+    for original in (demo_set.test_images / "original").glob("*.png"):
+        with Image.open(original) as gt, Image.open(demo_set.test_lr / original.name) as lr:
+            assert (lr.width * SMALL_SPEC.scale, lr.height * SMALL_SPEC.scale) == gt.size
+
+
+def test_second_build_reuses_the_complete_set(demo_set):
+    marker_time = demo_set.marker.stat().st_mtime_ns
+    build_demo_set(demo_set.root, SMALL_SPEC)
+    assert demo_set.marker.stat().st_mtime_ns == marker_time
+
+
+def test_demo_trains_and_prints_the_table(tmp_path: Path, capsys: pytest.CaptureFixture):
+    from sr_iqa.demo import run_demo
+
+    table = run_demo(
+        dataset_root=tmp_path / "demo",
+        options_file=REPO / "options" / "demo" / "train_rrdb_demo.yml",
+        overrides=[f"path.experiments_root={tmp_path / 'experiments'}", "train.total_iter=4",
+                   "network_g.num_feat=8", "network_g.num_block=1", "datasets.train.num_worker_per_gpu=0",
+                   "val.val_freq=0"],
+    )
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "Method" not in line]
+    assert [row.split("|")[1].strip() for row in rows] == ["Bicubic", "RRDBNet (EMA, iter 4)", "Original GT"]
+    header = table.splitlines()[0]
+    assert "psnr ↑" in header and "ssim ↑" in header and "niqe ↓" in header
+    bicubic_psnr = float(rows[0].split("|")[2])
+    assert 15 < bicubic_psnr < 45
+    assert table in capsys.readouterr().out
+    assert (tmp_path / "experiments" / "demo_rrdb_x4" / "demo_results.md").is_file()

@@ -1,0 +1,46 @@
+"""A real 2-process Accelerate run on the CPU (gloo): both ranks train, only rank 0 writes files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from conftest import REPO, tiny_options, write_options
+from safetensors.torch import load_file
+
+ACCELERATE = Path(sys.executable).parent / "accelerate"
+
+
+def test_two_cpu_processes_train_and_only_rank_zero_writes(tmp_path: Path, demo_set):
+    options = tiny_options(demo_set, tmp_path / "experiments")
+    options["val"]["val_freq"] = 4
+    options_file = write_options(tmp_path / "ddp.yml", options)
+    result = subprocess.run(
+        [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+         "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
+         "-m", "sr_iqa", "train", "-opt", str(options_file)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    # Each rank reports itself; a launcher that started two lone processes would print "of 1" twice.
+    assert "process 0 of 2" in result.stderr and "process 1 of 2" in result.stderr
+
+    run = tmp_path / "experiments" / "tiny"
+    for iteration in (4, 8):
+        state = run / "training_states" / str(iteration)
+        assert (state / "random_states_0.pkl").is_file() and (state / "random_states_1.pkl").is_file()
+    assert sorted(p.name for p in (run / "models").iterdir()) == [
+        "net_g_4.safetensors", "net_g_8.safetensors", "net_g_ema_4.safetensors", "net_g_ema_8.safetensors"]
+    assert not [p for p in (run / "training_states").iterdir() if p.name.startswith(".")]
+    log = (run / "logs" / "train.log").read_text()
+    assert log.count("saved checkpoint at iteration") == 2  # written once, by rank 0
+    assert log.count("validation at iter") == 2
+    assert "process 0 of 2" in log and "process 1 of 2" not in log
+
+    weights = load_file(str(run / "models" / "net_g_8.safetensors"))
+    initial = load_file(str(run / "models" / "net_g_4.safetensors"))
+    assert not torch.equal(weights["conv_first.weight"], initial["conv_first.weight"])

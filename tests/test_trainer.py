@@ -1,0 +1,163 @@
+"""The Accelerate training loop: checkpoints, exact resume, EMA, accumulation, Ctrl-C and SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import REPO, tiny_options, write_options
+from safetensors.torch import load_file
+
+from sr_iqa.config import load_options
+from sr_iqa.errors import RunFolderError
+from sr_iqa.train.trainer import Trainer
+
+
+def _train(options_file: Path, *overrides: str) -> Path:
+    options = load_options(options_file, overrides)
+    return Trainer(options, source=str(options_file)).train().root
+
+
+def _weights(run: Path, stem: str, iteration: int) -> dict[str, torch.Tensor]:
+    return load_file(str(run / "models" / f"{stem}_{iteration}.safetensors"))
+
+
+def _assert_equal_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+@pytest.fixture
+def options_file(tmp_path: Path, demo_set) -> Path:
+    return write_options(tmp_path / "train.yml", tiny_options(demo_set, tmp_path / "experiments"))
+
+
+def test_run_folder_layout_and_resolved_options(options_file: Path):
+    run = _train(options_file)
+    assert {p.name for p in run.iterdir()} >= {"models", "training_states", "logs", "visualization", "options.yml"}
+    assert load_options(run / "options.yml") == load_options(options_file)
+    assert sorted(p.name for p in (run / "training_states").iterdir()) == ["4", "8"]
+    assert sorted(p.name for p in (run / "models").iterdir()) == [
+        "net_g_4.safetensors", "net_g_8.safetensors", "net_g_ema_4.safetensors", "net_g_ema_8.safetensors"]
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path: Path, options_file: Path):
+    straight = _train(options_file, "name=straight", "train.total_iter=8")
+    _train(options_file, "name=resumed", "train.total_iter=4")
+    resumed = _train(options_file, "name=resumed", "train.total_iter=8", "path.resume_state=auto")
+    for stem in ("net_g", "net_g_ema"):
+        _assert_equal_weights(_weights(straight, stem, 8), _weights(resumed, stem, 8))
+    # The first half alone must differ, or the comparison above proves nothing.
+    assert not torch.equal(_weights(resumed, "net_g", 4)["conv_first.weight"],
+                           _weights(resumed, "net_g", 8)["conv_first.weight"])
+
+
+def test_existing_run_is_not_overwritten_without_resume(options_file: Path):
+    _train(options_file, "train.total_iter=4")
+    with pytest.raises(RunFolderError, match="path.resume_state=auto"):
+        _train(options_file, "train.total_iter=4")
+
+
+def test_keeps_only_the_last_k_checkpoints(options_file: Path):
+    run = _train(options_file, "logger.save_checkpoint_freq=2", "logger.keep_checkpoints=2")
+    assert sorted(p.name for p in (run / "training_states").iterdir()) == ["6", "8"]
+    assert sorted(p.name for p in (run / "models").iterdir()) == [
+        "net_g_6.safetensors", "net_g_8.safetensors", "net_g_ema_6.safetensors", "net_g_ema_8.safetensors"]
+
+
+def test_ema_follows_the_basicsr_formula(options_file: Path):
+    decay = 0.9
+    run = _train(options_file, "train.total_iter=2", "logger.save_checkpoint_freq=1", f"train.ema_decay={decay}")
+    net_1, net_2 = _weights(run, "net_g", 1), _weights(run, "net_g", 2)
+    ema_1, ema_2 = _weights(run, "net_g_ema", 1), _weights(run, "net_g_ema", 2)
+    _assert_equal_weights(ema_1, net_1)  # the first update copies the weights
+    for name in net_2:
+        torch.testing.assert_close(ema_2[name], decay * net_1[name] + (1 - decay) * net_2[name])
+    assert not torch.equal(ema_2["conv_first.weight"], net_2["conv_first.weight"])
+
+
+def test_no_ema_files_when_ema_is_off(options_file: Path):
+    run = _train(options_file, "train.ema_decay=0")
+    assert not list((run / "models").glob("net_g_ema_*"))
+
+
+def test_gradient_accumulation_matches_the_larger_batch(options_file: Path):
+    big = _train(options_file, "name=big", "datasets.train.batch_size_per_gpu=4", "train.total_iter=3")
+    accumulated = _train(options_file, "name=acc", "datasets.train.batch_size_per_gpu=2",
+                         "train.gradient_accumulation_steps=2", "train.total_iter=3")
+    small = _train(options_file, "name=small", "datasets.train.batch_size_per_gpu=2", "train.total_iter=3")
+    big_w, acc_w, small_w = (_weights(run, "net_g", 3) for run in (big, accumulated, small))
+    for name in big_w:
+        torch.testing.assert_close(acc_w[name], big_w[name], rtol=1e-4, atol=1e-5)
+    assert any(not torch.allclose(small_w[n], big_w[n], atol=1e-5) for n in big_w)
+
+
+def test_validation_and_tensorboard_scalars(options_file: Path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = _train(options_file, "logger.use_tb_logger=true", "val.val_freq=4", "val.save_img=true",
+                 "val.metrics=[psnr,niqe]")
+    events = EventAccumulator(str(run / "logs" / "tb")).Reload()
+    assert [s.step for s in events.Scalars("train/l_pix")] == [2, 4, 6, 8]
+    assert [s.step for s in events.Scalars("val/psnr")] == [4, 8]
+    assert all(0 < s.value < 60 for s in events.Scalars("val/psnr"))
+    assert [s.step for s in events.Scalars("val/niqe")] == [4, 8]
+    saved = sorted(p.name for p in (run / "visualization").rglob("*.png"))
+    assert saved and all(name.endswith(("_4.png", "_8.png")) for name in saved)
+
+
+def _start_training(options_file: Path, *overrides: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "sr_iqa", "train", "-opt", str(options_file), *overrides],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def _wait_for_first_state(run: Path, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = run / "training_states"
+        if states.is_dir() and any(p.name.isdigit() for p in states.iterdir()):
+            return
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.05)
+    raise AssertionError("no checkpoint appeared")
+
+
+LONG_RUN = ("train.total_iter=400", "logger.save_checkpoint_freq=10", "logger.print_freq=100")
+
+
+def test_sigkill_mid_run_then_auto_resume_equals_uninterrupted_run(options_file: Path, tmp_path: Path):
+    run = tmp_path / "experiments" / "killed"
+    process = _start_training(options_file, "name=killed", *LONG_RUN)
+    _wait_for_first_state(run, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    killed_at = max(int(p.name) for p in (run / "training_states").iterdir() if p.name.isdigit())
+    assert killed_at < 400
+
+    _train(options_file, "name=killed", *LONG_RUN, "path.resume_state=auto")
+    straight = _train(options_file, "name=straight", *LONG_RUN)
+    _assert_equal_weights(_weights(run, "net_g", 400), _weights(straight, "net_g", 400))
+    _assert_equal_weights(_weights(run, "net_g_ema", 400), _weights(straight, "net_g_ema", 400))
+
+
+def test_ctrl_c_saves_a_checkpoint_before_exiting(options_file: Path, tmp_path: Path):
+    run = tmp_path / "experiments" / "interrupted"
+    process = _start_training(options_file, "name=interrupted", "train.total_iter=100000",
+                              "logger.save_checkpoint_freq=25")
+    _wait_for_first_state(run, process)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    iteration = int(stderr.split("interrupted at iteration ")[1].split(";")[0])
+    assert (run / "training_states" / str(iteration)).is_dir()
+    assert (run / "models" / f"net_g_{iteration}.safetensors").is_file()
