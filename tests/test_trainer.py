@@ -161,3 +161,25 @@ def test_ctrl_c_saves_a_checkpoint_before_exiting(options_file: Path, tmp_path: 
     iteration = int(stderr.split("interrupted at iteration ")[1].split(";")[0])
     assert (run / "training_states" / str(iteration)).is_dir()
     assert (run / "models" / f"net_g_{iteration}.safetensors").is_file()
+
+
+def test_pretrained_weights_are_loaded_and_mismatches_refused(options_file: Path):
+    source = _train(options_file, "name=source")
+    pretrained = source / "models" / "net_g_8.safetensors"
+    frozen = _train(options_file, "name=frozen", "train.total_iter=1", "train.optim_g.lr=0.0",
+                    f"path.pretrain_network_g={pretrained}")
+    _assert_equal_weights(_weights(frozen, "net_g", 1), load_file(str(pretrained)))
+
+    from sr_iqa.errors import OptionsError
+
+    with pytest.raises(OptionsError, match="strict_load_g"):
+        _train(options_file, "name=mismatch", "network_g.num_feat=16", f"path.pretrain_network_g={pretrained}")
+
+
+def test_fp16_on_cpu_is_refused_with_a_clear_message(options_file: Path):
+    from sr_iqa.errors import OptionsError
+
+    if torch.cuda.is_available():
+        pytest.skip("fp16 is valid with a GPU")
+    with pytest.raises(OptionsError, match="'train.mixed_precision' is fp16"):
+        _train(options_file, "train.mixed_precision=fp16")

@@ -50,9 +50,14 @@ def load_generator_weights(net: torch.nn.Module, path: str | Path, strict: bool 
         elif param_key == "params" and "params_ema" in state:
             state = state["params_ema"]
     state = {k.removeprefix("module."): v for k, v in state.items()}
-    missing, unexpected = net.load_state_dict(state, strict=False)
-    if strict and (missing or unexpected):
+    own = net.state_dict()
+    wrong_shape = sorted(k for k, v in state.items() if k in own and own[k].shape != v.shape)
+    missing = sorted(own.keys() - state.keys())
+    unexpected = sorted(state.keys() - own.keys())
+    if strict and (missing or unexpected or wrong_shape):
         raise OptionsError(
-            f"{path} does not fit network_g: missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}; "
-            "check network_g against the checkpoint or set path.strict_load_g: false"
+            f"{path} does not fit network_g (missing {missing[:3]}, unexpected {unexpected[:3]}, "
+            f"other shape {wrong_shape[:3]}); check network_g against the checkpoint, "
+            "or set path.strict_load_g: false to load only the matching tensors"
         )
+    net.load_state_dict({k: v for k, v in state.items() if k in own and k not in wrong_shape}, strict=False)

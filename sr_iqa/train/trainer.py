@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from sr_iqa.config import Options, options_to_yaml
+from sr_iqa.config.schema import MixedPrecision
 from sr_iqa.data.datasets import EvalPairDataset, TrainCropDataset
 from sr_iqa.data.degradations import bicubic_downsample
 from sr_iqa.data.image_io import write_rgb
@@ -76,8 +77,13 @@ class Trainer:
     def __init__(self, options: Options, source: str = "options") -> None:
         self.options = options
         self.folders = ExperimentFolders(Path(options.path.experiments_root) / options.name)
+        use_cpu = not torch.cuda.is_available()
+        if use_cpu and options.train.mixed_precision is MixedPrecision.fp16:
+            raise OptionsError(f"{source}: 'train.mixed_precision' is fp16, which needs a GPU; "
+                               "use bf16 or no on the CPU")
+        self.log_file = None
         self.accelerator = Accelerator(
-            cpu=not torch.cuda.is_available(),
+            cpu=use_cpu,
             mixed_precision=options.train.mixed_precision.value,
             gradient_accumulation_steps=options.train.gradient_accumulation_steps,
             step_scheduler_with_optimizer=False,  # one scheduler step per iteration, as in BasicSR
@@ -95,7 +101,10 @@ class Trainer:
             self.accelerator.load_state(str(resume_from))
             log.info("resumed from %s at iteration %d", resume_from, self.progress.iteration)
         self.loader = self._build_loader()
+        # Built now, so that a metric whose weights are missing fails before training, not at the first validation.
         self.metric_set = None
+        if self.val_set is not None and self.accelerator.is_main_process:
+            self.metric_set = MetricSet(options.val.metrics, self.device)
 
     # ----- setup -------------------------------------------------------------------------------
 
@@ -132,9 +141,9 @@ class Trainer:
         if self.accelerator.is_main_process:
             self.folders.create()
             self.folders.options_file.write_text(options_to_yaml(self.options))
-            handler = logging.FileHandler(self.folders.logs / "train.log")
-            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-            logging.getLogger("sr_iqa").addHandler(handler)
+            self.log_file = logging.FileHandler(self.folders.logs / "train.log")
+            self.log_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+            logging.getLogger("sr_iqa").addHandler(self.log_file)
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
             self.accelerator.init_trackers("tb")
@@ -190,42 +199,52 @@ class Trainer:
 
     def train(self) -> ExperimentFolders:
         """Run until ``train.total_iter``; Ctrl-C saves a checkpoint first. Returns the run folders."""
-        options = self.options
-        total = options.train.total_iter
-        batches = iter(self.loader)
-        bar = tqdm(total=total, initial=self.progress.iteration, desc=options.name, unit="it",
-                   disable=not self.accelerator.is_main_process, dynamic_ncols=True)
-        loss_sum = torch.zeros((), device=self.device)
-        steps_since_print, started = 0, time.perf_counter()
-        with StopRequest() as stop, logging_redirect_tqdm():
-            while self.progress.iteration < total:
-                for _ in range(options.train.gradient_accumulation_steps):
-                    loss_sum += self.train_step(next(batches))
-                self.scheduler.step()
-                if self.ema is not None:
-                    self.ema.update_parameters(self.accelerator.unwrap_model(self.net_g))
-                self.progress.iteration += 1
-                iteration = self.progress.iteration
-                steps_since_print += options.train.gradient_accumulation_steps
-                bar.update(1)
-                if iteration % options.logger.print_freq == 0 or iteration == total:
-                    self._log_training(loss_sum / steps_since_print, bar, started)
-                    loss_sum.zero_()
-                    steps_since_print = 0
-                if options.val.val_freq and iteration % options.val.val_freq == 0 and iteration != total:
-                    self.validate()
-                if iteration % options.logger.save_checkpoint_freq == 0 or iteration == total:
-                    self.save()
-                if self._stop_requested(stop):
-                    if iteration % options.logger.save_checkpoint_freq and iteration != total:
-                        self.save()
-                    log.warning("interrupted at iteration %d; checkpoint saved, resume with "
-                                "path.resume_state=auto", iteration)
-                    raise KeyboardInterrupt
-        bar.close()
-        self.validate()
-        self.accelerator.end_training()
+        bar = tqdm(total=self.options.train.total_iter, initial=self.progress.iteration, desc=self.options.name,
+                   unit="it", disable=not self.accelerator.is_main_process, dynamic_ncols=True)
+        try:
+            with StopRequest() as stop, logging_redirect_tqdm(loggers=[logging.getLogger("sr_iqa")]):
+                self._run_iterations(bar, stop)
+            bar.close()
+            self.validate()
+        finally:
+            bar.close()
+            self.accelerator.end_training()
+            if self.log_file is not None:
+                logging.getLogger("sr_iqa").removeHandler(self.log_file)
+                self.log_file.close()
         return self.folders
+
+    def _run_iterations(self, bar: tqdm, stop: StopRequest) -> None:
+        options = self.options
+        total, accumulation = options.train.total_iter, options.train.gradient_accumulation_steps
+        batches = iter(self.loader)
+        loss_sum = torch.zeros((), device=self.device)  # summed on the device: no sync per step
+        micro_steps, started = 0, time.perf_counter()
+        while self.progress.iteration < total:
+            for _ in range(accumulation):
+                loss_sum += self.train_step(next(batches))
+            micro_steps += accumulation
+            self.scheduler.step()
+            if self.ema is not None:
+                self.ema.update_parameters(self.accelerator.unwrap_model(self.net_g))
+            self.progress.iteration += 1
+            iteration = self.progress.iteration
+            bar.update(1)
+            if iteration % options.logger.print_freq == 0 or iteration == total:
+                self._log_training(loss_sum / micro_steps, bar, started)
+                loss_sum.zero_()
+                micro_steps = 0
+            if options.val.val_freq and iteration % options.val.val_freq == 0 and iteration != total:
+                self.validate()
+            saved = iteration % options.logger.save_checkpoint_freq == 0 or iteration == total
+            if saved:
+                self.save()
+            if self._stop_requested(stop):
+                if not saved:
+                    self.save()
+                log.warning("interrupted at iteration %d; checkpoint saved, resume with path.resume_state=auto",
+                            iteration)
+                raise KeyboardInterrupt
 
     def _stop_requested(self, stop: StopRequest) -> bool:
         """Every rank must agree to stop at the same iteration, or the final save would deadlock."""
@@ -255,13 +274,15 @@ class Trainer:
             return None
         results = None
         if self.accelerator.is_main_process:
-            if self.metric_set is None:
-                self.metric_set = MetricSet(self.options.val.metrics, self.device)
             network = self.eval_network()
             was_training = network.training
             network.eval()
-            with self.accelerator.autocast():
-                results, outputs = evaluate_upscaler(network, self.val_set, self.metric_set, self.device)
+
+            def upscale(lq: torch.Tensor) -> torch.Tensor:
+                with self.accelerator.autocast():  # the network only; metrics run in fp32
+                    return network(lq).float()
+
+            results, outputs = evaluate_upscaler(upscale, self.val_set, self.metric_set, self.device)
             network.train(was_training)
             iteration = self.progress.iteration
             log.info("validation at iter %d: %s", iteration,
