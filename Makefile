@@ -28,4 +28,4 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff check sr_iqa tests
 
 clean-demo:
-	rm -rf datasets/demo experiments/demo_*
+	rm -rf datasets/demo experiments/demo experiments/demo_rrdb_x4

@@ -18,6 +18,7 @@ from sr_iqa.errors import OptionsError
 from sr_iqa.evaluate.scoring import MetricSet, bicubic_upscaler, evaluate_upscaler, format_table, mean_scores
 
 log = logging.getLogger("sr_iqa.demo")
+DEMO_RUN_NAME = "demo"
 
 
 def run_demo(dataset_root: Path, options_file: Path, overrides: Sequence[str] = (), fresh: bool = False) -> str:
@@ -32,6 +33,7 @@ def run_demo(dataset_root: Path, options_file: Path, overrides: Sequence[str] = 
         f"datasets.val.dataroot_gt={paths.test_images}",
         f"datasets.val.dataroot_lq={paths.test_lr}",
         "path.resume_state=auto",
+        f"name={DEMO_RUN_NAME}",  # apart from the option file's own name, so `sr-iqa train -opt` on it starts afresh
         *overrides,
     ])
     run_folder = Path(options.path.experiments_root) / options.name

@@ -85,4 +85,4 @@ def test_demo_trains_and_prints_the_table(tmp_path: Path, capsys: pytest.Capture
     bicubic_psnr = float(rows[0].split("|")[2])
     assert 15 < bicubic_psnr < 45
     assert table in capsys.readouterr().out
-    assert (tmp_path / "experiments" / "demo_rrdb_x4" / "demo_results.md").is_file()
+    assert (tmp_path / "experiments" / "demo" / "demo_results.md").is_file()

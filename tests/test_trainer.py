@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, tiny_options, write_options
+from conftest import REPO, run_cli, tiny_options, write_options
 from safetensors.torch import load_file
 
 from sr_iqa.config import load_options
@@ -183,3 +183,18 @@ def test_fp16_on_cpu_is_refused_with_a_clear_message(options_file: Path):
         pytest.skip("fp16 is valid with a GPU")
     with pytest.raises(OptionsError, match="'train.mixed_precision' is fp16"):
         _train(options_file, "train.mixed_precision=fp16")
+
+
+def test_bf16_autocast_keeps_trained_weights_in_fp32(options_file: Path):
+    # Its own process: Accelerate fixes the precision once per process.
+    result = run_cli("train", "-opt", str(options_file), "name=bf16", "train.mixed_precision=bf16",
+                     "train.total_iter=4")
+    assert result.returncode == 0, result.stderr[-2000:]
+    run = options_file.parent / "experiments" / "bf16"
+    fp32 = _train(options_file, "name=fp32", "train.total_iter=4")
+    bf16_weights, fp32_weights = _weights(run, "net_g", 4), _weights(fp32, "net_g", 4)
+    assert all(t.dtype == torch.float32 for t in bf16_weights.values())
+    # autocast really ran: the same steps in bf16 give (slightly) different weights
+    assert any(not torch.equal(bf16_weights[n], fp32_weights[n]) for n in fp32_weights)
+    for name in fp32_weights:
+        torch.testing.assert_close(bf16_weights[name], fp32_weights[name], atol=0.05, rtol=0.05)

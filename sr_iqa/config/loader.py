@@ -6,6 +6,7 @@ to do; the checks that need no torch import run first so a typo fails within a s
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -79,7 +80,7 @@ def _select(config: DictConfig, dotted: str) -> Any:
 
 def _merge_into_schema(user: DictConfig, source: str) -> Options:
     blocks = {key: _select(user, key) for key in CALL_BLOCKS}
-    rest = OmegaConf.masked_copy(user, list(user.keys())) if user else OmegaConf.create()
+    rest = copy.deepcopy(user)
     for key, value in blocks.items():
         if value is not None:
             parent, _, leaf = key.rpartition(".")
@@ -134,8 +135,8 @@ def _check_values(options: Options, source: str) -> None:
         raise OptionsError(f"{source}: 'train.ema_decay' must be in [0, 1), got {options.train.ema_decay}")
 
 
-def load_options(path: str | Path, overrides: Sequence[str] = (), check_blocks: bool = True) -> Options:
-    """Load, validate and type an option file. ``check_blocks=False`` skips the torch-importing checks."""
+def load_options(path: str | Path, overrides: Sequence[str] = ()) -> Options:
+    """Load, validate and type an option file; schema checks come before the torch-importing ones."""
     path = Path(path)
     user = _read_yaml(path)
     _check_keys(user, Options, "", str(path))
@@ -150,8 +151,7 @@ def load_options(path: str | Path, overrides: Sequence[str] = (), check_blocks: 
     source = f"{path}" + (" (with command-line overrides)" if overrides else "")
     options = _merge_into_schema(user, source)
     _check_values(options, source)
-    if check_blocks:
-        _check_call_blocks(options, source)
+    _check_call_blocks(options, source)
     return options
 
 

@@ -23,7 +23,8 @@ from sr_iqa.errors import DataError
 def find_originals(gt_root: Path) -> list[Path]:
     folder = gt_root / "original"
     if not folder.is_dir():
-        raise DataError(f"{folder}: folder is missing; 'dataroot_gt' must point at the folder that holds original/")
+        raise DataError(f"{folder}: folder is missing; 'dataroot_gt' must point at the folder that holds original/ "
+                        "(the demo set is built by `sr-iqa demo`)")
     paths = list_images(folder)
     if not paths:
         raise DataError(f"{folder}: holds no images")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import time
 from pathlib import Path
 from types import FrameType
@@ -200,7 +201,8 @@ class Trainer:
     def train(self) -> ExperimentFolders:
         """Run until ``train.total_iter``; Ctrl-C saves a checkpoint first. Returns the run folders."""
         bar = tqdm(total=self.options.train.total_iter, initial=self.progress.iteration, desc=self.options.name,
-                   unit="it", disable=not self.accelerator.is_main_process, dynamic_ncols=True)
+                   unit="it", disable=not self.accelerator.is_main_process, dynamic_ncols=True,
+                   mininterval=0.5 if sys.stderr.isatty() else 30.0)  # a log file gets a line every 30 s
         try:
             with StopRequest() as stop, logging_redirect_tqdm(loggers=[logging.getLogger("sr_iqa")]):
                 self._run_iterations(bar, stop)
