@@ -57,7 +57,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sr-iqa", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="sr-iqa", description="Perceptual SR training with IQA-guided multi-GT supervision (see README.md).")
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train a generator from a BasicSR-style option file")
