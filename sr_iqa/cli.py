@@ -56,6 +56,12 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_check(args: argparse.Namespace) -> int:
+    from sr_iqa.data.check import run_data_check
+
+    return run_data_check(args.root, args.layout, args.scale, args.positive_only, decode=not args.quick)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sr-iqa", description="Perceptual SR training with IQA-guided multi-GT supervision (see README.md).")
@@ -72,6 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--fresh", action="store_true", help="delete an earlier demo run and train again")
     demo.add_argument("overrides", nargs="*", metavar="key.sub=value", help="option overrides")
     demo.set_defaults(handler=_demo)
+    data = commands.add_parser("data", help="data set tools").add_subparsers(dest="data_command", required=True)
+    check = data.add_parser("check", help="validate a data set and print its label summary")
+    check.add_argument("root", type=Path, help="HGGT release root (or one images folder), or a manifest .jsonl")
+    check.add_argument("--layout", choices=["hggt", "manifest"], help="default: detected")
+    check.add_argument("--scale", type=int, default=4, help="fixed LR images must be GT size / scale")
+    check.add_argument("--positive-only", action="store_true", help="also report HGGT's positive-only filter")
+    check.add_argument("--quick", action="store_true", help="check headers and end markers only, no full decode")
+    check.set_defaults(handler=_data_check)
     return parser
 
 

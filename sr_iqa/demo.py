@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sr_iqa.config import load_options
-from sr_iqa.data.datasets import EvalPairDataset
 from sr_iqa.data.demo_set import build_demo_set
 from sr_iqa.errors import OptionsError
 from sr_iqa.evaluate.scoring import MetricSet, bicubic_upscaler, evaluate_upscaler, format_table, mean_scores
@@ -30,7 +29,9 @@ def run_demo(dataset_root: Path, options_file: Path, overrides: Sequence[str] = 
     paths = build_demo_set(dataset_root)
     options = load_options(options_file, [
         f"datasets.train.dataroot_gt={paths.train_images}",
+        f"datasets.train.dataroot_label={paths.train_labels}",
         f"datasets.val.dataroot_gt={paths.test_images}",
+        f"datasets.val.dataroot_label={paths.test_labels}",
         f"datasets.val.dataroot_lq={paths.test_lr}",
         "path.resume_state=auto",
         f"name={DEMO_RUN_NAME}",  # apart from the option file's own name, so `sr-iqa train -opt` on it starts afresh
@@ -45,7 +46,7 @@ def run_demo(dataset_root: Path, options_file: Path, overrides: Sequence[str] = 
     trainer = Trainer(options, source=str(options_file))
     trainer.train()
 
-    test_set = EvalPairDataset(paths.test_images, paths.test_lr, options.scale)
+    test_set = trainer.val_set  # the demo validates on the held-out test split
     metric_set = MetricSet(options.val.metrics, trainer.device)
     network = trainer.eval_network().eval()
     label = f"{options.network_g['type']} ({'EMA, ' if trainer.ema is not None else ''}" \

@@ -30,9 +30,10 @@ def tiny_options(demo_set: DemoSetPaths, experiments_root: Path, **train: object
         "network_g": {"type": "RRDBNet", "num_in_ch": 3, "num_out_ch": 3, "num_feat": 8, "num_block": 1,
                       "num_grow_ch": 4},
         "datasets": {
-            "train": {"dataroot_gt": str(demo_set.train_images), "gt_size": 32, "batch_size_per_gpu": 2,
-                      "num_worker_per_gpu": 0},
-            "val": {"dataroot_gt": str(demo_set.test_images), "dataroot_lq": str(demo_set.test_lr)},
+            "train": {"dataroot_gt": str(demo_set.train_images), "dataroot_label": str(demo_set.train_labels),
+                      "gt_size": 32, "batch_size_per_gpu": 2, "num_worker_per_gpu": 0},
+            "val": {"dataroot_gt": str(demo_set.test_images), "dataroot_label": str(demo_set.test_labels),
+                    "dataroot_lq": str(demo_set.test_lr)},
         },
         "path": {"experiments_root": str(experiments_root)},
         "train": {"total_iter": 8, "optim_g": {"type": "Adam", "lr": 1e-3}, "ema_decay": 0.9, **train},

@@ -1,75 +1,144 @@
-"""Bad data is refused at setup with messages that name the files."""
+"""The multi-GT dataset: one crop box for every image, only the needed files, bad data refused at setup."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import run_cli, tiny_options, write_options
+from hggt_tree import VOTES, write_hggt_split
 from PIL import Image
 
-from sr_iqa.data.datasets import EvalPairDataset, TrainCropDataset
+from sr_iqa.config.schema import DataSourceOptions
+from sr_iqa.data import datasets, image_io
+from sr_iqa.data.datasets import EvalGroupDataset, MultiGTCropDataset, augment
 from sr_iqa.data.degradations import bicubic_downsample
-from sr_iqa.data.image_io import read_rgb_tensor
+from sr_iqa.data.groups import index_hggt
+from sr_iqa.data.sources import group_index
 from sr_iqa.errors import DataError
 
 
 @pytest.fixture
-def gt_root(tmp_path: Path, demo_set) -> Path:
-    root = tmp_path / "gt"
-    shutil.copytree(demo_set.test_images / "original", root / "original")
-    return root
+def split(tmp_path: Path) -> tuple[Path, Path]:
+    images, labels = tmp_path / "images", tmp_path / "labels"
+    write_hggt_split(images, labels, VOTES, size=24)
+    return images, labels
+
+
+def _source(images: Path, labels: Path) -> DataSourceOptions:
+    return DataSourceOptions(dataroot_gt=str(images), dataroot_label=str(labels))
+
+
+def _expected_crop(path: Path, box: torch.Tensor, flips: np.ndarray) -> torch.Tensor:
+    top, left, size = (int(v) for v in box)
+    array = image_io.read_rgb_array(path)[top:top + size, left:left + size]
+    return image_io.array_to_tensor(augment(array, flips.astype(bool), True, True))
+
+
+def test_one_crop_box_for_original_chosen_gt_and_negative(split):
+    images, labels = split
+    index = index_hggt(images, labels)
+    dataset = MultiGTCropDataset(index, gt_size=16, seed=1, choose_gt=lambda *_: 2, with_negative=True)
+    group = index.groups[0]  # img1-0-0: its Negative is slot 03
+    sample = dataset[(0, 0)]
+    # The flips are the sample's own; whichever of the 8 it drew, the same box and flips fit all three crops.
+    candidates = [np.array(bits) for bits in np.ndindex(2, 2, 2)]
+    fitting = [f for f in candidates
+               if torch.equal(sample["original"], _expected_crop(group.gts[0].path, sample["box"], f))]
+    assert len(fitting) == 1
+    assert torch.equal(sample["gt"], _expected_crop(group.gts[2].path, sample["box"], fitting[0]))
+    assert torch.equal(sample["negative"], _expected_crop(group.gts[3].path, sample["box"], fitting[0]))
+    assert bool(sample["has_negative"]) and int(sample["gt_index"]) == 2
+    assert sample["labels"].tolist() == [-1, 0, 0, 2, 1]  # original, P, P, N, S
+
+
+@pytest.mark.parametrize(("chosen", "with_negative", "reads"), [(0, False, 1), (1, False, 2), (1, True, 3)])
+def test_reads_only_the_images_the_sample_needs(split, monkeypatch, chosen, with_negative, reads):
+    images, labels = split
+    opened: list[Path] = []
+    real_read = image_io.read_rgb_array
+
+    def counting_read(path: Path) -> np.ndarray:
+        opened.append(path)
+        return real_read(path)
+
+    monkeypatch.setattr(datasets.image_io, "read_rgb_array", counting_read)
+    dataset = MultiGTCropDataset(index_hggt(images, labels), gt_size=16, seed=0, choose_gt=lambda *_: chosen,
+                                 with_negative=with_negative)
+    dataset[(0, 0)]
+    assert len(opened) == reads
+
+
+def test_kernels_come_from_the_sample_rng(split):
+    from sr_iqa.data.degradations import HGGTDegradation
+
+    images, labels = split
+    dataset = MultiGTCropDataset(index_hggt(images, labels), 16, seed=4,
+                                 sample_kernels=HGGTDegradation().sample_kernels)
+    kernels = [dataset[(epoch, 2)]["kernel1"] for epoch in range(6)]
+    assert all(torch.equal(k, dataset[(epoch, 2)]["kernel1"]) for epoch, k in enumerate(kernels))
+    assert len({tuple(k.flatten().tolist()) for k in kernels}) > 1
+    assert all(torch.isclose(k.sum(), torch.tensor(1.0), atol=1e-4) for k in kernels)
+
+
+def test_test_mode_returns_whole_images_and_the_fixed_lr(demo_set):
+    from sr_iqa.config.schema import ValDatasetOptions
+
+    source = ValDatasetOptions(dataroot_gt=str(demo_set.test_images), dataroot_label=str(demo_set.test_labels))
+    item = EvalGroupDataset(group_index(source, 4, str(demo_set.test_lr)), 4)[0]
+    with Image.open(item.group.original.path) as original:
+        assert item.gt.shape[1:] == (original.height, original.width)
+    assert torch.equal(item.lq, image_io.read_rgb_tensor(demo_set.test_lr / item.group.original.path.name))
+    assert len(item.group.gts) == 5
+
+
+def test_without_fixed_lr_the_eval_lr_is_bicubic(split):
+    images, labels = split
+    item = EvalGroupDataset(index_hggt(images, labels), scale=4)[0]
+    assert torch.equal(item.lq, bicubic_downsample(item.gt[None], 4)[0])
 
 
 def test_missing_original_folder_is_named(tmp_path: Path):
     with pytest.raises(DataError, match=str(tmp_path / "nowhere" / "original")):
-        TrainCropDataset(tmp_path / "nowhere", gt_size=32, seed=0)
+        group_index(_source(tmp_path / "nowhere", tmp_path), scale=4)
 
 
-def test_corrupt_image_is_named(gt_root: Path):
-    broken = gt_root / "original" / "broken.png"
-    broken.write_bytes(b"not a png at all")
-    with pytest.raises(DataError, match="broken.png"):
-        TrainCropDataset(gt_root, gt_size=32, seed=0)
-
-
-def test_truncated_image_is_named_when_read(gt_root: Path):
-    image = sorted((gt_root / "original").iterdir())[0]
-    image.write_bytes(image.read_bytes()[:200])
-    with pytest.raises(DataError, match=image.name):
-        read_rgb_tensor(image)
-
-
-def test_every_too_small_image_is_listed(gt_root: Path):
-    for name in ("tiny_a.png", "tiny_b.png"):
-        Image.new("RGB", (20, 20)).save(gt_root / "original" / name)
+def test_corrupt_image_and_too_small_originals_are_listed_together(split):
+    images, labels = split
+    (images / "03" / "img1-0-0_03.png").write_bytes(b"not a png at all")
     with pytest.raises(DataError) as caught:
-        TrainCropDataset(gt_root, gt_size=32, seed=0)
-    assert "tiny_a.png" in str(caught.value) and "tiny_b.png" in str(caught.value)
+        group_index(_source(images, labels), scale=4, min_size=32)
+    message = str(caught.value)
+    assert "img1-0-0_03.png: corrupt or truncated image" in message
+    assert all(f"{name}.png: 24x24 is smaller than the training crop" in message for name in VOTES)
 
 
 def test_fixed_lr_of_the_wrong_size_and_missing_lr_are_listed(tmp_path: Path, demo_set):
+    import shutil
+
     lq_root = tmp_path / "lq"
     shutil.copytree(demo_set.test_lr, lq_root)
     names = sorted(p.name for p in lq_root.iterdir())
     Image.new("RGB", (10, 10)).save(lq_root / names[0])
     (lq_root / names[1]).unlink()
     with pytest.raises(DataError) as caught:
-        EvalPairDataset(demo_set.test_images, lq_root, scale=4)
+        group_index(_source(demo_set.test_images, demo_set.test_labels), 4, str(lq_root))
     message = str(caught.value)
     assert f"{lq_root / names[0]}: LR is 10x10" in message
     assert f"{lq_root / names[1]}: fixed LR image is missing" in message
 
 
-def test_eval_pairs_synthesise_lr_when_no_fixed_lr(demo_set):
-    pair = EvalPairDataset(demo_set.test_images, None, scale=4)[0]
-    assert torch.equal(pair.lq, bicubic_downsample(pair.gt[None], 4)[0])
-    assert pair.lq.shape[-1] * 4 == pair.gt.shape[-1]
+def test_truncated_image_is_named_when_read(split):
+    images, _ = split
+    image = images / "original" / "img1-0-0.png"
+    image.write_bytes(image.read_bytes()[:200])
+    with pytest.raises(DataError, match="img1-0-0.png"):
+        image_io.read_rgb_tensor(image)
 
 
-def test_cli_refuses_a_missing_dataset_with_one_line(tmp_path: Path, demo_set):
+def test_cli_refuses_a_missing_dataset_with_one_message(tmp_path: Path, demo_set):
     options = tiny_options(demo_set, tmp_path / "experiments")
     options["datasets"]["train"]["dataroot_gt"] = str(tmp_path / "missing")
     result = run_cli("train", "-opt", str(write_options(tmp_path / "o.yml", options)))

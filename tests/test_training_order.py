@@ -6,7 +6,8 @@ from itertools import islice
 
 import torch
 
-from sr_iqa.data.datasets import TrainCropDataset
+from sr_iqa.data.datasets import MultiGTCropDataset
+from sr_iqa.data.groups import index_hggt
 from sr_iqa.data.training_order import TrainingSampleOrder
 
 
@@ -44,7 +45,7 @@ def test_seed_changes_the_order():
 
 
 def test_crop_depends_only_on_seed_epoch_and_index(demo_set):
-    dataset = TrainCropDataset(demo_set.train_images, gt_size=32, seed=3)
+    dataset = MultiGTCropDataset(index_hggt(demo_set.train_images, demo_set.train_labels), gt_size=32, seed=3)
     first = dataset[(2, 1)]["gt"]
     dataset[(0, 0)]  # other draws in between must not matter
     torch.manual_seed(123)

@@ -7,6 +7,7 @@ against ``inspect.signature`` before any work starts; building then uses the sam
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -33,6 +34,14 @@ def _value_fits(value: Any, default: Any) -> bool:
     return True
 
 
+def _dataclass_factory_defaults(target: Callable[..., Any]) -> dict[str, Any]:
+    """A dataclass's ``default_factory`` values, which its signature does not show."""
+    if not dataclasses.is_dataclass(target):
+        return {}
+    return {f.name: f.default_factory() for f in dataclasses.fields(target)
+            if f.default_factory is not dataclasses.MISSING}
+
+
 def check_call_block(
     block: Mapping[str, Any],
     choices: Mapping[str, Callable[..., Any]],
@@ -52,11 +61,13 @@ def check_call_block(
             f"{source}: '{key}.type' is '{type_name}', which sr_iqa does not know; "
             + did_you_mean(str(type_name), choices).replace("valid keys", "valid types")
         )
-    parameters = inspect.signature(choices[type_name]).parameters
+    target = choices[type_name]
+    parameters = inspect.signature(target).parameters
     named = {
         name: p for name, p in parameters.items()
         if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and name not in supplied
     }
+    factory_defaults = _dataclass_factory_defaults(target)
     for name, value in block.items():
         if name == "type":
             continue
@@ -64,7 +75,7 @@ def check_call_block(
             raise OptionsError(
                 f"{source}: unknown key '{key}.{name}' for {type_name}; {did_you_mean(name, named)}"
             )
-        default = named[name].default
+        default = factory_defaults.get(name, named[name].default)
         if not _value_fits(value, default):
             expected = _VALUE_TYPE_NAMES.get(type(default), type(default).__name__)
             raise OptionsError(

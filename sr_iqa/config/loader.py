@@ -18,7 +18,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException, ValidationError
 
-from sr_iqa.config.schema import CALL_BLOCKS, Options
+from sr_iqa.config.schema import CALL_BLOCKS, DatasetLayout, Options
 from sr_iqa.config.suggest import did_you_mean
 from sr_iqa.errors import OptionsError
 
@@ -101,8 +101,9 @@ def _merge_into_schema(user: DictConfig, source: str) -> Options:
 
 def _check_call_blocks(options: Options, source: str) -> None:
     """Check ``{type: ..., **kwargs}`` blocks against the classes they name (imports torch and basicsr)."""
-    from sr_iqa.config.call_options import check_call_block
-    from sr_iqa.losses import PIXEL_LOSS_TYPES
+    from sr_iqa.config.call_options import build_from_block, check_call_block
+    from sr_iqa.data.degradations import DEGRADATION_TYPES
+    from sr_iqa.losses import NEGATIVE_LOSS_TYPES, PIXEL_LOSS_TYPES
     from sr_iqa.models.generators import generator_block
     from sr_iqa.train.optim import OPTIMIZER_TYPES, SCHEDULER_TYPES
 
@@ -112,6 +113,14 @@ def _check_call_blocks(options: Options, source: str) -> None:
         check_call_block(options.train.scheduler, SCHEDULER_TYPES, "train.scheduler", source,
                          supplied=("optimizer",))
     check_call_block(options.train.pixel_opt, PIXEL_LOSS_TYPES, "train.pixel_opt", source)
+    if options.train.neg_opt is not None:
+        check_call_block(options.train.neg_opt, NEGATIVE_LOSS_TYPES, "train.neg_opt", source)
+    check_call_block(options.degradation, DEGRADATION_TYPES, "degradation", source)
+    smallest = build_from_block(options.degradation, DEGRADATION_TYPES).smallest_gt_size(options.scale)
+    if options.datasets.train.gt_size < smallest:
+        raise OptionsError(f"{source}: 'datasets.train.gt_size' is {options.datasets.train.gt_size}, but the "
+                           f"'{options.degradation['type']}' degradation needs at least {smallest} at scale "
+                           f"{options.scale} (its blur kernels and resizes must fit the crop)")
 
 
 def _check_values(options: Options, source: str) -> None:
@@ -131,6 +140,17 @@ def _check_values(options: Options, source: str) -> None:
     if options.datasets.train.gt_size % options.scale:
         raise OptionsError(f"{source}: 'datasets.train.gt_size' ({options.datasets.train.gt_size}) "
                            f"must be a multiple of 'scale' ({options.scale})")
+    for split, source_options in (("train", options.datasets.train), ("val", options.datasets.val)):
+        if source_options is None:
+            continue
+        needed = "manifest" if source_options.type is DatasetLayout.manifest else "dataroot_gt"
+        if getattr(source_options, needed) is None:
+            raise OptionsError(f"{source}: 'datasets.{split}.{needed}' is required for type "
+                               f"{source_options.type.value}")
+    queue, batch = options.datasets.train.queue_size, options.datasets.train.batch_size_per_gpu
+    if queue % batch:
+        raise OptionsError(f"{source}: 'datasets.train.queue_size' ({queue}) must be a multiple of "
+                           f"'datasets.train.batch_size_per_gpu' ({batch})")
     if not 0 <= options.train.ema_decay < 1:
         raise OptionsError(f"{source}: 'train.ema_decay' must be in [0, 1), got {options.train.ema_decay}")
 

@@ -21,22 +21,38 @@ class MixedPrecision(str, Enum):
     bf16 = "bf16"
 
 
+class DatasetLayout(str, Enum):
+    hggt = "hggt"
+    manifest = "manifest"
+
+
 @dataclass
-class TrainDatasetOptions:
+class DataSourceOptions:
+    """Where a split's groups come from (see README "Data layouts")."""
+
+    name: str = "data"
+    type: DatasetLayout = DatasetLayout.hggt
+    dataroot_gt: str | None = None  # hggt: the folder holding original/ and 01..04/
+    dataroot_label: str | None = None  # hggt: the folder holding A/ B/ C/ label files; none: unlabelled
+    manifest: str | None = None  # manifest: the JSON Lines file
+    positive_only: bool = False  # HGGT's filter: drop groups with no enhanced GT of more than one Positive vote
+
+
+@dataclass
+class TrainDatasetOptions(DataSourceOptions):
     name: str = "train"
-    dataroot_gt: str = MISSING  # folder holding original/ (and the enhanced 01..04/)
     gt_size: int = 128
     use_hflip: bool = True
     use_rot: bool = True
     batch_size_per_gpu: int = 4
     num_worker_per_gpu: int = 2
+    queue_size: int = 0  # HGGT / Real-ESRGAN training-pair pool; 0 turns it off
 
 
 @dataclass
-class ValDatasetOptions:
+class ValDatasetOptions(DataSourceOptions):
     name: str = "val"
-    dataroot_gt: str = MISSING
-    dataroot_lq: str | None = None  # fixed LR images named like the originals; synthesised when absent
+    dataroot_lq: str | None = None  # hggt: fixed LR images named like the originals; synthesised when absent
 
 
 @dataclass
@@ -68,6 +84,7 @@ class TrainOptions:
     optim_g: dict[str, Any] = field(default_factory=_default_optim_g)
     scheduler: dict[str, Any] | None = None
     pixel_opt: dict[str, Any] = field(default_factory=_default_pixel_opt)
+    neg_opt: dict[str, Any] | None = None  # HGGT's negative-GT loss: {type: NegativeGTLoss, loss_weight, ...}
     ema_decay: float = 0.999  # 0 turns EMA off
     mixed_precision: MixedPrecision = MixedPrecision.no
     gradient_accumulation_steps: int = 1
@@ -88,6 +105,10 @@ class LoggerOptions:
     use_tb_logger: bool = True
 
 
+def _default_degradation() -> dict[str, Any]:
+    return {"type": "hggt"}
+
+
 def _default_network_g() -> dict[str, Any]:
     return {"type": "RRDBNet", "num_in_ch": 3, "num_out_ch": 3, "num_feat": 64, "num_block": 23,
             "num_grow_ch": 32}
@@ -100,6 +121,7 @@ class Options:
     manual_seed: int = 0
     network_g: dict[str, Any] = field(default_factory=_default_network_g)
     datasets: DatasetsOptions = field(default_factory=DatasetsOptions)
+    degradation: dict[str, Any] = field(default_factory=_default_degradation)
     path: PathOptions = field(default_factory=PathOptions)
     train: TrainOptions = field(default_factory=TrainOptions)
     val: ValOptions = field(default_factory=ValOptions)
@@ -108,4 +130,4 @@ class Options:
 
 # Dotted keys of the ``{type: ..., **kwargs}`` blocks: replaced whole by the user's block, never merged
 # with the default (a CosineAnnealingLR must not inherit MultiStepLR's milestones).
-CALL_BLOCKS = ("network_g", "train.optim_g", "train.scheduler", "train.pixel_opt")
+CALL_BLOCKS = ("network_g", "degradation", "train.optim_g", "train.scheduler", "train.pixel_opt", "train.neg_opt")

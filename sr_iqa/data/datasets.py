@@ -1,132 +1,138 @@
-"""Training crops and evaluation pairs read from a folder of original GTs.
+"""Training crops and evaluation images read through a group index.
 
-The folder is the one that holds ``original/`` in the HGGT release layout
-(``Train/images/<set>``, ``Test/GT/<set>/images``). The enhanced GTs beside it are not
-used yet: for now the supervising GT is always the original.
+A training sample is one crop box applied to every image the sample uses: the original
+(LR synthesis starts from it), the chosen GT (picked by a ``GTChooser`` before anything is
+read) and, when asked for, one Negative GT. Only those files are opened.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
+from sr_iqa.data import image_io
 from sr_iqa.data.degradations import bicubic_downsample
-from sr_iqa.data.image_io import array_to_tensor, list_images, read_rgb_array, read_rgb_tensor
-from sr_iqa.errors import DataError
+from sr_iqa.data.groups import LABEL_VALUES, Group, GroupIndex
+
+# Label codes in the ``labels`` tensor: -1 for the original (or unlabelled), else the position in LABEL_VALUES.
+LABEL_CODES = {label: code for code, label in enumerate(LABEL_VALUES)}
+MAX_GTS = 5
 
 
-def find_originals(gt_root: Path) -> list[Path]:
-    folder = gt_root / "original"
-    if not folder.is_dir():
-        raise DataError(f"{folder}: folder is missing; 'dataroot_gt' must point at the folder that holds original/ "
-                        "(the demo set is built by `sr-iqa demo`)")
-    paths = list_images(folder)
-    if not paths:
-        raise DataError(f"{folder}: holds no images")
-    return paths
+@dataclass(frozen=True)
+class CropBox:
+    top: int
+    left: int
+    size: int
 
 
-def image_size(path: Path) -> tuple[int, int]:
-    """(height, width) from the header alone; DataError when the file is not an image."""
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-    except OSError as error:
-        raise DataError(f"{path}: cannot read image ({error})") from None
-    return height, width
+# (group position in the index, group, crop box, sample RNG) -> index into group.gts of the supervising GT.
+GTChooser = Callable[[int, Group, CropBox, np.random.Generator], int]
 
 
-def _raise_all(problems: list[str]) -> None:
-    if problems:
-        raise DataError(f"{len(problems)} problem(s) in the data:\n" + "\n".join(problems))
+def choose_original(position: int, group: Group, box: CropBox, rng: np.random.Generator) -> int:
+    """Supervise with the original GT (plain single-GT training)."""
+    return 0
 
 
-def augment(array: np.ndarray, rng: np.random.Generator, hflip: bool, rotation: bool) -> np.ndarray:
-    """BasicSR's augment (hflip, vflip, transpose; each with p=0.5), driven by ``rng``."""
-    flips = rng.random(3) < 0.5
+def label_codes(group: Group) -> torch.Tensor:
+    codes = [LABEL_CODES.get(gt.label, -1) if i else -1 for i, gt in enumerate(group.gts)]
+    return torch.tensor(codes + [-1] * (MAX_GTS - len(codes)))
+
+
+def augment(array: np.ndarray, flips: np.ndarray, hflip: bool, rotation: bool) -> np.ndarray:
+    """BasicSR's augment (hflip, vflip, transpose; each with p = 0.5); ``flips`` are the three coin tosses."""
     if hflip and flips[0]:
         array = array[:, ::-1]
     if rotation and flips[1]:
         array = array[::-1, :]
     if rotation and flips[2]:
         array = array.transpose(1, 0, 2)
-    return array
+    return np.ascontiguousarray(array)
 
 
-class TrainCropDataset(Dataset):
-    """Random ``gt_size`` crops of the originals. Item keys are ``(epoch, index)`` (see training_order)."""
+class MultiGTCropDataset(Dataset):
+    """Item keys are ``(epoch, index)`` (see training_order); all randomness comes from ``(seed, epoch, index)``."""
 
-    def __init__(self, gt_root: Path, gt_size: int, seed: int, use_hflip: bool = True,
-                 use_rot: bool = True) -> None:
-        self.paths = find_originals(gt_root)
+    def __init__(self, index: GroupIndex, gt_size: int, seed: int, use_hflip: bool = True, use_rot: bool = True,
+                 choose_gt: GTChooser = choose_original, with_negative: bool = False,
+                 sample_kernels: Callable[[np.random.Generator], dict[str, torch.Tensor]] | None = None) -> None:
+        self.groups = index.groups
         self.gt_size = gt_size
         self.seed = seed
         self.use_hflip = use_hflip
         self.use_rot = use_rot
-        problems = []
-        for path in self.paths:
-            height, width = image_size(path)
-            if min(height, width) < gt_size:
-                problems.append(f"{path}: {height}x{width} is smaller than gt_size {gt_size}")
-        _raise_all(problems)
+        self.choose_gt = choose_gt
+        self.with_negative = with_negative
+        self.sample_kernels = sample_kernels
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.groups)
+
+    def _crop(self, path: Path, box: CropBox, flips: np.ndarray) -> torch.Tensor:
+        array = image_io.read_rgb_array(path)
+        crop = array[box.top:box.top + box.size, box.left:box.left + box.size]
+        return image_io.array_to_tensor(augment(crop, flips, self.use_hflip, self.use_rot))
 
     def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
-        epoch, index = key
-        rng = np.random.default_rng([self.seed, epoch, index])
-        array = read_rgb_array(self.paths[index])
-        height, width = array.shape[:2]
-        top = int(rng.integers(0, height - self.gt_size + 1))
-        left = int(rng.integers(0, width - self.gt_size + 1))
-        crop = array[top:top + self.gt_size, left:left + self.gt_size]
-        crop = augment(crop, rng, self.use_hflip, self.use_rot)
-        return {"gt": array_to_tensor(crop), "key": torch.tensor([epoch, index])}
+        epoch, position = key
+        rng = np.random.default_rng([self.seed, epoch, position])
+        group = self.groups[position]
+        original = image_io.read_rgb_array(group.original.path)
+        height, width = original.shape[:2]
+        box = CropBox(int(rng.integers(0, height - self.gt_size + 1)), int(rng.integers(0, width - self.gt_size + 1)),
+                      self.gt_size)
+        flips = rng.random(3) < 0.5
+        chosen = self.choose_gt(position, group, box, rng)
+        original_crop = image_io.array_to_tensor(augment(
+            original[box.top:box.top + box.size, box.left:box.left + box.size], flips, self.use_hflip, self.use_rot))
+        sample = {
+            "original": original_crop,
+            "gt": original_crop if chosen == 0 else self._crop(group.gts[chosen].path, box, flips),
+            "gt_index": torch.tensor(chosen),
+            "labels": label_codes(group),
+            "box": torch.tensor([box.top, box.left, box.size]),
+            "key": torch.tensor([epoch, position]),
+        }
+        if self.with_negative:
+            negatives = group.indices_labelled("Negative")
+            has_negative = bool(negatives)
+            sample["has_negative"] = torch.tensor(has_negative)
+            sample["negative"] = (self._crop(group.gts[int(rng.choice(negatives))].path, box, flips)
+                                  if has_negative else torch.zeros_like(original_crop))
+        if self.sample_kernels is not None:
+            sample.update(self.sample_kernels(rng))
+        return sample
 
 
 @dataclass
-class EvalPair:
+class EvalGroup:
     name: str
-    gt: torch.Tensor  # 3xHxW
+    gt: torch.Tensor  # the original, 3xHxW
     lq: torch.Tensor  # 3x(H/scale)x(W/scale)
+    group: Group  # all GTs and labels, for metrics that look at every GT
 
 
-class EvalPairDataset(Dataset):
-    """(LR, original GT) per group: the fixed LR from ``lq_root`` or, without one, bicubic x1/scale."""
+class EvalGroupDataset(Dataset):
+    """Whole images: the original GT and the fixed LR (bicubic x1/scale of the original when the group has none)."""
 
-    def __init__(self, gt_root: Path, lq_root: Path | None, scale: int) -> None:
-        self.gt_paths = find_originals(gt_root)
-        self.lq_root = lq_root
+    def __init__(self, index: GroupIndex, scale: int) -> None:
+        self.groups = index.groups
         self.scale = scale
-        problems = []
-        for path in self.gt_paths:
-            height, width = image_size(path)
-            if lq_root is None:
-                continue
-            lq_path = lq_root / path.name
-            if not lq_path.is_file():
-                problems.append(f"{lq_path}: fixed LR image is missing (GT {path})")
-                continue
-            lq_height, lq_width = image_size(lq_path)
-            if (lq_height * scale, lq_width * scale) != (height, width):
-                problems.append(f"{lq_path}: LR is {lq_height}x{lq_width}, but GT {path.name} is "
-                                f"{height}x{width} and scale is {scale}")
-        _raise_all(problems)
 
     def __len__(self) -> int:
-        return len(self.gt_paths)
+        return len(self.groups)
 
-    def __getitem__(self, index: int) -> EvalPair:
-        path = self.gt_paths[index]
-        gt = read_rgb_tensor(path)
-        if self.lq_root is not None:
-            return EvalPair(path.stem, gt, read_rgb_tensor(self.lq_root / path.name))
+    def __getitem__(self, position: int) -> EvalGroup:
+        group = self.groups[position]
+        gt = image_io.read_rgb_tensor(group.original.path)
+        if group.lr_path is not None:
+            return EvalGroup(group.name, gt, image_io.read_rgb_tensor(group.lr_path), group)
         height, width = gt.shape[-2:]
         gt = gt[:, : height - height % self.scale, : width - width % self.scale]
-        return EvalPair(path.stem, gt, bicubic_downsample(gt[None], self.scale)[0])
+        return EvalGroup(group.name, gt, bicubic_downsample(gt[None], self.scale)[0], group)

@@ -1,20 +1,258 @@
-"""LR synthesis from the original GT, on whatever device the batch is on.
+"""LR synthesis from the original GT: HGGT's one-stage and Real-ESRGAN's two-stage degradations.
 
-For now one preset: bicubic downsampling with antialiasing (MATLAB ``imresize``-like).
-The HGGT and Real-ESRGAN presets built from basicsr's degradation functions plug in here.
+Built from basicsr's own functions (``random_mixed_kernels``, ``circular_lowpass_kernel``,
+``filter2D``, the ``_pt`` noise functions, ``DiffJPEG``). As in Real-ESRGAN, blur kernels are
+drawn per sample in the dataset (CPU, from the sample's own RNG, so they are reproducible and
+independent of workers) and everything else runs batched on the device, drawing from the
+torch RNG, which ``set_seed`` seeds and Accelerate's checkpoints save.
+
+The option keys mirror HGGT's and Real-ESRGAN's YAML; ``*2`` keys belong to the second stage.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
 import torch
 import torch.nn.functional as F
+from basicsr.data.degradations import (
+    circular_lowpass_kernel,
+    random_add_gaussian_noise_pt,
+    random_add_poisson_noise_pt,
+    random_mixed_kernels,
+)
+from basicsr.utils.diffjpeg import DiffJPEG
+from basicsr.utils.img_process_util import filter2D
+
+Kernels = dict[str, torch.Tensor]
+RESIZE_MODES = ("area", "bilinear", "bicubic")
 
 
 def bicubic_downsample(gt: torch.Tensor, scale: int) -> torch.Tensor:
-    """Nx3xHxW in [0, 1] -> Nx3x(H/scale)x(W/scale), clamped to [0, 1]."""
+    """Nx3xHxW in [0, 1] -> Nx3x(H/scale)x(W/scale), antialiased, clamped to [0, 1]."""
     height, width = gt.shape[-2:]
     if height % scale or width % scale:
         raise ValueError(f"GT size {height}x{width} is not a multiple of scale {scale}")
     lr = F.interpolate(gt, size=(height // scale, width // scale), mode="bicubic", antialias=True,
                        align_corners=False)
     return lr.clamp_(0, 1)
+
+
+@contextlib.contextmanager
+def _global_rngs_from(rng: np.random.Generator) -> Iterator[None]:
+    """basicsr's kernel functions draw from ``np.random`` and ``random``; seed both from ``rng``, then restore them."""
+    saved_numpy, saved_python = np.random.get_state(), random.getstate()
+    seed = int(rng.integers(2**32))
+    np.random.seed(seed)
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(saved_numpy)
+        random.setstate(saved_python)
+
+
+def _draw(values: list[float] | tuple[float, ...]) -> float:
+    low, high = values
+    return float(torch.empty(()).uniform_(low, high))
+
+
+def _choice(options: tuple[str, ...], probabilities: list[float] | None = None) -> str:
+    weights = torch.tensor(probabilities if probabilities is not None else [1.0] * len(options))
+    return options[int(torch.multinomial(weights, 1))]
+
+
+def _blur_kernel(rng: np.random.Generator, sizes: list[int], pad_to: int, kernel_list: list[str],
+                 kernel_prob: list[float], sinc_prob: float, blur_sigma: list[float], betag_range: list[float],
+                 betap_range: list[float]) -> np.ndarray:
+    """One kernel as Real-ESRGAN's dataset draws it, zero-padded to ``pad_to``."""
+    kernel_size = int(rng.choice(sizes))
+    with _global_rngs_from(rng):
+        if rng.random() < sinc_prob:
+            omega_c = rng.uniform(np.pi / 3, np.pi) if kernel_size < 13 else rng.uniform(np.pi / 5, np.pi)
+            kernel = circular_lowpass_kernel(omega_c, kernel_size, pad_to=False)
+        else:
+            kernel = random_mixed_kernels(kernel_list, kernel_prob, kernel_size, blur_sigma, blur_sigma,
+                                          [-math.pi, math.pi], betag_range, betap_range, noise_range=None)
+    pad = (pad_to - kernel_size) // 2
+    return np.pad(kernel, ((pad, pad), (pad, pad)))
+
+
+def _resize_noise_jpeg(out: torch.Tensor, jpeger: DiffJPEG, resize_prob: list[float], resize_range: list[float],
+                       gaussian_noise_prob: float, noise_range: list[float], poisson_scale_range: list[float],
+                       gray_noise_prob: float, jpeg_range: list[float] | None,
+                       size: tuple[int, int] | None = None) -> torch.Tensor:
+    """Random resize (to ``size`` times the drawn factor when given), noise, then JPEG when ``jpeg_range``."""
+    direction = _choice(("up", "down", "keep"), resize_prob)
+    factor = {"up": lambda: _draw((1, resize_range[1])), "down": lambda: _draw((resize_range[0], 1)),
+              "keep": lambda: 1.0}[direction]()
+    mode = _choice(RESIZE_MODES)
+    if size is None:
+        out = F.interpolate(out, scale_factor=factor, mode=mode)
+    else:
+        out = F.interpolate(out, size=(int(size[0] * factor), int(size[1] * factor)), mode=mode)
+    if float(torch.rand(())) < gaussian_noise_prob:
+        out = random_add_gaussian_noise_pt(out, sigma_range=noise_range, clip=True, rounds=False,
+                                           gray_prob=gray_noise_prob)
+    else:
+        out = random_add_poisson_noise_pt(out, scale_range=poisson_scale_range, gray_prob=gray_noise_prob,
+                                          clip=True, rounds=False)
+    if jpeg_range is not None:
+        quality = out.new_zeros(out.size(0)).uniform_(*jpeg_range)
+        out = jpeger(out.clamp(0, 1), quality=quality)
+    return out
+
+
+def _filter(image: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+    return filter2D(image.contiguous(), kernels)  # filter2D views its input
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def _quantize(lr: torch.Tensor) -> torch.Tensor:
+    return torch.clamp((lr * 255.0).round(), 0, 255) / 255.0
+
+
+@dataclass
+class BicubicDegradation:
+    """Antialiased bicubic downsampling; no randomness."""
+
+    def sample_kernels(self, rng: np.random.Generator) -> Kernels:
+        return {}
+
+    def apply(self, gt: torch.Tensor, kernels: Kernels, scale: int) -> torch.Tensor:
+        return bicubic_downsample(gt, scale)
+
+    def smallest_gt_size(self, scale: int) -> int:
+        return scale
+
+
+@dataclass
+class HGGTDegradation:
+    """HGGT's one stage: blur, random resize, Gaussian or Poisson noise, JPEG, resize to 1/scale."""
+
+    blur_kernel_size: int = 9  # largest kernel; every kernel is zero-padded to it
+    blur_kernel_size_min: int = 3  # smallest; sizes are the odd numbers in between
+    kernel_list: list[str] = field(default_factory=lambda: ["iso", "aniso"])
+    kernel_prob: list[float] = field(default_factory=lambda: [0.7, 0.3])
+    sinc_prob: float = 0.01
+    blur_sigma: list[float] = field(default_factory=lambda: [0.1, 1.0])
+    betag_range: list[float] = field(default_factory=lambda: [0.5, 4.0])
+    betap_range: list[float] = field(default_factory=lambda: [1.0, 2.0])
+    resize_prob: list[float] = field(default_factory=lambda: [0.1, 0.85, 0.05])  # up, down, keep
+    resize_range: list[float] = field(default_factory=lambda: [0.8, 1.2])
+    gaussian_noise_prob: float = 0.5
+    noise_range: list[float] = field(default_factory=lambda: [1.0, 12.0])
+    poisson_scale_range: list[float] = field(default_factory=lambda: [0.05, 0.8])
+    gray_noise_prob: float = 0.2
+    jpeg_range: list[float] = field(default_factory=lambda: [75.0, 95.0])
+
+    def __post_init__(self) -> None:
+        self.kernel_sizes = list(range(self.blur_kernel_size_min | 1, self.blur_kernel_size + 1, 2))
+        self.jpeger = DiffJPEG(differentiable=False)
+
+    def smallest_gt_size(self, scale: int) -> int:
+        """The blur pads by half a kernel (reflect padding needs a larger image); it runs on the GT crop."""
+        return _round_up(self.blur_kernel_size // 2 + 1, scale)
+
+    def sample_kernels(self, rng: np.random.Generator) -> Kernels:
+        kernel = _blur_kernel(rng, self.kernel_sizes, self.blur_kernel_size, self.kernel_list, self.kernel_prob,
+                              self.sinc_prob, self.blur_sigma, self.betag_range, self.betap_range)
+        return {"kernel1": torch.from_numpy(kernel).float()}
+
+    def apply(self, gt: torch.Tensor, kernels: Kernels, scale: int) -> torch.Tensor:
+        height, width = gt.shape[-2:]
+        self.jpeger.to(gt.device)
+        out = _filter(gt, kernels["kernel1"])
+        out = _resize_noise_jpeg(out, self.jpeger, self.resize_prob, self.resize_range, self.gaussian_noise_prob,
+                                 self.noise_range, self.poisson_scale_range, self.gray_noise_prob, self.jpeg_range)
+        out = F.interpolate(out, size=(height // scale, width // scale), mode=_choice(RESIZE_MODES))
+        return _quantize(out)
+
+
+@dataclass
+class RealESRGANDegradation(HGGTDegradation):
+    """Real-ESRGAN's two stages, with its defaults; the second stage ends with a sinc filter and JPEG."""
+
+    blur_kernel_size: int = 21
+    blur_kernel_size_min: int = 7
+    kernel_list: list[str] = field(default_factory=lambda: [
+        "iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso"])
+    kernel_prob: list[float] = field(default_factory=lambda: [0.45, 0.25, 0.12, 0.03, 0.12, 0.03])
+    sinc_prob: float = 0.1
+    blur_sigma: list[float] = field(default_factory=lambda: [0.2, 3.0])
+    betag_range: list[float] = field(default_factory=lambda: [0.5, 4.0])
+    betap_range: list[float] = field(default_factory=lambda: [1.0, 2.0])
+    resize_prob: list[float] = field(default_factory=lambda: [0.2, 0.7, 0.1])
+    resize_range: list[float] = field(default_factory=lambda: [0.15, 1.5])
+    noise_range: list[float] = field(default_factory=lambda: [1.0, 30.0])
+    poisson_scale_range: list[float] = field(default_factory=lambda: [0.05, 3.0])
+    gray_noise_prob: float = 0.4
+    jpeg_range: list[float] = field(default_factory=lambda: [30.0, 95.0])
+    second_blur_prob: float = 0.8
+    kernel_list2: list[str] = field(default_factory=lambda: [
+        "iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso"])
+    kernel_prob2: list[float] = field(default_factory=lambda: [0.45, 0.25, 0.12, 0.03, 0.12, 0.03])
+    sinc_prob2: float = 0.1
+    blur_sigma2: list[float] = field(default_factory=lambda: [0.2, 1.5])
+    betag_range2: list[float] = field(default_factory=lambda: [0.5, 4.0])
+    betap_range2: list[float] = field(default_factory=lambda: [1.0, 2.0])
+    final_sinc_prob: float = 0.8
+    resize_prob2: list[float] = field(default_factory=lambda: [0.3, 0.4, 0.3])
+    resize_range2: list[float] = field(default_factory=lambda: [0.3, 1.2])
+    gaussian_noise_prob2: float = 0.5
+    noise_range2: list[float] = field(default_factory=lambda: [1.0, 25.0])
+    poisson_scale_range2: list[float] = field(default_factory=lambda: [0.05, 2.5])
+    gray_noise_prob2: float = 0.4
+    jpeg_range2: list[float] = field(default_factory=lambda: [30.0, 95.0])
+
+    def smallest_gt_size(self, scale: int) -> int:
+        """The second blur runs after the first down-resize, the sinc filter at LR size; both pad by half a kernel."""
+        half = self.blur_kernel_size // 2 + 1
+        return _round_up(max(math.ceil(half / self.resize_range[0]), scale * half), scale)
+
+    def sample_kernels(self, rng: np.random.Generator) -> Kernels:
+        kernels = super().sample_kernels(rng)
+        kernel2 = _blur_kernel(rng, self.kernel_sizes, self.blur_kernel_size, self.kernel_list2, self.kernel_prob2,
+                               self.sinc_prob2, self.blur_sigma2, self.betag_range2, self.betap_range2)
+        kernels["kernel2"] = torch.from_numpy(kernel2).float()
+        if rng.random() < self.final_sinc_prob:
+            with _global_rngs_from(rng):
+                sinc = circular_lowpass_kernel(rng.uniform(np.pi / 3, np.pi), int(rng.choice(self.kernel_sizes)),
+                                               pad_to=self.blur_kernel_size)
+        else:  # a pulse: no filtering
+            sinc = np.zeros((self.blur_kernel_size, self.blur_kernel_size))
+            sinc[self.blur_kernel_size // 2, self.blur_kernel_size // 2] = 1
+        kernels["sinc_kernel"] = torch.from_numpy(sinc).float()
+        return kernels
+
+    def apply(self, gt: torch.Tensor, kernels: Kernels, scale: int) -> torch.Tensor:
+        height, width = gt.shape[-2:]
+        self.jpeger.to(gt.device)
+        out = _filter(gt, kernels["kernel1"])
+        out = _resize_noise_jpeg(out, self.jpeger, self.resize_prob, self.resize_range, self.gaussian_noise_prob,
+                                 self.noise_range, self.poisson_scale_range, self.gray_noise_prob, self.jpeg_range)
+        if float(torch.rand(())) < self.second_blur_prob:
+            out = _filter(out, kernels["kernel2"])
+        out = _resize_noise_jpeg(out, self.jpeger, self.resize_prob2, self.resize_range2, self.gaussian_noise_prob2,
+                                 self.noise_range2, self.poisson_scale_range2, self.gray_noise_prob2, None,
+                                 size=(height // scale, width // scale))
+        quality = out.new_zeros(out.size(0)).uniform_(*self.jpeg_range2)
+        final_size = (height // scale, width // scale)
+        if float(torch.rand(())) < 0.5:  # [resize back + sinc] then JPEG, or the other order
+            out = _filter(F.interpolate(out, size=final_size, mode=_choice(RESIZE_MODES)), kernels["sinc_kernel"])
+            out = self.jpeger(out.clamp(0, 1), quality=quality)
+        else:
+            out = self.jpeger(out.clamp(0, 1), quality=quality)
+            out = _filter(F.interpolate(out, size=final_size, mode=_choice(RESIZE_MODES)), kernels["sinc_kernel"])
+        return _quantize(out)
+
+
+DEGRADATION_TYPES = {"hggt": HGGTDegradation, "realesrgan": RealESRGANDegradation, "bicubic": BicubicDegradation}

@@ -3,7 +3,7 @@
 Each group is a 128x128 crop of a photo (the original GT) plus four classical enhancements
 of it at increasing strength. Labels are synthetic: three simulated annotators judge each
 enhancement by how much it raises the mean gradient magnitude (see ``LABEL_RULE``).
-The fixed LR images of the test split are bicubic x1/scale of the originals.
+The fixed LR images of the test split come from HGGT's one-stage degradation, seeded.
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import skimage.data
+import torch
 from PIL import Image, ImageFilter
 from skimage import exposure
 from skimage.util import img_as_float, img_as_ubyte
 
-from sr_iqa.data.degradations import bicubic_downsample
+from sr_iqa.data.degradations import HGGTDegradation
 from sr_iqa.data.image_io import read_rgb_tensor, write_rgb
 
 TRAIN_PHOTOS = ("astronaut", "coffee", "immunohistochemistry", "motorcycle", "retina", "hubble_deep_field")
@@ -60,6 +61,7 @@ class DemoSetSpec:
     scale: int = 4
     train_crops_per_photo: int = 6
     test_crops_per_photo: int = 3
+    seed: int = 0  # of the test split's LR degradation
 
 
 @dataclass(frozen=True)
@@ -181,8 +183,9 @@ release layout so that the same code reads it and the real HGGT data.
 
   Otherwise the label is Similar. The annotators disagree on purpose, so that the HGGT majority
   vote (and its "all three differ gives Similar" rule) is exercised.
-- Test LR images (`Test/Blind_Degradation_Benchmark_LQ/{TEST_SET}/Blind_LR`) are bicubic
-  x1/{spec.scale} downsamplings (antialiased) of the originals.
+- Test LR images (`Test/Blind_Degradation_Benchmark_LQ/{TEST_SET}/Blind_LR`) are the originals
+  degraded once with HGGT's one-stage degradation at x1/{spec.scale} (seed {spec.seed}), as HGGT's
+  blind test set is.
 """
 
 
@@ -202,8 +205,13 @@ def build_demo_set(root: Path, spec: DemoSetSpec = DemoSetSpec()) -> DemoSetPath
             photo_number = (TRAIN_PHOTOS + TEST_PHOTOS).index(photo_name) + 1
             for top, left, crop in textured_crops(load_photo(photo_name), spec.crop_size, count):
                 _write_group(split_images, split_labels, f"img{photo_number}-{left}-{top}", crop)
-    for original in sorted((staged.test_images / "original").iterdir()):
-        lr = bicubic_downsample(read_rgb_tensor(original)[None], spec.scale)[0]
+    degradation = HGGTDegradation()
+    for number, original in enumerate(sorted((staged.test_images / "original").iterdir())):
+        rng = np.random.default_rng([spec.seed, number])
+        kernels = {name: kernel[None] for name, kernel in degradation.sample_kernels(rng).items()}
+        with torch.random.fork_rng():
+            torch.manual_seed(spec.seed * 1000 + number)
+            lr = degradation.apply(read_rgb_tensor(original)[None], kernels, spec.scale)[0]
         write_rgb(staged.test_lr / original.name, lr)
     (staging / "README.md").write_text(_readme(spec))
     staged.marker.write_text(json.dumps(asdict(spec)))

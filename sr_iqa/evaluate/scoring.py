@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from sr_iqa.data.datasets import EvalPair
+from sr_iqa.data.datasets import EvalGroup
 from sr_iqa.iqa.metrics import create_metric
 
 
@@ -60,7 +60,7 @@ def bicubic_upscaler(scale: int) -> Upscaler:
 
 
 @torch.no_grad()
-def evaluate_upscaler(upscale: Upscaler, pairs: Iterable[EvalPair], metric_set: MetricSet,
+def evaluate_upscaler(upscale: Upscaler, pairs: Iterable[EvalGroup], metric_set: MetricSet,
                       device: torch.device) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
     """Mean scores of ``upscale(LR)`` against each original, and the SR images by name."""
     rows, outputs = [], {}

@@ -24,18 +24,21 @@ from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from sr_iqa.config import Options, options_to_yaml
+from sr_iqa.config.call_options import build_from_block
 from sr_iqa.config.schema import MixedPrecision
-from sr_iqa.data.datasets import EvalPairDataset, TrainCropDataset
-from sr_iqa.data.degradations import bicubic_downsample
+from sr_iqa.data.datasets import EvalGroupDataset, MultiGTCropDataset
+from sr_iqa.data.degradations import DEGRADATION_TYPES
 from sr_iqa.data.image_io import write_rgb
+from sr_iqa.data.sources import group_index
 from sr_iqa.data.training_order import TrainingSampleOrder
 from sr_iqa.errors import OptionsError, RunFolderError
 from sr_iqa.evaluate.scoring import MetricSet, evaluate_upscaler
-from sr_iqa.losses import build_pixel_loss
+from sr_iqa.losses import build_negative_loss, build_pixel_loss
 from sr_iqa.models.generators import build_generator, load_generator_weights
 from sr_iqa.train import checkpoints
 from sr_iqa.train.experiment import ExperimentFolders
 from sr_iqa.train.optim import build_optimizer, build_scheduler
+from sr_iqa.train.pair_pool import TrainingPairPool
 
 log = logging.getLogger("sr_iqa.train")
 
@@ -95,6 +98,7 @@ class Trainer:
         self.device = self.accelerator.device
         self.progress = TrainingProgress()
         resume_from = self._resume_folder()
+        self.degradation = build_from_block(options.degradation, DEGRADATION_TYPES)
         self.train_set, self.val_set = self._build_datasets()
         self._create_run_folder()
         self._build_model(source)
@@ -127,15 +131,18 @@ class Trainer:
             raise OptionsError(f"path.resume_state: no training-state folder at {folder}")
         return folder
 
-    def _build_datasets(self) -> tuple[TrainCropDataset, EvalPairDataset | None]:
-        train_options = self.options.datasets.train
-        train_set = TrainCropDataset(Path(train_options.dataroot_gt), train_options.gt_size,
-                                     self.options.manual_seed, train_options.use_hflip, train_options.use_rot)
-        val_options = self.options.datasets.val
+    def _build_datasets(self) -> tuple[MultiGTCropDataset, EvalGroupDataset | None]:
+        """Index and validate both splits before any work; bad data stops the run here."""
+        options = self.options
+        train_options = options.datasets.train
+        train_index = group_index(train_options, options.scale, min_size=train_options.gt_size)
+        train_set = MultiGTCropDataset(
+            train_index, train_options.gt_size, options.manual_seed, train_options.use_hflip, train_options.use_rot,
+            with_negative=options.train.neg_opt is not None, sample_kernels=self.degradation.sample_kernels)
+        val_options = options.datasets.val
         val_set = None
         if val_options is not None:
-            lq_root = Path(val_options.dataroot_lq) if val_options.dataroot_lq else None
-            val_set = EvalPairDataset(Path(val_options.dataroot_gt), lq_root, self.options.scale)
+            val_set = EvalGroupDataset(group_index(val_options, options.scale, val_options.dataroot_lq), options.scale)
         return train_set, val_set
 
     def _create_run_folder(self) -> None:
@@ -160,7 +167,12 @@ class Trainer:
         scheduler = build_scheduler(options.train.scheduler, optimizer)
         self.net_g, self.optimizer, self.scheduler = self.accelerator.prepare(net_g, optimizer, scheduler)
         self.pixel_loss = build_pixel_loss(options.train.pixel_opt).to(self.device)
+        self.negative_loss = build_negative_loss(options.train.neg_opt) if options.train.neg_opt else None
         self.accelerator.register_for_checkpointing(self.progress)
+        self.pair_pool = None
+        if options.datasets.train.queue_size:
+            self.pair_pool = TrainingPairPool(options.datasets.train.queue_size)
+            self.accelerator.register_for_checkpointing(self.pair_pool)
         self.ema = None
         if options.train.ema_decay > 0:
             self.ema = AveragedModel(self.accelerator.unwrap_model(self.net_g),
@@ -186,13 +198,25 @@ class Trainer:
 
     # ----- the loop ----------------------------------------------------------------------------
 
+    def synthesize(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Move the batch to the device and add ``lq``, degraded from the original GT (through the pair pool)."""
+        on_device = {name: value.to(self.device, non_blocking=True) for name, value in batch.items()}
+        kernels = {name: on_device.pop(name) for name in ("kernel1", "kernel2", "sinc_kernel") if name in on_device}
+        with torch.no_grad():
+            on_device["lq"] = self.degradation.apply(on_device["original"], kernels, self.options.scale)
+        if self.pair_pool is not None:
+            on_device = self.pair_pool.exchange(on_device)
+        return on_device
+
     def train_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """One micro-batch: synthesise LR on the device, forward, loss, backward, (maybe) step."""
-        gt = batch["gt"].to(self.device, non_blocking=True)
-        lq = bicubic_downsample(gt, self.options.scale)
+        """One micro-batch: synthesise LR on the device, forward, losses, backward, (maybe) step."""
+        data = self.synthesize(batch)
         with self.accelerator.accumulate(self.net_g):
-            sr = self.net_g(lq)
-            loss = self.pixel_loss(sr, gt)
+            sr = self.net_g(data["lq"])
+            loss = self.pixel_loss(sr, data["gt"])
+            if self.negative_loss is not None:
+                loss = loss + self.negative_loss(sr, data["original"], data["gt"], data["negative"],
+                                                 data["has_negative"])
             self.accelerator.backward(loss)
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)

@@ -1,0 +1,194 @@
+"""The group index: each LR source image with its candidate GTs and their aggregated labels.
+
+Built once from the HGGT release layout or a JSON Lines manifest, then shared by every
+worker; labels are never read again per sample. Problems (missing files, bad JSON,
+unknown labels) are collected, not raised one at a time, so a user sees all of them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sr_iqa.data.image_io import list_images
+
+HGGT_SLOTS = ("original", "01", "02", "03", "04")
+LABEL_VALUES = ("Positive", "Similar", "Negative")
+MIN_ANNOTATORS = 3
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    slot: str  # "original", "01".."04" (HGGT) or the position in a manifest line
+    path: Path
+    label: str | None = None  # aggregated label; None for the original or when unlabelled
+    votes: tuple[str, ...] = ()  # one label per annotator
+
+    @property
+    def positive_votes(self) -> int:
+        if self.votes:
+            return sum(vote == "Positive" for vote in self.votes)
+        return MIN_ANNOTATORS if self.label == "Positive" else 0
+
+
+@dataclass(frozen=True)
+class Group:
+    name: str
+    gts: tuple[GroundTruth, ...]  # gts[0] is the original
+    lr_path: Path | None = None  # the fixed LR image of a test set
+
+    @property
+    def original(self) -> GroundTruth:
+        return self.gts[0]
+
+    def indices_labelled(self, label: str) -> list[int]:
+        return [i for i, gt in enumerate(self.gts) if gt.label == label]
+
+
+@dataclass
+class GroupIndex:
+    groups: list[Group]
+    problems: list[str] = field(default_factory=list)
+    dropped: dict[str, str] = field(default_factory=dict)  # group name -> why a filter dropped it
+
+
+def aggregate_votes(votes: Sequence[str]) -> str:
+    """HGGT's rule: the majority label; when no label has a majority (all differ) it is Similar."""
+    label, count = Counter(votes).most_common(1)[0]
+    return label if count * 2 > len(votes) else "Similar"
+
+
+def _read_label_file(path: Path, slots: Sequence[str], problems: list[str]) -> dict[str, str] | None:
+    """Slot -> label from one annotator's file (``Picture_1`` is the original, ``Picture_k`` slot k-1)."""
+    try:
+        entries = json.loads(path.read_text())
+    except FileNotFoundError:
+        problems.append(f"{path}: label file is missing")
+        return None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        problems.append(f"{path}: label file is not valid JSON ({error})")
+        return None
+    labels = {}
+    for number, slot in enumerate(slots[1:], start=2):
+        entry = entries.get(f"Picture_{number}") if isinstance(entries, dict) else None
+        if not isinstance(entry, dict) or "Label" not in entry:
+            problems.append(f"{path}: has no 'Picture_{number}' entry with a 'Label'")
+            return None
+        if entry["Label"] not in LABEL_VALUES:
+            problems.append(f"{path}: unknown label {entry['Label']!r} for Picture_{number}; "
+                            f"expected one of {', '.join(LABEL_VALUES)}")
+            return None
+        labels[slot] = entry["Label"]
+    return labels
+
+
+def _enhanced_path(images: Path, slot: str, original: Path) -> Path:
+    return images / slot / f"{original.stem}_{slot}{original.suffix}"
+
+
+def index_hggt(images: Path, labels: Path | None = None, lr: Path | None = None) -> GroupIndex:
+    """Groups of an HGGT split: ``images/{original,01..04}``, ``labels/{A,B,C}/<name>.json``, ``lr/<name>``."""
+    problems: list[str] = []
+    if not (images / "original").is_dir():
+        return GroupIndex([], [f"{images / 'original'}: folder is missing; the images folder must hold original/ "
+                               "(the demo set is built by `sr-iqa demo`)"])
+    annotators = sorted(p for p in labels.iterdir() if p.is_dir()) if labels is not None and labels.is_dir() else []
+    if labels is not None and len(annotators) < MIN_ANNOTATORS:
+        problems.append(f"{labels}: holds {len(annotators)} annotator folder(s); HGGT labels need at least "
+                        f"{MIN_ANNOTATORS} (A, B, C)")
+    groups = []
+    for original in list_images(images / "original"):
+        slot_paths = {"original": original}
+        for slot in HGGT_SLOTS[1:]:
+            path = _enhanced_path(images, slot, original)
+            if path.is_file():
+                slot_paths[slot] = path
+            elif (images / slot).is_dir():
+                problems.append(f"{path}: enhanced GT is missing (original {original})")
+        slots = [slot for slot in HGGT_SLOTS if slot in slot_paths]
+        votes: dict[str, list[str]] = {slot: [] for slot in slots[1:]}
+        complete = len(annotators) >= MIN_ANNOTATORS
+        for annotator in annotators:
+            read = _read_label_file(annotator / f"{original.stem}.json", HGGT_SLOTS, problems)
+            if read is None:
+                complete = False
+                continue
+            for slot in votes:
+                votes[slot].append(read[slot])
+        gts = [GroundTruth("original", original)]
+        for slot in slots[1:]:
+            label = aggregate_votes(votes[slot]) if complete else None
+            gts.append(GroundTruth(slot, slot_paths[slot], label, tuple(votes[slot]) if complete else ()))
+        lr_path = lr / original.name if lr is not None else None
+        if lr_path is not None and not lr_path.is_file():
+            problems.append(f"{lr_path}: fixed LR image is missing (original {original})")
+            lr_path = None
+        groups.append(Group(original.stem, tuple(gts), lr_path))
+    return GroupIndex(groups, problems)
+
+
+def _manifest_group(entry: object, base: Path, where: str, problems: list[str]) -> Group | None:
+    if not isinstance(entry, dict) or not isinstance(entry.get("original"), str):
+        problems.append(f"{where}: needs an 'original' path")
+        return None
+    unknown = set(entry) - {"name", "original", "gts", "labels", "votes", "lr"}
+    if unknown:
+        problems.append(f"{where}: unknown key(s) {sorted(unknown)}; allowed: name, original, gts, labels, votes, lr")
+        return None
+    enhanced = entry.get("gts", [])
+    labels, votes = entry.get("labels"), entry.get("votes")
+    for key, value in (("labels", labels), ("votes", votes)):
+        if value is not None and (not isinstance(value, list) or len(value) != len(enhanced)):
+            problems.append(f"{where}: '{key}' must be a list with one item per entry of 'gts'")
+            return None
+    gts = [GroundTruth("original", base / entry["original"])]
+    for position, relative in enumerate(enhanced):
+        gt_votes = tuple(votes[position]) if votes is not None else ()
+        label = labels[position] if labels is not None else (aggregate_votes(gt_votes) if gt_votes else None)
+        for value in (label, *gt_votes):
+            if value is not None and value not in LABEL_VALUES:
+                problems.append(f"{where}: unknown label {value!r}; expected one of {', '.join(LABEL_VALUES)}")
+                return None
+        gts.append(GroundTruth(f"{position + 1:02d}", base / relative, label, gt_votes))
+    for gt in gts:
+        if not gt.path.is_file():
+            problems.append(f"{gt.path}: image is missing ({where})")
+    lr_path = base / entry["lr"] if entry.get("lr") else None
+    if lr_path is not None and not lr_path.is_file():
+        problems.append(f"{lr_path}: fixed LR image is missing ({where})")
+    return Group(str(entry.get("name") or gts[0].path.stem), tuple(gts), lr_path)
+
+
+def index_manifest(manifest: Path) -> GroupIndex:
+    """Groups from JSON Lines: ``{"original", "gts", "labels" | "votes", "lr", "name"}``; paths relative to the file."""
+    if not manifest.is_file():
+        return GroupIndex([], [f"{manifest}: manifest file is missing"])
+    groups, problems = [], []
+    for number, line in enumerate(manifest.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{manifest}:{number}"
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as error:
+            problems.append(f"{where}: not valid JSON ({error})")
+            continue
+        group = _manifest_group(entry, manifest.parent, where, problems)
+        if group is not None:
+            groups.append(group)
+    return GroupIndex(groups, problems)
+
+
+def keep_positive_groups(index: GroupIndex) -> GroupIndex:
+    """HGGT's positive-only filter: drop a group when no enhanced GT has more than one Positive vote."""
+    kept = []
+    dropped = dict(index.dropped)
+    for group in index.groups:
+        if any(gt.positive_votes > 1 for gt in group.gts[1:]):
+            kept.append(group)
+        else:
+            dropped[group.name] = "no enhanced GT has more than one Positive vote"
+    return GroupIndex(kept, list(index.problems), dropped)
