@@ -21,11 +21,11 @@ demo: $(VENV)/.installed
 	$(BIN)/sr-iqa demo
 
 test: $(VENV)/.installed-test
-	$(BIN)/ruff check sr_iqa tests
+	$(BIN)/ruff check sr_iqa tests benchmarks
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check sr_iqa tests
+	$(BIN)/ruff check sr_iqa tests benchmarks
 
 clean-demo:
 	rm -rf datasets/demo experiments/demo experiments/demo_rrdb_x4

@@ -48,10 +48,14 @@ def test_run_folder_layout_and_resolved_options(options_file: Path):
         "net_g_4.safetensors", "net_g_8.safetensors", "net_g_ema_4.safetensors", "net_g_ema_8.safetensors"]
 
 
-def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path: Path, options_file: Path):
-    straight = _train(options_file, "name=straight", "train.total_iter=8")
-    _train(options_file, "name=resumed", "train.total_iter=4")
-    resumed = _train(options_file, "name=resumed", "train.total_iter=8", "path.resume_state=auto")
+POOL_AND_NEGATIVE = ("datasets.train.queue_size=4", "train.neg_opt={type: NegativeGTLoss, loss_weight: 0.1}")
+
+
+@pytest.mark.parametrize("extra", [(), POOL_AND_NEGATIVE], ids=["plain", "pool_and_negative_loss"])
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path: Path, options_file: Path, extra):
+    straight = _train(options_file, "name=straight", "train.total_iter=8", *extra)
+    _train(options_file, "name=resumed", "train.total_iter=4", *extra)
+    resumed = _train(options_file, "name=resumed", "train.total_iter=8", "path.resume_state=auto", *extra)
     for stem in ("net_g", "net_g_ema"):
         _assert_equal_weights(_weights(straight, stem, 8), _weights(resumed, stem, 8))
     # The first half alone must differ, or the comparison above proves nothing.
@@ -200,3 +204,11 @@ def test_bf16_autocast_keeps_trained_weights_in_fp32(options_file: Path):
     assert any(not torch.equal(bf16_weights[n], fp32_weights[n]) for n in fp32_weights)
     for name in fp32_weights:
         torch.testing.assert_close(bf16_weights[name], fp32_weights[name], atol=0.05, rtol=0.05)
+
+
+def test_negative_loss_takes_part_in_training(options_file: Path):
+    plain = _train(options_file, "name=plain", "train.total_iter=3")
+    pushed = _train(options_file, "name=pushed", "train.total_iter=3",
+                    "train.neg_opt={type: NegativeGTLoss, loss_weight: 1.0}")
+    a, b = _weights(plain, "net_g", 3), _weights(pushed, "net_g", 3)
+    assert any(not torch.equal(a[n], b[n]) for n in a)

@@ -1,0 +1,87 @@
+"""Loader benchmark on the demo set: HGGT-style loading against sr_iqa's, side by side in one run.
+
+Baseline (what HGGT's dataset does per sample): decode all five GTs of the group and read its
+three label files, then pick one GT and crop. sr_iqa: labels come from the index built once,
+the GT is chosen first, and only the original and the chosen GT are decoded.
+Both pick a Positive GT uniformly (UPos) and crop the same box size.
+
+    python benchmarks/loader_benchmark.py [--samples 400] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from sr_iqa.data.datasets import CropBox, MultiGTCropDataset
+from sr_iqa.data.demo_set import build_demo_set
+from sr_iqa.data.groups import Group, aggregate_votes, index_hggt
+from sr_iqa.data.image_io import array_to_tensor, read_rgb_array
+
+
+def choose_positive(position: int, group: Group, box: CropBox, rng: np.random.Generator) -> int:
+    positives = group.indices_labelled("Positive")
+    return int(rng.choice(positives)) if positives else 0
+
+
+class AllGTsLoader:
+    """Reads every GT and every label file of the group for each sample, as HGGT's loader does."""
+
+    def __init__(self, images: Path, labels: Path, gt_size: int) -> None:
+        self.originals = sorted((images / "original").glob("*.png"))
+        self.images, self.labels, self.gt_size = images, labels, gt_size
+
+    def load(self, position: int, rng: np.random.Generator) -> dict:
+        original = self.originals[position]
+        slots = ["01", "02", "03", "04"]
+        arrays = [read_rgb_array(original)] + [read_rgb_array(self.images / s / f"{original.stem}_{s}.png")
+                                               for s in slots]
+        votes = [json.loads((self.labels / a / f"{original.stem}.json").read_text()) for a in ("A", "B", "C")]
+        labels = [aggregate_votes([v[f"Picture_{i + 2}"]["Label"] for v in votes]) for i in range(4)]
+        positives = [i + 1 for i, label in enumerate(labels) if label == "Positive"]
+        chosen = int(rng.choice(positives)) if positives else 0
+        height, width = arrays[0].shape[:2]
+        top, left = int(rng.integers(0, height - self.gt_size + 1)), int(rng.integers(0, width - self.gt_size + 1))
+        crop = lambda a: array_to_tensor(a[top:top + self.gt_size, left:left + self.gt_size])  # noqa: E731
+        return {"original": crop(arrays[0]), "gt": crop(arrays[chosen])}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--samples", type=int, default=400)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--gt-size", type=int, default=96)
+    args = parser.parse_args()
+    paths = build_demo_set(Path(tempfile.gettempdir()) / "sr_iqa_bench_demo")
+    baseline = AllGTsLoader(paths.train_images, paths.train_labels, args.gt_size)
+    ours = MultiGTCropDataset(index_hggt(paths.train_images, paths.train_labels), args.gt_size, seed=0,
+                              use_hflip=False, use_rot=False, choose_gt=choose_positive)
+    count = len(ours)
+    timings = {"baseline": 0.0, "sr_iqa": 0.0}
+    for round_number in range(args.rounds):  # interleaved, so both see the same machine load
+        rng = np.random.default_rng(round_number)
+        started = time.perf_counter()
+        for i in range(args.samples):
+            baseline.load(i % count, rng)
+        timings["baseline"] += time.perf_counter() - started
+        started = time.perf_counter()
+        for i in range(args.samples):
+            ours[(round_number, i % count)]
+        timings["sr_iqa"] += time.perf_counter() - started
+    total = args.samples * args.rounds
+    rates = {name: total / seconds for name, seconds in timings.items()}
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, python {platform.python_version()}")
+    print(f"| loader | samples/s |\n|---|---|\n| all 5 GTs + 3 label files (HGGT) | {rates['baseline']:.1f} |\n"
+          f"| original + chosen GT (sr_iqa) | {rates['sr_iqa']:.1f} |")
+    print(f"ratio sr_iqa / baseline: {rates['sr_iqa'] / rates['baseline']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
