@@ -68,6 +68,7 @@ def test_manifest_with_labels_votes_and_errors(tmp_path: Path):
         {"original": "a.png", "gts": ["a1.png"], "labels": ["Great"]},
         {"original": "a.png", "gts": ["missing.png"]},
         {"original": "a.png", "colour": "red"},
+        {"original": "a.png", "gts": ["a1.png"], "votes": [[P, P]]},
     ]
     manifest = tmp_path / "groups.jsonl"
     manifest.write_text("\n".join(json.dumps(line) for line in lines) + "\nnot json\n")
@@ -79,7 +80,8 @@ def test_manifest_with_labels_votes_and_errors(tmp_path: Path):
     assert f"{manifest}:3: unknown label 'Great'" in problems
     assert f"{tmp_path / 'missing.png'}: image is missing ({manifest}:4)" in problems
     assert f"{manifest}:5: unknown key(s) ['colour']" in problems
-    assert f"{manifest}:6: not valid JSON" in problems
+    assert f"{manifest}:6: every 'votes' entry needs at least 3 annotators' labels" in problems
+    assert f"{manifest}:7: not valid JSON" in problems
 
 
 def _truth_from_label_files(labels: Path) -> Counter:

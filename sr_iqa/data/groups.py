@@ -144,6 +144,9 @@ def _manifest_group(entry: object, base: Path, where: str, problems: list[str]) 
         if value is not None and (not isinstance(value, list) or len(value) != len(enhanced)):
             problems.append(f"{where}: '{key}' must be a list with one item per entry of 'gts'")
             return None
+    if votes is not None and any(len(gt_votes) < MIN_ANNOTATORS for gt_votes in votes):
+        problems.append(f"{where}: every 'votes' entry needs at least {MIN_ANNOTATORS} annotators' labels")
+        return None
     gts = [GroundTruth("original", base / entry["original"])]
     for position, relative in enumerate(enhanced):
         gt_votes = tuple(votes[position]) if votes is not None else ()
