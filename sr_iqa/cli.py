@@ -62,6 +62,77 @@ def _data_check(args: argparse.Namespace) -> int:
     return run_data_check(args.root, args.layout, args.scale, args.positive_only, decode=not args.quick)
 
 
+def _groups_of(args: argparse.Namespace) -> list:
+    """Every group of ``--dataset ROOT`` (all splits) or of ``-opt FILE`` (train and val), validated."""
+    from sr_iqa.data.validation import validated
+
+    if args.opt is not None:
+        from sr_iqa.config import load_options
+        from sr_iqa.data.sources import group_index
+
+        options = load_options(args.opt, args.overrides)
+        groups = group_index(options.datasets.train, options.scale).groups
+        if options.datasets.val is not None:
+            val = options.datasets.val
+            groups += group_index(val, options.scale, val.dataroot_lq).groups
+        return groups
+    from sr_iqa.data.check import discover_splits
+
+    return [group for index in discover_splits(args.dataset, args.layout).values()
+            for group in validated(index, args.scale).groups]
+
+
+def _score(args: argparse.Namespace) -> int:
+    from sr_iqa.iqa.scorer import Grid, gt_entries, run_scoring
+
+    grid = Grid.parse(args.grid) if args.grid else None
+    run_scoring(gt_entries(_groups_of(args)), args.metric, args.cache, grid, args.batch_size, args.num_workers,
+                args.device, args.weights_dir)
+    return 0
+
+
+def _scores_export(args: argparse.Namespace) -> int:
+    from sr_iqa.iqa.score_cache import ScoreCache
+
+    if not args.cache.is_file():
+        raise SrIqaError(f"{args.cache}: no score cache there")
+    count = ScoreCache(args.cache).export_csv(args.out)
+    print(f"wrote {count} rows to {args.out}")
+    return 0
+
+
+def _weights_check(args: argparse.Namespace) -> int:
+    from sr_iqa.iqa.metrics import missing_weights
+
+    all_ready = True
+    for name in args.names:
+        missing = missing_weights(name, args.weights_dir)
+        all_ready &= not missing
+        status = "ready offline" if not missing else "needs " + "; ".join(
+            f"{file_name} (put it in {folder})" for file_name, folder in missing)
+        print(f"{name}: {status}")
+    return 0 if all_ready else 1
+
+
+def _agree(args: argparse.Namespace) -> int:
+    from sr_iqa.iqa.agreement import agreement_table
+    from sr_iqa.iqa.score_cache import ScoreCache
+
+    if not args.cache.is_file():
+        raise SrIqaError(f"{args.cache}: no score cache there")
+    print(agreement_table(_groups_of(args), ScoreCache(args.cache)))
+    return 0
+
+
+def _add_data_source(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--dataset", type=Path, help="HGGT release root, one images folder, or a manifest .jsonl")
+    source.add_argument("-opt", "--opt", type=Path, help="option file: its train and val data")
+    parser.add_argument("--layout", choices=["hggt", "manifest"], help="with --dataset; default: detected")
+    parser.add_argument("--scale", type=int, default=4, help="with --dataset: fixed LR must be GT size / scale")
+    parser.add_argument("overrides", nargs="*", metavar="key.sub=value", help="with -opt: option overrides")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sr-iqa", description="Perceptual SR training with IQA-guided multi-GT supervision (see README.md).")
@@ -86,6 +157,36 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--positive-only", action="store_true", help="also report HGGT's positive-only filter")
     check.add_argument("--quick", action="store_true", help="check headers and end markers only, no full decode")
     check.set_defaults(handler=_data_check)
+
+    score = commands.add_parser("score", help="score every GT (and a crop grid) into the SQLite score cache")
+    _add_data_source(score)
+    score.add_argument("--metric", action="append", required=True, help="pyiqa metric name (repeatable)")
+    score.add_argument("--cache", type=Path, required=True, help="SQLite score cache (created when missing)")
+    score.add_argument("--grid", metavar="SIZE:STRIDE", help="also score every SIZE crop on a STRIDE grid")
+    score.add_argument("--batch-size", type=int, default=16)
+    score.add_argument("--num-workers", type=int, default=2)
+    score.add_argument("--device", help="default: the process's accelerator device")
+    score.add_argument("--weights-dir", type=Path, help="folder with metric weight files")
+    score.set_defaults(handler=_score)
+
+    scores = commands.add_parser("scores", help="score cache tools").add_subparsers(dest="scores_command",
+                                                                                   required=True)
+    export = scores.add_parser("export", help="write the cache as CSV")
+    export.add_argument("--cache", type=Path, required=True)
+    export.add_argument("--out", type=Path, required=True)
+    export.set_defaults(handler=_scores_export)
+
+    weights = commands.add_parser("weights", help="metric weights").add_subparsers(dest="weights_command",
+                                                                                  required=True)
+    weights_check = weights.add_parser("check", help="which metrics work offline, which files they still need")
+    weights_check.add_argument("names", nargs="+", metavar="NAME")
+    weights_check.add_argument("--weights-dir", type=Path)
+    weights_check.set_defaults(handler=_weights_check)
+
+    agree = commands.add_parser("agree", help="pairwise agreement of cached metrics with the human labels")
+    _add_data_source(agree)
+    agree.add_argument("--cache", type=Path, required=True)
+    agree.set_defaults(handler=_agree)
     return parser
 
 

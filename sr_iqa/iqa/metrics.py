@@ -10,14 +10,16 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
-from urllib.error import URLError
+from typing import Any
 
 import numpy as np
 import pyiqa
 import scipy.io
 import torch
 
-from sr_iqa.errors import WeightsUnavailableError
+from sr_iqa.config.suggest import did_you_mean
+from sr_iqa.errors import OptionsError
+from sr_iqa.iqa.weights import weight_lookup
 
 NIQE_METRICS = ("niqe",)
 
@@ -44,16 +46,52 @@ def niqe_parameters_from_basicsr() -> Path:
     return target
 
 
-def create_metric(name: str, device: torch.device | str = "cpu") -> torch.nn.Module:
-    """A pyiqa inference metric; ``metric.lower_better`` tells its direction."""
-    kwargs = {}
-    if name in NIQE_METRICS:
+def _metric_kwargs(name: str, options: dict[str, Any] | None) -> dict[str, Any]:
+    kwargs = dict(options or {})
+    if name in NIQE_METRICS and "pretrained_model_path" not in kwargs:
         kwargs["pretrained_model_path"] = str(niqe_parameters_from_basicsr())
-    try:
-        return pyiqa.create_metric(name, device=torch.device(device), **kwargs)
-    except (URLError, ConnectionError, TimeoutError) as error:
-        hub = Path(torch.hub.get_dir()) / "pyiqa"
-        raise WeightsUnavailableError(
-            f"metric '{name}': its weights are not on disk and cannot be downloaded ({error}); "
-            f"copy them into {hub} and run again"
-        ) from None
+    return kwargs
+
+
+def create_metric(name: str, device: torch.device | str = "cpu", as_loss: bool = False,
+                  weights_dir: Path | None = None, options: dict[str, Any] | None = None) -> torch.nn.Module:
+    """A pyiqa metric; ``metric.lower_better`` tells its direction.
+
+    Weights come from pyiqa's cache, else ``weights_dir``, else a download; ``options`` (pyiqa kwargs such as
+    ``pretrained_model_path``) come last and win. A weight that cannot be had raises WeightsUnavailableError.
+    """
+    if name not in pyiqa.list_models():
+        raise OptionsError(f"unknown metric '{name}'; {did_you_mean(name, pyiqa.list_models())}")
+    with weight_lookup(name, weights_dir):
+        return pyiqa.create_metric(name, as_loss=as_loss, device=torch.device(device),
+                                   **_metric_kwargs(name, options))
+
+
+def missing_weights(name: str, weights_dir: Path | None = None,
+                    options: dict[str, Any] | None = None) -> list[tuple[str, Path]]:
+    """(file name, folder to put it in) for each weight file the metric would need to download; [] when ready."""
+    with weight_lookup(name, weights_dir, probe=True) as request:
+        pyiqa.create_metric(name, device=torch.device("cpu"), **_metric_kwargs(name, options))
+    return request.missing
+
+
+class FrozenMetricLoss(torch.nn.Module):
+    """A pyiqa metric used inside a loss: frozen, always in eval mode, gradients flow to its input.
+
+    MUSIQ builds its multi-scale input only in eval mode, so ``train()`` from a parent module must not
+    reach the metric. Keep it out of ``accelerator.prepare``: it has nothing to synchronise.
+    """
+
+    def __init__(self, name: str, device: torch.device | str = "cpu", weights_dir: Path | None = None,
+                 options: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.metric = create_metric(name, device, as_loss=True, weights_dir=weights_dir, options=options)
+        self.metric.requires_grad_(False)
+        self.metric.eval()
+        self.lower_better = bool(self.metric.lower_better)
+
+    def train(self, mode: bool = True) -> FrozenMetricLoss:
+        return super().train(False)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.metric(image)

@@ -1,0 +1,146 @@
+"""The score cache: one SQLite file (WAL) of IQA scores keyed by image content, metric and region.
+
+A score's key is (content hash, metric key, x, y, w, h); the full image is the region
+(0, 0, width, height). Keys are unique, and rows are written with INSERT OR IGNORE in small
+committed batches, so a killed scoring job loses at most one batch and a rerun never
+duplicates. Paths map to content hashes in a second table, refreshed when a file's size or
+mtime changes: editing an image invalidates its scores, renaming it does not.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS images (
+    path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+    content_hash TEXT NOT NULL, width INTEGER NOT NULL, height INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS scores (
+    content_hash TEXT NOT NULL, metric TEXT NOT NULL, x INTEGER NOT NULL, y INTEGER NOT NULL,
+    w INTEGER NOT NULL, h INTEGER NOT NULL, score REAL NOT NULL, lower_better INTEGER NOT NULL,
+    PRIMARY KEY (content_hash, metric, x, y, w, h));
+"""
+
+
+@dataclass(frozen=True)
+class Region:
+    x: int
+    y: int
+    w: int
+    h: int
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    path: Path
+    content_hash: str
+    width: int
+    height: int
+
+    @property
+    def full(self) -> Region:
+        return Region(0, 0, self.width, self.height)
+
+
+ScoreRow = tuple[str, str, int, int, int, int, float, bool]  # hash, metric key, x, y, w, h, score, lower_better
+
+
+def metric_key(name: str, options: dict[str, Any] | None = None) -> str:
+    """The metric's name, plus the options that change its values (e.g. ``pretrained_model_path``)."""
+    return name if not options else f"{name} {json.dumps(options, sort_keys=True)}"
+
+
+def grid_regions(width: int, height: int, size: int, stride: int) -> list[Region]:
+    """Every ``size`` x ``size`` box on a ``stride`` grid that fits in the image."""
+    return [Region(x, y, size, size) for y in range(0, height - size + 1, stride)
+            for x in range(0, width - size + 1, stride)]
+
+
+def _file_hash(path: Path) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class ScoreCache:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.db = sqlite3.connect(path, timeout=120)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.executescript(_SCHEMA)
+        self.db.commit()
+
+    def close(self) -> None:
+        self.db.close()
+
+    def record(self, path: Path) -> ImageRecord:
+        """The image's content hash and size, re-hashed only when its size or mtime changed."""
+        stat = path.stat()
+        row = self.db.execute("SELECT size, mtime_ns, content_hash, width, height FROM images WHERE path = ?",
+                              (str(path),)).fetchone()
+        if row is not None and row[0] == stat.st_size and row[1] == stat.st_mtime_ns:
+            return ImageRecord(path, row[2], row[3], row[4])
+        with Image.open(path) as image:
+            width, height = image.size
+        record = ImageRecord(path, _file_hash(path), width, height)
+        self.db.execute("INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?, ?, ?)",
+                        (str(path), stat.st_size, stat.st_mtime_ns, record.content_hash, width, height))
+        self.db.commit()
+        return record
+
+    def present(self, content_hash: str, metric: str) -> set[Region]:
+        rows = self.db.execute("SELECT x, y, w, h FROM scores WHERE content_hash = ? AND metric = ?",
+                               (content_hash, metric))
+        return {Region(*row) for row in rows}
+
+    def put(self, rows: Sequence[ScoreRow]) -> None:
+        self.db.executemany("INSERT OR IGNORE INTO scores VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            [(h, m, x, y, w, hh, float(s), int(lb)) for h, m, x, y, w, hh, s, lb in rows])
+        self.db.commit()
+
+    def metrics(self) -> list[str]:
+        return [row[0] for row in self.db.execute("SELECT DISTINCT metric FROM scores ORDER BY metric")]
+
+    def lower_better(self, metric: str) -> bool:
+        row = self.db.execute("SELECT lower_better FROM scores WHERE metric = ? LIMIT 1", (metric,)).fetchone()
+        return bool(row[0]) if row else False
+
+    def scores(self, metric: str, hashes: Iterable[str]) -> dict[str, dict[Region, float]]:
+        """Content hash -> region -> score, for one metric; loaded once, then plain dicts (picklable for workers)."""
+        wanted = set(hashes)
+        table: dict[str, dict[Region, float]] = {h: {} for h in wanted}
+        for content_hash, x, y, w, h, score in self.db.execute(
+                "SELECT content_hash, x, y, w, h, score FROM scores WHERE metric = ?", (metric,)):
+            if content_hash in wanted:
+                table[content_hash][Region(x, y, w, h)] = score
+        return table
+
+    def count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM scores").fetchone()[0]
+
+    def export_csv(self, out: Path) -> int:
+        """One row per (path, score): ``image,metric,x,y,w,h,score,lower_better``. Returns the number of rows."""
+        rows = self.db.execute(
+            "SELECT images.path, scores.metric, x, y, w, h, score, lower_better FROM scores "
+            "JOIN images ON images.content_hash = scores.content_hash ORDER BY images.path, scores.metric, y, x, h, w")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        count = 0
+        with open(out, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["image", "metric", "x", "y", "w", "h", "score", "lower_better"])
+            for path, metric, x, y, w, h, score, lower_better in rows:
+                writer.writerow([path, metric, x, y, w, h, repr(score), str(bool(lower_better)).lower()])
+                count += 1
+        return count

@@ -1,0 +1,207 @@
+"""``sr-iqa score``: score every GT of a data set (full image and, optionally, a crop grid) into the cache.
+
+Only missing keys are planned, so a rerun after a kill or a finished run does only what is
+left. Images are read by a DataLoader; crops and images of the same size are batched through
+the metric; rows are committed after every batch. Under ``accelerate launch`` each process
+takes every n-th image, so no key is scored twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from sr_iqa.data.groups import Group
+from sr_iqa.data.image_io import read_rgb_tensor
+from sr_iqa.iqa.score_cache import ImageRecord, Region, ScoreCache, ScoreRow, grid_regions, metric_key
+
+log = logging.getLogger("sr_iqa.score")
+
+
+@dataclass(frozen=True)
+class Grid:
+    size: int
+    stride: int
+
+    @classmethod
+    def parse(cls, text: str) -> Grid:
+        size, _, stride = text.partition(":")
+        if not (size.isdigit() and stride.isdigit()) or int(size) < 1 or int(stride) < 1:
+            raise ValueError(f"--grid expects SIZE:STRIDE with positive integers, got '{text}'")
+        return cls(int(size), int(stride))
+
+
+@dataclass
+class ScoreJob:
+    """One image, the regions of it still missing, and (for FR metrics) its reference."""
+
+    record: ImageRecord
+    regions: list[Region]
+    reference: Path | None = None
+
+
+@dataclass(frozen=True)
+class GTEntry:
+    path: Path
+    reference: Path  # the group's original
+    label: str  # original, Positive, Similar, Negative, unlabelled
+
+
+def gt_entries(groups: Sequence[Group]) -> list[GTEntry]:
+    entries = []
+    for group in groups:
+        for position, gt in enumerate(group.gts):
+            label = "original" if position == 0 else (gt.label or "unlabelled")
+            entries.append(GTEntry(gt.path, group.original.path, label))
+    return sorted(set(entries), key=lambda e: str(e.path))
+
+
+def plan(cache: ScoreCache, entries: Sequence[GTEntry], metric: str, grid: Grid | None,
+         full_reference: bool) -> list[ScoreJob]:
+    jobs = []
+    for entry in entries:
+        record = cache.record(entry.path)
+        wanted = [record.full] + (grid_regions(record.width, record.height, grid.size, grid.stride) if grid else [])
+        present = cache.present(record.content_hash, metric)
+        missing = [region for region in wanted if region not in present]
+        if missing:
+            jobs.append(ScoreJob(record, missing, entry.reference if full_reference else None))
+    return jobs
+
+
+class _JobImages(Dataset):
+    def __init__(self, jobs: list[ScoreJob]) -> None:
+        self.jobs = jobs
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    def __getitem__(self, index: int) -> tuple[int, torch.Tensor, torch.Tensor | None]:
+        job = self.jobs[index]
+        reference = read_rgb_tensor(job.reference) if job.reference is not None else None
+        return index, read_rgb_tensor(job.record.path), reference
+
+
+@dataclass
+class _Pending:
+    """Crops waiting for a batch, grouped by shape so that they stack."""
+
+    by_shape: dict[tuple[int, int], list[tuple[str, Region, torch.Tensor, torch.Tensor | None]]] = field(
+        default_factory=lambda: defaultdict(list))
+
+
+class BatchedScorer:
+    """Runs one metric over crops in batches of ``batch_size`` and writes each batch to the cache."""
+
+    def __init__(self, metric: torch.nn.Module, key: str, cache: ScoreCache, batch_size: int,
+                 device: torch.device) -> None:
+        self.metric, self.key, self.cache = metric, key, cache
+        self.batch_size, self.device = batch_size, device
+        self.lower_better = bool(metric.lower_better)
+        self.pending = _Pending()
+
+    def add(self, content_hash: str, region: Region, crop: torch.Tensor, reference: torch.Tensor | None) -> None:
+        bucket = self.pending.by_shape[tuple(crop.shape[-2:])]
+        bucket.append((content_hash, region, crop, reference))
+        if len(bucket) >= self.batch_size:
+            self._run(bucket)
+
+    def flush(self) -> None:
+        for bucket in self.pending.by_shape.values():
+            if bucket:
+                self._run(bucket)
+
+    @torch.no_grad()
+    def _run(self, bucket: list) -> None:
+        images = torch.stack([item[2] for item in bucket]).to(self.device)
+        if bucket[0][3] is not None:
+            scores = self.metric(images, torch.stack([item[3] for item in bucket]).to(self.device))
+        else:
+            scores = self.metric(images)
+        rows: list[ScoreRow] = [
+            (content_hash, self.key, region.x, region.y, region.w, region.h, float(score), self.lower_better)
+            for (content_hash, region, _, _), score in zip(bucket, scores.flatten().tolist(), strict=True)]
+        self.cache.put(rows)
+        bucket.clear()
+
+
+def score_jobs(jobs: list[ScoreJob], scorer: BatchedScorer, num_workers: int, show_progress: bool) -> None:
+    loader = DataLoader(_JobImages(jobs), batch_size=None, num_workers=num_workers)
+    for index, image, reference in tqdm(loader, total=len(jobs), unit="img", disable=not show_progress,
+                                        desc=scorer.key):
+        job = jobs[index]
+        for region in job.regions:
+            crop = image[:, region.y:region.y + region.h, region.x:region.x + region.w]
+            reference_crop = (reference[:, region.y:region.y + region.h, region.x:region.x + region.w]
+                              if reference is not None else None)
+            scorer.add(job.record.content_hash, region, crop, reference_crop)
+    scorer.flush()
+
+
+def summary_lines(cache: ScoreCache, entries: Sequence[GTEntry], metrics: Sequence[str]) -> list[str]:
+    """Per metric: mean and std over all GTs (full images), and the mean per label."""
+    lines = []
+    records = {entry.path: cache.record(entry.path) for entry in entries}
+    for key in metrics:
+        table = cache.scores(key, {r.content_hash for r in records.values()})
+        by_label: dict[str, list[float]] = defaultdict(list)
+        for entry in entries:
+            record = records[entry.path]
+            score = table[record.content_hash].get(record.full)
+            if score is not None:
+                by_label[entry.label].append(score)
+        every = [s for values in by_label.values() for s in values]
+        if not every:
+            continue
+        direction = "lower is better" if cache.lower_better(key) else "higher is better"
+        lines.append(f"{key} ({direction}): mean {statistics.fmean(every):.4f}, "
+                     f"std {statistics.pstdev(every):.4f} over {len(every)} GTs")
+        lines.append("  mean by label: " + ", ".join(
+            f"{label} {statistics.fmean(by_label[label]):.4f}" for label in
+            ("original", "Positive", "Similar", "Negative", "unlabelled") if by_label.get(label)))
+    return lines
+
+
+def metric_is_full_reference(metric: torch.nn.Module) -> bool:
+    return getattr(metric, "metric_mode", "NR") == "FR"
+
+
+NIQE_BLOCK = 96  # NIQE's block size: smaller images or crops raise inside pyiqa
+
+
+def run_scoring(entries: Sequence[GTEntry], metric_names: Sequence[str], cache_path: Path, grid: Grid | None,
+                batch_size: int, num_workers: int, device_name: str | None, weights_dir: Path | None) -> None:
+    """Score what is missing; every process takes every n-th image. The main process prints the summary."""
+    from accelerate import Accelerator
+
+    from sr_iqa.errors import OptionsError
+    from sr_iqa.iqa.metrics import create_metric
+
+    if grid is not None and grid.size < NIQE_BLOCK and any(name.startswith("niqe") for name in metric_names):
+        raise OptionsError(f"--grid {grid.size}:{grid.stride}: NIQE needs crops of at least {NIQE_BLOCK} pixels")
+    accelerator = Accelerator(cpu=device_name == "cpu" or not torch.cuda.is_available())
+    device = torch.device(device_name) if device_name else accelerator.device
+    metrics = {name: create_metric(name, device, weights_dir=weights_dir) for name in metric_names}  # fail early
+    cache = ScoreCache(cache_path)
+    shard = list(entries)[accelerator.process_index::accelerator.num_processes]
+    for name, metric in metrics.items():
+        key = metric_key(name)
+        jobs = plan(cache, shard, key, grid, metric_is_full_reference(metric))
+        regions = sum(len(job.regions) for job in jobs)
+        log.info("%s: %d image(s), %d region(s) to score in process %d of %d", key, len(jobs), regions,
+                 accelerator.process_index, accelerator.num_processes, extra={"all_ranks": True})
+        if jobs:
+            score_jobs(jobs, BatchedScorer(metric, key, cache, batch_size, device), num_workers,
+                       show_progress=accelerator.is_main_process)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        print("\n".join(summary_lines(cache, entries, [metric_key(name) for name in metric_names])), flush=True)
+    cache.close()

@@ -1,0 +1,101 @@
+"""Where metric weights come from, and one clear message when they cannot be had.
+
+pyiqa (and torchvision, for the VGG/AlexNet backbones of LPIPS, DISTS, ...) fetch weights
+through ``download_url_to_file`` into their caches. While a metric is created we wrap that
+one function: a file found in ``weights_dir`` is copied into the cache; otherwise the real
+download runs, and when it fails the error names the metric, the file and the folders to put
+it in. ``probe`` mode downloads nothing and only records what is missing (``weights check``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+import huggingface_hub
+import huggingface_hub.constants
+import huggingface_hub.errors
+import pyiqa.utils.download_util as pyiqa_download
+import torch.hub
+
+from sr_iqa.errors import WeightsUnavailableError
+
+
+@dataclass
+class WeightRequest:
+    """What a metric asked for while being created."""
+
+    missing: list[tuple[str, Path]] = field(default_factory=list)  # (file name, folder to put it in)
+
+
+class _ProbeStop(Exception):
+    """Raised inside the probe to stop a creation that would download."""
+
+
+def _weights_message(metric: str, file_name: str, cache_file: Path, weights_dir: Path | None, reason: str) -> str:
+    where = f"{cache_file.parent}" + (f" or {weights_dir}" if weights_dir else "")
+    return (f"metric '{metric}': weight file {file_name} is not on disk and cannot be downloaded ({reason}); "
+            f"put it in {where} (or point --weights-dir / iqa.weights_dir at a folder holding it)")
+
+
+@contextlib.contextmanager
+def weight_lookup(metric: str, weights_dir: Path | None = None, probe: bool = False) -> Iterator[WeightRequest]:
+    """Within the block, weight downloads look in ``weights_dir`` first and fail with a clear message."""
+    request = WeightRequest()
+    real_download: Callable = pyiqa_download.download_url_to_file
+
+    def fetch(url: str, dst: str, hash_prefix: str | None = None, progress: bool = True) -> None:
+        file_name = Path(urlparse(url).path).name
+        cache_file = Path(dst)
+        if weights_dir is not None and (weights_dir / file_name).is_file():
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(weights_dir / file_name, cache_file)
+            return
+        if probe:
+            request.missing.append((file_name, cache_file.parent))
+            raise _ProbeStop
+        try:
+            real_download(url, dst, hash_prefix, progress=progress)
+        except Exception as error:  # noqa: BLE001 - any failure to fetch means the same to the user
+            raise WeightsUnavailableError(
+                _weights_message(metric, file_name, cache_file, weights_dir, f"{type(error).__name__}: {error}")
+            ) from None
+
+    with contextlib.ExitStack() as stack:
+        for module in (pyiqa_download, torch.hub):
+            stack.enter_context(_swapped(module, "download_url_to_file", fetch))
+        if probe:  # backbones that timm fetches from the Hugging Face hub: look in its cache only
+            stack.enter_context(_swapped(huggingface_hub.constants, "HF_HUB_OFFLINE", True))
+            stack.enter_context(contextlib.redirect_stdout(io.StringIO()))  # pyiqa announces "Downloading"
+        try:
+            yield request
+        except _ProbeStop:
+            pass
+        except huggingface_hub.errors.LocalEntryNotFoundError:
+            hub_cache = Path(huggingface_hub.constants.HF_HUB_CACHE)
+            if probe:
+                request.missing.append(("a backbone from the Hugging Face hub", hub_cache))
+            else:
+                raise WeightsUnavailableError(
+                    f"metric '{metric}': a backbone it loads from the Hugging Face hub is not in {hub_cache} and "
+                    "cannot be downloaded; run it once where the hub is reachable and copy that cache here"
+                ) from None
+
+
+@contextlib.contextmanager
+def _swapped(module: object, name: str, replacement: Callable) -> Iterator[None]:
+    original = getattr(module, name)
+    setattr(module, name, replacement)
+    try:
+        yield
+    finally:
+        setattr(module, name, original)
+
+
+def pyiqa_cache_dir() -> Path:
+    return Path(pyiqa_download.DEFAULT_CACHE_DIR)
