@@ -22,8 +22,9 @@ def discover_splits(root: Path, layout: str | None = None) -> dict[str, GroupInd
     for split in sorted((root / "Test" / "GT").glob("*/")):
         lr = root / "Test" / "Blind_Degradation_Benchmark_LQ" / split.name / "Blind_LR"
         splits[f"Test/{split.name}"] = index_hggt(split / "images", split / "labels", lr if lr.is_dir() else None)
-    if not splits and (root / "original").is_dir():
-        splits[root.name] = index_hggt(root)
+    if not splits and (root / "original").is_dir():  # one images folder; its labels where HGGT puts them
+        candidates = (root.parent / "labels", root.parent.parent / "labels" / root.name)
+        splits[root.name] = index_hggt(root, next((c for c in candidates if c.is_dir()), None))
     if not splits:
         raise DataError(f"{root}: found no HGGT split (Train/images/<set>, Test/GT/<set>/images, or original/); "
                         "pass a manifest .jsonl with --layout manifest for other data")

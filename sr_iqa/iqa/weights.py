@@ -47,6 +47,7 @@ def _weights_message(metric: str, file_name: str, cache_file: Path, weights_dir:
 def weight_lookup(metric: str, weights_dir: Path | None = None, probe: bool = False) -> Iterator[WeightRequest]:
     """Within the block, weight downloads look in ``weights_dir`` first and fail with a clear message."""
     request = WeightRequest()
+    weights_dir = Path(weights_dir) if weights_dir is not None else None
     real_download: Callable = pyiqa_download.download_url_to_file
 
     def fetch(url: str, dst: str, hash_prefix: str | None = None, progress: bool = True) -> None:

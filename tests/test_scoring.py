@@ -1,0 +1,237 @@
+"""The score cache and `sr-iqa score`: resumable, content-keyed, split across processes, honest about weights."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import REPO, run_cli
+from hggt_tree import VOTES, N, P, S, write_hggt_split  # noqa: F401
+from PIL import Image
+
+from sr_iqa.data.groups import index_hggt
+from sr_iqa.iqa.agreement import pairwise_agreement
+from sr_iqa.iqa.metrics import FrozenMetricLoss
+from sr_iqa.iqa.score_cache import Region, ScoreCache, grid_regions
+from sr_iqa.iqa.scorer import Grid, gt_entries, plan
+
+ACCELERATE = Path(sys.executable).parent / "accelerate"
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """An HGGT-layout root with 3 groups of 128x128 images (15 GTs)."""
+    root = tmp_path / "HGGT"
+    write_hggt_split(root / "Train" / "images" / "s", root / "Train" / "labels" / "s", VOTES, size=128)
+    return root
+
+
+def _rows(cache: Path) -> list[tuple]:
+    with sqlite3.connect(cache) as db:
+        query = "SELECT content_hash, metric, x, y, w, h, score FROM scores ORDER BY 1, 2, 3, 4, 5, 6"
+        return db.execute(query).fetchall()
+
+
+def _expected_keys(root: Path, grid: Grid) -> int:
+    images = list((root / "Train" / "images" / "s").rglob("*.png"))
+    return len(images) * (1 + len(grid_regions(128, 128, grid.size, grid.stride)))
+
+
+def test_grid_regions_cover_the_image_on_the_stride():
+    regions = grid_regions(128, 100, 96, 16)
+    assert [(r.x, r.y) for r in regions] == [(0, 0), (16, 0), (32, 0)]
+    assert all(r.w == r.h == 96 for r in regions)
+
+
+def test_score_then_rerun_does_nothing_and_export_has_each_key_once(tree: Path, tmp_path: Path):
+    cache = tmp_path / "scores.db"
+    first = run_cli("score", "--dataset", str(tree), "--metric", "niqe", "--grid", "96:32", "--cache", str(cache),
+                    "--num-workers", "0")
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert len(_rows(cache)) == _expected_keys(tree, Grid(96, 32))
+    assert "niqe (lower is better): mean" in first.stdout and "mean by label: original" in first.stdout
+    before = _rows(cache)
+    second = run_cli("score", "--dataset", str(tree), "--metric", "niqe", "--grid", "96:32", "--cache", str(cache))
+    assert second.returncode == 0
+    assert "0 image(s), 0 region(s) to score" in second.stderr
+    assert _rows(cache) == before
+
+    out = tmp_path / "scores.csv"
+    assert run_cli("scores", "export", "--cache", str(cache), "--out", str(out)).returncode == 0
+    with open(out) as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["image", "metric", "x", "y", "w", "h", "score", "lower_better"]
+    keys = [(r["image"], r["metric"], r["x"], r["y"], r["w"], r["h"]) for r in rows]
+    assert len(keys) == len(set(keys)) == len(before)
+    assert {r["lower_better"] for r in rows} == {"true"}  # NIQE: lower is better
+    full = [r for r in rows if r["w"] == "128" and r["h"] == "128"]
+    assert len(full) == 15 and all(r["x"] == r["y"] == "0" for r in full)
+
+
+def test_sigkill_then_rerun_scores_only_what_is_missing(tree: Path, tmp_path: Path):
+    cache = tmp_path / "killed.db"
+    args = [sys.executable, "-m", "sr_iqa", "score", "--dataset", str(tree), "--metric", "niqe", "--grid", "96:4",
+            "--cache", str(cache), "--batch-size", "4", "--num-workers", "0"]
+    process = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if cache.exists() and _count(cache) >= 40:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    partial = _count(cache)
+    expected = _expected_keys(tree, Grid(96, 4))
+    assert process.returncode == -signal.SIGKILL and 0 < partial < expected
+
+    assert subprocess.run(args, cwd=REPO, capture_output=True).returncode == 0
+    complete = _rows(cache)
+    assert len(complete) == expected
+    assert len({row[:6] for row in complete}) == expected  # each key exactly once
+
+    reference = tmp_path / "straight.db"
+    assert run_cli("score", "--dataset", str(tree), "--metric", "niqe", "--grid", "96:4", "--cache",
+                   str(reference), "--batch-size", "4", "--num-workers", "0").returncode == 0
+    straight = _rows(reference)
+    assert [row[:6] for row in straight] == [row[:6] for row in complete]
+    np.testing.assert_allclose([row[6] for row in complete], [row[6] for row in straight], rtol=1e-6)
+
+
+def _count(cache: Path) -> int:
+    try:
+        with sqlite3.connect(cache, timeout=5) as db:
+            return db.execute("SELECT COUNT(*) FROM scores").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+def test_changed_image_is_rescored_and_renamed_image_is_not(tree: Path, tmp_path: Path):
+    cache_path = tmp_path / "scores.db"
+    assert run_cli("score", "--dataset", str(tree), "--metric", "niqe", "--cache", str(cache_path)).returncode == 0
+    images = tree / "Train" / "images" / "s"
+    entries = gt_entries(index_hggt(images).groups)
+    old_name = images / "01" / "img1-0-0_01.png"
+    new_name = tmp_path / "moved" / "renamed.png"
+    new_name.parent.mkdir()
+    os.rename(old_name, new_name)
+    entries = [replace(e, path=new_name) if e.path == old_name else e for e in entries]
+    changed = images / "03" / "img2-0-0_03.png"
+    Image.fromarray(np.zeros((128, 128, 3), dtype=np.uint8)).save(changed)
+    jobs = plan(ScoreCache(cache_path), entries, "niqe", grid=None, full_reference=False)
+    assert [job.record.path for job in jobs] == [changed]
+    assert jobs[0].regions == [Region(0, 0, 128, 128)]
+
+
+def test_two_processes_give_the_same_cache_as_one(tree: Path, tmp_path: Path):
+    single, double = tmp_path / "one.db", tmp_path / "two.db"
+    common = ["--dataset", str(tree), "--metric", "niqe", "--grid", "96:16", "--num-workers", "0"]
+    assert run_cli("score", *common, "--cache", str(single)).returncode == 0
+    result = subprocess.run(
+        [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+         "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29533",
+         "-m", "sr_iqa", "score", *common, "--cache", str(double)],
+        cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "in process 0 of 2" in result.stderr and "in process 1 of 2" in result.stderr
+    one, two = _rows(single), _rows(double)
+    assert [row[:6] for row in one] == [row[:6] for row in two]
+    np.testing.assert_allclose([row[6] for row in one], [row[6] for row in two], rtol=1e-6)
+
+
+def test_full_reference_metrics_score_each_gt_against_its_original(tree: Path, tmp_path: Path):
+    cache_path = tmp_path / "fr.db"
+    assert run_cli("score", "--dataset", str(tree), "--metric", "ssim", "--cache", str(cache_path)).returncode == 0
+    cache = ScoreCache(cache_path)
+    group = index_hggt(tree / "Train" / "images" / "s").groups[0]
+    records = [cache.record(gt.path) for gt in group.gts]
+    table = cache.scores("ssim", {r.content_hash for r in records})
+    scores = [table[r.content_hash][r.full] for r in records]
+    assert scores[0] == pytest.approx(1.0)  # the original against itself
+    assert all(s < 0.5 for s in scores[1:])  # unrelated noise images
+    assert cache.lower_better("ssim") is False
+
+
+def test_missing_weights_fail_at_once_naming_the_file(tree: Path, tmp_path: Path):
+    blocked = {"TORCH_HOME": str(tmp_path / "torch"), "HF_HUB_OFFLINE": "1", "HTTPS_PROXY": "http://127.0.0.1:9",
+               "HTTP_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
+               "http_proxy": "http://127.0.0.1:9"}
+    result = run_cli("score", "--dataset", str(tree), "--metric", "musiq", "--cache", str(tmp_path / "m.db"),
+                     env=blocked)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "metric 'musiq': weight file musiq_koniq_ckpt-e95806b9.pth is not on disk" in result.stderr
+    assert str(tmp_path / "torch" / "hub" / "pyiqa") in result.stderr
+    assert not (tmp_path / "m.db").exists() or _count(tmp_path / "m.db") == 0
+
+    check = run_cli("weights", "check", "musiq", "niqe", env=blocked)
+    assert check.returncode == 1
+    assert "musiq: needs musiq_koniq_ckpt-e95806b9.pth" in check.stdout and "niqe: ready offline" in check.stdout
+
+
+def test_a_locally_created_weight_file_goes_through_the_real_loading_code(tmp_path: Path):
+    """MUSIQ with random weights saved under the released file name, found through --weights-dir."""
+    code = f"""
+import torch
+from pyiqa.archs.musiq_arch import MUSIQ
+from sr_iqa.iqa.metrics import create_metric, missing_weights
+net = MUSIQ(pretrained=False, num_class=1)
+torch.save(net.state_dict(), {str(tmp_path / 'w' / 'musiq_koniq_ckpt-e95806b9.pth')!r})
+assert missing_weights('musiq', {str(tmp_path / 'w')!r}) == []
+metric = create_metric('musiq', weights_dir=__import__('pathlib').Path({str(tmp_path / 'w')!r}))
+loaded = dict(metric.net.named_parameters())
+name, value = next(iter(net.state_dict().items()))
+assert torch.equal(loaded[name].cpu(), value)
+print(float(metric(torch.rand(1, 3, 64, 64))))
+"""
+    (tmp_path / "w").mkdir()
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "TORCH_HOME": str(tmp_path / "torch"), "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert np.isfinite(float(result.stdout.strip().splitlines()[-1]))
+
+
+def test_agreement_on_a_hand_made_cache(tmp_path: Path):
+    images, labels = tmp_path / "images", tmp_path / "labels"
+    votes = {"g1": {"A": [P, N, S, S], "B": [P, N, S, S], "C": [P, N, S, S]},
+             "g2": {"A": [P, P, N, S], "B": [P, P, N, S], "C": [P, P, N, S]}}
+    write_hggt_split(images, labels, votes, size=8)
+    groups = index_hggt(images, labels).groups
+    cache = ScoreCache(tmp_path / "hand.db")
+    # lower is better; g1: original 5, P(01) 3, N(02) 9 -> all three pairs right.
+    # g2: original 5, P(01) 6 (wrong vs original), P(02) 4, N(03) 5 (tie with the original).
+    scores = {"g1": [5, 3, 9, 1, 1], "g2": [5, 6, 4, 5, 1]}
+    rows = []
+    for group in groups:
+        for gt, value in zip(group.gts, scores[group.name], strict=True):
+            record = cache.record(gt.path)
+            rows.append((record.content_hash, "m", 0, 0, record.width, record.height, value, True))
+    cache.put(rows)
+    result = pairwise_agreement(groups, cache, "m")
+    assert result[("Positive", "original")] == (2.0, 3)  # g1 P, g2 P(02) right; g2 P(01) wrong
+    assert result[("original", "Negative")] == (1.5, 2)  # g1 right, g2 tie
+    assert result[("Positive", "Negative")] == (2.0, 3)  # g1 right; g2: P(01) 6 vs N 5 wrong, P(02) 4 right
+    table = run_cli("agree", "--cache", str(tmp_path / "hand.db"), "--dataset", str(images))
+    assert table.returncode == 0, table.stderr
+    assert "| m | 0.667 (3 pairs) | 0.750 (2 pairs) | 0.667 (3 pairs) |" in table.stdout
+
+
+def test_frozen_metric_loss_stays_in_eval_and_passes_gradients():
+    loss = FrozenMetricLoss("niqe")
+    parent = torch.nn.Sequential(torch.nn.Identity(), loss)
+    parent.train()
+    assert not loss.training and not loss.metric.training
+    assert all(not p.requires_grad for p in loss.parameters())
+    image = torch.rand(1, 3, 128, 128, requires_grad=True)
+    loss(image).sum().backward()
+    assert image.grad is not None and image.grad.abs().sum() > 0
+    assert loss.lower_better is True
