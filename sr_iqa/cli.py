@@ -85,9 +85,18 @@ def _groups_of(args: argparse.Namespace) -> list:
 def _score(args: argparse.Namespace) -> int:
     from sr_iqa.iqa.scorer import Grid, gt_entries, run_scoring
 
-    grid = Grid.parse(args.grid) if args.grid else None
+    try:
+        grid = Grid.parse(args.grid) if args.grid else None
+    except ValueError as error:
+        raise SrIqaError(str(error)) from None
+    weights_dir = args.weights_dir
+    if weights_dir is None and args.opt is not None:
+        from sr_iqa.config import load_options
+
+        configured = load_options(args.opt, args.overrides).iqa.weights_dir
+        weights_dir = Path(configured) if configured else None
     run_scoring(gt_entries(_groups_of(args)), args.metric, args.cache, grid, args.batch_size, args.num_workers,
-                args.device, args.weights_dir)
+                args.device, weights_dir)
     return 0
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from sr_iqa.config import load_options
 from sr_iqa.data.demo_set import build_demo_set
 from sr_iqa.errors import OptionsError
-from sr_iqa.evaluate.scoring import MetricSet, bicubic_upscaler, evaluate_upscaler, format_table, mean_scores
+from sr_iqa.evaluate.scoring import bicubic_upscaler, evaluate_upscaler, format_table, mean_scores
 
 log = logging.getLogger("sr_iqa.demo")
 DEMO_RUN_NAME = "demo"
@@ -47,7 +47,7 @@ def run_demo(dataset_root: Path, options_file: Path, overrides: Sequence[str] = 
     trainer.train()
 
     test_set = trainer.val_set  # the demo validates on the held-out test split
-    metric_set = MetricSet(options.val.metrics, trainer.device)
+    metric_set = trainer.metric_set
     network = trainer.eval_network().eval()
     label = f"{options.network_g['type']} ({'EMA, ' if trainer.ema is not None else ''}" \
             f"iter {trainer.progress.iteration})"

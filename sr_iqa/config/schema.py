@@ -98,6 +98,11 @@ class ValOptions:
 
 
 @dataclass
+class IqaOptions:
+    weights_dir: str | None = None  # metric weight files, looked up after pyiqa's own cache
+
+
+@dataclass
 class LoggerOptions:
     print_freq: int = 100
     save_checkpoint_freq: int = 5000
@@ -126,6 +131,7 @@ class Options:
     train: TrainOptions = field(default_factory=TrainOptions)
     val: ValOptions = field(default_factory=ValOptions)
     logger: LoggerOptions = field(default_factory=LoggerOptions)
+    iqa: IqaOptions = field(default_factory=IqaOptions)
 
 
 # Dotted keys of the ``{type: ..., **kwargs}`` blocks: replaced whole by the user's block, never merged

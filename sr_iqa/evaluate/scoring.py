@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -18,10 +19,11 @@ class MetricSet:
 
     names: Sequence[str]
     device: torch.device
+    weights_dir: Path | None = None
     metrics: dict[str, torch.nn.Module] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.metrics = {name: create_metric(name, self.device) for name in self.names}
+        self.metrics = {name: create_metric(name, self.device, weights_dir=self.weights_dir) for name in self.names}
 
     def lower_better(self, name: str) -> bool:
         return bool(self.metrics[name].lower_better)

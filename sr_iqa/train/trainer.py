@@ -109,7 +109,8 @@ class Trainer:
         # Built now, so that a metric whose weights are missing fails before training, not at the first validation.
         self.metric_set = None
         if self.val_set is not None and self.accelerator.is_main_process:
-            self.metric_set = MetricSet(options.val.metrics, self.device)
+            weights_dir = Path(options.iqa.weights_dir) if options.iqa.weights_dir else None
+            self.metric_set = MetricSet(options.val.metrics, self.device, weights_dir)
 
     # ----- setup -------------------------------------------------------------------------------
 
