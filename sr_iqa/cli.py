@@ -89,14 +89,15 @@ def _score(args: argparse.Namespace) -> int:
         grid = Grid.parse(args.grid) if args.grid else None
     except ValueError as error:
         raise SrIqaError(str(error)) from None
-    weights_dir = args.weights_dir
-    if weights_dir is None and args.opt is not None:
+    weights_dir, metric_options = args.weights_dir, {}
+    if args.opt is not None:  # the option file's iqa block applies; --weights-dir wins over it
         from sr_iqa.config import load_options
 
-        configured = load_options(args.opt, args.overrides).iqa.weights_dir
-        weights_dir = Path(configured) if configured else None
+        iqa = load_options(args.opt, args.overrides).iqa
+        weights_dir = weights_dir or (Path(iqa.weights_dir) if iqa.weights_dir else None)
+        metric_options = iqa.metric_options
     run_scoring(gt_entries(_groups_of(args)), args.metric, args.cache, grid, args.batch_size, args.num_workers,
-                args.device, weights_dir)
+                args.device, weights_dir, metric_options)
     return 0
 
 
@@ -130,6 +131,22 @@ def _agree(args: argparse.Namespace) -> int:
     if not args.cache.is_file():
         raise SrIqaError(f"{args.cache}: no score cache there")
     print(agreement_table(_groups_of(args), ScoreCache(args.cache)))
+    return 0
+
+
+def _sampler_preview(args: argparse.Namespace) -> int:
+    from sr_iqa.iqa.score_cache import ScoreCache
+    from sr_iqa.sampler_preview import preview, write_or_print
+    from sr_iqa.sampling import SamplerType
+
+    if not args.cache.is_file():
+        raise SrIqaError(f"{args.cache}: no score cache there; run `sr-iqa score` first")
+    if args.tau <= 0:
+        raise SrIqaError(f"--tau must be positive, got {args.tau}")
+    csv_text, summary = preview(_groups_of(args), ScoreCache(args.cache), args.metric, SamplerType(args.sampler),
+                                args.tau)
+    write_or_print(csv_text, args.out)
+    print(summary, file=sys.stderr if args.out is None else sys.stdout)
     return 0
 
 
@@ -196,6 +213,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_source(agree)
     agree.add_argument("--cache", type=Path, required=True)
     agree.set_defaults(handler=_agree)
+
+    sampler = commands.add_parser("sampler", help="GT sampler tools").add_subparsers(dest="sampler_command",
+                                                                                   required=True)
+    sampler_preview = sampler.add_parser("preview", help="per-GT probabilities of a sampler on a data set")
+    _add_data_source(sampler_preview)
+    sampler_preview.add_argument("--cache", type=Path, required=True)
+    sampler_preview.add_argument("--sampler", required=True, choices=["rand", "upos", "sma", "smp", "amo"])
+    sampler_preview.add_argument("--metric", required=True, help="metric key in the cache (e.g. niqe)")
+    sampler_preview.add_argument("--tau", type=float, default=1.0, help="softmax temperature (sma, smp)")
+    sampler_preview.add_argument("--out", type=Path, help="CSV file; standard output when omitted")
+    sampler_preview.set_defaults(handler=_sampler_preview)
     return parser
 
 

@@ -235,3 +235,24 @@ def test_frozen_metric_loss_stays_in_eval_and_passes_gradients():
     loss(image).sum().backward()
     assert image.grad is not None and image.grad.abs().sum() > 0
     assert loss.lower_better is True
+
+
+def test_metric_options_from_the_option_file_reach_pyiqa_and_the_cache_key(tmp_path: Path, demo_set):
+    from conftest import tiny_options, write_options
+
+    from sr_iqa.iqa.metrics import niqe_parameters_from_basicsr
+
+    parameters = niqe_parameters_from_basicsr()
+    options = tiny_options(demo_set, tmp_path / "experiments")
+    options["iqa"] = {"metric_options": {"niqe": {"pretrained_model_path": str(parameters)}}}
+    options_file = write_options(tmp_path / "o.yml", options)
+    cache_path = tmp_path / "scores.db"
+    result = run_cli("score", "-opt", str(options_file), "--metric", "niqe", "--cache", str(cache_path))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert ScoreCache(cache_path).metrics() == [f'niqe {{"pretrained_model_path": "{parameters}"}}']
+
+    options["iqa"] = {"metric_options": {"niqe": {"pretrained_model_path": str(tmp_path / "nothing.mat")}}}
+    failing = run_cli("score", "-opt", str(write_options(tmp_path / "o2.yml", options)), "--metric", "niqe",
+                      "--cache", str(tmp_path / "other.db"))
+    assert failing.returncode == 2 and "Traceback" not in failing.stderr
+    assert f"pretrained_model_path {tmp_path / 'nothing.mat'} is not a file" in failing.stderr

@@ -100,6 +100,7 @@ class ValOptions:
 @dataclass
 class IqaOptions:
     weights_dir: str | None = None  # metric weight files, looked up after pyiqa's own cache
+    metric_options: dict[str, Any] = field(default_factory=dict)  # metric name -> pyiqa kwargs
 
 
 @dataclass

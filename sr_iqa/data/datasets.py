@@ -21,7 +21,6 @@ from sr_iqa.data.groups import LABEL_VALUES, Group, GroupIndex
 
 # Label codes in the ``labels`` tensor: -1 for the original (or unlabelled), else the position in LABEL_VALUES.
 LABEL_CODES = {label: code for code, label in enumerate(LABEL_VALUES)}
-MAX_GTS = 5
 
 
 @dataclass(frozen=True)
@@ -40,9 +39,10 @@ def choose_original(position: int, group: Group, box: CropBox, rng: np.random.Ge
     return 0
 
 
-def label_codes(group: Group) -> torch.Tensor:
+def label_codes(group: Group, width: int) -> torch.Tensor:
+    """The group's label codes, padded with -1 to ``width`` so that groups of different sizes batch."""
     codes = [LABEL_CODES.get(gt.label, -1) if i else -1 for i, gt in enumerate(group.gts)]
-    return torch.tensor(codes + [-1] * (MAX_GTS - len(codes)))
+    return torch.tensor(codes + [-1] * (width - len(codes)))
 
 
 def augment(array: np.ndarray, flips: np.ndarray, hflip: bool, rotation: bool) -> np.ndarray:
@@ -63,6 +63,7 @@ class MultiGTCropDataset(Dataset):
                  choose_gt: GTChooser = choose_original, with_negative: bool = False,
                  sample_kernels: Callable[[np.random.Generator], dict[str, torch.Tensor]] | None = None) -> None:
         self.groups = index.groups
+        self.max_gts = max((len(group.gts) for group in self.groups), default=1)
         self.gt_size = gt_size
         self.seed = seed
         self.use_hflip = use_hflip
@@ -95,7 +96,7 @@ class MultiGTCropDataset(Dataset):
             "original": original_crop,
             "gt": original_crop if chosen == 0 else self._crop(group.gts[chosen].path, box, flips),
             "gt_index": torch.tensor(chosen),
-            "labels": label_codes(group),
+            "labels": label_codes(group, self.max_gts),
             "box": torch.tensor([box.top, box.left, box.size]),
             "key": torch.tensor([epoch, position]),
         }

@@ -177,15 +177,18 @@ class HGGTDegradation:
         return _quantize(out)
 
 
+_REALESRGAN_KERNELS = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso")
+_REALESRGAN_KERNEL_PROB = (0.45, 0.25, 0.12, 0.03, 0.12, 0.03)
+
+
 @dataclass
 class RealESRGANDegradation(HGGTDegradation):
     """Real-ESRGAN's two stages, with its defaults; the second stage ends with a sinc filter and JPEG."""
 
     blur_kernel_size: int = 21
     blur_kernel_size_min: int = 7
-    kernel_list: list[str] = field(default_factory=lambda: [
-        "iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso"])
-    kernel_prob: list[float] = field(default_factory=lambda: [0.45, 0.25, 0.12, 0.03, 0.12, 0.03])
+    kernel_list: list[str] = field(default_factory=lambda: list(_REALESRGAN_KERNELS))
+    kernel_prob: list[float] = field(default_factory=lambda: list(_REALESRGAN_KERNEL_PROB))
     sinc_prob: float = 0.1
     blur_sigma: list[float] = field(default_factory=lambda: [0.2, 3.0])
     betag_range: list[float] = field(default_factory=lambda: [0.5, 4.0])
@@ -197,9 +200,8 @@ class RealESRGANDegradation(HGGTDegradation):
     gray_noise_prob: float = 0.4
     jpeg_range: list[float] = field(default_factory=lambda: [30.0, 95.0])
     second_blur_prob: float = 0.8
-    kernel_list2: list[str] = field(default_factory=lambda: [
-        "iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso"])
-    kernel_prob2: list[float] = field(default_factory=lambda: [0.45, 0.25, 0.12, 0.03, 0.12, 0.03])
+    kernel_list2: list[str] = field(default_factory=lambda: list(_REALESRGAN_KERNELS))
+    kernel_prob2: list[float] = field(default_factory=lambda: list(_REALESRGAN_KERNEL_PROB))
     sinc_prob2: float = 0.1
     blur_sigma2: list[float] = field(default_factory=lambda: [0.2, 1.5])
     betag_range2: list[float] = field(default_factory=lambda: [0.5, 4.0])

@@ -20,10 +20,13 @@ class MetricSet:
     names: Sequence[str]
     device: torch.device
     weights_dir: Path | None = None
+    metric_options: dict[str, dict] = field(default_factory=dict)
     metrics: dict[str, torch.nn.Module] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.metrics = {name: create_metric(name, self.device, weights_dir=self.weights_dir) for name in self.names}
+        self.metrics = {name: create_metric(name, self.device, weights_dir=self.weights_dir,
+                                            options=self.metric_options.get(name))
+                        for name in self.names}
 
     def lower_better(self, name: str) -> bool:
         return bool(self.metrics[name].lower_better)

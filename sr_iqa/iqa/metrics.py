@@ -18,7 +18,7 @@ import scipy.io
 import torch
 
 from sr_iqa.config.suggest import did_you_mean
-from sr_iqa.errors import OptionsError
+from sr_iqa.errors import OptionsError, WeightsUnavailableError
 from sr_iqa.iqa.weights import weight_lookup
 
 NIQE_METRICS = ("niqe",)
@@ -62,6 +62,10 @@ def create_metric(name: str, device: torch.device | str = "cpu", as_loss: bool =
     """
     if name not in pyiqa.list_models():
         raise OptionsError(f"unknown metric '{name}'; {did_you_mean(name, pyiqa.list_models())}")
+    given_path = (options or {}).get("pretrained_model_path")
+    if given_path and not Path(given_path).is_file():
+        raise WeightsUnavailableError(f"metric '{name}': pretrained_model_path {given_path} is not a file; "
+                                      f"fix iqa.metric_options.{name}.pretrained_model_path")
     with weight_lookup(name, weights_dir):
         return pyiqa.create_metric(name, as_loss=as_loss, device=torch.device(device),
                                    **_metric_kwargs(name, options))

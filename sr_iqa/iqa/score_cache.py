@@ -79,6 +79,7 @@ class ScoreCache:
         self.path = path
         self.db = sqlite3.connect(path, timeout=120)
         self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")  # WAL: safe against a killed process, fast commits
         self.db.executescript(_SCHEMA)
         self.db.commit()
 

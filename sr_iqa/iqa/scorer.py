@@ -178,7 +178,8 @@ NIQE_BLOCK = 96  # NIQE's block size: smaller images or crops raise inside pyiqa
 
 
 def run_scoring(entries: Sequence[GTEntry], metric_names: Sequence[str], cache_path: Path, grid: Grid | None,
-                batch_size: int, num_workers: int, device_name: str | None, weights_dir: Path | None) -> None:
+                batch_size: int, num_workers: int, device_name: str | None, weights_dir: Path | None,
+                metric_options: dict[str, dict] | None = None) -> None:
     """Score what is missing; every process takes every n-th image. The main process prints the summary."""
     from accelerate import Accelerator
 
@@ -189,11 +190,14 @@ def run_scoring(entries: Sequence[GTEntry], metric_names: Sequence[str], cache_p
         raise OptionsError(f"--grid {grid.size}:{grid.stride}: NIQE needs crops of at least {NIQE_BLOCK} pixels")
     accelerator = Accelerator(cpu=device_name == "cpu" or not torch.cuda.is_available())
     device = torch.device(device_name) if device_name else accelerator.device
-    metrics = {name: create_metric(name, device, weights_dir=weights_dir) for name in metric_names}  # fail early
+    metric_options = metric_options or {}
+    metrics = {name: create_metric(name, device, weights_dir=weights_dir, options=metric_options.get(name))
+               for name in metric_names}  # every metric before any work: missing weights fail at once
+    keys = {name: metric_key(name, metric_options.get(name)) for name in metric_names}
     cache = ScoreCache(cache_path)
     shard = list(entries)[accelerator.process_index::accelerator.num_processes]
     for name, metric in metrics.items():
-        key = metric_key(name)
+        key = keys[name]
         jobs = plan(cache, shard, key, grid, metric_is_full_reference(metric))
         regions = sum(len(job.regions) for job in jobs)
         log.info("%s: %d image(s), %d region(s) to score in process %d of %d", key, len(jobs), regions,
@@ -203,5 +207,5 @@ def run_scoring(entries: Sequence[GTEntry], metric_names: Sequence[str], cache_p
                        show_progress=accelerator.is_main_process)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        print("\n".join(summary_lines(cache, entries, [metric_key(name) for name in metric_names])), flush=True)
+        print("\n".join(summary_lines(cache, entries, list(keys.values()))), flush=True)
     cache.close()

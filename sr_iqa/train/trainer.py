@@ -76,7 +76,8 @@ class StopRequest:
 
 
 class Trainer:
-    """Stage-1 training of a basicsr generator with a pixel loss against the original GT."""
+    """Stage-1 training of a basicsr generator: pixel loss against the supervising GT (the original, until the
+    samplers fill the ``GTChooser`` hook), plus the optional negative-GT loss."""
 
     def __init__(self, options: Options, source: str = "options") -> None:
         self.options = options
@@ -100,17 +101,17 @@ class Trainer:
         resume_from = self._resume_folder()
         self.degradation = build_from_block(options.degradation, DEGRADATION_TYPES)
         self.train_set, self.val_set = self._build_datasets()
+        # Built before anything is written, so that a metric whose weights are missing stops the run at once.
+        self.metric_set = None
+        if self.val_set is not None and self.accelerator.is_main_process:
+            weights_dir = Path(options.iqa.weights_dir) if options.iqa.weights_dir else None
+            self.metric_set = MetricSet(options.val.metrics, self.device, weights_dir, options.iqa.metric_options)
         self._create_run_folder()
         self._build_model(source)
         if resume_from is not None:
             self.accelerator.load_state(str(resume_from))
             log.info("resumed from %s at iteration %d", resume_from, self.progress.iteration)
         self.loader = self._build_loader()
-        # Built now, so that a metric whose weights are missing fails before training, not at the first validation.
-        self.metric_set = None
-        if self.val_set is not None and self.accelerator.is_main_process:
-            weights_dir = Path(options.iqa.weights_dir) if options.iqa.weights_dir else None
-            self.metric_set = MetricSet(options.val.metrics, self.device, weights_dir)
 
     # ----- setup -------------------------------------------------------------------------------
 

@@ -1,0 +1,63 @@
+"""``sr-iqa sampler preview``: what a sampler would pick on a data set, before any GPU hour is spent.
+
+One CSV row per GT: ``group,slot,label,score,probability``, the probability being that of a
+full-image choice. The summary compares the mean score of the expected chosen GT with the mean
+per-group best, which is how far tau is from greedy.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from sr_iqa.data.groups import Group
+from sr_iqa.errors import DataError
+from sr_iqa.iqa.score_cache import ScoreCache
+from sr_iqa.sampling import SamplerType, goodness, probabilities
+
+
+def full_image_scores(groups: Sequence[Group], cache: ScoreCache, metric: str) -> list[list[float]]:
+    """Raw full-image score of every GT of every group; one DataError lists every image without one."""
+    records = [[cache.record(gt.path) for gt in group.gts] for group in groups]
+    table = cache.scores(metric, {r.content_hash for group in records for r in group})
+    missing = [str(r.path) for group in records for r in group if r.full not in table[r.content_hash]]
+    if missing:
+        raise DataError(f"{len(missing)} image(s) have no '{metric}' score in {cache.path}; run `sr-iqa score "
+                        f"--metric {metric}` first:\n" + "\n".join(missing[:20]))
+    return [[table[r.content_hash][r.full] for r in group] for group in records]
+
+
+def preview(groups: Sequence[Group], cache: ScoreCache, metric: str, sampler: SamplerType,
+            tau: float) -> tuple[str, str]:
+    """(CSV text, summary text)."""
+    lower_better = cache.lower_better(metric)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["group", "slot", "label", "score", "probability"])
+    expected, best = [], []
+    for group, scores in zip(groups, full_image_scores(groups, cache, metric), strict=True):
+        q = goodness(scores, lower_better)
+        probability = probabilities(sampler, group, q, tau)
+        for gt, score, p in zip(group.gts, scores, probability, strict=True):
+            writer.writerow([group.name, gt.slot, gt.label or ("original" if gt.slot == "original" else ""),
+                             repr(score), repr(float(p))])
+        expected.append(float(np.dot(probability, scores)))
+        best.append(scores[int(np.argmax(q))])
+    direction = "lower is better" if lower_better else "higher is better"
+    summary = (f"{sampler.value} (tau {tau}) on {len(groups)} groups, {metric} ({direction}): "
+               f"mean score of the expected chosen GT {statistics.fmean(expected):.4f}, "
+               f"mean per-group best {statistics.fmean(best):.4f}")
+    return out.getvalue(), summary
+
+
+def write_or_print(csv_text: str, out: Path | None) -> None:
+    if out is None:
+        print(csv_text, end="")
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(csv_text)

@@ -1,0 +1,123 @@
+"""Sampler correctness against their formulas: frequencies over many draws, with a stated tolerance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sr_iqa.data.datasets import CropBox
+from sr_iqa.data.groups import GroundTruth, Group
+from sr_iqa.iqa.score_cache import Region
+from sr_iqa.sampling import CachedScoreSampler, SamplerType, goodness, probabilities, softmax
+
+DRAWS = 20_000
+
+
+def _group(labels: list[str | None]) -> Group:
+    gts = [GroundTruth("original", Path("o.png"))]
+    gts += [GroundTruth(f"{i:02d}", Path(f"{i}.png"), label) for i, label in enumerate(labels, start=1)]
+    return Group("g", tuple(gts))
+
+
+def _frequencies(chooser, group: Group, seed: int = 0) -> np.ndarray:
+    counts = np.zeros(len(group.gts))
+    box = CropBox(0, 0, 8)
+    for i in range(DRAWS):
+        counts[chooser(0, group, box, np.random.default_rng([seed, i]))] += 1
+    return counts / DRAWS
+
+
+def _tolerance(p: np.ndarray) -> np.ndarray:
+    """Five standard errors of a binomial proportion: a false alarm is rarer than 1 in 10^6 per entry."""
+    return 5 * np.sqrt(p * (1 - p) / DRAWS) + 1e-9
+
+
+GROUP = _group(["Positive", "Similar", "Positive", "Negative"])
+SCORES = np.array([60.0, 62.5, 58.0, 61.0, 55.0])  # a higher-is-better metric, MUSIQ-like
+
+
+@pytest.mark.parametrize("tau", [0.5, 2.0, 10.0])
+def test_sma_frequencies_match_softmax_over_all(tau):
+    expected = np.exp(SCORES / tau) / np.exp(SCORES / tau).sum()
+    observed = _frequencies(CachedScoreSampler(SamplerType.sma, tau, full=[SCORES]), GROUP)
+    assert np.all(np.abs(observed - expected) <= _tolerance(expected))
+
+
+@pytest.mark.parametrize("tau", [0.5, 2.0, 10.0])
+def test_smp_frequencies_match_softmax_over_positives(tau):
+    positives = [1, 3]
+    expected = np.zeros(5)
+    expected[positives] = np.exp(SCORES[positives] / tau) / np.exp(SCORES[positives] / tau).sum()
+    observed = _frequencies(CachedScoreSampler(SamplerType.smp, tau, full=[SCORES]), GROUP)
+    assert np.all(np.abs(observed - expected) <= _tolerance(expected))
+    assert observed[[0, 2, 4]].sum() == 0
+
+
+def test_upos_is_uniform_over_positives_and_falls_back_to_the_original():
+    expected = np.array([0, 0.5, 0, 0.5, 0])
+    observed = _frequencies(CachedScoreSampler(SamplerType.upos), GROUP)
+    assert np.all(np.abs(observed - expected) <= _tolerance(expected))
+    no_positive = _group(["Similar", "Negative", "Similar", "Similar"])
+    assert _frequencies(CachedScoreSampler(SamplerType.upos), no_positive)[0] == 1.0
+    assert probabilities(SamplerType.smp, no_positive, SCORES, 1.0).tolist() == [1, 0, 0, 0, 0]
+
+
+def test_rand_is_uniform_over_all_gts():
+    expected = np.full(5, 0.2)
+    observed = _frequencies(CachedScoreSampler(SamplerType.rand), GROUP)
+    assert np.all(np.abs(observed - expected) <= _tolerance(expected))
+
+
+@pytest.mark.parametrize(("lower_better", "best"), [(False, 1), (True, 4)])
+def test_amo_is_the_argmax_at_the_crop_for_either_direction(lower_better, best):
+    box = CropBox(top=32, left=16, size=96)
+    at_box, elsewhere = Region(16, 32, 96, 96), Region(0, 0, 96, 96)
+    raw_at_box = [60.0, 70.0, 65.0, 62.0, 50.0]
+    raw_elsewhere = [90.0, 10.0, 10.0, 10.0, 10.0]  # another crop with another winner must not matter
+    crops = [[{at_box: g_box, elsewhere: g_else} for g_box, g_else in
+              zip(goodness(raw_at_box, lower_better), goodness(raw_elsewhere, lower_better), strict=True)]]
+    chooser = CachedScoreSampler(SamplerType.amo, crops=crops)
+    assert {chooser(0, GROUP, box, np.random.default_rng(i)) for i in range(20)} == {best}
+
+
+def test_ties_resolve_to_the_lowest_index():
+    tied = np.array([1.0, 3.0, 3.0, 2.0, 3.0])
+    assert probabilities(SamplerType.amo, GROUP, tied, 1.0).tolist() == [0, 1, 0, 0, 0]
+
+
+def test_goodness_turns_lower_better_scores_around():
+    assert goodness([3.0, 5.0], lower_better=True).tolist() == [-3.0, -5.0]
+    assert np.allclose(softmax(np.array([0.0, 0.0]), 1.0), [0.5, 0.5])
+
+
+def test_preview_probabilities_equal_softmax_of_the_exported_scores(tmp_path: Path):
+    import csv
+
+    from conftest import run_cli
+    from hggt_tree import VOTES, write_hggt_split
+
+    root = tmp_path / "HGGT"
+    write_hggt_split(root / "Train" / "images" / "s", root / "Train" / "labels" / "s", VOTES, size=96)
+    cache, exported, previewed = tmp_path / "c.db", tmp_path / "scores.csv", tmp_path / "preview.csv"
+    assert run_cli("score", "--dataset", str(root), "--metric", "niqe", "--cache", str(cache)).returncode == 0
+    assert run_cli("scores", "export", "--cache", str(cache), "--out", str(exported)).returncode == 0
+    tau = 0.7
+    result = run_cli("sampler", "preview", "--dataset", str(root), "--cache", str(cache), "--sampler", "sma",
+                     "--metric", "niqe", "--tau", str(tau), "--out", str(previewed))
+    assert result.returncode == 0, result.stderr
+    assert "mean score of the expected chosen GT" in result.stdout
+
+    with open(exported) as handle:
+        score_of = {Path(row["image"]).name: float(row["score"]) for row in csv.DictReader(handle)}
+    with open(previewed) as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["slot"] for r in rows[:5]] == ["original", "01", "02", "03", "04"]
+    for start in range(0, len(rows), 5):
+        group = rows[start:start + 5]
+        names = [f"{r['group']}.png" if r["slot"] == "original" else f"{r['group']}_{r['slot']}.png" for r in group]
+        q = -np.array([score_of[name] for name in names])  # NIQE: lower is better
+        expected = np.exp(q / tau) / np.exp(q / tau).sum()
+        np.testing.assert_allclose([float(r["probability"]) for r in group], expected, rtol=1e-9)
+        assert [float(r["score"]) for r in group] == [score_of[name] for name in names]
