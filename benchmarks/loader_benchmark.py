@@ -20,15 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from sr_iqa.data.datasets import CropBox, MultiGTCropDataset
+from sr_iqa.data.datasets import MultiGTCropDataset
 from sr_iqa.data.demo_set import build_demo_set
-from sr_iqa.data.groups import Group, aggregate_votes, index_hggt
+from sr_iqa.data.groups import aggregate_votes, index_hggt
 from sr_iqa.data.image_io import array_to_tensor, read_rgb_array
-
-
-def choose_positive(position: int, group: Group, box: CropBox, rng: np.random.Generator) -> int:
-    positives = group.indices_labelled("Positive")
-    return int(rng.choice(positives)) if positives else 0
+from sr_iqa.sampling import CachedScoreSampler, SamplerType
 
 
 class AllGTsLoader:
@@ -62,7 +58,7 @@ def main() -> None:
     paths = build_demo_set(Path(tempfile.gettempdir()) / "sr_iqa_bench_demo")
     baseline = AllGTsLoader(paths.train_images, paths.train_labels, args.gt_size)
     ours = MultiGTCropDataset(index_hggt(paths.train_images, paths.train_labels), args.gt_size, seed=0,
-                              use_hflip=False, use_rot=False, choose_gt=choose_positive)
+                              use_hflip=False, use_rot=False, choose_gt=CachedScoreSampler(SamplerType.upos))
     count = len(ours)
     timings = {"baseline": 0.0, "sr_iqa": 0.0}
     for round_number in range(args.rounds):  # interleaved, so both see the same machine load

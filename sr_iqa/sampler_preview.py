@@ -16,20 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from sr_iqa.data.groups import Group
-from sr_iqa.errors import DataError
 from sr_iqa.iqa.score_cache import ScoreCache
-from sr_iqa.sampling import SamplerType, goodness, probabilities
-
-
-def full_image_scores(groups: Sequence[Group], cache: ScoreCache, metric: str) -> list[list[float]]:
-    """Raw full-image score of every GT of every group; one DataError lists every image without one."""
-    records = [[cache.record(gt.path) for gt in group.gts] for group in groups]
-    table = cache.scores(metric, {r.content_hash for group in records for r in group})
-    missing = [str(r.path) for group in records for r in group if r.full not in table[r.content_hash]]
-    if missing:
-        raise DataError(f"{len(missing)} image(s) have no '{metric}' score in {cache.path}; run `sr-iqa score "
-                        f"--metric {metric}` first:\n" + "\n".join(missing[:20]))
-    return [[table[r.content_hash][r.full] for r in group] for group in records]
+from sr_iqa.sampling import SamplerType, full_image_scores, goodness, probabilities
 
 
 def preview(groups: Sequence[Group], cache: ScoreCache, metric: str, sampler: SamplerType,

@@ -18,21 +18,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import Enum
+from pathlib import Path
 
 import numpy as np
 
-from sr_iqa.data.datasets import CropBox
+from sr_iqa.config.schema import SamplerOptions, SamplerType
+from sr_iqa.data.datasets import CropBox, GTChooser, OriginalGT
 from sr_iqa.data.groups import Group
-from sr_iqa.iqa.score_cache import Region
-
-
-class SamplerType(str, Enum):
-    rand = "rand"
-    upos = "upos"
-    sma = "sma"
-    smp = "smp"
-    amo = "amo"
+from sr_iqa.errors import DataError, OptionsError
+from sr_iqa.iqa.score_cache import Region, ScoreCache
 
 
 def goodness(scores: Sequence[float], lower_better: bool) -> np.ndarray:
@@ -55,6 +49,9 @@ def probabilities(sampler: SamplerType, group: Group, q: np.ndarray | None, tau:
     """The probability of each GT of ``group``; ``q`` holds one "higher is better" score per GT (not for rand/upos)."""
     count = len(group.gts)
     result = np.zeros(count)
+    if sampler is SamplerType.original:
+        result[0] = 1.0
+        return result
     if sampler is SamplerType.rand:
         result[:] = 1.0 / count
         return result
@@ -81,19 +78,81 @@ def draw(probability: np.ndarray, rng: np.random.Generator) -> int:
 class CachedScoreSampler:
     """A ``GTChooser`` driven by cached scores, so the choice is made before any image is read.
 
-    ``full[position]`` holds the "higher is better" full-image score of each GT of the group at that position;
-    ``crops[position][i]`` maps crop regions to GT i's score (cached AMO draws its crop box on that grid).
+    ``full[position]`` holds the "higher is better" full-image Q of each GT of the group at that position.
+    For AMO, ``crops[position][i, row, column]`` is GT i's Q on the box at (row * stride, column * stride);
+    the dataset draws its crop boxes on that grid.
     """
 
     sampler: SamplerType
     tau: float = 1.0
     full: list[np.ndarray] | None = None
-    crops: list[list[dict[Region, float]]] | None = None
+    crops: list[np.ndarray] | None = None
+    box_stride: int = 1
 
-    def __call__(self, position: int, group: Group, box: CropBox, rng: np.random.Generator) -> int:
+    def quality(self, position: int, group: Group, box: CropBox) -> np.ndarray | None:
         if self.sampler is SamplerType.amo:
-            region = Region(box.left, box.top, box.size, box.size)
-            q = np.array([gt_crops[region] for gt_crops in self.crops[position]])
-        else:
-            q = self.full[position] if self.full is not None else None
-        return draw(probabilities(self.sampler, group, q, self.tau), rng)
+            return self.crops[position][:, box.top // self.box_stride, box.left // self.box_stride]
+        return self.full[position] if self.full is not None else None
+
+    def choose(self, position: int, group: Group, box: CropBox, rng: np.random.Generator) -> int:
+        return draw(probabilities(self.sampler, group, self.quality(position, group, box), self.tau), rng)
+
+
+def _missing_scores(metric: str, cache: ScoreCache, missing: list[str], hint: str) -> DataError:
+    return DataError(f"{len(missing)} image(s) have no '{metric}' score in {cache.path}; run `sr-iqa score "
+                     f"--metric {metric}{hint}` first:\n" + "\n".join(missing[:20]))
+
+
+def full_image_scores(groups: Sequence[Group], cache: ScoreCache, metric: str) -> list[list[float]]:
+    """Raw full-image score of every GT of every group; one DataError lists the images without one."""
+    records = [[cache.record(gt.path) for gt in group.gts] for group in groups]
+    table = cache.scores(metric, {r.content_hash for group in records for r in group})
+    missing = [str(r.path) for group in records for r in group if r.full not in table[r.content_hash]]
+    if missing:
+        raise _missing_scores(metric, cache, missing, "")
+    return [[table[r.content_hash][r.full] for r in group] for group in records]
+
+
+def crop_score_grids(groups: Sequence[Group], cache: ScoreCache, metric: str, size: int,
+                     stride: int) -> list[np.ndarray]:
+    """Per group, raw scores shaped (GTs, rows, columns) for every ``size`` box on the ``stride`` grid."""
+    records = [[cache.record(gt.path) for gt in group.gts] for group in groups]
+    table = cache.scores(metric, {r.content_hash for group in records for r in group})
+    grids, missing = [], []
+    for group_records in records:
+        rows = (group_records[0].height - size) // stride + 1
+        columns = (group_records[0].width - size) // stride + 1
+        grid = np.zeros((len(group_records), rows, columns))
+        for i, record in enumerate(group_records):
+            scores = table[record.content_hash]
+            try:
+                grid[i] = [[scores[Region(column * stride, row * stride, size, size)] for column in range(columns)]
+                           for row in range(rows)]
+            except KeyError:
+                missing.append(str(record.path))
+        grids.append(grid)
+    if missing:
+        raise _missing_scores(metric, cache, missing, f" --grid {size}:{stride}")
+    return grids
+
+
+def build_chooser(options: SamplerOptions, groups: Sequence[Group], gt_size: int) -> GTChooser:
+    """The ``GTChooser`` for training: scores are read from the cache once, here, never per sample."""
+    if options.type is SamplerType.original:
+        return OriginalGT()
+    if options.type in (SamplerType.rand, SamplerType.upos):
+        return CachedScoreSampler(options.type, options.tau)
+    path = Path(options.cache)
+    if not path.is_file():
+        raise OptionsError(f"sampler.cache: no score cache at {path}; write it with `sr-iqa score`")
+    cache = ScoreCache(path)
+    if options.metric not in cache.metrics():
+        raise DataError(f"{path} holds no '{options.metric}' scores (it has: {', '.join(cache.metrics()) or 'none'}); "
+                        f"run `sr-iqa score --metric {options.metric}`")
+    lower_better = cache.lower_better(options.metric)
+    if options.type is SamplerType.amo:
+        grids = crop_score_grids(groups, cache, options.metric, gt_size, options.grid_stride)
+        return CachedScoreSampler(options.type, options.tau, crops=[goodness(g, lower_better) for g in grids],
+                                  box_stride=options.grid_stride)
+    full = full_image_scores(groups, cache, options.metric)
+    return CachedScoreSampler(options.type, options.tau, full=[goodness(f, lower_better) for f in full])

@@ -27,6 +27,21 @@ def split(tmp_path: Path) -> tuple[Path, Path]:
     return images, labels
 
 
+class FixedGT:
+    """A chooser that always picks the same GT."""
+
+    box_stride = 1
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def choose(self, position, group, box, rng) -> int:
+        return self.index
+
+    def quality(self, position, group, box) -> None:
+        return None
+
+
 def _source(images: Path, labels: Path) -> DataSourceOptions:
     return DataSourceOptions(dataroot_gt=str(images), dataroot_label=str(labels))
 
@@ -40,7 +55,7 @@ def _expected_crop(path: Path, box: torch.Tensor, flips: np.ndarray) -> torch.Te
 def test_one_crop_box_for_original_chosen_gt_and_negative(split):
     images, labels = split
     index = index_hggt(images, labels)
-    dataset = MultiGTCropDataset(index, gt_size=16, seed=1, choose_gt=lambda *_: 2, with_negative=True)
+    dataset = MultiGTCropDataset(index, gt_size=16, seed=1, choose_gt=FixedGT(2), with_negative=True)
     group = index.groups[0]  # img1-0-0: its Negative is slot 03
     sample = dataset[(0, 0)]
     # The flips are the sample's own; whichever of the 8 it drew, the same box and flips fit all three crops.
@@ -65,7 +80,7 @@ def test_reads_only_the_images_the_sample_needs(split, monkeypatch, chosen, with
         return real_read(path)
 
     monkeypatch.setattr(datasets.image_io, "read_rgb_array", counting_read)
-    dataset = MultiGTCropDataset(index_hggt(images, labels), gt_size=16, seed=0, choose_gt=lambda *_: chosen,
+    dataset = MultiGTCropDataset(index_hggt(images, labels), gt_size=16, seed=0, choose_gt=FixedGT(chosen),
                                  with_negative=with_negative)
     dataset[(0, 0)]
     assert len(opened) == reads

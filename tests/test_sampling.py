@@ -9,7 +9,6 @@ import pytest
 
 from sr_iqa.data.datasets import CropBox
 from sr_iqa.data.groups import GroundTruth, Group
-from sr_iqa.iqa.score_cache import Region
 from sr_iqa.sampling import CachedScoreSampler, SamplerType, goodness, probabilities, softmax
 
 DRAWS = 20_000
@@ -25,7 +24,7 @@ def _frequencies(chooser, group: Group, seed: int = 0) -> np.ndarray:
     counts = np.zeros(len(group.gts))
     box = CropBox(0, 0, 8)
     for i in range(DRAWS):
-        counts[chooser(0, group, box, np.random.default_rng([seed, i]))] += 1
+        counts[chooser.choose(0, group, box, np.random.default_rng([seed, i]))] += 1
     return counts / DRAWS
 
 
@@ -72,14 +71,13 @@ def test_rand_is_uniform_over_all_gts():
 
 @pytest.mark.parametrize(("lower_better", "best"), [(False, 1), (True, 4)])
 def test_amo_is_the_argmax_at_the_crop_for_either_direction(lower_better, best):
-    box = CropBox(top=32, left=16, size=96)
-    at_box, elsewhere = Region(16, 32, 96, 96), Region(0, 0, 96, 96)
-    raw_at_box = [60.0, 70.0, 65.0, 62.0, 50.0]
-    raw_elsewhere = [90.0, 10.0, 10.0, 10.0, 10.0]  # another crop with another winner must not matter
-    crops = [[{at_box: g_box, elsewhere: g_else} for g_box, g_else in
-              zip(goodness(raw_at_box, lower_better), goodness(raw_elsewhere, lower_better), strict=True)]]
-    chooser = CachedScoreSampler(SamplerType.amo, crops=crops)
-    assert {chooser(0, GROUP, box, np.random.default_rng(i)) for i in range(20)} == {best}
+    box = CropBox(top=32, left=16, size=96)  # on a stride-16 grid: row 2, column 1
+    raw = np.zeros((5, 3, 3))
+    raw[:, 2, 1] = [60.0, 70.0, 65.0, 62.0, 50.0]
+    raw[:, 0, 0] = [90.0, 10.0, 10.0, 10.0, 10.0]  # another crop with another winner must not matter
+    chooser = CachedScoreSampler(SamplerType.amo, crops=[goodness(raw, lower_better)], box_stride=16)
+    assert {chooser.choose(0, GROUP, box, np.random.default_rng(i)) for i in range(20)} == {best}
+    assert chooser.quality(0, GROUP, box).tolist() == goodness(raw[:, 2, 1], lower_better).tolist()
 
 
 def test_ties_resolve_to_the_lowest_index():

@@ -151,6 +151,13 @@ def _check_values(options: Options, source: str) -> None:
     if queue % batch:
         raise OptionsError(f"{source}: 'datasets.train.queue_size' ({queue}) must be a multiple of "
                            f"'datasets.train.batch_size_per_gpu' ({batch})")
+    sampler = options.sampler
+    if sampler.type.value in ("sma", "smp", "amo"):
+        for key in ("metric", "cache"):
+            if getattr(sampler, key) is None:
+                raise OptionsError(f"{source}: the {sampler.type.value} sampler needs 'sampler.{key}'")
+    if sampler.tau <= 0 or sampler.grid_stride < 1:
+        raise OptionsError(f"{source}: 'sampler.tau' must be positive and 'sampler.grid_stride' at least 1")
     if not 0 <= options.train.ema_decay < 1:
         raise OptionsError(f"{source}: 'train.ema_decay' must be in [0, 1), got {options.train.ema_decay}")
 

@@ -97,6 +97,26 @@ class ValOptions:
     save_img: bool = True
 
 
+class SamplerType(str, Enum):
+    original = "original"  # plain single-GT training
+    rand = "rand"
+    upos = "upos"
+    sma = "sma"
+    smp = "smp"
+    amo = "amo"
+
+
+@dataclass
+class SamplerOptions:
+    """Which GT supervises each sample (see README "Samplers")."""
+
+    type: SamplerType = SamplerType.original
+    metric: str | None = None  # the metric key in the score cache (sma, smp, amo)
+    tau: float = 1.0  # softmax temperature (sma, smp), in units of the metric's score
+    cache: str | None = None  # the SQLite score cache written by `sr-iqa score`
+    grid_stride: int = 32  # amo: the STRIDE of `sr-iqa score --grid <gt_size>:STRIDE`
+
+
 @dataclass
 class IqaOptions:
     weights_dir: str | None = None  # metric weight files, looked up after pyiqa's own cache
@@ -133,6 +153,7 @@ class Options:
     val: ValOptions = field(default_factory=ValOptions)
     logger: LoggerOptions = field(default_factory=LoggerOptions)
     iqa: IqaOptions = field(default_factory=IqaOptions)
+    sampler: SamplerOptions = field(default_factory=SamplerOptions)
 
 
 # Dotted keys of the ``{type: ..., **kwargs}`` blocks: replaced whole by the user's block, never merged

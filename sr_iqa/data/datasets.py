@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -30,13 +31,28 @@ class CropBox:
     size: int
 
 
-# (group position in the index, group, crop box, sample RNG) -> index into group.gts of the supervising GT.
-GTChooser = Callable[[int, Group, CropBox, np.random.Generator], int]
+class GTChooser(Protocol):
+    """The sampler hook: which GT of a group supervises a sample, decided before any image is read."""
+
+    box_stride: int  # crop boxes are drawn on this grid (cached AMO needs its score grid); 1 for any box
+
+    def choose(self, position: int, group: Group, box: CropBox, rng: np.random.Generator) -> int:
+        """Index into ``group.gts``; ``position`` is the group's position in the index."""
+
+    def quality(self, position: int, group: Group, box: CropBox) -> np.ndarray | None:
+        """The "higher is better" Q of every GT that the choice was based on, or None without scores."""
 
 
-def choose_original(position: int, group: Group, box: CropBox, rng: np.random.Generator) -> int:
+class OriginalGT:
     """Supervise with the original GT (plain single-GT training)."""
-    return 0
+
+    box_stride = 1
+
+    def choose(self, position: int, group: Group, box: CropBox, rng: np.random.Generator) -> int:
+        return 0
+
+    def quality(self, position: int, group: Group, box: CropBox) -> np.ndarray | None:
+        return None
 
 
 def label_codes(group: Group, width: int) -> torch.Tensor:
@@ -60,7 +76,7 @@ class MultiGTCropDataset(Dataset):
     """Item keys are ``(epoch, index)`` (see training_order); all randomness comes from ``(seed, epoch, index)``."""
 
     def __init__(self, index: GroupIndex, gt_size: int, seed: int, use_hflip: bool = True, use_rot: bool = True,
-                 choose_gt: GTChooser = choose_original, with_negative: bool = False,
+                 choose_gt: GTChooser | None = None, with_negative: bool = False,
                  sample_kernels: Callable[[np.random.Generator], dict[str, torch.Tensor]] | None = None) -> None:
         self.groups = index.groups
         self.max_gts = max((len(group.gts) for group in self.groups), default=1)
@@ -68,7 +84,7 @@ class MultiGTCropDataset(Dataset):
         self.seed = seed
         self.use_hflip = use_hflip
         self.use_rot = use_rot
-        self.choose_gt = choose_gt
+        self.choose_gt = choose_gt if choose_gt is not None else OriginalGT()
         self.with_negative = with_negative
         self.sample_kernels = sample_kernels
 
@@ -86,10 +102,11 @@ class MultiGTCropDataset(Dataset):
         group = self.groups[position]
         original = image_io.read_rgb_array(group.original.path)
         height, width = original.shape[:2]
-        box = CropBox(int(rng.integers(0, height - self.gt_size + 1)), int(rng.integers(0, width - self.gt_size + 1)),
-                      self.gt_size)
+        stride = self.choose_gt.box_stride
+        box = CropBox(stride * int(rng.integers(0, (height - self.gt_size) // stride + 1)),
+                      stride * int(rng.integers(0, (width - self.gt_size) // stride + 1)), self.gt_size)
         flips = rng.random(3) < 0.5
-        chosen = self.choose_gt(position, group, box, rng)
+        chosen = self.choose_gt.choose(position, group, box, rng)
         original_crop = image_io.array_to_tensor(augment(
             original[box.top:box.top + box.size, box.left:box.left + box.size], flips, self.use_hflip, self.use_rot))
         sample = {
@@ -100,6 +117,10 @@ class MultiGTCropDataset(Dataset):
             "box": torch.tensor([box.top, box.left, box.size]),
             "key": torch.tensor([epoch, position]),
         }
+        quality = self.choose_gt.quality(position, group, box)
+        if quality is not None:  # for the training statistics: Q of the chosen GT and the best Q at this crop
+            sample["chosen_q"] = torch.tensor(float(quality[chosen]))
+            sample["best_q"] = torch.tensor(float(quality.max()))
         if self.with_negative:
             negatives = group.indices_labelled("Negative")
             has_negative = bool(negatives)

@@ -35,10 +35,12 @@ from sr_iqa.errors import OptionsError, RunFolderError
 from sr_iqa.evaluate.scoring import MetricSet, evaluate_upscaler
 from sr_iqa.losses import build_negative_loss, build_pixel_loss
 from sr_iqa.models.generators import build_generator, load_generator_weights
+from sr_iqa.sampling import build_chooser
 from sr_iqa.train import checkpoints
 from sr_iqa.train.experiment import ExperimentFolders
 from sr_iqa.train.optim import build_optimizer, build_scheduler
 from sr_iqa.train.pair_pool import TrainingPairPool
+from sr_iqa.train.statistics import SamplingStatistics
 
 log = logging.getLogger("sr_iqa.train")
 
@@ -112,6 +114,8 @@ class Trainer:
             self.accelerator.load_state(str(resume_from))
             log.info("resumed from %s at iteration %d", resume_from, self.progress.iteration)
         self.loader = self._build_loader()
+        self.sampling_statistics = SamplingStatistics(
+            ["original"] + [f"{i:02d}" for i in range(1, self.train_set.max_gts)], self.device)
 
     # ----- setup -------------------------------------------------------------------------------
 
@@ -138,9 +142,11 @@ class Trainer:
         options = self.options
         train_options = options.datasets.train
         train_index = group_index(train_options, options.scale, min_size=train_options.gt_size)
+        chooser = build_chooser(options.sampler, train_index.groups, train_options.gt_size)
         train_set = MultiGTCropDataset(
             train_index, train_options.gt_size, options.manual_seed, train_options.use_hflip, train_options.use_rot,
-            with_negative=options.train.neg_opt is not None, sample_kernels=self.degradation.sample_kernels)
+            choose_gt=chooser, with_negative=options.train.neg_opt is not None,
+            sample_kernels=self.degradation.sample_kernels)
         val_options = options.datasets.val
         val_set = None
         if val_options is not None:
@@ -213,6 +219,7 @@ class Trainer:
     def train_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """One micro-batch: synthesise LR on the device, forward, losses, backward, (maybe) step."""
         data = self.synthesize(batch)
+        self.sampling_statistics.update(data)
         with self.accelerator.accumulate(self.net_g):
             sr = self.net_g(data["lq"])
             loss = self.pixel_loss(sr, data["gt"])
@@ -286,9 +293,10 @@ class Trainer:
         lr = self.optimizer.param_groups[0]["lr"]
         iteration = self.progress.iteration
         bar.set_postfix(l_pix=f"{loss:.4f}", lr=f"{lr:.2e}")
-        log.info("iter %d/%d  lr %.3e  l_pix %.4f  %.1f s", iteration, self.options.train.total_iter, lr, loss,
-                 time.perf_counter() - started)
-        self.accelerator.log({"train/l_pix": loss, "train/lr": lr}, step=iteration)
+        sampling, sampling_scalars = self.sampling_statistics.report(self.accelerator)
+        log.info("iter %d/%d  lr %.3e  l_pix %.4f  %.1f s  %s", iteration, self.options.train.total_iter, lr, loss,
+                 time.perf_counter() - started, sampling)
+        self.accelerator.log({"train/l_pix": loss, "train/lr": lr, **sampling_scalars}, step=iteration)
 
     # ----- validate and save -------------------------------------------------------------------
 

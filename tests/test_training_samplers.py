@@ -1,0 +1,73 @@
+"""Short stage-1 runs with each sampler: the logged choice statistics must match the sampler."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import run_cli, tiny_options, write_options
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from sr_iqa.config import load_options
+from sr_iqa.errors import DataError
+from sr_iqa.train.trainer import Trainer
+
+
+@pytest.fixture(scope="module")
+def scored(demo_set, tmp_path_factory) -> Path:
+    """Entropy (offline, works on 32-pixel crops) of every demo GT, full and on the 32:32 grid."""
+    cache = tmp_path_factory.mktemp("cache") / "scores.db"
+    result = run_cli("score", "--dataset", str(demo_set.root), "--metric", "entropy", "--grid", "32:32",
+                     "--cache", str(cache), "--num-workers", "0")
+    assert result.returncode == 0, result.stderr[-2000:]
+    return cache
+
+
+def _run(tmp_path: Path, demo_set, cache: Path, sampler: dict) -> dict[str, list[float]]:
+    options = tiny_options(demo_set, tmp_path / "experiments")
+    options["sampler"] = {"metric": "entropy", "cache": str(cache), "grid_stride": 32, "tau": 0.05, **sampler}
+    options["train"]["total_iter"] = 20
+    options["logger"] |= {"print_freq": 20, "use_tb_logger": True}
+    options["datasets"].pop("val")
+    run = Trainer(load_options(write_options(tmp_path / "o.yml", options))).train().root
+    events = EventAccumulator(str(run / "logs" / "tb")).Reload()
+    return {tag: [s.value for s in events.Scalars(tag)] for tag in events.Tags()["scalars"]
+            if tag.startswith("sampler/")}
+
+
+def test_original_always_supervises_with_the_original(tmp_path, demo_set, scored):
+    stats = _run(tmp_path, demo_set, scored, {"type": "original"})
+    assert stats["sampler/slot_original"] == [1.0]
+
+
+@pytest.mark.parametrize("kind", ["upos", "smp"])
+def test_positive_samplers_choose_positives_or_fall_back_to_the_original(tmp_path, demo_set, scored, kind):
+    stats = _run(tmp_path, demo_set, scored, {"type": kind})
+    assert stats["sampler/label_Positive"][0] + stats.get("sampler/label_original", [0.0])[0] == pytest.approx(1.0)
+    assert stats["sampler/label_Positive"][0] > 0.5
+    assert stats["sampler/label_Negative"] == [0.0] and stats["sampler/label_Similar"] == [0.0]
+
+
+def test_rand_uses_every_slot(tmp_path, demo_set, scored):
+    stats = _run(tmp_path, demo_set, scored, {"type": "rand"})
+    assert all(stats[f"sampler/slot_{slot}"][0] > 0 for slot in ("original", "01", "02", "03", "04"))
+
+
+def test_cached_amo_always_takes_the_best_q_at_the_crop(tmp_path, demo_set, scored):
+    stats = _run(tmp_path, demo_set, scored, {"type": "amo"})
+    assert stats["sampler/chosen_q"] == pytest.approx(stats["sampler/best_q"])
+
+
+def test_sma_does_not_always_take_the_best(tmp_path, demo_set, scored):
+    stats = _run(tmp_path, demo_set, scored, {"type": "sma", "tau": 100.0})  # nearly uniform
+    assert stats["sampler/chosen_q"][0] < stats["sampler/best_q"][0]
+
+
+def test_missing_scores_are_refused_before_training(tmp_path, demo_set, scored):
+    options = tiny_options(demo_set, tmp_path / "experiments")
+    options["sampler"] = {"type": "amo", "metric": "entropy", "cache": str(scored), "grid_stride": 16}
+    with pytest.raises(DataError, match="--grid 32:16"):
+        Trainer(load_options(write_options(tmp_path / "o.yml", options)))
+    options["sampler"] = {"type": "sma", "metric": "musiq", "cache": str(scored)}
+    with pytest.raises(DataError, match="holds no 'musiq' scores"):
+        Trainer(load_options(write_options(tmp_path / "o.yml", options)))
