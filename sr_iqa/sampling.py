@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from sr_iqa.config.schema import SamplerOptions, SamplerType
+from sr_iqa.config.schema import AmoMode, SamplerOptions, SamplerType
 from sr_iqa.data.datasets import CropBox, GTChooser, OriginalGT
 from sr_iqa.data.groups import Group
 from sr_iqa.errors import DataError, OptionsError
@@ -142,6 +143,8 @@ def build_chooser(options: SamplerOptions, groups: Sequence[Group], gt_size: int
         return OriginalGT()
     if options.type in (SamplerType.rand, SamplerType.upos):
         return CachedScoreSampler(options.type, options.tau)
+    if options.type is SamplerType.amo and options.mode is AmoMode.online:
+        return OriginalGT()  # the dataset loads every GT crop; the trainer picks on the device
     path = Path(options.cache)
     if not path.is_file():
         raise OptionsError(f"sampler.cache: no score cache at {path}; write it with `sr-iqa score`")
@@ -156,3 +159,14 @@ def build_chooser(options: SamplerOptions, groups: Sequence[Group], gt_size: int
                                   box_stride=options.grid_stride)
     full = full_image_scores(groups, cache, options.metric)
     return CachedScoreSampler(options.type, options.tau, full=[goodness(f, lower_better) for f in full])
+
+
+@torch.no_grad()
+def online_amo_choice(candidates: torch.Tensor, mask: torch.Tensor, metric: torch.nn.Module,
+                      lower_better: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The paper's AMO: Q of every GT crop (B x n x 3 x H x W) on the device; returns (argmax index, Q per GT)."""
+    batch, count = candidates.shape[:2]
+    q = metric(candidates.flatten(0, 1)).float().view(batch, count)
+    q = -q if lower_better else q
+    q = q.masked_fill(~mask, float("-inf"))
+    return q.argmax(dim=1), q  # argmax takes the first of equal maxima, as the cached AMO does

@@ -152,8 +152,9 @@ def _check_values(options: Options, source: str) -> None:
         raise OptionsError(f"{source}: 'datasets.train.queue_size' ({queue}) must be a multiple of "
                            f"'datasets.train.batch_size_per_gpu' ({batch})")
     sampler = options.sampler
+    online = sampler.type.value == "amo" and sampler.mode.value == "online"
     if sampler.type.value in ("sma", "smp", "amo"):
-        for key in ("metric", "cache"):
+        for key in ("metric",) if online else ("metric", "cache"):
             if getattr(sampler, key) is None:
                 raise OptionsError(f"{source}: the {sampler.type.value} sampler needs 'sampler.{key}'")
     if sampler.tau <= 0 or sampler.grid_stride < 1:

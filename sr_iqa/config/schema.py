@@ -106,6 +106,11 @@ class SamplerType(str, Enum):
     amo = "amo"
 
 
+class AmoMode(str, Enum):
+    cached = "cached"
+    online = "online"
+
+
 @dataclass
 class SamplerOptions:
     """Which GT supervises each sample (see README "Samplers")."""
@@ -115,6 +120,9 @@ class SamplerOptions:
     tau: float = 1.0  # softmax temperature (sma, smp), in units of the metric's score
     cache: str | None = None  # the SQLite score cache written by `sr-iqa score`
     grid_stride: int = 32  # amo: the STRIDE of `sr-iqa score --grid <gt_size>:STRIDE`
+    mode: AmoMode = AmoMode.cached  # amo: read the crop grid from the cache, or score every GT crop on the device
+
+
 
 
 @dataclass

@@ -76,7 +76,7 @@ class MultiGTCropDataset(Dataset):
     """Item keys are ``(epoch, index)`` (see training_order); all randomness comes from ``(seed, epoch, index)``."""
 
     def __init__(self, index: GroupIndex, gt_size: int, seed: int, use_hflip: bool = True, use_rot: bool = True,
-                 choose_gt: GTChooser | None = None, with_negative: bool = False,
+                 choose_gt: GTChooser | None = None, with_negative: bool = False, with_candidates: bool = False,
                  sample_kernels: Callable[[np.random.Generator], dict[str, torch.Tensor]] | None = None) -> None:
         self.groups = index.groups
         self.max_gts = max((len(group.gts) for group in self.groups), default=1)
@@ -86,6 +86,7 @@ class MultiGTCropDataset(Dataset):
         self.use_rot = use_rot
         self.choose_gt = choose_gt if choose_gt is not None else OriginalGT()
         self.with_negative = with_negative
+        self.with_candidates = with_candidates
         self.sample_kernels = sample_kernels
 
     def __len__(self) -> int:
@@ -127,6 +128,11 @@ class MultiGTCropDataset(Dataset):
             sample["has_negative"] = torch.tensor(has_negative)
             sample["negative"] = (self._crop(group.gts[int(rng.choice(negatives))].path, box, flips)
                                   if has_negative else torch.zeros_like(original_crop))
+        if self.with_candidates:  # online AMO scores every GT crop on the device
+            crops = [original_crop] + [self._crop(gt.path, box, flips) for gt in group.gts[1:]]
+            padding = self.max_gts - len(crops)
+            sample["candidates"] = torch.stack(crops + [original_crop] * padding)
+            sample["candidate_mask"] = torch.tensor([True] * len(crops) + [False] * padding)
         if self.sample_kernels is not None:
             sample.update(self.sample_kernels(rng))
         return sample

@@ -25,7 +25,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from sr_iqa.config import Options, options_to_yaml
 from sr_iqa.config.call_options import build_from_block
-from sr_iqa.config.schema import MixedPrecision
+from sr_iqa.config.schema import AmoMode, MixedPrecision, SamplerType
 from sr_iqa.data.datasets import EvalGroupDataset, MultiGTCropDataset
 from sr_iqa.data.degradations import DEGRADATION_TYPES
 from sr_iqa.data.image_io import write_rgb
@@ -33,9 +33,10 @@ from sr_iqa.data.sources import group_index
 from sr_iqa.data.training_order import TrainingSampleOrder
 from sr_iqa.errors import OptionsError, RunFolderError
 from sr_iqa.evaluate.scoring import MetricSet, evaluate_upscaler
+from sr_iqa.iqa.metrics import create_metric
 from sr_iqa.losses import build_negative_loss, build_pixel_loss
 from sr_iqa.models.generators import build_generator, load_generator_weights
-from sr_iqa.sampling import build_chooser
+from sr_iqa.sampling import build_chooser, online_amo_choice
 from sr_iqa.train import checkpoints
 from sr_iqa.train.experiment import ExperimentFolders
 from sr_iqa.train.optim import build_optimizer, build_scheduler
@@ -102,6 +103,11 @@ class Trainer:
         self.progress = TrainingProgress()
         resume_from = self._resume_folder()
         self.degradation = build_from_block(options.degradation, DEGRADATION_TYPES)
+        self.online_amo = None  # Q for online AMO: inference form, never prepared, in eval
+        if options.sampler.type is SamplerType.amo and options.sampler.mode is AmoMode.online:
+            self.online_amo = create_metric(options.sampler.metric, self.device,
+                                            weights_dir=Path(options.iqa.weights_dir) if options.iqa.weights_dir
+                                            else None, options=options.iqa.metric_options.get(options.sampler.metric))
         self.train_set, self.val_set = self._build_datasets()
         # Built before anything is written, so that a metric whose weights are missing stops the run at once.
         self.metric_set = None
@@ -146,7 +152,7 @@ class Trainer:
         train_set = MultiGTCropDataset(
             train_index, train_options.gt_size, options.manual_seed, train_options.use_hflip, train_options.use_rot,
             choose_gt=chooser, with_negative=options.train.neg_opt is not None,
-            sample_kernels=self.degradation.sample_kernels)
+            with_candidates=self.online_amo is not None, sample_kernels=self.degradation.sample_kernels)
         val_options = options.datasets.val
         val_set = None
         if val_options is not None:
@@ -212,6 +218,12 @@ class Trainer:
         kernels = {name: on_device.pop(name) for name in ("kernel1", "kernel2", "sinc_kernel") if name in on_device}
         with torch.no_grad():
             on_device["lq"] = self.degradation.apply(on_device["original"], kernels, self.options.scale)
+        if self.online_amo is not None:
+            candidates, mask = on_device.pop("candidates"), on_device.pop("candidate_mask")
+            chosen, q = online_amo_choice(candidates, mask, self.online_amo, bool(self.online_amo.lower_better))
+            rows = torch.arange(len(chosen), device=chosen.device)
+            on_device |= {"gt": candidates[rows, chosen], "gt_index": chosen, "chosen_q": q[rows, chosen],
+                          "best_q": q.max(dim=1).values}
         if self.pair_pool is not None:
             on_device = self.pair_pool.exchange(on_device)
         return on_device
