@@ -104,8 +104,15 @@ def _missing_scores(metric: str, cache: ScoreCache, missing: list[str], hint: st
                      f"--metric {metric}{hint}` first:\n" + "\n".join(missing[:20]))
 
 
+def require_metric(cache: ScoreCache, metric: str) -> None:
+    if metric not in cache.metrics():
+        raise DataError(f"{cache.path} holds no '{metric}' scores (it has: {', '.join(cache.metrics()) or 'none'}); "
+                        f"run `sr-iqa score --metric {metric}`")
+
+
 def full_image_scores(groups: Sequence[Group], cache: ScoreCache, metric: str) -> list[list[float]]:
     """Raw full-image score of every GT of every group; one DataError lists the images without one."""
+    require_metric(cache, metric)
     records = [[cache.record(gt.path) for gt in group.gts] for group in groups]
     table = cache.scores(metric, {r.content_hash for group in records for r in group})
     missing = [str(r.path) for group in records for r in group if r.full not in table[r.content_hash]]
@@ -117,6 +124,7 @@ def full_image_scores(groups: Sequence[Group], cache: ScoreCache, metric: str) -
 def crop_score_grids(groups: Sequence[Group], cache: ScoreCache, metric: str, size: int,
                      stride: int) -> list[np.ndarray]:
     """Per group, raw scores shaped (GTs, rows, columns) for every ``size`` box on the ``stride`` grid."""
+    require_metric(cache, metric)
     records = [[cache.record(gt.path) for gt in group.gts] for group in groups]
     table = cache.scores(metric, {r.content_hash for group in records for r in group})
     grids, missing = [], []
@@ -149,9 +157,7 @@ def build_chooser(options: SamplerOptions, groups: Sequence[Group], gt_size: int
     if not path.is_file():
         raise OptionsError(f"sampler.cache: no score cache at {path}; write it with `sr-iqa score`")
     cache = ScoreCache(path)
-    if options.metric not in cache.metrics():
-        raise DataError(f"{path} holds no '{options.metric}' scores (it has: {', '.join(cache.metrics()) or 'none'}); "
-                        f"run `sr-iqa score --metric {options.metric}`")
+    require_metric(cache, options.metric)
     lower_better = cache.lower_better(options.metric)
     if options.type is SamplerType.amo:
         grids = crop_score_grids(groups, cache, options.metric, gt_size, options.grid_stride)

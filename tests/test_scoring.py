@@ -256,3 +256,11 @@ def test_metric_options_from_the_option_file_reach_pyiqa_and_the_cache_key(tmp_p
                       "--cache", str(tmp_path / "other.db"))
     assert failing.returncode == 2 and "Traceback" not in failing.stderr
     assert f"pretrained_model_path {tmp_path / 'nothing.mat'} is not a file" in failing.stderr
+
+
+def test_unknown_metric_names_get_one_line_with_a_suggestion(tree: Path, tmp_path: Path):
+    for args in (["weights", "check", "musiq_spaq"],
+                 ["score", "--dataset", str(tree), "--metric", "musiq_spaq", "--cache", str(tmp_path / "c.db")]):
+        result = run_cli(*args)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert "unknown metric 'musiq_spaq'; did you mean 'musiq-spaq'?" in result.stderr

@@ -53,6 +53,11 @@ def _metric_kwargs(name: str, options: dict[str, Any] | None) -> dict[str, Any]:
     return kwargs
 
 
+def _check_name(name: str) -> None:
+    if name not in pyiqa.list_models():
+        raise OptionsError(f"unknown metric '{name}'; {did_you_mean(name, pyiqa.list_models())}")
+
+
 def create_metric(name: str, device: torch.device | str = "cpu", as_loss: bool = False,
                   weights_dir: Path | None = None, options: dict[str, Any] | None = None) -> torch.nn.Module:
     """A pyiqa metric; ``metric.lower_better`` tells its direction.
@@ -60,8 +65,7 @@ def create_metric(name: str, device: torch.device | str = "cpu", as_loss: bool =
     Weights come from pyiqa's cache, else ``weights_dir``, else a download; ``options`` (pyiqa kwargs such as
     ``pretrained_model_path``) come last and win. A weight that cannot be had raises WeightsUnavailableError.
     """
-    if name not in pyiqa.list_models():
-        raise OptionsError(f"unknown metric '{name}'; {did_you_mean(name, pyiqa.list_models())}")
+    _check_name(name)
     given_path = (options or {}).get("pretrained_model_path")
     if given_path and not Path(given_path).is_file():
         raise WeightsUnavailableError(f"metric '{name}': pretrained_model_path {given_path} is not a file; "
@@ -74,6 +78,7 @@ def create_metric(name: str, device: torch.device | str = "cpu", as_loss: bool =
 def missing_weights(name: str, weights_dir: Path | None = None,
                     options: dict[str, Any] | None = None) -> list[tuple[str, Path]]:
     """(file name, folder to put it in) for each weight file the metric would need to download; [] when ready."""
+    _check_name(name)
     with weight_lookup(name, weights_dir, probe=True) as request:
         pyiqa.create_metric(name, device=torch.device("cpu"), **_metric_kwargs(name, options))
     return request.missing
