@@ -8,6 +8,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from basicsr.losses.basic_loss import CharbonnierLoss, L1Loss, MSELoss
+from basicsr.losses.gan_loss import GANLoss
 
 from sr_iqa.config.call_options import build_from_block
 
@@ -54,6 +55,7 @@ class NegativeGTLoss(torch.nn.Module):
 
 PIXEL_LOSS_TYPES = {"L1Loss": L1Loss, "MSELoss": MSELoss, "CharbonnierLoss": CharbonnierLoss}
 NEGATIVE_LOSS_TYPES = {"NegativeGTLoss": NegativeGTLoss}
+GAN_LOSS_TYPES = {"GANLoss": GANLoss}  # gan_type: vanilla, lsgan, wgan, hinge
 
 
 def build_pixel_loss(block: Mapping[str, Any]) -> torch.nn.Module:
@@ -62,3 +64,7 @@ def build_pixel_loss(block: Mapping[str, Any]) -> torch.nn.Module:
 
 def build_negative_loss(block: Mapping[str, Any]) -> torch.nn.Module:
     return build_from_block(block, NEGATIVE_LOSS_TYPES)
+
+
+def build_gan_loss(block: Mapping[str, Any]) -> torch.nn.Module:
+    return build_from_block(block, GAN_LOSS_TYPES)

@@ -17,6 +17,10 @@ ACCELERATE = Path(sys.executable).parent / "accelerate"
 def test_two_cpu_processes_train_and_only_rank_zero_writes(tmp_path: Path, demo_set):
     options = tiny_options(demo_set, tmp_path / "experiments")
     options["val"]["val_freq"] = 4
+    # With a GAN: the discriminator is DDP-wrapped too, and the generator's adversarial term must not trip it.
+    options["network_d"] = {"type": "UNetDiscriminatorSN", "num_in_ch": 3, "num_feat": 8}
+    options["train"] |= {"optim_d": {"type": "Adam", "lr": 1e-3},
+                         "gan_opt": {"type": "GANLoss", "gan_type": "vanilla", "loss_weight": 0.1}}
     options_file = write_options(tmp_path / "ddp.yml", options)
     result = subprocess.run(
         [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
@@ -34,7 +38,8 @@ def test_two_cpu_processes_train_and_only_rank_zero_writes(tmp_path: Path, demo_
         state = run / "training_states" / str(iteration)
         assert (state / "random_states_0.pkl").is_file() and (state / "random_states_1.pkl").is_file()
     assert sorted(p.name for p in (run / "models").iterdir()) == [
-        "net_g_4.safetensors", "net_g_8.safetensors", "net_g_ema_4.safetensors", "net_g_ema_8.safetensors"]
+        "net_d_4.safetensors", "net_d_8.safetensors", "net_g_4.safetensors", "net_g_8.safetensors",
+        "net_g_ema_4.safetensors", "net_g_ema_8.safetensors"]
     assert not [p for p in (run / "training_states").iterdir() if p.name.startswith(".")]
     log = (run / "logs" / "train.log").read_text()
     assert log.count("saved checkpoint at iteration") == 2  # written once, by rank 0

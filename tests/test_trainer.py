@@ -49,14 +49,17 @@ def test_run_folder_layout_and_resolved_options(options_file: Path):
 
 
 POOL_AND_NEGATIVE = ("datasets.train.queue_size=4", "train.neg_opt={type: NegativeGTLoss, loss_weight: 0.1}")
+GAN = ("network_d={type: UNetDiscriminatorSN, num_in_ch: 3, num_feat: 8, skip_connection: true}",
+       "train.optim_d={type: Adam, lr: 1e-3, betas: [0.9, 0.99]}",
+       "train.gan_opt={type: GANLoss, gan_type: vanilla, loss_weight: 0.1}", "train.net_d_init_iters=2")
 
 
-@pytest.mark.parametrize("extra", [(), POOL_AND_NEGATIVE], ids=["plain", "pool_and_negative_loss"])
+@pytest.mark.parametrize("extra", [(), POOL_AND_NEGATIVE, GAN], ids=["plain", "pool_and_negative_loss", "gan"])
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path: Path, options_file: Path, extra):
     straight = _train(options_file, "name=straight", "train.total_iter=8", *extra)
     _train(options_file, "name=resumed", "train.total_iter=4", *extra)
     resumed = _train(options_file, "name=resumed", "train.total_iter=8", "path.resume_state=auto", *extra)
-    for stem in ("net_g", "net_g_ema"):
+    for stem in ("net_g", "net_g_ema") + (("net_d",) if extra == GAN else ()):
         _assert_equal_weights(_weights(straight, stem, 8), _weights(resumed, stem, 8))
     # The first half alone must differ, or the comparison above proves nothing.
     assert not torch.equal(_weights(resumed, "net_g", 4)["conv_first.weight"],
@@ -111,7 +114,7 @@ def test_validation_and_tensorboard_scalars(options_file: Path):
     run = _train(options_file, "logger.use_tb_logger=true", "val.val_freq=4", "val.save_img=true",
                  "val.metrics=[psnr,niqe]")
     events = EventAccumulator(str(run / "logs" / "tb")).Reload()
-    assert [s.step for s in events.Scalars("train/l_pix")] == [2, 4, 6, 8]
+    assert [s.step for s in events.Scalars("train/l_g")] == [2, 4, 6, 8]
     assert [s.step for s in events.Scalars("val/psnr")] == [4, 8]
     assert all(0 < s.value < 60 for s in events.Scalars("val/psnr"))
     assert [s.step for s in events.Scalars("val/niqe")] == [4, 8]
@@ -212,3 +215,35 @@ def test_negative_loss_takes_part_in_training(options_file: Path):
                     "train.neg_opt={type: NegativeGTLoss, loss_weight: 1.0}")
     a, b = _weights(plain, "net_g", 3), _weights(pushed, "net_g", 3)
     assert any(not torch.equal(a[n], b[n]) for n in a)
+
+
+def test_the_discriminator_sees_the_chosen_gt_as_real_and_sr_as_fake(options_file: Path):
+    from sr_iqa.data.datasets import OriginalGT
+
+    class ChooseThird(OriginalGT):
+        def choose(self, position, group, box, rng) -> int:
+            return 3
+
+    trainer = Trainer(load_options(options_file, ["name=gan", *GAN]))
+    trainer.train_set.choose_gt = ChooseThird()
+    seen, synthesized = [], []
+    net_d = trainer.accelerator.unwrap_model(trainer.net_d)
+    net_d.register_forward_pre_hook(lambda module, inputs: seen.append(inputs[0].detach().clone()))
+    real_synthesize = trainer.synthesize
+    trainer.synthesize = lambda batch: synthesized.append(real_synthesize(batch)) or synthesized[-1]
+    trainer.progress.iteration = 5  # past net_d_init_iters: G's loss has the adversarial term too
+    losses = trainer.train_step(next(iter(trainer.loader)))
+    data = synthesized[0]
+    assert data["gt_index"].tolist() == [3, 3]
+    assert not torch.equal(data["gt"], data["original"])
+    # G's adversarial term (SR), then D's real (the chosen GT) and fake (SR) passes.
+    assert len(seen) == 3 and torch.equal(seen[1], data["gt"]) and torch.equal(seen[0], seen[2])
+    assert seen[0].shape == data["gt"].shape and not torch.equal(seen[0], data["gt"])
+    assert set(losses) == {"l_g", "l_d"}
+
+
+def test_gan_blocks_must_come_together(options_file: Path):
+    from sr_iqa.errors import OptionsError
+
+    with pytest.raises(OptionsError, match="missing 'train.optim_d', 'train.gan_opt'"):
+        load_options(options_file, [GAN[0]])

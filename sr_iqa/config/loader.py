@@ -103,7 +103,8 @@ def _check_call_blocks(options: Options, source: str) -> None:
     """Check ``{type: ..., **kwargs}`` blocks against the classes they name (imports torch and basicsr)."""
     from sr_iqa.config.call_options import build_from_block, check_call_block
     from sr_iqa.data.degradations import DEGRADATION_TYPES
-    from sr_iqa.losses import NEGATIVE_LOSS_TYPES, PIXEL_LOSS_TYPES
+    from sr_iqa.losses import GAN_LOSS_TYPES, NEGATIVE_LOSS_TYPES, PIXEL_LOSS_TYPES
+    from sr_iqa.models.discriminators import DISCRIMINATOR_TYPES
     from sr_iqa.models.generators import generator_block
     from sr_iqa.train.optim import OPTIMIZER_TYPES, SCHEDULER_TYPES
 
@@ -115,6 +116,16 @@ def _check_call_blocks(options: Options, source: str) -> None:
     check_call_block(options.train.pixel_opt, PIXEL_LOSS_TYPES, "train.pixel_opt", source)
     if options.train.neg_opt is not None:
         check_call_block(options.train.neg_opt, NEGATIVE_LOSS_TYPES, "train.neg_opt", source)
+    gan_parts = {"network_d": options.network_d, "train.optim_d": options.train.optim_d,
+                 "train.gan_opt": options.train.gan_opt}
+    if any(block is not None for block in gan_parts.values()):
+        absent = [key for key, block in gan_parts.items() if block is None]
+        if absent:
+            raise OptionsError(f"{source}: GAN training needs {', '.join(repr(k) for k in gan_parts)} together; "
+                               f"missing {', '.join(repr(k) for k in absent)}")
+        check_call_block(options.network_d, DISCRIMINATOR_TYPES, "network_d", source)
+        check_call_block(options.train.optim_d, OPTIMIZER_TYPES, "train.optim_d", source, supplied=("params",))
+        check_call_block(options.train.gan_opt, GAN_LOSS_TYPES, "train.gan_opt", source)
     check_call_block(options.degradation, DEGRADATION_TYPES, "degradation", source)
     smallest = build_from_block(options.degradation, DEGRADATION_TYPES).smallest_gt_size(options.scale)
     if options.datasets.train.gt_size < smallest:
@@ -133,6 +144,7 @@ def _check_values(options: Options, source: str) -> None:
         "logger.print_freq": options.logger.print_freq,
         "logger.save_checkpoint_freq": options.logger.save_checkpoint_freq,
         "logger.keep_checkpoints": options.logger.keep_checkpoints,
+        "train.net_d_iters": options.train.net_d_iters,
     }
     for key, value in positive.items():
         if value < 1:

@@ -85,6 +85,10 @@ class TrainOptions:
     scheduler: dict[str, Any] | None = None
     pixel_opt: dict[str, Any] = field(default_factory=_default_pixel_opt)
     neg_opt: dict[str, Any] | None = None  # HGGT's negative-GT loss: {type: NegativeGTLoss, loss_weight, ...}
+    gan_opt: dict[str, Any] | None = None  # basicsr's GANLoss: {type: GANLoss, gan_type, loss_weight, ...}
+    optim_d: dict[str, Any] | None = None  # the discriminator's optimizer (with gan_opt)
+    net_d_iters: int = 1  # the generator gets the adversarial term every net_d_iters iterations
+    net_d_init_iters: int = 0  # ... and only after this many (the discriminator warms up alone)
     ema_decay: float = 0.999  # 0 turns EMA off
     mixed_precision: MixedPrecision = MixedPrecision.no
     gradient_accumulation_steps: int = 1
@@ -154,6 +158,7 @@ class Options:
     scale: int = 4
     manual_seed: int = 0
     network_g: dict[str, Any] = field(default_factory=_default_network_g)
+    network_d: dict[str, Any] | None = None  # {type: UNetDiscriminatorSN, num_in_ch, num_feat, skip_connection}
     datasets: DatasetsOptions = field(default_factory=DatasetsOptions)
     degradation: dict[str, Any] = field(default_factory=_default_degradation)
     path: PathOptions = field(default_factory=PathOptions)
@@ -166,4 +171,5 @@ class Options:
 
 # Dotted keys of the ``{type: ..., **kwargs}`` blocks: replaced whole by the user's block, never merged
 # with the default (a CosineAnnealingLR must not inherit MultiStepLR's milestones).
-CALL_BLOCKS = ("network_g", "degradation", "train.optim_g", "train.scheduler", "train.pixel_opt", "train.neg_opt")
+CALL_BLOCKS = ("network_g", "network_d", "degradation", "train.optim_g", "train.optim_d", "train.scheduler",
+               "train.pixel_opt", "train.neg_opt", "train.gan_opt")

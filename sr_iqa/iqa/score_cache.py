@@ -78,7 +78,10 @@ class ScoreCache:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.db = sqlite3.connect(path, timeout=120)
-        self.db.execute("PRAGMA journal_mode=WAL")
+        # Switching a new file to WAL takes a lock that the busy timeout does not cover; create the cache in one
+        # process first when several start together (run_scoring does), and only switch when it is not WAL yet.
+        if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")  # WAL: safe against a killed process, fast commits
         self.db.executescript(_SCHEMA)
         self.db.commit()

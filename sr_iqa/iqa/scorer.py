@@ -194,6 +194,9 @@ def run_scoring(entries: Sequence[GTEntry], metric_names: Sequence[str], cache_p
     metrics = {name: create_metric(name, device, weights_dir=weights_dir, options=metric_options.get(name))
                for name in metric_names}  # every metric before any work: missing weights fail at once
     keys = {name: metric_key(name, metric_options.get(name)) for name in metric_names}
+    if accelerator.is_main_process:  # one process creates the file and its schema, then all open it
+        ScoreCache(cache_path).close()
+    accelerator.wait_for_everyone()
     cache = ScoreCache(cache_path)
     shard = list(entries)[accelerator.process_index::accelerator.num_processes]
     for name, metric in metrics.items():

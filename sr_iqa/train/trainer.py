@@ -34,7 +34,8 @@ from sr_iqa.data.training_order import TrainingSampleOrder
 from sr_iqa.errors import OptionsError, RunFolderError
 from sr_iqa.evaluate.scoring import MetricSet, evaluate_upscaler
 from sr_iqa.iqa.metrics import create_metric
-from sr_iqa.losses import build_negative_loss, build_pixel_loss
+from sr_iqa.losses import build_gan_loss, build_negative_loss, build_pixel_loss
+from sr_iqa.models.discriminators import build_discriminator
 from sr_iqa.models.generators import build_generator, load_generator_weights
 from sr_iqa.sampling import build_chooser, online_amo_choice
 from sr_iqa.train import checkpoints
@@ -180,6 +181,13 @@ class Trainer:
         optimizer = build_optimizer(options.train.optim_g, net_g.parameters())
         scheduler = build_scheduler(options.train.scheduler, optimizer)
         self.net_g, self.optimizer, self.scheduler = self.accelerator.prepare(net_g, optimizer, scheduler)
+        self.net_d = self.optimizer_d = self.scheduler_d = self.gan_loss = None
+        if options.network_d is not None:  # the loader checked that network_d, optim_d and gan_opt come together
+            net_d = build_discriminator(options.network_d)
+            optimizer_d = build_optimizer(options.train.optim_d, net_d.parameters())
+            scheduler_d = build_scheduler(options.train.scheduler, optimizer_d)
+            self.net_d, self.optimizer_d, self.scheduler_d = self.accelerator.prepare(net_d, optimizer_d, scheduler_d)
+            self.gan_loss = build_gan_loss(options.train.gan_opt).to(self.device)
         self.pixel_loss = build_pixel_loss(options.train.pixel_opt).to(self.device)
         self.negative_loss = build_negative_loss(options.train.neg_opt) if options.train.neg_opt else None
         self.accelerator.register_for_checkpointing(self.progress)
@@ -228,20 +236,42 @@ class Trainer:
             on_device = self.pair_pool.exchange(on_device)
         return on_device
 
-    def train_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """One micro-batch: synthesise LR on the device, forward, losses, backward, (maybe) step."""
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """One micro-batch: synthesise LR on the device, G step, then (with a GAN) D step; detached losses."""
         data = self.synthesize(batch)
         self.sampling_statistics.update(data)
-        with self.accelerator.accumulate(self.net_g):
+        models = (self.net_g,) if self.net_d is None else (self.net_g, self.net_d)
+        with self.accelerator.accumulate(*models):
             sr = self.net_g(data["lq"])
-            loss = self.pixel_loss(sr, data["gt"])
+            loss_g = self.pixel_loss(sr, data["gt"])
             if self.negative_loss is not None:
-                loss = loss + self.negative_loss(sr, data["original"], data["gt"], data["negative"],
-                                                 data["has_negative"])
-            self.accelerator.backward(loss)
+                loss_g = loss_g + self.negative_loss(sr, data["original"], data["gt"], data["negative"],
+                                                     data["has_negative"])
+            iteration = self.progress.iteration + 1
+            if self.net_d is not None and iteration % self.options.train.net_d_iters == 0 \
+                    and iteration > self.options.train.net_d_init_iters:
+                loss_g = loss_g + self.gan_loss(self._frozen_discriminator(sr), True, is_disc=False)
+            self.accelerator.backward(loss_g)
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
-        return loss.detach()
+            losses = {"l_g": loss_g.detach()}
+            if self.net_d is not None:  # the chosen GT is the real sample
+                loss_d = (self.gan_loss(self.net_d(data["gt"]), True, is_disc=True)
+                          + self.gan_loss(self.net_d(sr.detach()), False, is_disc=True))
+                self.accelerator.backward(loss_d)
+                self.optimizer_d.step()
+                self.optimizer_d.zero_grad(set_to_none=True)
+                losses["l_d"] = loss_d.detach()
+        return losses
+
+    def _frozen_discriminator(self, sr: torch.Tensor) -> torch.Tensor:
+        """D's verdict on SR for the generator's loss: the unwrapped module (no DDP reduction), parameters frozen."""
+        net_d = self.accelerator.unwrap_model(self.net_d)
+        net_d.requires_grad_(False)
+        try:
+            return net_d(sr)
+        finally:
+            net_d.requires_grad_(True)
 
     def train(self) -> ExperimentFolders:
         """Run until ``train.total_iter``; Ctrl-C saves a checkpoint first. Returns the run folders."""
@@ -265,21 +295,24 @@ class Trainer:
         options = self.options
         total, accumulation = options.train.total_iter, options.train.gradient_accumulation_steps
         batches = iter(self.loader)
-        loss_sum = torch.zeros((), device=self.device)  # summed on the device: no sync per step
+        loss_sums: dict[str, torch.Tensor] = {}  # summed on the device: no sync per step
         micro_steps, started = 0, time.perf_counter()
         while self.progress.iteration < total:
             for _ in range(accumulation):
-                loss_sum += self.train_step(next(batches))
+                for name, value in self.train_step(next(batches)).items():
+                    loss_sums[name] = loss_sums.get(name, 0) + value
             micro_steps += accumulation
             self.scheduler.step()
+            if self.scheduler_d is not None:
+                self.scheduler_d.step()
             if self.ema is not None:
                 self.ema.update_parameters(self.accelerator.unwrap_model(self.net_g))
             self.progress.iteration += 1
             iteration = self.progress.iteration
             bar.update(1)
             if iteration % options.logger.print_freq == 0 or iteration == total:
-                self._log_training(loss_sum / micro_steps, bar, started)
-                loss_sum.zero_()
+                self._log_training({name: value / micro_steps for name, value in loss_sums.items()}, bar, started)
+                loss_sums.clear()
                 micro_steps = 0
             if options.val.val_freq and iteration % options.val.val_freq == 0 and iteration != total:
                 self.validate()
@@ -300,15 +333,17 @@ class Trainer:
         flag = torch.tensor(float(stop.requested), device=self.device)
         return bool(self.accelerator.reduce(flag, reduction="sum").item() > 0)
 
-    def _log_training(self, mean_loss: torch.Tensor, bar: tqdm, started: float) -> None:
-        loss = self.accelerator.reduce(mean_loss, reduction="mean").item()
+    def _log_training(self, mean_losses: dict[str, torch.Tensor], bar: tqdm, started: float) -> None:
+        losses = {name: self.accelerator.reduce(value, reduction="mean").item() for name, value in mean_losses.items()}
         lr = self.optimizer.param_groups[0]["lr"]
         iteration = self.progress.iteration
-        bar.set_postfix(l_pix=f"{loss:.4f}", lr=f"{lr:.2e}")
+        bar.set_postfix(**{name: f"{value:.4f}" for name, value in losses.items()}, lr=f"{lr:.2e}")
         sampling, sampling_scalars = self.sampling_statistics.report(self.accelerator)
-        log.info("iter %d/%d  lr %.3e  l_pix %.4f  %.1f s  %s", iteration, self.options.train.total_iter, lr, loss,
-                 time.perf_counter() - started, sampling)
-        self.accelerator.log({"train/l_pix": loss, "train/lr": lr, **sampling_scalars}, step=iteration)
+        log.info("iter %d/%d  lr %.3e  %s  %.1f s  %s", iteration, self.options.train.total_iter, lr,
+                 "  ".join(f"{name} {value:.4f}" for name, value in losses.items()), time.perf_counter() - started,
+                 sampling)
+        self.accelerator.log({**{f"train/{name}": value for name, value in losses.items()}, "train/lr": lr,
+                              **sampling_scalars}, step=iteration)
 
     # ----- validate and save -------------------------------------------------------------------
 
@@ -356,6 +391,9 @@ class Trainer:
                                      checkpoints.weights_path(models, "net_g", iteration))
             if self.ema is not None:
                 checkpoints.save_weights(self.ema.module, checkpoints.weights_path(models, "net_g_ema", iteration))
+            if self.net_d is not None:
+                checkpoints.save_weights(self.accelerator.unwrap_model(self.net_d),
+                                         checkpoints.weights_path(models, "net_d", iteration))
             checkpoints.prune(models, states, self.options.logger.keep_checkpoints)
             log.info("saved checkpoint at iteration %d", iteration)
         self.accelerator.wait_for_everyone()
