@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from basicsr.losses.basic_loss import CharbonnierLoss, L1Loss, MSELoss
+from basicsr.losses.basic_loss import CharbonnierLoss, L1Loss, MSELoss, PerceptualLoss
 from basicsr.losses.gan_loss import GANLoss
 
 from sr_iqa.config.call_options import build_from_block
@@ -53,13 +54,61 @@ class NegativeGTLoss(torch.nn.Module):
         return -self.loss_weight * (weight * (sr - negative).abs()).mean()
 
 
+class VGGPerceptualLoss(torch.nn.Module):
+    """basicsr's PerceptualLoss (VGG features; HGGT: VGG19, conv1_2 0.1, conv2_2 0.1, conv3_4/4_4/5_4 1),
+    returning one number: the perceptual term plus the style term when ``style_weight`` > 0."""
+
+    def __init__(self, layer_weights: dict[str, float], vgg_type: str = "vgg19", use_input_norm: bool = True,
+                 range_norm: bool = False, perceptual_weight: float = 1.0, style_weight: float = 0.0,
+                 criterion: str = "l1") -> None:
+        super().__init__()
+        self.loss = PerceptualLoss(dict(layer_weights), vgg_type, use_input_norm, range_norm, perceptual_weight,
+                                   style_weight, criterion)
+        self.loss.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> VGGPerceptualLoss:
+        return super().train(False)  # a fixed feature extractor
+
+    def forward(self, sr: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        perceptual, style = self.loss(sr, target)
+        terms = [t for t in (perceptual, style) if t is not None]
+        return sum(terms) if terms else sr.new_zeros(())
+
+
+class LPIPSLoss(torch.nn.Module):
+    """The lpips package's LPIPS as a loss (inputs in [0, 1]); ``net``: alex, vgg or squeeze."""
+
+    def __init__(self, net: str = "alex", loss_weight: float = 1.0) -> None:
+        super().__init__()
+        import lpips
+
+        self.lpips = lpips.LPIPS(net=net, verbose=False)
+        self.lpips.requires_grad_(False)
+        self.loss_weight = loss_weight
+
+    def train(self, mode: bool = True) -> LPIPSLoss:
+        return super().train(False)
+
+    def forward(self, sr: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.loss_weight * self.lpips(sr * 2 - 1, target * 2 - 1).mean()
+
+
 PIXEL_LOSS_TYPES = {"L1Loss": L1Loss, "MSELoss": MSELoss, "CharbonnierLoss": CharbonnierLoss}
+PERCEPTUAL_LOSS_TYPES = {"PerceptualLoss": VGGPerceptualLoss, "LPIPS": LPIPSLoss}
 NEGATIVE_LOSS_TYPES = {"NegativeGTLoss": NegativeGTLoss}
 GAN_LOSS_TYPES = {"GANLoss": GANLoss}  # gan_type: vanilla, lsgan, wgan, hinge
 
 
 def build_pixel_loss(block: Mapping[str, Any]) -> torch.nn.Module:
     return build_from_block(block, PIXEL_LOSS_TYPES)
+
+
+def build_perceptual_loss(block: Mapping[str, Any], weights_dir: Path | None = None) -> torch.nn.Module:
+    """Backbone weights (VGG, AlexNet) go through the same lookup as metric weights: one clear message if missing."""
+    from sr_iqa.iqa.weights import weight_lookup
+
+    with weight_lookup("train.perceptual_opt", weights_dir):
+        return build_from_block(block, PERCEPTUAL_LOSS_TYPES)
 
 
 def build_negative_loss(block: Mapping[str, Any]) -> torch.nn.Module:

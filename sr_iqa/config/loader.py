@@ -103,7 +103,7 @@ def _check_call_blocks(options: Options, source: str) -> None:
     """Check ``{type: ..., **kwargs}`` blocks against the classes they name (imports torch and basicsr)."""
     from sr_iqa.config.call_options import build_from_block, check_call_block
     from sr_iqa.data.degradations import DEGRADATION_TYPES
-    from sr_iqa.losses import GAN_LOSS_TYPES, NEGATIVE_LOSS_TYPES, PIXEL_LOSS_TYPES
+    from sr_iqa.losses import GAN_LOSS_TYPES, NEGATIVE_LOSS_TYPES, PERCEPTUAL_LOSS_TYPES, PIXEL_LOSS_TYPES
     from sr_iqa.models.discriminators import DISCRIMINATOR_TYPES
     from sr_iqa.models.generators import generator_block
     from sr_iqa.train.optim import OPTIMIZER_TYPES, SCHEDULER_TYPES
@@ -114,6 +114,8 @@ def _check_call_blocks(options: Options, source: str) -> None:
         check_call_block(options.train.scheduler, SCHEDULER_TYPES, "train.scheduler", source,
                          supplied=("optimizer",))
     check_call_block(options.train.pixel_opt, PIXEL_LOSS_TYPES, "train.pixel_opt", source)
+    if options.train.perceptual_opt is not None:
+        check_call_block(options.train.perceptual_opt, PERCEPTUAL_LOSS_TYPES, "train.perceptual_opt", source)
     if options.train.neg_opt is not None:
         check_call_block(options.train.neg_opt, NEGATIVE_LOSS_TYPES, "train.neg_opt", source)
     gan_parts = {"network_d": options.network_d, "train.optim_d": options.train.optim_d,

@@ -84,6 +84,7 @@ class TrainOptions:
     optim_g: dict[str, Any] = field(default_factory=_default_optim_g)
     scheduler: dict[str, Any] | None = None
     pixel_opt: dict[str, Any] = field(default_factory=_default_pixel_opt)
+    perceptual_opt: dict[str, Any] | None = None  # {type: PerceptualLoss, layer_weights, ...} or {type: LPIPS, ...}
     neg_opt: dict[str, Any] | None = None  # HGGT's negative-GT loss: {type: NegativeGTLoss, loss_weight, ...}
     gan_opt: dict[str, Any] | None = None  # basicsr's GANLoss: {type: GANLoss, gan_type, loss_weight, ...}
     optim_d: dict[str, Any] | None = None  # the discriminator's optimizer (with gan_opt)
@@ -172,4 +173,4 @@ class Options:
 # Dotted keys of the ``{type: ..., **kwargs}`` blocks: replaced whole by the user's block, never merged
 # with the default (a CosineAnnealingLR must not inherit MultiStepLR's milestones).
 CALL_BLOCKS = ("network_g", "network_d", "degradation", "train.optim_g", "train.optim_d", "train.scheduler",
-               "train.pixel_opt", "train.neg_opt", "train.gan_opt")
+               "train.pixel_opt", "train.perceptual_opt", "train.neg_opt", "train.gan_opt")

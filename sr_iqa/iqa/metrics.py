@@ -70,7 +70,7 @@ def create_metric(name: str, device: torch.device | str = "cpu", as_loss: bool =
     if given_path and not Path(given_path).is_file():
         raise WeightsUnavailableError(f"metric '{name}': pretrained_model_path {given_path} is not a file; "
                                       f"fix iqa.metric_options.{name}.pretrained_model_path")
-    with weight_lookup(name, weights_dir):
+    with weight_lookup(f"metric '{name}'", weights_dir):
         return pyiqa.create_metric(name, as_loss=as_loss, device=torch.device(device),
                                    **_metric_kwargs(name, options))
 
@@ -79,7 +79,7 @@ def missing_weights(name: str, weights_dir: Path | None = None,
                     options: dict[str, Any] | None = None) -> list[tuple[str, Path]]:
     """(file name, folder to put it in) for each weight file the metric would need to download; [] when ready."""
     _check_name(name)
-    with weight_lookup(name, weights_dir, probe=True) as request:
+    with weight_lookup(f"metric '{name}'", weights_dir, probe=True) as request:
         pyiqa.create_metric(name, device=torch.device("cpu"), **_metric_kwargs(name, options))
     return request.missing
 

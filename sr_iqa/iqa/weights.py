@@ -37,15 +37,16 @@ class _ProbeStop(Exception):
     """Raised inside the probe to stop a creation that would download."""
 
 
-def _weights_message(metric: str, file_name: str, cache_file: Path, weights_dir: Path | None, reason: str) -> str:
+def _weights_message(user: str, file_name: str, cache_file: Path, weights_dir: Path | None, reason: str) -> str:
     where = f"{cache_file.parent}" + (f" or {weights_dir}" if weights_dir else "")
-    return (f"metric '{metric}': weight file {file_name} is not on disk and cannot be downloaded ({reason}); "
+    return (f"{user}: weight file {file_name} is not on disk and cannot be downloaded ({reason}); "
             f"put it in {where} (or point --weights-dir / iqa.weights_dir at a folder holding it)")
 
 
 @contextlib.contextmanager
-def weight_lookup(metric: str, weights_dir: Path | None = None, probe: bool = False) -> Iterator[WeightRequest]:
-    """Within the block, weight downloads look in ``weights_dir`` first and fail with a clear message."""
+def weight_lookup(user: str, weights_dir: Path | None = None, probe: bool = False) -> Iterator[WeightRequest]:
+    """Within the block, weight downloads look in ``weights_dir`` first and fail with a message naming ``user``
+    (``metric 'musiq'``, ``train.perceptual_opt``), the file and the folder."""
     request = WeightRequest()
     weights_dir = Path(weights_dir) if weights_dir is not None else None
     real_download: Callable = pyiqa_download.download_url_to_file
@@ -64,7 +65,7 @@ def weight_lookup(metric: str, weights_dir: Path | None = None, probe: bool = Fa
             real_download(url, dst, hash_prefix, progress=progress)
         except Exception as error:  # noqa: BLE001 - any failure to fetch means the same to the user
             raise WeightsUnavailableError(
-                _weights_message(metric, file_name, cache_file, weights_dir, f"{type(error).__name__}: {error}")
+                _weights_message(user, file_name, cache_file, weights_dir, f"{type(error).__name__}: {error}")
             ) from None
 
     with contextlib.ExitStack() as stack:
@@ -83,7 +84,7 @@ def weight_lookup(metric: str, weights_dir: Path | None = None, probe: bool = Fa
                 request.missing.append(("a backbone from the Hugging Face hub", hub_cache))
             else:
                 raise WeightsUnavailableError(
-                    f"metric '{metric}': a backbone it loads from the Hugging Face hub is not in {hub_cache} and "
+                    f"{user}: a backbone it loads from the Hugging Face hub is not in {hub_cache} and "
                     "cannot be downloaded; run it once where the hub is reachable and copy that cache here"
                 ) from None
 

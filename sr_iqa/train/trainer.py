@@ -34,7 +34,7 @@ from sr_iqa.data.training_order import TrainingSampleOrder
 from sr_iqa.errors import OptionsError, RunFolderError
 from sr_iqa.evaluate.scoring import MetricSet, evaluate_upscaler
 from sr_iqa.iqa.metrics import create_metric
-from sr_iqa.losses import build_gan_loss, build_negative_loss, build_pixel_loss
+from sr_iqa.losses import build_gan_loss, build_negative_loss, build_perceptual_loss, build_pixel_loss
 from sr_iqa.models.discriminators import build_discriminator
 from sr_iqa.models.generators import build_generator, load_generator_weights
 from sr_iqa.sampling import build_chooser, online_amo_choice
@@ -110,11 +110,14 @@ class Trainer:
                                             weights_dir=Path(options.iqa.weights_dir) if options.iqa.weights_dir
                                             else None, options=options.iqa.metric_options.get(options.sampler.metric))
         self.train_set, self.val_set = self._build_datasets()
-        # Built before anything is written, so that a metric whose weights are missing stops the run at once.
+        # Built before anything is written, so that missing metric or backbone weights stop the run at once.
+        weights_dir = Path(options.iqa.weights_dir) if options.iqa.weights_dir else None
         self.metric_set = None
         if self.val_set is not None and self.accelerator.is_main_process:
-            weights_dir = Path(options.iqa.weights_dir) if options.iqa.weights_dir else None
             self.metric_set = MetricSet(options.val.metrics, self.device, weights_dir, options.iqa.metric_options)
+        self.perceptual_loss = None  # frozen, in eval, outside DDP: nothing to synchronise
+        if options.train.perceptual_opt is not None:
+            self.perceptual_loss = build_perceptual_loss(options.train.perceptual_opt, weights_dir).to(self.device)
         self._create_run_folder()
         self._build_model(source)
         if resume_from is not None:
@@ -190,6 +193,7 @@ class Trainer:
             self.gan_loss = build_gan_loss(options.train.gan_opt).to(self.device)
         self.pixel_loss = build_pixel_loss(options.train.pixel_opt).to(self.device)
         self.negative_loss = build_negative_loss(options.train.neg_opt) if options.train.neg_opt else None
+
         self.accelerator.register_for_checkpointing(self.progress)
         self.pair_pool = None
         if options.datasets.train.queue_size:
@@ -244,6 +248,8 @@ class Trainer:
         with self.accelerator.accumulate(*models):
             sr = self.net_g(data["lq"])
             loss_g = self.pixel_loss(sr, data["gt"])
+            if self.perceptual_loss is not None:  # the chosen GT is the target, as for L1
+                loss_g = loss_g + self.perceptual_loss(sr, data["gt"])
             if self.negative_loss is not None:
                 loss_g = loss_g + self.negative_loss(sr, data["original"], data["gt"], data["negative"],
                                                      data["has_negative"])
