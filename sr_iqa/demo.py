@@ -1,4 +1,4 @@
-"""The built-in demo: build the demo set, train a small RRDB, print PSNR/SSIM/NIQE on the held-out groups.
+"""The built-in demo: build the demo set, score it with NIQE, train a small RRDB with cached AMO, print the table.
 
 Everything runs offline on a CPU. A second run reuses the data set and the finished
 training (``--fresh`` trains again), so it only prints the table.
@@ -33,6 +33,7 @@ def run_demo(dataset_root: Path, options_file: Path, overrides: Sequence[str] = 
         f"datasets.val.dataroot_gt={paths.test_images}",
         f"datasets.val.dataroot_label={paths.test_labels}",
         f"datasets.val.dataroot_lq={paths.test_lr}",
+        f"sampler.cache={paths.root / 'scores.db'}",
         "path.resume_state=auto",
         f"name={DEMO_RUN_NAME}",  # apart from the option file's own name, so `sr-iqa train -opt` on it starts afresh
         *overrides,
@@ -40,6 +41,17 @@ def run_demo(dataset_root: Path, options_file: Path, overrides: Sequence[str] = 
     run_folder = Path(options.path.experiments_root) / options.name
     if fresh:
         shutil.rmtree(run_folder, ignore_errors=True)
+    sampler = options.sampler
+    if sampler.type.value in ("sma", "smp", "amo") and sampler.mode.value == "cached":
+        # Score what the sampler reads; a rerun finds everything in the cache and scores nothing.
+        from sr_iqa.data.check import discover_splits
+        from sr_iqa.iqa.scorer import Grid, gt_entries, run_scoring
+
+        log.info("scoring the demo set with %s into %s", sampler.metric, sampler.cache)
+        groups = [group for index in discover_splits(paths.root).values() for group in index.groups]
+        grid = Grid(options.datasets.train.gt_size, sampler.grid_stride) if sampler.type.value == "amo" else None
+        run_scoring(gt_entries(groups), [sampler.metric], Path(sampler.cache), grid, batch_size=16, num_workers=0,
+                    device_name=None, weights_dir=None)
 
     from sr_iqa.train.trainer import Trainer
 

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from sr_iqa.data.groups import Group
 from sr_iqa.data.image_io import read_rgb_tensor
 from sr_iqa.iqa.score_cache import ImageRecord, Region, ScoreCache, ScoreRow, grid_regions, metric_key
+from sr_iqa.progress import progress_bar
 
 log = logging.getLogger("sr_iqa.score")
 
@@ -135,8 +135,8 @@ class BatchedScorer:
 
 def score_jobs(jobs: list[ScoreJob], scorer: BatchedScorer, num_workers: int, show_progress: bool) -> None:
     loader = DataLoader(_JobImages(jobs), batch_size=None, num_workers=num_workers)
-    for index, image, reference in tqdm(loader, total=len(jobs), unit="img", disable=not show_progress,
-                                        desc=scorer.key):
+    for index, image, reference in progress_bar(iterable=loader, total=len(jobs), unit="img",
+                                                disable=not show_progress, desc=scorer.key):
         job = jobs[index]
         for region in job.regions:
             crop = image[:, region.y:region.y + region.h, region.x:region.x + region.w]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
 import time
 from pathlib import Path
 from types import FrameType
@@ -37,6 +36,7 @@ from sr_iqa.iqa.metrics import create_metric
 from sr_iqa.losses import build_gan_loss, build_negative_loss, build_perceptual_loss, build_pixel_loss
 from sr_iqa.models.discriminators import build_discriminator
 from sr_iqa.models.generators import build_generator, load_generator_weights
+from sr_iqa.progress import progress_bar
 from sr_iqa.sampling import build_chooser, online_amo_choice
 from sr_iqa.train import checkpoints
 from sr_iqa.train.experiment import ExperimentFolders
@@ -281,9 +281,8 @@ class Trainer:
 
     def train(self) -> ExperimentFolders:
         """Run until ``train.total_iter``; Ctrl-C saves a checkpoint first. Returns the run folders."""
-        bar = tqdm(total=self.options.train.total_iter, initial=self.progress.iteration, desc=self.options.name,
-                   unit="it", disable=not self.accelerator.is_main_process, dynamic_ncols=True,
-                   mininterval=0.5 if sys.stderr.isatty() else 30.0)  # a log file gets a line every 30 s
+        bar = progress_bar(total=self.options.train.total_iter, initial=self.progress.iteration,
+                           desc=self.options.name, unit="it", disable=not self.accelerator.is_main_process)
         try:
             with StopRequest() as stop, logging_redirect_tqdm(loggers=[logging.getLogger("sr_iqa")]):
                 self._run_iterations(bar, stop)
