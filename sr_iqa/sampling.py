@@ -16,6 +16,7 @@ worker and per rank.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,8 @@ from sr_iqa.data.datasets import CropBox, GTChooser, OriginalGT
 from sr_iqa.data.groups import Group
 from sr_iqa.errors import DataError, OptionsError
 from sr_iqa.iqa.score_cache import Region, ScoreCache
+
+log = logging.getLogger("sr_iqa.sampling")
 
 
 def goodness(scores: Sequence[float], lower_better: bool) -> np.ndarray:
@@ -149,6 +152,10 @@ def build_chooser(options: SamplerOptions, groups: Sequence[Group], gt_size: int
     """The ``GTChooser`` for training: scores are read from the cache once, here, never per sample."""
     if options.type is SamplerType.original:
         return OriginalGT()
+    if options.type in (SamplerType.upos, SamplerType.smp):
+        without = sum(not positive_indices(group) for group in groups)
+        log.info("%s: %d of %d groups have no Positive and fall back to the original GT", options.type.value,
+                 without, len(groups))
     if options.type in (SamplerType.rand, SamplerType.upos):
         return CachedScoreSampler(options.type, options.tau)
     if options.type is SamplerType.amo and options.mode is AmoMode.online:

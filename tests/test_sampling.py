@@ -119,3 +119,15 @@ def test_preview_probabilities_equal_softmax_of_the_exported_scores(tmp_path: Pa
         expected = np.exp(q / tau) / np.exp(q / tau).sum()
         np.testing.assert_allclose([float(r["probability"]) for r in group], expected, rtol=1e-9)
         assert [float(r["score"]) for r in group] == [score_of[name] for name in names]
+
+
+def test_upos_start_up_log_counts_groups_that_fall_back(caplog):
+    import logging
+
+    from sr_iqa.config.schema import SamplerOptions
+    from sr_iqa.sampling import build_chooser
+
+    groups = [GROUP, _group(["Similar", "Negative", "Similar", "Similar"]), _group(["Negative"] * 4)]
+    with caplog.at_level(logging.INFO, logger="sr_iqa.sampling"):
+        build_chooser(SamplerOptions(type=SamplerType.upos), groups, gt_size=8)
+    assert "upos: 2 of 3 groups have no Positive and fall back to the original GT" in caplog.text
