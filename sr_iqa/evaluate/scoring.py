@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from sr_iqa.data.datasets import EvalGroup
-from sr_iqa.iqa.metrics import create_metric
+from sr_iqa.iqa.metrics import create_metric, is_full_reference
 
 
 @dataclass
@@ -31,16 +31,13 @@ class MetricSet:
     def lower_better(self, name: str) -> bool:
         return bool(self.metrics[name].lower_better)
 
-    def full_reference(self, name: str) -> bool:
-        return self.metrics[name].metric_mode == "FR"
-
     @torch.no_grad()
     def score(self, image: torch.Tensor, reference: torch.Tensor | None) -> dict[str, float]:
         """Scores of one 3xHxW image in [0, 1]; FR metrics are skipped when ``reference`` is None."""
         image = image[None].to(self.device).clamp(0, 1)
         scores = {}
         for name, metric in self.metrics.items():
-            if self.full_reference(name):
+            if is_full_reference(metric):
                 if reference is None:
                     continue
                 scores[name] = float(metric(image, reference[None].to(self.device)).item())

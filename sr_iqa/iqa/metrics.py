@@ -84,6 +84,11 @@ def missing_weights(name: str, weights_dir: Path | None = None,
     return request.missing
 
 
+def is_full_reference(metric: torch.nn.Module) -> bool:
+    """pyiqa's FR metrics take (image, reference); NR metrics take the image alone."""
+    return getattr(metric, "metric_mode", "NR") == "FR"
+
+
 class FrozenMetricLoss(torch.nn.Module):
     """A pyiqa metric used inside a loss: frozen, always in eval mode, gradients flow to its input.
 

@@ -131,9 +131,6 @@ class ScoreCache:
                 table[content_hash][Region(x, y, w, h)] = score
         return table
 
-    def count(self) -> int:
-        return self.db.execute("SELECT COUNT(*) FROM scores").fetchone()[0]
-
     def export_csv(self, out: Path) -> int:
         """One row per (path, score): ``image,metric,x,y,w,h,score,lower_better``. Returns the number of rows."""
         rows = self.db.execute(

@@ -12,7 +12,7 @@ import logging
 import statistics
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -90,14 +90,6 @@ class _JobImages(Dataset):
         return index, read_rgb_tensor(job.record.path), reference
 
 
-@dataclass
-class _Pending:
-    """Crops waiting for a batch, grouped by shape so that they stack."""
-
-    by_shape: dict[tuple[int, int], list[tuple[str, Region, torch.Tensor, torch.Tensor | None]]] = field(
-        default_factory=lambda: defaultdict(list))
-
-
 class BatchedScorer:
     """Runs one metric over crops in batches of ``batch_size`` and writes each batch to the cache."""
 
@@ -106,16 +98,18 @@ class BatchedScorer:
         self.metric, self.key, self.cache = metric, key, cache
         self.batch_size, self.device = batch_size, device
         self.lower_better = bool(metric.lower_better)
-        self.pending = _Pending()
+        # Crops waiting for a batch, grouped by shape so that they stack.
+        self.pending: dict[tuple[int, ...], list[tuple[str, Region, torch.Tensor, torch.Tensor | None]]] = \
+            defaultdict(list)
 
     def add(self, content_hash: str, region: Region, crop: torch.Tensor, reference: torch.Tensor | None) -> None:
-        bucket = self.pending.by_shape[tuple(crop.shape[-2:])]
+        bucket = self.pending[tuple(crop.shape[-2:])]
         bucket.append((content_hash, region, crop, reference))
         if len(bucket) >= self.batch_size:
             self._run(bucket)
 
     def flush(self) -> None:
-        for bucket in self.pending.by_shape.values():
+        for bucket in self.pending.values():
             if bucket:
                 self._run(bucket)
 
@@ -170,10 +164,6 @@ def summary_lines(cache: ScoreCache, entries: Sequence[GTEntry], metrics: Sequen
     return lines
 
 
-def metric_is_full_reference(metric: torch.nn.Module) -> bool:
-    return getattr(metric, "metric_mode", "NR") == "FR"
-
-
 NIQE_BLOCK = 96  # NIQE's block size: smaller images or crops raise inside pyiqa
 
 
@@ -184,7 +174,7 @@ def run_scoring(entries: Sequence[GTEntry], metric_names: Sequence[str], cache_p
     from accelerate import Accelerator
 
     from sr_iqa.errors import OptionsError
-    from sr_iqa.iqa.metrics import create_metric
+    from sr_iqa.iqa.metrics import create_metric, is_full_reference
 
     if grid is not None and grid.size < NIQE_BLOCK and any(name.startswith("niqe") for name in metric_names):
         raise OptionsError(f"--grid {grid.size}:{grid.stride}: NIQE needs crops of at least {NIQE_BLOCK} pixels")
@@ -201,7 +191,7 @@ def run_scoring(entries: Sequence[GTEntry], metric_names: Sequence[str], cache_p
     shard = list(entries)[accelerator.process_index::accelerator.num_processes]
     for name, metric in metrics.items():
         key = keys[name]
-        jobs = plan(cache, shard, key, grid, metric_is_full_reference(metric))
+        jobs = plan(cache, shard, key, grid, is_full_reference(metric))
         regions = sum(len(job.regions) for job in jobs)
         log.info("%s: %d image(s), %d region(s) to score in process %d of %d", key, len(jobs), regions,
                  accelerator.process_index, accelerator.num_processes, extra={"all_ranks": True})

@@ -98,6 +98,3 @@ def _swapped(module: object, name: str, replacement: Callable) -> Iterator[None]
     finally:
         setattr(module, name, original)
 
-
-def pyiqa_cache_dir() -> Path:
-    return Path(pyiqa_download.DEFAULT_CACHE_DIR)
