@@ -52,7 +52,8 @@ def _train(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from sr_iqa.demo import run_demo
 
-    run_demo(dataset_root=args.dataset_root, options_file=args.opt, overrides=args.overrides, fresh=args.fresh)
+    run_demo(dataset_root=args.dataset_root, options_file=args.opt, overrides=args.overrides, fresh=args.fresh,
+             finetune_file=None if args.no_finetune else args.finetune_opt)
     return 0
 
 
@@ -150,6 +151,21 @@ def _sampler_preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from sr_iqa.models.weight_files import export_generator
+
+    if args.adapter is not None and not args.merge:
+        raise SrIqaError("--adapter needs --merge: the unmerged export of an adapter is the adapter file itself")
+    network_g = None
+    if args.opt is not None:
+        from sr_iqa.config import load_options
+
+        network_g = load_options(args.opt, args.overrides).network_g
+    out = export_generator(args.checkpoint, args.adapter, args.out, network_g)
+    print(f"wrote {out}" + (" (adapter merged)" if args.adapter else ""))
+    return 0
+
+
 def _add_data_source(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--dataset", type=Path, help="HGGT release root, one images folder, or a manifest .jsonl")
@@ -169,11 +185,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("overrides", nargs="*", metavar="key.sub=value", help="option overrides")
     train.set_defaults(handler=_train)
 
-    demo = commands.add_parser("demo", help="build the demo set, train a small RRDB, print the metrics table")
+    demo = commands.add_parser("demo", help="build the demo set, train a small RRDB (stage 1), fine-tune it with "
+                                            "LoRA against NIQE (stage 2), print the metrics table")
     demo.add_argument("--dataset-root", type=Path, default=Path("datasets/demo"))
-    demo.add_argument("-opt", "--opt", type=Path, default=Path("options/demo/train_rrdb_demo.yml"))
-    demo.add_argument("--fresh", action="store_true", help="delete an earlier demo run and train again")
-    demo.add_argument("overrides", nargs="*", metavar="key.sub=value", help="option overrides")
+    demo.add_argument("-opt", "--opt", type=Path, default=Path("options/demo/train_rrdb_demo.yml"),
+                      help="stage-1 option file")
+    demo.add_argument("--finetune-opt", type=Path, default=Path("options/demo/finetune_rrdb_demo.yml"),
+                      help="stage-2 option file")
+    demo.add_argument("--no-finetune", action="store_true", help="stage 1 only")
+    demo.add_argument("--fresh", action="store_true", help="delete earlier demo runs and train again")
+    demo.add_argument("overrides", nargs="*", metavar="key.sub=value", help="option overrides for both stages")
     demo.set_defaults(handler=_demo)
     data = commands.add_parser("data", help="data set tools").add_subparsers(dest="data_command", required=True)
     check = data.add_parser("check", help="validate a data set and print its label summary")
@@ -213,6 +234,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_source(agree)
     agree.add_argument("--cache", type=Path, required=True)
     agree.set_defaults(handler=_agree)
+
+    export = commands.add_parser("export", help="write a plain generator file, LoRA adapter merged")
+    export.add_argument("--checkpoint", type=Path, required=True,
+                        help="base generator: a .safetensors/.pth file or a run folder (newest EMA weights)")
+    export.add_argument("--adapter", type=Path, help="a stage-2 lora_*.safetensors file")
+    export.add_argument("--merge", action="store_true", help="fold the adapter into the base weights")
+    export.add_argument("--out", type=Path, required=True, help="the .safetensors file to write")
+    export.add_argument("-opt", "--opt", type=Path, help="option file whose network_g describes a BasicSR .pth")
+    export.add_argument("overrides", nargs="*", metavar="key.sub=value", help="with -opt: option overrides")
+    export.set_defaults(handler=_export)
 
     sampler = commands.add_parser("sampler", help="GT sampler tools").add_subparsers(dest="sampler_command",
                                                                                    required=True)

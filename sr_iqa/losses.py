@@ -96,7 +96,82 @@ class LPIPSLoss(torch.nn.Module):
 PIXEL_LOSS_TYPES = {"L1Loss": L1Loss, "MSELoss": MSELoss, "CharbonnierLoss": CharbonnierLoss}
 PERCEPTUAL_LOSS_TYPES = {"PerceptualLoss": VGGPerceptualLoss, "LPIPS": LPIPSLoss}
 NEGATIVE_LOSS_TYPES = {"NegativeGTLoss": NegativeGTLoss}
-GAN_LOSS_TYPES = {"GANLoss": GANLoss}  # gan_type: vanilla, lsgan, wgan, hinge
+GAN_LOSS_TYPES = {"GANLoss": GANLoss}
+
+
+def transformed_view(image: torch.Tensor, flip: bool, dy: int, dx: int, factor: float,
+                     max_shift: int) -> torch.Tensor:
+    """``image`` (NxCxHxW) flipped left-right, moved by (dy, dx) pixels with reflected borders, upscaled."""
+    if flip:
+        image = image.flip(-1)
+    if dy or dx:
+        height, width = image.shape[-2:]
+        padded = F.pad(image, (max_shift, max_shift, max_shift, max_shift), mode="reflect")
+        image = padded[..., max_shift - dy: max_shift - dy + height, max_shift - dx: max_shift - dx + width]
+    if factor > 1:
+        image = F.interpolate(image, scale_factor=factor, mode="bilinear", align_corners=False)
+    return image
+
+
+def random_view(image: torch.Tensor, max_shift: int = 4, max_upscale: float = 1.25) -> torch.Tensor:
+    """A random flip, shift and upscale of the batch, drawn from torch's RNG (saved with the training state).
+
+    Used on SR before Q (``train.iqa_opt.augment``): noise tuned to one pixel grid and one scale stops paying
+    off when the metric sees a random resampling of the image. Upscaling only, so NIQE's 96-pixel minimum holds.
+    """
+    flip, shift_y, shift_x, upscale = torch.rand(4).tolist()
+    return transformed_view(image, flip < 0.5, round(shift_y * 2 * max_shift) - max_shift,
+                            round(shift_x * 2 * max_shift) - max_shift, 1 + upscale * (max_upscale - 1), max_shift)
+
+
+class IqaObjective(torch.nn.Module):
+    """Stage 2's direct term: ``-loss_weight * Q(SR)`` for a higher-better Q, ``+loss_weight * Q(SR)`` for a
+    lower-better one, so that minimising the loss always improves Q.
+
+    Q is the metric factory's loss form (frozen, eval mode, kept out of DDP) and runs in fp32 with
+    autocast off: pyiqa's statistics (NIQE's covariances, MUSIQ's softmax) are not bf16-safe. Images
+    a metric cannot score (NIQE on a flat crop has no finite features) are left out of the mean
+    instead of stopping the run; ``skipped`` counts them.
+    """
+
+    def __init__(self, metric: torch.nn.Module, loss_weight: float, augment: bool = False) -> None:
+        super().__init__()
+        self.metric = metric
+        self.loss_weight = loss_weight
+        self.augment = augment
+        self.sign = 1.0 if bool(metric.lower_better) else -1.0
+        self.skipped = 0
+
+    def _scores(self, images: torch.Tensor) -> torch.Tensor:
+        """Per-image Q of the batch; one image at a time when the batch as a whole fails."""
+        try:
+            scores = self.metric(images).float().reshape(-1)
+            if len(scores) == len(images) and torch.isfinite(scores).all():
+                return scores
+        except (RuntimeError, ValueError):  # e.g. NIQE's pinv on a crop with no finite features
+            pass
+        kept = []
+        for image in images:
+            try:
+                score = self.metric(image[None]).float().reshape(())
+            except (RuntimeError, ValueError):
+                continue
+            if torch.isfinite(score):
+                kept.append(score)
+        self.skipped += len(images) - len(kept)
+        return torch.stack(kept) if kept else images.new_zeros(0)
+
+    def forward(self, sr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss term, mean Q detached) for a batch of SR images in [0, 1]; (0, nan) if no image can be scored."""
+        with torch.autocast(device_type=sr.device.type, enabled=False):
+            image = sr.float().clamp(0, 1)
+            if self.augment:
+                image = random_view(image)
+            scores = self._scores(image)
+        if len(scores) == 0:
+            return sr.sum() * 0.0, sr.new_tensor(float("nan")).float()
+        q = scores.mean()
+        return self.sign * self.loss_weight * q, q.detach()
 
 
 def build_pixel_loss(block: Mapping[str, Any]) -> torch.nn.Module:

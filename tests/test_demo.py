@@ -68,21 +68,25 @@ def test_second_build_reuses_the_complete_set(demo_set):
     assert demo_set.marker.stat().st_mtime_ns == marker_time
 
 
-def test_demo_trains_and_prints_the_table(tmp_path: Path, capsys: pytest.CaptureFixture):
+def test_demo_trains_both_stages_and_prints_the_table(tmp_path: Path, capsys: pytest.CaptureFixture):
     from sr_iqa.demo import run_demo
 
     table = run_demo(
         dataset_root=tmp_path / "demo",
         options_file=REPO / "options" / "demo" / "train_rrdb_demo.yml",
+        finetune_file=REPO / "options" / "demo" / "finetune_rrdb_demo.yml",
         overrides=[f"path.experiments_root={tmp_path / 'experiments'}", "train.total_iter=4",
                    "network_g.num_feat=8", "network_g.num_block=1", "datasets.train.num_worker_per_gpu=0",
                    "val.val_freq=0"],
     )
     rows = [line for line in table.splitlines() if line.startswith("| ") and "Method" not in line]
-    assert [row.split("|")[1].strip() for row in rows] == ["Bicubic", "RRDBNet (EMA, iter 4)", "Original GT"]
+    assert [row.split("|")[1].strip() for row in rows] == [
+        "Bicubic", "Stage 1: RRDBNet AMO (iter 4)", "Stage 2: + LoRA rank 4 FT vs NIQE (iter 4)", "Original GT"]
     header = table.splitlines()[0]
-    assert "psnr ↑" in header and "ssim ↑" in header and "niqe ↓" in header
+    assert all(f"{name} ↑" in header for name in ("psnr", "ssim")) and "niqe ↓" in header and "piqe ↓" in header
     bicubic_psnr = float(rows[0].split("|")[2])
     assert 15 < bicubic_psnr < 45
-    assert table in capsys.readouterr().out
-    assert (tmp_path / "experiments" / "demo" / "demo_results.md").is_file()
+    printed = capsys.readouterr().out
+    assert table in printed and "gaming gap" in printed and "structured noise" in printed
+    assert (tmp_path / "experiments" / "demo" / "demo_results.md").read_text().count("Stage 2") == 2
+    assert (tmp_path / "experiments" / "demo_ft" / "models" / "lora_4.safetensors").is_file()

@@ -14,6 +14,16 @@ from safetensors.torch import load_file
 ACCELERATE = Path(sys.executable).parent / "accelerate"
 
 
+def _launch(options_file: Path, port: int) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+         "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
+         "-m", "sr_iqa", "train", "-opt", str(options_file)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"},
+    )
+
+
 def test_two_cpu_processes_train_and_only_rank_zero_writes(tmp_path: Path, demo_set):
     options = tiny_options(demo_set, tmp_path / "experiments")
     options["val"]["val_freq"] = 4
@@ -22,13 +32,7 @@ def test_two_cpu_processes_train_and_only_rank_zero_writes(tmp_path: Path, demo_
     options["train"] |= {"optim_d": {"type": "Adam", "lr": 1e-3},
                          "gan_opt": {"type": "GANLoss", "gan_type": "vanilla", "loss_weight": 0.1}}
     options_file = write_options(tmp_path / "ddp.yml", options)
-    result = subprocess.run(
-        [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-         "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
-         "-m", "sr_iqa", "train", "-opt", str(options_file)],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
-        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"},
-    )
+    result = _launch(options_file, 29517)
     assert result.returncode == 0, result.stderr[-3000:]
     # Each rank reports itself; a launcher that started two lone processes would print "of 1" twice.
     assert "process 0 of 2" in result.stderr and "process 1 of 2" in result.stderr
@@ -49,3 +53,29 @@ def test_two_cpu_processes_train_and_only_rank_zero_writes(tmp_path: Path, demo_
     weights = load_file(str(run / "models" / "net_g_8.safetensors"))
     initial = load_file(str(run / "models" / "net_g_4.safetensors"))
     assert not torch.equal(weights["conv_first.weight"], initial["conv_first.weight"])
+
+
+def test_two_cpu_processes_finetune_lora_against_niqe(tmp_path: Path, demo_set):
+    """Frozen backbone + IQA term under DDP: no unused-parameter errors, both ranks step the same adapters."""
+    from sr_iqa.models.generators import build_generator
+    from sr_iqa.models.weight_files import generator_metadata
+    from sr_iqa.train.checkpoints import save_weights
+
+    options = tiny_options(demo_set, tmp_path / "experiments")
+    base = tmp_path / "base.safetensors"
+    torch.manual_seed(1)  # an untrained net whose output is not flat, so NIQE has something to score
+    save_weights(build_generator(options["network_g"], 4), base, generator_metadata(options["network_g"]))
+    options["datasets"]["train"] |= {"gt_size": 96, "batch_size_per_gpu": 1}
+    options["path"]["pretrain_network_g"] = str(base)
+    options["lora"] = {"rank": 2, "alpha": 2}
+    options["train"] |= {"total_iter": 4, "iqa_opt": {"metric": "niqe", "loss_weight": 0.05}}
+    options["val"] |= {"monitor_metrics": ["piqe"]}
+    result = _launch(write_options(tmp_path / "ft.yml", options), 29518)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "process 1 of 2" in result.stderr and "find_unused_parameters" not in result.stderr
+    run = tmp_path / "experiments" / "tiny"
+    assert sorted(p.name for p in (run / "models").iterdir()) == [
+        "lora_4.safetensors", "lora_ema_4.safetensors"]
+    adapter = load_file(str(run / "models" / "lora_4.safetensors"))
+    assert all(tensor.abs().sum() > 0 for name, tensor in adapter.items() if "lora_B" in name)
+    assert "gaming_gap" in (run / "logs" / "train.log").read_text()

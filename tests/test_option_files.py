@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import REPO, run_cli
+from safetensors.torch import load_file
 
 from sr_iqa.config import load_options
 
@@ -23,7 +25,7 @@ def test_the_recipe_files_are_all_there():
 def test_option_file_validates(path: Path):
     options = load_options(path)
     assert options.name == path.stem or path.parent.name == "demo"
-    if "_x4" in path.stem and "PSNR" not in path.stem:  # the HGGT recipe values (DESIGN section 5)
+    if path.parent.name == "train" and "PSNR" not in path.stem:  # the HGGT recipe values (DESIGN section 5)
         assert options.train.total_iter == 300_000 and options.train.ema_decay == 0.999
         assert options.train.optim_g == {"type": "Adam", "lr": 1e-4, "betas": [0.9, 0.99], "weight_decay": 0}
         assert options.train.scheduler == {"type": "MultiStepLR", "milestones": [200_000], "gamma": 0.5}
@@ -35,11 +37,17 @@ def test_option_file_validates(path: Path):
         assert options.sampler.type.value == path.stem.split("_")[1]
 
 
-def test_rrdb_amo_trains_on_the_cpu_with_demo_data_and_niqe(tmp_path: Path, demo_set):
-    cache = tmp_path / "niqe.db"
+@pytest.fixture(scope="module")
+def niqe_cache(tmp_path_factory: pytest.TempPathFactory, demo_set) -> Path:
+    cache = tmp_path_factory.mktemp("cache") / "niqe.db"
     scored = run_cli("score", "--dataset", str(demo_set.root), "--metric", "niqe", "--grid", "96:32", "--cache",
                      str(cache), "--num-workers", "0")
     assert scored.returncode == 0, scored.stderr[-2000:]
+    return cache
+
+
+def test_rrdb_amo_trains_on_the_cpu_with_demo_data_and_niqe(tmp_path: Path, demo_set, niqe_cache: Path):
+    cache = niqe_cache
     overrides = [
         f"datasets.train.dataroot_gt={demo_set.train_images}", f"datasets.train.dataroot_label={demo_set.train_labels}",
         "datasets.val=null", "datasets.train.gt_size=96", "datasets.train.batch_size_per_gpu=2",
@@ -56,3 +64,62 @@ def test_rrdb_amo_trains_on_the_cpu_with_demo_data_and_niqe(tmp_path: Path, demo
     log = (tmp_path / "experiments" / "RRDB_amo_x4" / "logs" / "train.log").read_text()
     assert "l_d" in log and "Q chosen" in log
     assert (tmp_path / "experiments" / "RRDB_amo_x4" / "models" / "net_d_3.safetensors").is_file()
+
+
+FINETUNE_VARIANTS = ("FT", "FT_HP", "FT_IG", "FT_full")
+
+
+@pytest.mark.parametrize("arch", ["RRDB", "SwinIR"])
+def test_finetune_variants_differ_only_where_the_paper_says(arch: str):
+    variants = {v: load_options(REPO / "options" / "finetune" / f"{arch}_amo_{v}_x4.yml") for v in FINETUNE_VARIANTS}
+    stage1 = load_options(REPO / "options" / "train" / f"{arch}_amo_x4.yml")
+    for options in variants.values():
+        assert options.network_g == stage1.network_g and options.sampler == stage1.sampler
+        assert options.path.pretrain_network_g == f"experiments/{arch}_amo_x4"
+        assert options.train.iqa_opt.metric == "musiq" and options.val.monitor_metrics == ["nima", "topiq_nr"]
+        assert options.train.iqa_opt.metric not in options.val.monitor_metrics  # held out means not optimised
+    ft, hp, ig, full = (variants[v] for v in FINETUNE_VARIANTS)
+    assert ft.lora.enabled and ft.lora.rank == 4
+    assert ft.lora.target_modules == (["qkv", "proj", "fc1", "fc2"] if arch == "SwinIR"
+                                      else ["conv1", "conv2", "conv3", "conv4", "conv5"])
+    assert ft.network_d is None and ft.train.gan_opt is None  # FT: GAN off
+    assert hp.train.perceptual_opt["perceptual_weight"] > ft.train.perceptual_opt["perceptual_weight"]
+    assert ig.network_d is not None and ig.train.gan_opt is not None and ig.path.pretrain_network_d
+    assert full.lora is not None and not full.lora.enabled  # every weight trains
+    for options in (hp, ig, full):  # the rest is FT's
+        assert options.train.iqa_opt == ft.train.iqa_opt and options.train.optim_g == ft.train.optim_g
+        assert options.train.total_iter == ft.train.total_iter
+
+
+def test_rrdb_ft_trains_on_the_cpu_under_bf16_and_writes_fp32_adapters(tmp_path: Path, demo_set, niqe_cache: Path):
+    from sr_iqa.models.generators import build_generator
+    from sr_iqa.models.weight_files import generator_metadata
+    from sr_iqa.train.checkpoints import save_weights
+
+    tiny = {"type": "RRDBNet", "num_in_ch": 3, "num_out_ch": 3, "num_feat": 8, "num_block": 1, "num_grow_ch": 4}
+    stage1 = tmp_path / "stage1" / "models" / "net_g_ema_5.safetensors"
+    stage1.parent.mkdir(parents=True)
+    torch.manual_seed(1)  # an untrained net whose output is not flat, so NIQE has something to score
+    save_weights(build_generator(tiny, 4), stage1, generator_metadata({**tiny, "scale": 4}))
+    overrides = [
+        f"datasets.train.dataroot_gt={demo_set.train_images}", f"datasets.train.dataroot_label={demo_set.train_labels}",
+        f"datasets.val.dataroot_gt={demo_set.test_images}", f"datasets.val.dataroot_label={demo_set.test_labels}",
+        f"datasets.val.dataroot_lq={demo_set.test_lr}", "datasets.train.gt_size=96",
+        "datasets.train.batch_size_per_gpu=2", "datasets.train.num_worker_per_gpu=0",
+        "sampler.metric=niqe", f"sampler.cache={niqe_cache}", "sampler.grid_stride=32",
+        "network_g={type: RRDBNet, num_in_ch: 3, num_out_ch: 3, num_feat: 8, num_block: 1, num_grow_ch: 4}",
+        f"path.pretrain_network_g={tmp_path / 'stage1'}", "train.perceptual_opt=null",
+        # MUSIQ, NIMA and TOPIQ weights cannot be had offline: NIQE as Q, PIQE held out
+        "train.iqa_opt.metric=niqe", "val.metrics=[psnr]", "val.monitor_metrics=[piqe]",
+        "train.mixed_precision=bf16", f"path.experiments_root={tmp_path / 'experiments'}", "train.total_iter=2",
+        "logger.print_freq=1", "logger.use_tb_logger=false",
+    ]
+    result = run_cli("train", "-opt", str(REPO / "options" / "finetune" / "RRDB_amo_FT_x4.yml"), *overrides)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = tmp_path / "experiments" / "RRDB_amo_FT_x4"
+    assert sorted(p.name for p in (run / "models").iterdir()) == ["lora_2.safetensors", "lora_ema_2.safetensors"]
+    adapter = load_file(str(run / "models" / "lora_2.safetensors"))
+    assert adapter and all(tensor.dtype == torch.float32 for tensor in adapter.values())
+    log = (run / "logs" / "train.log").read_text()
+    assert "LoRA rank 4 on conv1, conv2, conv3, conv4, conv5" in log and "q_niqe" in log
+    assert "gaming_gap" in log and "structured_noise" in log

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import logging
+import math
 import os
 import signal
 import sqlite3
@@ -264,3 +266,14 @@ def test_unknown_metric_names_get_one_line_with_a_suggestion(tree: Path, tmp_pat
         result = run_cli(*args)
         assert result.returncode == 2 and "Traceback" not in result.stderr
         assert "unknown metric 'musiq_spaq'; did you mean 'musiq-spaq'?" in result.stderr
+
+
+def test_a_metric_that_cannot_score_an_image_gives_nan_and_a_warning(caplog: pytest.LogCaptureFixture):
+    from sr_iqa.evaluate.scoring import MetricSet
+
+    metric_set = MetricSet(["niqe", "psnr"], torch.device("cpu"))
+    flat = torch.zeros(3, 128, 128)  # no finite NIQE features
+    with caplog.at_level(logging.WARNING, logger="sr_iqa.evaluate"):
+        scores = metric_set.score(flat, flat + 0.1, "flat.png")
+    assert math.isnan(scores["niqe"]) and scores["psnr"] == pytest.approx(20.0, abs=0.01)
+    assert "niqe cannot score flat.png" in caplog.text

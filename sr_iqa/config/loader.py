@@ -175,6 +175,23 @@ def _check_values(options: Options, source: str) -> None:
         raise OptionsError(f"{source}: 'sampler.tau' must be positive and 'sampler.grid_stride' at least 1")
     if not 0 <= options.train.ema_decay < 1:
         raise OptionsError(f"{source}: 'train.ema_decay' must be in [0, 1), got {options.train.ema_decay}")
+    _check_stage2(options, source)
+
+
+def _check_stage2(options: Options, source: str) -> None:
+    lora, iqa_opt = options.lora, options.train.iqa_opt
+    if lora is not None and lora.enabled:
+        if lora.rank < 1 or lora.alpha <= 0 or not 0 <= lora.dropout < 1:
+            raise OptionsError(f"{source}: 'lora' needs rank >= 1, alpha > 0 and dropout in [0, 1); got rank "
+                               f"{lora.rank}, alpha {lora.alpha}, dropout {lora.dropout}")
+        if options.path.pretrain_network_g is None:
+            raise OptionsError(f"{source}: LoRA adapts a trained generator; set 'path.pretrain_network_g' to the "
+                               "stage-1 run folder or weights file (or lora.enabled: false)")
+    if iqa_opt is not None and iqa_opt.loss_weight < 0:
+        raise OptionsError(f"{source}: 'train.iqa_opt.loss_weight' must be >= 0 (the sign follows the metric's "
+                           f"direction), got {iqa_opt.loss_weight}")
+    if options.path.pretrain_network_d is not None and options.network_d is None:
+        raise OptionsError(f"{source}: 'path.pretrain_network_d' is set but there is no 'network_d'")
 
 
 def load_options(path: str | Path, overrides: Sequence[str] = ()) -> Options:

@@ -64,10 +64,20 @@ class DatasetsOptions:
 @dataclass
 class PathOptions:
     experiments_root: str = "experiments"
-    pretrain_network_g: str | None = None
+    pretrain_network_g: str | None = None  # a weights file, or a run folder (its newest net_g_ema, else net_g)
+    pretrain_network_d: str | None = None  # a weights file, or a run folder (its newest net_d)
     strict_load_g: bool = True
     param_key_g: str = "params"  # key inside a BasicSR .pth; ignored for .safetensors
     resume_state: str | None = None  # "auto" or a training_states/<iter> folder
+
+
+@dataclass
+class IqaObjectiveOptions:
+    """Stage 2's direct optimisation: the loss gains -loss_weight * Q(SR) (+ for lower-better metrics)."""
+
+    metric: str = MISSING  # pyiqa metric name, used in its differentiable loss form
+    loss_weight: float = 0.01  # lambda_Q, in units of the metric's score (unpublished; sr_iqa's default)
+    augment: bool = False  # score a random flip / shift / upscale of SR: an expectation over transformations
 
 
 def _default_optim_g() -> dict[str, Any]:
@@ -93,12 +103,14 @@ class TrainOptions:
     ema_decay: float = 0.999  # 0 turns EMA off
     mixed_precision: MixedPrecision = MixedPrecision.no
     gradient_accumulation_steps: int = 1
+    iqa_opt: IqaObjectiveOptions | None = None  # stage 2: add -loss_weight * Q(SR)
 
 
 @dataclass
 class ValOptions:
     val_freq: int = 0  # 0: validate only at the end
     metrics: list[str] = field(default_factory=lambda: ["psnr", "ssim"])  # pyiqa metric names
+    monitor_metrics: list[str] = field(default_factory=list)  # held-out NR metrics for the gaming gap (stage 2)
     save_img: bool = True
 
 
@@ -128,6 +140,15 @@ class SamplerOptions:
     mode: AmoMode = AmoMode.cached  # amo: read the crop grid from the cache, or score every GT crop on the device
 
 
+@dataclass
+class LoraOptions:
+    """Stage 2's low-rank adapters (peft LoRA) on the stage-1 generator; the backbone is frozen."""
+
+    enabled: bool = True  # false: full fine-tuning of every generator weight (the baseline that shows the noise)
+    rank: int = 4
+    alpha: float = 4.0  # the update is scaled by alpha / rank
+    dropout: float = 0.0
+    target_modules: list[str] | None = None  # module names; default per arch (SwinIR qkv/proj/fc1/fc2, RRDB conv1-5)
 
 
 @dataclass
@@ -168,6 +189,7 @@ class Options:
     logger: LoggerOptions = field(default_factory=LoggerOptions)
     iqa: IqaOptions = field(default_factory=IqaOptions)
     sampler: SamplerOptions = field(default_factory=SamplerOptions)
+    lora: LoraOptions | None = None  # stage 2 only
 
 
 # Dotted keys of the ``{type: ..., **kwargs}`` blocks: replaced whole by the user's block, never merged

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +12,8 @@ import torch.nn.functional as F
 
 from sr_iqa.data.datasets import EvalGroup
 from sr_iqa.iqa.metrics import create_metric, is_full_reference
+
+log = logging.getLogger("sr_iqa.evaluate")
 
 
 @dataclass
@@ -32,17 +35,21 @@ class MetricSet:
         return bool(self.metrics[name].lower_better)
 
     @torch.no_grad()
-    def score(self, image: torch.Tensor, reference: torch.Tensor | None) -> dict[str, float]:
-        """Scores of one 3xHxW image in [0, 1]; FR metrics are skipped when ``reference`` is None."""
+    def score(self, image: torch.Tensor, reference: torch.Tensor | None, name: str = "image") -> dict[str, float]:
+        """Scores of one 3xHxW image in [0, 1]; FR metrics are skipped when ``reference`` is None. A metric
+        that cannot score the image (NIQE on a flat image) gives NaN, with a warning naming both."""
         image = image[None].to(self.device).clamp(0, 1)
         scores = {}
-        for name, metric in self.metrics.items():
-            if is_full_reference(metric):
-                if reference is None:
-                    continue
-                scores[name] = float(metric(image, reference[None].to(self.device)).item())
-            else:
-                scores[name] = float(metric(image).item())
+        for metric_name, metric in self.metrics.items():
+            if is_full_reference(metric) and reference is None:
+                continue
+            inputs = (image, reference[None].to(self.device)) if is_full_reference(metric) else (image,)
+            try:
+                scores[metric_name] = float(metric(*inputs).item())
+            except (RuntimeError, ValueError) as error:
+                log.warning("%s cannot score %s (%s); recorded as NaN", metric_name, name,
+                            str(error).splitlines()[0][:120])
+                scores[metric_name] = float("nan")
         return scores
 
 
@@ -70,7 +77,7 @@ def evaluate_upscaler(upscale: Upscaler, pairs: Iterable[EvalGroup], metric_set:
         sr = upscale(pair.lq[None].to(device))[0].clamp(0, 1)
         sr = sr[:, : pair.gt.shape[-2], : pair.gt.shape[-1]]
         outputs[pair.name] = sr.cpu()
-        rows.append(metric_set.score(sr, pair.gt))
+        rows.append(metric_set.score(sr, pair.gt, pair.name))
     return mean_scores(rows), outputs
 
 

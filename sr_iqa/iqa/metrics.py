@@ -99,7 +99,9 @@ class FrozenMetricLoss(torch.nn.Module):
     def __init__(self, name: str, device: torch.device | str = "cpu", weights_dir: Path | None = None,
                  options: dict[str, Any] | None = None) -> None:
         super().__init__()
-        self.metric = create_metric(name, device, as_loss=True, weights_dir=weights_dir, options=options)
+        # Per-image values ("none"): the caller averages, and can leave out an image the metric cannot score.
+        self.metric = create_metric(name, device, as_loss=True, weights_dir=weights_dir,
+                                    options={**(options or {}), "loss_reduction": "none"})
         self.metric.requires_grad_(False)
         self.metric.eval()
         self.lower_better = bool(self.metric.lower_better)

@@ -51,11 +51,16 @@ def weights_path(models: Path, stem: str, iteration: int) -> Path:
     return models / f"{stem}_{iteration}.safetensors"
 
 
-def save_weights(module: torch.nn.Module, path: Path) -> None:
-    state = {name: tensor.detach().contiguous().cpu() for name, tensor in module.state_dict().items()}
+def save_tensors(state: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+    """Write a safetensors file atomically: a killed run leaves the previous file or none, never half of one."""
     partial = path.with_name(f".{path.name}.partial")
-    save_file(state, str(partial))
+    save_file({name: tensor.detach().contiguous().cpu() for name, tensor in state.items()}, str(partial),
+              metadata=metadata)
     os.replace(partial, path)
+
+
+def save_weights(module: torch.nn.Module, path: Path, metadata: dict[str, str] | None = None) -> None:
+    save_tensors(module.state_dict(), path, metadata)
 
 
 def prune(models: Path, training_states: Path, keep: int) -> None:

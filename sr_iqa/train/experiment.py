@@ -27,6 +27,12 @@ class ExperimentFolders:
         return self.root / "visualization"
 
     @property
+    def validation_log(self) -> Path:
+        """One JSON line per validation: ``{"iteration": N, "results": {metric: value, ...}}``, in stage 2 also
+        ``"stage1": {...}`` (the stage-1 model's scores). After a resume the last line of an iteration wins."""
+        return self.logs / "validation.jsonl"
+
+    @property
     def options_file(self) -> Path:
         return self.root / "options.yml"
 

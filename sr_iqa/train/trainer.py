@@ -8,6 +8,7 @@ resumed run continues at the exact sample without re-iterating the skipped batch
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import time
@@ -31,17 +32,26 @@ from sr_iqa.data.image_io import write_rgb
 from sr_iqa.data.sources import group_index
 from sr_iqa.data.training_order import TrainingSampleOrder
 from sr_iqa.errors import OptionsError, RunFolderError
-from sr_iqa.evaluate.scoring import MetricSet, evaluate_upscaler
-from sr_iqa.iqa.metrics import create_metric
-from sr_iqa.losses import build_gan_loss, build_negative_loss, build_perceptual_loss, build_pixel_loss
+from sr_iqa.evaluate.scoring import MetricSet, Upscaler, evaluate_upscaler
+from sr_iqa.iqa.metrics import FrozenMetricLoss, create_metric
+from sr_iqa.losses import (
+    IqaObjective,
+    build_gan_loss,
+    build_negative_loss,
+    build_perceptual_loss,
+    build_pixel_loss,
+)
 from sr_iqa.models.discriminators import build_discriminator
-from sr_iqa.models.generators import build_generator, load_generator_weights
+from sr_iqa.models.generators import build_generator
+from sr_iqa.models.lora import AdapterSettings, add_adapters
+from sr_iqa.models.weight_files import generator_metadata, load_network_weights, save_adapter
 from sr_iqa.progress import progress_bar
 from sr_iqa.sampling import build_chooser, online_amo_choice
 from sr_iqa.train import checkpoints
 from sr_iqa.train.experiment import ExperimentFolders
 from sr_iqa.train.optim import build_optimizer, build_scheduler
 from sr_iqa.train.pair_pool import TrainingPairPool
+from sr_iqa.train.stage1_reference import Stage1Reference
 from sr_iqa.train.statistics import SamplingStatistics
 
 log = logging.getLogger("sr_iqa.train")
@@ -114,18 +124,30 @@ class Trainer:
         weights_dir = Path(options.iqa.weights_dir) if options.iqa.weights_dir else None
         self.metric_set = None
         if self.val_set is not None and self.accelerator.is_main_process:
-            self.metric_set = MetricSet(options.val.metrics, self.device, weights_dir, options.iqa.metric_options)
+            self.metric_set = MetricSet(self._validation_metrics(), self.device, weights_dir,
+                                        options.iqa.metric_options)
         self.perceptual_loss = None  # frozen, in eval, outside DDP: nothing to synchronise
         if options.train.perceptual_opt is not None:
             self.perceptual_loss = build_perceptual_loss(options.train.perceptual_opt, weights_dir).to(self.device)
+        self.iqa_objective = None  # stage 2's Q: frozen, in eval, outside DDP, like the perceptual loss
+        iqa_opt = options.train.iqa_opt
+        if iqa_opt is not None:
+            metric = FrozenMetricLoss(iqa_opt.metric, self.device, weights_dir,
+                                      options.iqa.metric_options.get(iqa_opt.metric))
+            self.iqa_objective = IqaObjective(metric, iqa_opt.loss_weight, iqa_opt.augment)
+        net_g = self._build_generator()  # wrong pretrained weights or LoRA targets stop the run before it writes
         self._create_run_folder()
-        self._build_model(source)
+        self._build_model(net_g)
         if resume_from is not None:
             self.accelerator.load_state(str(resume_from))
             log.info("resumed from %s at iteration %d", resume_from, self.progress.iteration)
         self.loader = self._build_loader()
         self.sampling_statistics = SamplingStatistics(
             ["original"] + [f"{i:02d}" for i in range(1, self.train_set.max_gts)], self.device)
+        self.stage1_reference = None  # the stage-1 model's validation, for the gaming gap (stage 2)
+        if self.metric_set is not None and self.pretrained_g is not None and self.iqa_objective is not None:
+            self.stage1_reference = Stage1Reference(self._stage1_upscaler, self.val_set, self.metric_set,
+                                                    self.device)
 
     # ----- setup -------------------------------------------------------------------------------
 
@@ -174,19 +196,47 @@ class Trainer:
         if self.accelerator.is_main_process:
             self.accelerator.init_trackers("tb")
 
-    def _build_model(self, source: str) -> None:
+    def _validation_metrics(self) -> list[str]:
+        """val.metrics, then the held-out monitors and stage 2's optimised metric, each once."""
+        extra = list(self.options.val.monitor_metrics)
+        if self.options.train.iqa_opt is not None:
+            extra.append(self.options.train.iqa_opt.metric)
+        return list(dict.fromkeys([*self.options.val.metrics, *extra]))
+
+    def _build_generator(self) -> torch.nn.Module:
+        """The generator, its pretrained weights and, in stage 2, the LoRA adapters (backbone frozen)."""
         options = self.options
         set_seed(options.manual_seed)
-        net_g = build_generator(options.network_g, options.scale, source)
+        net_g = build_generator(options.network_g, options.scale)
+        self.pretrained_g = None
         if options.path.pretrain_network_g:
-            load_generator_weights(net_g, options.path.pretrain_network_g, options.path.strict_load_g,
-                                   options.path.param_key_g)
-        optimizer = build_optimizer(options.train.optim_g, net_g.parameters())
+            self.pretrained_g = load_network_weights(net_g, options.path.pretrain_network_g,
+                                                     options.path.strict_load_g, options.path.param_key_g)
+        self.adapter_settings = None
+        if options.lora is not None and options.lora.enabled:
+            self.adapter_settings = AdapterSettings.from_options(options.lora, options.network_g["type"])
+            net_g = add_adapters(net_g, self.adapter_settings)
+        return net_g
+
+    def _build_model(self, net_g: torch.nn.Module) -> None:
+        options = self.options
+        if self.pretrained_g is not None:  # logged here, once the run's log file exists
+            log.info("generator weights from %s", self.pretrained_g)
+        if self.adapter_settings is not None:
+            log.info("LoRA rank %d on %s: %d trainable of %d generator parameters", self.adapter_settings.rank,
+                     ", ".join(self.adapter_settings.target_modules),
+                     sum(p.numel() for p in net_g.parameters() if p.requires_grad),
+                     sum(p.numel() for p in net_g.parameters()))
+        # Only trainable tensors reach the optimizer (all of them in stage 1, the adapters under LoRA).
+        optimizer = build_optimizer(options.train.optim_g, [p for p in net_g.parameters() if p.requires_grad])
         scheduler = build_scheduler(options.train.scheduler, optimizer)
         self.net_g, self.optimizer, self.scheduler = self.accelerator.prepare(net_g, optimizer, scheduler)
         self.net_d = self.optimizer_d = self.scheduler_d = self.gan_loss = None
         if options.network_d is not None:  # the loader checked that network_d, optim_d and gan_opt come together
             net_d = build_discriminator(options.network_d)
+            if options.path.pretrain_network_d:
+                load_network_weights(net_d, options.path.pretrain_network_d, stems=("net_d",),
+                                     network_key="network_d")
             optimizer_d = build_optimizer(options.train.optim_d, net_d.parameters())
             scheduler_d = build_scheduler(options.train.scheduler, optimizer_d)
             self.net_d, self.optimizer_d, self.scheduler_d = self.accelerator.prepare(net_d, optimizer_d, scheduler_d)
@@ -257,10 +307,16 @@ class Trainer:
             if self.net_d is not None and iteration % self.options.train.net_d_iters == 0 \
                     and iteration > self.options.train.net_d_init_iters:
                 loss_g = loss_g + self.gan_loss(self._frozen_discriminator(sr), True, is_disc=False)
+            q = None
+            if self.iqa_objective is not None:
+                iqa_term, q = self.iqa_objective(sr)
+                loss_g = loss_g + iqa_term
             self.accelerator.backward(loss_g)
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
             losses = {"l_g": loss_g.detach()}
+            if q is not None:
+                losses[f"q_{self.options.train.iqa_opt.metric}"] = q
             if self.net_d is not None:  # the chosen GT is the real sample
                 loss_d = (self.gan_loss(self.net_d(data["gt"]), True, is_disc=True)
                           + self.gan_loss(self.net_d(sr.detach()), False, is_disc=True))
@@ -344,6 +400,11 @@ class Trainer:
         iteration = self.progress.iteration
         bar.set_postfix(**{name: f"{value:.4f}" for name, value in losses.items()}, lr=f"{lr:.2e}")
         sampling, sampling_scalars = self.sampling_statistics.report(self.accelerator)
+        if self.iqa_objective is not None and self.iqa_objective.skipped:
+            log.warning("%d SR crops since the last report could not be scored by %s (flat crops have no finite "
+                        "features) and were left out of the IQA term", self.iqa_objective.skipped,
+                        self.options.train.iqa_opt.metric, extra={"all_ranks": True})
+            self.iqa_objective.skipped = 0
         log.info("iter %d/%d  lr %.3e  %s  %.1f s  %s", iteration, self.options.train.total_iter, lr,
                  "  ".join(f"{name} {value:.4f}" for name, value in losses.items()), time.perf_counter() - started,
                  sampling)
@@ -356,8 +417,24 @@ class Trainer:
         """The network that is evaluated and exported: the EMA when there is one."""
         return self.ema.module if self.ema is not None else self.accelerator.unwrap_model(self.net_g)
 
+    def _upscaler(self, network: torch.nn.Module) -> Upscaler:
+        def upscale(lq: torch.Tensor) -> torch.Tensor:
+            with self.accelerator.autocast():  # the network only; metrics run in fp32
+                return network(lq).float()
+
+        return upscale
+
+    def _stage1_upscaler(self) -> Upscaler:
+        """A fresh copy of the pretrained generator, without adapters: what stage 2 started from."""
+        with torch.random.fork_rng(devices=[]):  # its random init must not shift the training's CPU RNG
+            network = build_generator(self.options.network_g, self.options.scale).to(self.device).eval()
+        load_network_weights(network, self.pretrained_g, self.options.path.strict_load_g,
+                             self.options.path.param_key_g)
+        return self._upscaler(network)
+
     def validate(self) -> dict[str, float] | None:
-        """Score the eval network on the val set (main process), log and save the SR images."""
+        """Score the eval network on the val set (main process), log and save the SR images. In stage 2 also
+        the changes against stage 1, the gaming gap and the structured-noise score."""
         if self.val_set is None:
             return None
         results = None
@@ -365,17 +442,21 @@ class Trainer:
             network = self.eval_network()
             was_training = network.training
             network.eval()
-
-            def upscale(lq: torch.Tensor) -> torch.Tensor:
-                with self.accelerator.autocast():  # the network only; metrics run in fp32
-                    return network(lq).float()
-
-            results, outputs = evaluate_upscaler(upscale, self.val_set, self.metric_set, self.device)
+            results, outputs = evaluate_upscaler(self._upscaler(network), self.val_set, self.metric_set,
+                                                 self.device)
             network.train(was_training)
+            if self.stage1_reference is not None:
+                results |= self.stage1_reference.measures(results, outputs, self.options.train.iqa_opt.metric,
+                                                          self.options.val.monitor_metrics)
             iteration = self.progress.iteration
             log.info("validation at iter %d: %s", iteration,
                      "  ".join(f"{name} {value:.4f}" for name, value in results.items()))
             self.accelerator.log({f"val/{name}": value for name, value in results.items()}, step=iteration)
+            record = {"iteration": iteration, "results": results}
+            if self.stage1_reference is not None:
+                record["stage1"] = self.stage1_reference.results
+            with self.folders.validation_log.open("a") as records:  # machine-readable, for tables and ablations
+                records.write(json.dumps(record) + "\n")
             if self.options.val.save_img:
                 for name, image in outputs.items():
                     write_rgb(self.folders.visualization / name / f"{name}_{iteration}.png", image)
@@ -392,10 +473,16 @@ class Trainer:
         if self.accelerator.is_main_process:
             checkpoints.publish_state(states, iteration)
             models = self.folders.models
-            checkpoints.save_weights(self.accelerator.unwrap_model(self.net_g),
-                                     checkpoints.weights_path(models, "net_g", iteration))
+            generators = {"net_g": self.accelerator.unwrap_model(self.net_g)}
             if self.ema is not None:
-                checkpoints.save_weights(self.ema.module, checkpoints.weights_path(models, "net_g_ema", iteration))
+                generators["net_g_ema"] = self.ema.module
+            for stem, network in generators.items():
+                if self.adapter_settings is not None:  # the backbone is the pretrained file: save the adapters
+                    save_adapter(network, checkpoints.weights_path(models, stem.replace("net_g", "lora"), iteration),
+                                 self.adapter_settings, self.options.network_g, self.pretrained_g)
+                else:
+                    checkpoints.save_weights(network, checkpoints.weights_path(models, stem, iteration),
+                                             generator_metadata(self.options.network_g))
             if self.net_d is not None:
                 checkpoints.save_weights(self.accelerator.unwrap_model(self.net_d),
                                          checkpoints.weights_path(models, "net_d", iteration))

@@ -1,0 +1,71 @@
+"""Is stage 2 gaming its metric? Two measures against the stage-1 model.
+
+Gaming gap
+    ``change(optimised Q) - mean(change(held-out metric))``, each change in percent of the stage-1
+    value and signed so that positive means "better". Honest improvement moves both together
+    (gap near 0); gaming raises the optimised score while the held-out ones stay or fall (large gap).
+
+Structured-noise score
+    The RMS amplitude, in 8-bit grey levels, of the *periodic high-frequency* part of
+    ``SR_ft - SR_stage1``: the change's power spectrum (Hann-windowed, grey) restricted to spatial
+    frequencies above a quarter of the sampling rate, keeping only the bins that stand above 10x
+    their neighbourhood's median: spectral peaks, i.e. repeating patterns such as the grids and
+    stripes adversarial optimisation produces. A blur or broadband change has few such bins and scores
+    near 0; a faint added checkerboard of amplitude a scores about 255 * a / sqrt(2).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+from scipy.ndimage import median_filter
+
+HIGH_FREQUENCY = 0.25  # cycles per pixel (Nyquist is 0.5)
+PEAK_FACTOR = 10.0  # a bin is a peak when its power exceeds this multiple of the local median
+NEIGHBOURHOOD = 9  # bins, side of the median window
+
+
+def structured_noise_score(change: torch.Tensor) -> float:
+    """Periodic high-frequency RMS of a CxHxW (or HxW) difference image in [0, 1] units, in grey levels."""
+    grey = change.float().mean(0) if change.dim() == 3 else change.float()
+    grey = grey.cpu().numpy().astype(np.float64)
+    grey = grey - grey.mean()
+    height, width = grey.shape
+    window = np.outer(np.hanning(height), np.hanning(width))
+    power = np.abs(np.fft.fft2(grey * window)) ** 2 / (height * width * np.mean(window ** 2))
+    power = np.fft.fftshift(power)
+    fy = np.fft.fftshift(np.fft.fftfreq(height))[:, None]
+    fx = np.fft.fftshift(np.fft.fftfreq(width))[None, :]
+    high = np.hypot(fy, fx) >= HIGH_FREQUENCY
+    background = median_filter(power, size=NEIGHBOURHOOD, mode="wrap")
+    peaks = high & (power > PEAK_FACTOR * np.maximum(background, 1e-20))
+    # Parseval: sum(power) / (H * W) is the mean square of the (windowed, renormalised) signal.
+    return float(255.0 * math.sqrt(power[peaks].sum() / (height * width)))
+
+
+def relative_change(new: float, reference: float, lower_better: bool) -> float:
+    """Percent change from ``reference``, positive when ``new`` is better."""
+    change = 100.0 * (new - reference) / max(abs(reference), 1e-12)
+    return -change if lower_better else change
+
+
+def gaming_report(results: Mapping[str, float], reference: Mapping[str, float], optimised: str,
+                  monitors: Sequence[str], lower_better: Mapping[str, bool]) -> dict[str, float]:
+    """Changes (in %, positive = better) of the optimised metric and each monitor, and the gaming gap."""
+    report = {f"change/{optimised}": relative_change(results[optimised], reference[optimised],
+                                                     lower_better[optimised])}
+    held_out = [relative_change(results[name], reference[name], lower_better[name]) for name in monitors]
+    for name, value in zip(monitors, held_out, strict=True):
+        report[f"change/{name}"] = value
+    if held_out:
+        report["held_out_change"] = sum(held_out) / len(held_out)
+        report["gaming_gap"] = report[f"change/{optimised}"] - report["held_out_change"]
+    return report
+
+
+def is_gaming(report: Mapping[str, float], optimised: str) -> bool:
+    """The optimised metric improved while the held-out metrics, on average, got worse."""
+    return report[f"change/{optimised}"] > 0 and report.get("held_out_change", 0.0) < 0

@@ -1,0 +1,95 @@
+"""LoRA adapters on basicsr generators, through peft: inject, freeze the backbone, save, load, merge.
+
+peft's ``inject_adapter_in_model`` works on any ``nn.Module``, so the generator stays the basicsr
+class (no ``PeftModel`` wrapper): DDP, EMA and the validation code see the same module as in stage 1.
+Adapter files hold ``get_peft_model_state_dict`` (PEFT's state-dict format) plus, in the safetensors
+metadata, the LoRA settings needed to rebuild the layers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model, set_peft_model_state_dict
+from peft.tuners.lora import LoraModel
+
+from sr_iqa.config.schema import LoraOptions
+from sr_iqa.config.suggest import did_you_mean
+from sr_iqa.errors import OptionsError
+
+# Where HGGT-style fine-tuning puts the adapters: attention and MLP of SwinIR, the dense convs of RRDB.
+DEFAULT_TARGET_MODULES = {
+    "SwinIR": ("qkv", "proj", "fc1", "fc2"),
+    "RRDBNet": ("conv1", "conv2", "conv3", "conv4", "conv5"),
+}
+
+
+@dataclass(frozen=True)
+class AdapterSettings:
+    """The LoRA hyper-parameters an adapter file records, enough to rebuild its layers."""
+
+    rank: int
+    alpha: float
+    dropout: float
+    target_modules: tuple[str, ...]
+
+    @classmethod
+    def from_options(cls, options: LoraOptions, arch: str) -> AdapterSettings:
+        targets = options.target_modules or DEFAULT_TARGET_MODULES.get(arch)
+        if not targets:
+            raise OptionsError(f"'lora.target_modules' has no default for network_g type {arch}; list the "
+                               "module names to adapt")
+        return cls(options.rank, float(options.alpha), float(options.dropout), tuple(targets))
+
+    def peft_config(self) -> LoraConfig:
+        return LoraConfig(r=self.rank, lora_alpha=self.alpha, lora_dropout=self.dropout,
+                          target_modules=list(self.target_modules))
+
+    def to_json(self) -> str:
+        return json.dumps({"rank": self.rank, "alpha": self.alpha, "dropout": self.dropout,
+                           "target_modules": list(self.target_modules)})
+
+    @classmethod
+    def from_json(cls, text: str) -> AdapterSettings:
+        values = json.loads(text)
+        return cls(int(values["rank"]), float(values["alpha"]), float(values["dropout"]),
+                   tuple(values["target_modules"]))
+
+
+def _check_targets(net: torch.nn.Module, targets: Sequence[str]) -> None:
+    """peft's own message for a wrong name is generic; name the module and the closest real one."""
+    leaf_names = sorted({name.rsplit(".", 1)[-1] for name, module in net.named_modules()
+                         if isinstance(module, torch.nn.Linear | torch.nn.Conv2d)})
+    for target in targets:
+        if target not in leaf_names:
+            raise OptionsError(f"'lora.target_modules': {type(net).__name__} has no Linear or Conv2d layer named "
+                               f"'{target}'; {did_you_mean(target, leaf_names)}")
+
+
+def add_adapters(net: torch.nn.Module, settings: AdapterSettings) -> torch.nn.Module:
+    """Inject LoRA layers in place (B = 0, so the output is unchanged) and freeze everything else."""
+    _check_targets(net, settings.target_modules)
+    net = inject_adapter_in_model(settings.peft_config(), net)
+    for name, parameter in net.named_parameters():
+        parameter.requires_grad_("lora_" in name)
+    return net
+
+
+def adapter_state(net: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The trainable LoRA tensors, keyed as PEFT saves them (no adapter name), on the CPU."""
+    return {name: tensor.detach().contiguous().cpu() for name, tensor in get_peft_model_state_dict(net).items()}
+
+
+def merged_with_adapter(net: torch.nn.Module, settings: AdapterSettings,
+                        state: dict[str, torch.Tensor]) -> torch.nn.Module:
+    """The plain generator with ``W + (alpha / rank) * B A`` folded into each adapted layer."""
+    tuner = LoraModel(net, settings.peft_config(), "default")
+    result = set_peft_model_state_dict(tuner.model, state)
+    missing = [key for key in result.missing_keys if "lora_" in key]
+    if result.unexpected_keys or missing:
+        raise OptionsError(f"the adapter does not fit this generator (unexpected {result.unexpected_keys[:3]}, "
+                           f"missing {missing[:3]}); pass the base checkpoint it was trained on")
+    return tuner.merge_and_unload()

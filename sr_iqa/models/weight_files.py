@@ -1,0 +1,157 @@
+"""Generator and adapter files: what they hold, how to find them in a run folder, how to load them.
+
+sr_iqa writes generators and LoRA adapters as safetensors whose metadata records the ``network_g``
+block (JSON), so ``export``, evaluation and inference rebuild the network from the file alone.
+BasicSR ``.pth`` files carry no such record; for them the caller passes ``network_g``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+
+from sr_iqa.errors import OptionsError
+from sr_iqa.models.generators import SCALE_KWARG, build_generator
+from sr_iqa.models.lora import AdapterSettings, adapter_state, merged_with_adapter
+from sr_iqa.train.checkpoints import save_tensors, save_weights
+
+NETWORK_KEY = "sr_iqa.network_g"  # safetensors metadata: the network_g block, JSON
+LORA_KEY = "sr_iqa.lora"  # adapter files: the LoRA settings, JSON
+BASE_KEY = "sr_iqa.base"  # adapter files: the base generator file the adapter was trained on
+
+
+def generator_metadata(network_g: Mapping[str, Any]) -> dict[str, str]:
+    return {NETWORK_KEY: json.dumps(dict(network_g), sort_keys=True)}
+
+
+GENERATOR_STEMS = ("net_g_ema", "net_g")  # a run folder's generator: the EMA weights when there are any
+
+
+def resolve_weights_file(path: str | Path, stems: tuple[str, ...] = GENERATOR_STEMS) -> Path:
+    """A weights file as given, or for a run folder its newest ``<stem>_<iteration>.safetensors``, trying
+    ``stems`` in order."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if path.is_dir():
+        models = path / "models" if (path / "models").is_dir() else path
+        for stem in stems:
+            found = [(int(match[1]), p) for p in models.glob(f"{stem}_*.safetensors")
+                     if (match := re.fullmatch(rf"{re.escape(stem)}_(\d+)", p.stem))]
+            if found:
+                return max(found)[1]
+        raise OptionsError(f"{path}: no {' or '.join(f'{s}_*.safetensors' for s in stems)} in {models}; "
+                           "point at a finished run or at a weights file")
+    raise OptionsError(f"no weights file or run folder at {path}")
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            names = handle.keys()  # a safe_open handle is not iterable
+            return {key: handle.get_tensor(key) for key in names}, dict(handle.metadata() or {})
+    except Exception as error:  # safetensors raises its own error types for truncated or foreign files
+        raise OptionsError(f"{path}: not a readable safetensors file ({error})") from None
+
+
+def read_weights_state(path: Path, param_key: str = "params") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of sr_iqa safetensors, or of a BasicSR ``.pth`` (``params`` / ``params_ema``)."""
+    if path.suffix == ".safetensors":
+        state, metadata = _read_safetensors(path)
+    else:
+        state, metadata = torch.load(path, map_location="cpu", weights_only=True), {}
+        if param_key in state:
+            state = state[param_key]
+        elif param_key == "params" and "params_ema" in state:
+            state = state["params_ema"]
+    return {k.removeprefix("module."): v for k, v in state.items()}, metadata
+
+
+def load_network_weights(net: torch.nn.Module, path: str | Path, strict: bool = True, param_key: str = "params",
+                         stems: tuple[str, ...] = GENERATOR_STEMS, network_key: str = "network_g") -> Path:
+    """Load weights into ``net`` (a generator; with ``stems=("net_d",)`` a discriminator) from a file or a
+    run folder; returns the file it read."""
+    path = resolve_weights_file(path, stems)
+    state, _ = read_weights_state(path, param_key)
+    own = net.state_dict()
+    wrong_shape = sorted(k for k, v in state.items() if k in own and own[k].shape != v.shape)
+    missing = sorted(own.keys() - state.keys())
+    unexpected = sorted(state.keys() - own.keys())
+    if strict and (missing or unexpected or wrong_shape):
+        raise OptionsError(
+            f"{path} does not fit {network_key} (missing {missing[:3]}, unexpected {unexpected[:3]}, "
+            f"other shape {wrong_shape[:3]}); check {network_key} against the checkpoint, "
+            "or set path.strict_load_g: false to load only the matching tensors"
+        )
+    net.load_state_dict({k: v for k, v in state.items() if k in own and k not in wrong_shape}, strict=False)
+    return path
+
+
+def _network_of(path: Path, metadata: dict[str, str], network_g: Mapping[str, Any] | None) -> dict[str, Any]:
+    if network_g is not None:
+        return dict(network_g)
+    if NETWORK_KEY not in metadata:
+        raise OptionsError(f"{path} does not record its network_g (it was not written by sr_iqa); pass -opt with "
+                           "the option file it was trained with")
+    return json.loads(metadata[NETWORK_KEY])
+
+
+def generator_from_file(path: str | Path, network_g: Mapping[str, Any] | None = None
+                        ) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Build the generator a file (or run folder) holds and load it; also returns its network_g block."""
+    path = resolve_weights_file(path)
+    _, metadata = read_weights_state(path) if path.suffix == ".safetensors" else ({}, {})
+    block = _network_of(path, metadata, network_g)
+    scale = block.get(SCALE_KWARG.get(block.get("type"), "scale"), 4)
+    net = build_generator(block, scale, str(path))
+    load_network_weights(net, path)
+    return net, block
+
+
+def save_adapter(net: torch.nn.Module, path: Path, settings: AdapterSettings, network_g: Mapping[str, Any],
+                 base: Path | None) -> None:
+    """The LoRA tensors (PEFT's state-dict keys) with the settings, arch and base file in the metadata."""
+    metadata = {**generator_metadata(network_g), LORA_KEY: settings.to_json()}
+    if base is not None:
+        metadata[BASE_KEY] = str(base)
+    save_tensors(adapter_state(net), path, metadata)
+
+
+def read_adapter(path: str | Path) -> tuple[dict[str, torch.Tensor], AdapterSettings, dict[str, str]]:
+    path = Path(path)
+    if not path.is_file():
+        raise OptionsError(f"no adapter file at {path}")
+    state, metadata = _read_safetensors(path)
+    if LORA_KEY not in metadata:
+        raise OptionsError(f"{path} is not an sr_iqa LoRA adapter (no '{LORA_KEY}' metadata); adapters are the "
+                           "lora_*.safetensors files of a stage-2 run")
+    return state, AdapterSettings.from_json(metadata[LORA_KEY]), metadata
+
+
+def load_upscaler(checkpoint: str | Path, adapter: str | Path | None = None,
+                  network_g: Mapping[str, Any] | None = None) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The generator of ``checkpoint``, with ``adapter`` merged into it when given: what eval, infer and export
+    run. Merging once gives the same output as base plus adapter, at the base network's speed."""
+    net, block = generator_from_file(checkpoint, network_g)
+    if adapter is None:
+        return net, block
+    state, settings, metadata = read_adapter(adapter)
+    if NETWORK_KEY in metadata and json.loads(metadata[NETWORK_KEY]) != block:
+        raise OptionsError(f"{adapter} was trained on a different network_g than {checkpoint}; pass the base "
+                           f"checkpoint it names ({metadata.get(BASE_KEY, 'not recorded')})")
+    return merged_with_adapter(net, settings, state), block
+
+
+def export_generator(checkpoint: str | Path, adapter: str | Path | None, out: Path,
+                     network_g: Mapping[str, Any] | None = None) -> Path:
+    """Write one plain generator file (adapter merged when given) that any sr_iqa command loads by itself."""
+    net, block = load_upscaler(checkpoint, adapter, network_g)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_weights(net, out, generator_metadata(block))
+    return out
