@@ -90,8 +90,9 @@ class StopRequest:
 
 
 class Trainer:
-    """Stage-1 training of a basicsr generator: pixel loss against the supervising GT (the original, until the
-    samplers fill the ``GTChooser`` hook), plus the optional negative-GT loss."""
+    """Training of a basicsr generator. Stage 1: pixel, perceptual, GAN and negative-GT losses against the GT
+    the sampler chose. Stage 2 is the same loop with ``train.iqa_opt`` (the -lambda_Q * Q term) and, with
+    ``lora``, only the adapters trainable; its validations also measure the change against stage 1."""
 
     def __init__(self, options: Options, source: str = "options") -> None:
         self.options = options
