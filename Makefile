@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint clean-demo
+.PHONY: demo test lint clean-demo system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,14 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed
 	$(BIN)/sr-iqa demo
 
-test: $(VENV)/.installed-test
+# The HTML-report test opens the report in headless Chromium: Debian's package, installed when missing.
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null 2>&1; then SUDO=sudo; else \
+	    echo "make test needs Debian's chromium package: apt-get install chromium (as root)"; exit 1; fi; \
+	  $$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+
+test: $(VENV)/.installed-test system-deps
 	$(BIN)/ruff check sr_iqa tests benchmarks
 	$(BIN)/python -m pytest -q
 
@@ -28,4 +35,4 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff check sr_iqa tests benchmarks
 
 clean-demo:
-	rm -rf datasets/demo experiments/demo experiments/demo_rrdb_x4
+	rm -rf datasets/demo experiments/demo experiments/demo_ft experiments/demo_rrdb_x4 experiments/ablation_demo

@@ -166,6 +166,90 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_groups(args: argparse.Namespace) -> tuple[list, dict | None, object | None]:
+    """Test groups of ``--dataset`` (its Test splits, else every split) or of ``-opt``'s val block; also the
+    option file's network_g and iqa block when there is one (and its scale, into ``args.scale``)."""
+    from sr_iqa.data.validation import validated
+
+    if args.opt is not None:
+        from sr_iqa.config import load_options
+        from sr_iqa.data.sources import group_index
+
+        options = load_options(args.opt, args.overrides)
+        if options.datasets.val is None:
+            raise SrIqaError(f"{args.opt}: no datasets.val block to evaluate on; pass --dataset ROOT")
+        val = options.datasets.val
+        args.scale = options.scale
+        return group_index(val, options.scale, val.dataroot_lq).groups, options.network_g, options.iqa
+    from sr_iqa.data.check import discover_splits
+
+    splits = discover_splits(args.dataset, args.layout)
+    chosen = [index for name, index in splits.items() if name.startswith("Test/")] or list(splits.values())
+    return [group for index in chosen for group in validated(index, args.scale).groups], None, None
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from sr_iqa.evaluate.run_eval import (
+        DEFAULT_FULL_REFERENCE,
+        DEFAULT_NO_REFERENCE,
+        run_eval,
+        sr_dir_method,
+        upscaler_method,
+    )
+    from sr_iqa.evaluate.tables import summary_markdown
+
+    if args.checkpoint is None and not args.sr_dir:
+        raise SrIqaError("nothing to evaluate: pass --checkpoint FILE (with --adapter) and/or --sr-dir DIR")
+    groups, network_g, iqa = _eval_groups(args)
+    methods = []
+    if args.checkpoint is not None:
+        import torch
+
+        from sr_iqa.models.weight_files import load_upscaler
+
+        network, block = load_upscaler(args.checkpoint, args.adapter, network_g)
+        name = args.name or (args.adapter or args.checkpoint).stem
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        methods.append(upscaler_method(name, network.to(device).eval(), device, args.tile, args.tile_overlap,
+                                       args.scale))
+    for entry in args.sr_dir:
+        name, _, folder = entry.rpartition("=")
+        methods.append(sr_dir_method(name or Path(folder).name, Path(folder)))
+    weights_dir = args.weights_dir or (Path(iqa.weights_dir) if iqa is not None and iqa.weights_dir else None)
+    metrics = args.metrics or [*DEFAULT_FULL_REFERENCE, *DEFAULT_NO_REFERENCE]
+    summary = run_eval(methods, groups, metrics, args.out, args.scale, weights_dir,
+                       iqa.metric_options if iqa is not None else {}, args.strict, args.save_sr)
+    if summary is not None:
+        print(summary_markdown(summary))
+        print(f"\nwrote per_image.csv, summary.csv, summary.md, summary.json to {args.out}")
+    return 0
+
+
+def _infer(args: argparse.Namespace) -> int:
+    from sr_iqa.infer import run_infer
+
+    network_g = None
+    if args.opt is not None:
+        from sr_iqa.config import load_options
+
+        network_g = load_options(args.opt, args.overrides).network_g
+    run_infer(args.checkpoint, args.adapter, args.input, args.output, args.tile, args.tile_overlap, network_g)
+    return 0
+
+
+def _ablate(args: argparse.Namespace) -> int:
+    from sr_iqa.ablation.runner import run_ablation
+
+    return run_ablation(args.opt, args.dry_run)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from sr_iqa.report.html import write_report
+
+    print(f"wrote {write_report(args.ablation)}")
+    return 0
+
+
 def _add_data_source(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--dataset", type=Path, help="HGGT release root, one images folder, or a manifest .jsonl")
@@ -234,6 +318,44 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_source(agree)
     agree.add_argument("--cache", type=Path, required=True)
     agree.set_defaults(handler=_agree)
+
+    evaluate = commands.add_parser("eval", help="evaluate a checkpoint or SR folders against the Positive GTs, "
+                                                "the original and the Gold Standard")
+    _add_data_source(evaluate)
+    evaluate.add_argument("--checkpoint", type=Path, help="generator file or run folder (newest EMA weights)")
+    evaluate.add_argument("--adapter", type=Path, help="a stage-2 lora_*.safetensors, merged into --checkpoint")
+    evaluate.add_argument("--name", help="the checkpoint's row name (default: the file name)")
+    evaluate.add_argument("--sr-dir", action="append", default=[], metavar="[NAME=]DIR",
+                          help="SR images named like each group's original, from any method (repeatable)")
+    evaluate.add_argument("--metrics", nargs="+", help="pyiqa names (default: psnr ssim lpips stlpips dists musiq "
+                                                       "nima qalign topiq_nr)")
+    evaluate.add_argument("--out", type=Path, required=True, help="folder for per_image.csv and summary.*")
+    evaluate.add_argument("--save-sr", type=Path, help="also write SR images to DIR/<method>/<group>.png")
+    evaluate.add_argument("--strict", action="store_true", help="fail when a metric's weights are missing")
+    evaluate.add_argument("--weights-dir", type=Path, help="folder with metric weight files")
+    evaluate.add_argument("--tile", type=int, default=0, help="LR tile size for --checkpoint (0: whole image)")
+    evaluate.add_argument("--tile-overlap", type=int, default=16)
+    evaluate.set_defaults(handler=_eval)
+
+    infer = commands.add_parser("infer", help="upscale images of any size (tiled) with a checkpoint (+ adapter)")
+    infer.add_argument("--checkpoint", type=Path, required=True, help="generator file or run folder")
+    infer.add_argument("--adapter", type=Path, help="a stage-2 lora_*.safetensors, merged into --checkpoint")
+    infer.add_argument("--input", type=Path, required=True, help="an image or a folder of images")
+    infer.add_argument("--output", type=Path, required=True, help="folder for <name>.png")
+    infer.add_argument("--tile", type=int, default=0, help="LR tile size (0: whole image)")
+    infer.add_argument("--tile-overlap", type=int, default=16, help="LR pixels shared by neighbouring tiles")
+    infer.add_argument("-opt", "--opt", type=Path, help="option file whose network_g describes a BasicSR .pth")
+    infer.add_argument("overrides", nargs="*", metavar="key.sub=value", help="with -opt: option overrides")
+    infer.set_defaults(handler=_infer)
+
+    ablate = commands.add_parser("ablate", help="run the sampling ablation grid (resumable), table, plot, report")
+    ablate.add_argument("-opt", "--opt", type=Path, required=True, help="ablation file (options/ablation/)")
+    ablate.add_argument("--dry-run", action="store_true", help="print the accelerate launch commands only")
+    ablate.set_defaults(handler=_ablate)
+
+    report = commands.add_parser("report", help="write the HTML report of a finished ablation")
+    report.add_argument("--ablation", type=Path, required=True, help="the ablation's folder (experiments/NAME)")
+    report.set_defaults(handler=_report)
 
     export = commands.add_parser("export", help="write a plain generator file, LoRA adapter merged")
     export.add_argument("--checkpoint", type=Path, required=True,

@@ -13,12 +13,10 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
 from sr_iqa.config import Options, load_options
 from sr_iqa.data.demo_set import DemoSetPaths, build_demo_set
 from sr_iqa.errors import OptionsError
-from sr_iqa.evaluate.scoring import MetricSet, bicubic_upscaler, evaluate_upscaler, format_table, mean_scores
+from sr_iqa.evaluate.scoring import bicubic_upscaler
 
 log = logging.getLogger("sr_iqa.demo")
 DEMO_RUN_NAME = "demo"
@@ -85,13 +83,17 @@ def run_demo(dataset_root: Path, options_file: Path, overrides: Sequence[str] = 
             shutil.rmtree(experiments / name, ignore_errors=True)
     _score_for_sampler(stage1_options, paths)
 
+    from sr_iqa.evaluate.run_eval import original_gt_method, run_eval, upscaler_method
+    from sr_iqa.evaluate.tables import summary_markdown
     from sr_iqa.train.trainer import Trainer
 
     stage1 = Trainer(stage1_options, source=str(options_file))
     stage1.train()
-    upscalers = {"Bicubic": bicubic_upscaler(stage1_options.scale)}
+    device, scale = stage1.device, stage1_options.scale
     sampler = stage1_options.sampler.type.value.upper()
-    upscalers[f"Stage 1: RRDBNet {sampler} (iter {stage1.progress.iteration})"] = stage1.eval_network().eval()
+    methods = [upscaler_method("Bicubic", bicubic_upscaler(scale), device, scale=scale),
+               upscaler_method(f"Stage 1: RRDBNet {sampler} (iter {stage1.progress.iteration})",
+                               stage1.eval_network().eval(), device, scale=scale)]
     metric_names = list(stage1_options.val.metrics)
     notes = []
     if stage2_options is not None:
@@ -100,20 +102,19 @@ def run_demo(dataset_root: Path, options_file: Path, overrides: Sequence[str] = 
         lora = stage2_options.lora
         how = f"LoRA rank {lora.rank}" if lora is not None and lora.enabled else "full"
         iqa_opt = stage2_options.train.iqa_opt
-        upscalers[f"Stage 2: + {how} FT vs {iqa_opt.metric.upper()} (iter {stage2.progress.iteration})"] = \
-            stage2.eval_network().eval()
+        methods.append(upscaler_method(f"Stage 2: + {how} FT vs {iqa_opt.metric.upper()} "
+                                       f"(iter {stage2.progress.iteration})", stage2.eval_network().eval(), device,
+                                       scale=scale))
         metric_names += [iqa_opt.metric, *stage2_options.val.monitor_metrics]
         notes.append(_gaming_line(stage2.folders.root, iqa_opt.metric, stage2_options.val.monitor_metrics))
+    methods.append(original_gt_method())
 
-    test_set = stage1.val_set  # the demo validates on the held-out test split
-    metric_set = MetricSet(list(dict.fromkeys(metric_names)), stage1.device)
-    with torch.no_grad():
-        results = {name: evaluate_upscaler(upscale, test_set, metric_set, stage1.device)[0]
-                   for name, upscale in upscalers.items()}
-    results["Original GT"] = mean_scores(metric_set.score(pair.gt, None) for pair in test_set)
-    table = format_table(results, metric_set)
-    caption = (f"Demo: x{stage1_options.scale} SR on {len(test_set)} held-out groups "
-               f"({paths.test_images}); FR metrics against the original GT.")
+    groups = stage1.val_set.groups  # the demo evaluates on the held-out test split
+    summary = run_eval(methods, groups, list(dict.fromkeys(metric_names)), experiments / DEMO_RUN_NAME / "eval",
+                       scale)
+    table = summary_markdown(summary)
+    caption = (f"Demo: x{scale} SR on {len(groups)} held-out groups ({paths.test_images}), evaluated as in HGGT "
+               f"(full tables in {experiments / DEMO_RUN_NAME / 'eval'}).")
     text = "\n\n".join([caption, table, *notes])
     (experiments / DEMO_RUN_NAME / "demo_results.md").write_text(text + "\n")
     print(f"\n{text}\n", flush=True)

@@ -79,14 +79,19 @@ def test_demo_trains_both_stages_and_prints_the_table(tmp_path: Path, capsys: py
                    "network_g.num_feat=8", "network_g.num_block=1", "datasets.train.num_worker_per_gpu=0",
                    "val.val_freq=0"],
     )
-    rows = [line for line in table.splitlines() if line.startswith("| ") and "Method" not in line]
+    first_table = table.split("\n\n")[1]
+    rows = [line for line in first_table.splitlines() if line.startswith("| ") and "**" not in line
+            and "FR |" not in line]
     assert [row.split("|")[1].strip() for row in rows] == [
-        "Bicubic", "Stage 1: RRDBNet AMO (iter 4)", "Stage 2: + LoRA rank 4 FT vs NIQE (iter 4)", "Original GT"]
-    header = table.splitlines()[0]
+        "Bicubic", "Stage 1: RRDBNet AMO (iter 4)", "Stage 2: + LoRA rank 4 FT vs NIQE (iter 4)", "Original GT",
+        "Gold Standard"]
+    header = first_table.splitlines()[2]
     assert all(f"{name} ↑" in header for name in ("psnr", "ssim")) and "niqe ↓" in header and "piqe ↓" in header
     bicubic_psnr = float(rows[0].split("|")[2])
     assert 15 < bicubic_psnr < 45
+    assert rows[-1].split("|")[2].strip() == "—"  # no Gold Standard for FR metrics
     printed = capsys.readouterr().out
     assert table in printed and "gaming gap" in printed and "structured noise" in printed
-    assert (tmp_path / "experiments" / "demo" / "demo_results.md").read_text().count("Stage 2") == 2
+    assert (tmp_path / "experiments" / "demo" / "demo_results.md").read_text().count("Stage 2") >= 2
+    assert (tmp_path / "experiments" / "demo" / "eval" / "summary.csv").is_file()
     assert (tmp_path / "experiments" / "demo_ft" / "models" / "lora_4.safetensors").is_file()

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import REPO, tiny_options, write_options
 from safetensors.torch import load_file
@@ -14,11 +15,12 @@ from safetensors.torch import load_file
 ACCELERATE = Path(sys.executable).parent / "accelerate"
 
 
-def _launch(options_file: Path, port: int) -> subprocess.CompletedProcess:
+def _launch(options_file: Path | None, port: int, *command: str) -> subprocess.CompletedProcess:
+    command = command or ("train", "-opt", str(options_file))
     return subprocess.run(
         [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
          "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
-         "-m", "sr_iqa", "train", "-opt", str(options_file)],
+         "-m", "sr_iqa", *command],
         cwd=REPO, capture_output=True, text=True, timeout=300,
         env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"},
     )
@@ -79,3 +81,26 @@ def test_two_cpu_processes_finetune_lora_against_niqe(tmp_path: Path, demo_set):
     adapter = load_file(str(run / "models" / "lora_4.safetensors"))
     assert all(tensor.abs().sum() > 0 for name, tensor in adapter.items() if "lora_B" in name)
     assert "gaming_gap" in (run / "logs" / "train.log").read_text()
+
+
+def test_two_cpu_processes_evaluate_the_same_as_one(tmp_path: Path, demo_set):
+    import json
+    import shutil
+
+    from conftest import run_cli
+
+    sr_dir = tmp_path / "sr"
+    shutil.copytree(demo_set.test_images / "01", sr_dir)  # another method's outputs: the 01 GTs, renamed
+    for path in sr_dir.iterdir():
+        path.rename(sr_dir / path.name.replace("_01", ""))
+    arguments = ("eval", "--dataset", str(demo_set.root), "--sr-dir", f"m={sr_dir}", "--metrics", "psnr", "niqe")
+    single = run_cli(*arguments, "--out", str(tmp_path / "one"))
+    assert single.returncode == 0, single.stderr[-2000:]
+    double = _launch(None, 29519, *arguments, "--out", str(tmp_path / "two"))
+    assert double.returncode == 0, double.stderr[-3000:]
+    one, two = (json.loads((tmp_path / name / "summary.json").read_text()) for name in ("one", "two"))
+    assert two["rows"].keys() == one["rows"].keys()
+    for method, row in one["rows"].items():
+        assert two["rows"][method] == pytest.approx(row)
+    lines = (tmp_path / "two" / "per_image.csv").read_text().splitlines()
+    assert len(lines) == 1 + len(list(sr_dir.iterdir()))  # every group once, gathered from both ranks

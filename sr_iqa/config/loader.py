@@ -30,7 +30,7 @@ def _unwrap_optional(annotation: Any) -> Any:
     return annotation
 
 
-def _check_keys(node: Any, schema: type, prefix: str, source: str) -> None:
+def check_keys(node: Any, schema: type, prefix: str, source: str) -> None:
     """Reject keys the schema lacks; turn integral floats (BasicSR's ``!!float 5e3``) into ints."""
     if not isinstance(node, DictConfig):
         return
@@ -47,7 +47,7 @@ def _check_keys(node: Any, schema: type, prefix: str, source: str) -> None:
         if dataclasses.is_dataclass(annotation):
             if value is not None and not isinstance(value, DictConfig):
                 raise OptionsError(f"{source}: '{dotted}' expects a block of keys, got {value!r}")
-            _check_keys(value, annotation, f"{dotted}.", source)
+            check_keys(value, annotation, f"{dotted}.", source)
         elif annotation is int and isinstance(value, float) and value.is_integer():
             node[key] = int(value)
 
@@ -198,10 +198,10 @@ def load_options(path: str | Path, overrides: Sequence[str] = ()) -> Options:
     """Load, validate and type an option file; schema checks come before the torch-importing ones."""
     path = Path(path)
     user = _read_yaml(path)
-    _check_keys(user, Options, "", str(path))
+    check_keys(user, Options, "", str(path))
     for item in overrides:  # in order: a later override wins
         single = _read_overrides([item])
-        _check_keys(single, Options, "", "command line")
+        check_keys(single, Options, "", "command line")
         key = item.split("=", 1)[0].strip()
         if key in CALL_BLOCKS:  # `train.scheduler={...}` replaces the block; `train.scheduler.gamma=...` edits it
             OmegaConf.update(user, key, _select(single, key), merge=False)

@@ -35,22 +35,38 @@ class MetricSet:
         return bool(self.metrics[name].lower_better)
 
     @torch.no_grad()
-    def score(self, image: torch.Tensor, reference: torch.Tensor | None, name: str = "image") -> dict[str, float]:
-        """Scores of one 3xHxW image in [0, 1]; FR metrics are skipped when ``reference`` is None. A metric
-        that cannot score the image (NIQE on a flat image) gives NaN, with a warning naming both."""
-        image = image[None].to(self.device).clamp(0, 1)
+    def score_batch(self, images: torch.Tensor, references: torch.Tensor | None, name: str = "image",
+                    with_no_reference: bool = True) -> dict[str, list[float]]:
+        """Per-image scores of an Nx3xHxW batch in [0, 1], one metric call per metric. FR metrics are skipped
+        without ``references`` (Nx3xHxW), NR metrics with ``with_no_reference=False``. A metric that cannot
+        score the batch (NIQE on a flat image) gives NaN, with a warning naming both."""
+        images = images.to(self.device).clamp(0, 1)
         scores = {}
         for metric_name, metric in self.metrics.items():
-            if is_full_reference(metric) and reference is None:
+            full_reference = is_full_reference(metric)
+            if (full_reference and references is None) or (not full_reference and not with_no_reference):
                 continue
-            inputs = (image, reference[None].to(self.device)) if is_full_reference(metric) else (image,)
+            inputs = (images, references.to(self.device)) if full_reference else (images,)
             try:
-                scores[metric_name] = float(metric(*inputs).item())
+                values = metric(*inputs).reshape(-1).tolist()
             except (RuntimeError, ValueError) as error:
-                log.warning("%s cannot score %s (%s); recorded as NaN", metric_name, name,
-                            str(error).splitlines()[0][:120])
-                scores[metric_name] = float("nan")
+                if len(images) == 1:
+                    log.warning("%s cannot score %s (%s); recorded as NaN", metric_name, name,
+                                str(error).splitlines()[0][:120])
+                    values = [float("nan")]
+                else:  # one bad image must not take the others with it
+                    values = [self.score_batch(images[i:i + 1], None if references is None else references[i:i + 1],
+                                               f"{name} [{i}]", with_no_reference)[metric_name][0]
+                              for i in range(len(images))]
+            scores[metric_name] = [float(v) for v in values]
         return scores
+
+    def score(self, image: torch.Tensor, reference: torch.Tensor | None, name: str = "image",
+              with_no_reference: bool = True) -> dict[str, float]:
+        """Scores of one 3xHxW image in [0, 1] (see ``score_batch``)."""
+        batch = self.score_batch(image[None], None if reference is None else reference[None], name,
+                                 with_no_reference)
+        return {metric_name: values[0] for metric_name, values in batch.items()}
 
 
 def mean_scores(rows: Iterable[dict[str, float]]) -> dict[str, float]:

@@ -1,0 +1,158 @@
+"""The ablation grid (archs x samplers x seeds, then optional stage 2) as a list of exact commands.
+
+Every step is one ``accelerate launch -m sr_iqa ...`` command, so ``--dry-run`` can hand the same
+commands to a cluster scheduler. A step knows the file that proves it finished; the runner skips
+finished steps and reruns the others, which resume (``path.resume_state=auto``).
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import MISSING, OmegaConf
+
+from sr_iqa.config import load_options
+from sr_iqa.config.loader import check_keys  # the same strict key check as option files
+from sr_iqa.errors import OptionsError
+
+SAMPLER_NAMES = {"original": "Original", "rand": "Rand", "upos": "UPos", "sma": "SMA", "smp": "SMP", "amo": "AMO"}
+
+
+@dataclass
+class ArchOptions:
+    """Option files may contain ``{sampler}`` (one file per sampler, used as written); without it the file's
+    ``sampler.type`` is overridden and its sampler block supplies metric / cache / tau."""
+
+    stage1: str = MISSING  # stage-1 option file
+    stage2: str | None = None  # stage-2 option file, or none
+    stage2_samplers: list[str] | None = None  # the samplers whose model gets stage 2 (default: all)
+
+
+@dataclass
+class LaunchOptions:
+    num_processes: int = 1
+    extra_args: list[str] = field(default_factory=list)  # e.g. [--multi_gpu] or [--num_machines, "2", ...]
+
+
+@dataclass
+class AblationOptions:
+    name: str = MISSING
+    experiments_root: str = "experiments"  # runs go to <experiments_root>/<name>/<run>
+    dataset: str = MISSING  # the evaluation data set root (sr-iqa eval --dataset)
+    archs: dict[str, ArchOptions] = field(default_factory=dict)
+    samplers: list[str] = field(default_factory=lambda: ["upos", "amo"])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    overrides: list[str] = field(default_factory=list)  # option overrides for every training run
+    stage1_overrides: list[str] = field(default_factory=list)  # ... then these for stage 1
+    stage2_overrides: list[str] = field(default_factory=list)  # ... and these for stage 2
+    metrics: list[str] = field(default_factory=lambda: ["psnr", "ssim", "lpips", "stlpips", "dists", "musiq",
+                                                       "nima", "qalign", "topiq_nr"])
+    plot_metric: str = "musiq"  # the NR metric of the perception-distortion plot
+    report_images: int = 4  # test images shown in the visual report
+    launch: LaunchOptions = field(default_factory=LaunchOptions)
+
+
+def load_ablation(path: Path) -> AblationOptions:
+    if not path.is_file():
+        raise OptionsError(f"no ablation file at {path}")
+    user = OmegaConf.load(path)
+    check_keys(user, AblationOptions, "", str(path))
+    for arch, block in (user.get("archs") or {}).items():
+        check_keys(block, ArchOptions, f"archs.{arch}.", str(path))
+    options = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(AblationOptions), user))
+    if not options.archs:
+        raise OptionsError(f"{path}: 'archs' is empty; name at least one arch with its stage1 option file")
+    return options
+
+
+@dataclass(frozen=True)
+class Step:
+    """One command of the ablation and the file whose presence means it is done."""
+
+    run: str
+    kind: str  # "stage1", "stage2" or "eval"
+    command: list[str]
+    done_when: Path
+
+    def shell(self) -> str:
+        return shlex.join(self.command)
+
+
+@dataclass(frozen=True)
+class Method:
+    """One row of the ablation table before averaging over seeds."""
+
+    label: str  # e.g. "RRDB AMO" or "RRDB AMO+FT"
+    seed: int
+    evaluation: Path  # the eval folder holding summary.json
+
+
+def _launch(options: AblationOptions, *arguments: str) -> list[str]:
+    return ["accelerate", "launch", "--num_processes", str(options.launch.num_processes), "--num_machines", "1",
+            "--mixed_precision", "no", "--dynamo_backend", "no", *options.launch.extra_args, "-m", "sr_iqa",
+            *arguments]
+
+
+def _final_state(run: Path, total_iter: int) -> Path:
+    return run / "training_states" / str(total_iter)
+
+
+def _option_file(base: Path, pattern: str, sampler: str) -> tuple[Path, list[str]]:
+    """The file for this sampler, and the override that sets the sampler when the file is shared."""
+    if "{sampler}" in pattern:
+        return base / pattern.format(sampler=sampler), []
+    return base / pattern, [f"sampler.type={sampler}"]
+
+
+def plan(options: AblationOptions, base: Path) -> tuple[list[Step], list[Method]]:
+    """All steps in order (stage 1, its eval, stage 2, its eval per grid point) and the table's methods.
+    Option files are loaded here, so a typo in any of them stops the plan before anything runs."""
+    root = Path(options.experiments_root) / options.name
+    steps, methods = [], []
+    for arch, files in options.archs.items():
+        for sampler in options.samplers:
+            for seed in options.seeds:
+                run_name = f"{arch}_{sampler}_s{seed}"
+                shared = [f"path.experiments_root={root}", "path.resume_state=auto", f"manual_seed={seed}",
+                          *options.overrides]
+                stage1_file, sampler_override = _option_file(base, files.stage1, sampler)
+                stage1_overrides = [f"name={run_name}", *sampler_override, *shared, *options.stage1_overrides]
+                stage1 = load_options(stage1_file, stage1_overrides)
+                run = root / run_name
+                label = f"{arch} {SAMPLER_NAMES.get(sampler, sampler)}"
+                steps.append(Step(run_name, "stage1", _launch(options, "train", "-opt", str(stage1_file),
+                                                              *stage1_overrides),
+                                  _final_state(run, stage1.train.total_iter)))
+                steps.append(_eval_step(options, run_name, label, run, None))
+                methods.append(Method(label, seed, run / "eval"))
+                if files.stage2 is None or (files.stage2_samplers is not None and sampler not in files.stage2_samplers):
+                    continue
+                stage2_file, sampler_override = _option_file(base, files.stage2, sampler)
+                ft_name = f"{run_name}_ft"
+                stage2_overrides = [f"name={ft_name}", *sampler_override, f"path.pretrain_network_g={run}", *shared,
+                                    *options.stage2_overrides]
+                stage2 = load_options(stage2_file, stage2_overrides)
+                ft_run = root / ft_name
+                steps.append(Step(ft_name, "stage2", _launch(options, "train", "-opt", str(stage2_file),
+                                                             *stage2_overrides),
+                                  _final_state(ft_run, stage2.train.total_iter)))
+                stem = "lora_ema" if stage2.train.ema_decay > 0 else "lora"
+                adapter = None
+                if stage2.lora is not None and stage2.lora.enabled:
+                    adapter = ft_run / "models" / f"{stem}_{stage2.train.total_iter}.safetensors"
+                checkpoint = run if adapter is not None else ft_run
+                steps.append(_eval_step(options, ft_name, f"{label}+FT", checkpoint, adapter, ft_run))
+                methods.append(Method(f"{label}+FT", seed, ft_run / "eval"))
+    return steps, methods
+
+
+def _eval_step(options: AblationOptions, run_name: str, label: str, checkpoint: Path, adapter: Path | None,
+               run: Path | None = None) -> Step:
+    run = run or checkpoint
+    adapter_arguments = ["--adapter", str(adapter)] if adapter is not None else []
+    arguments = ["eval", "--dataset", options.dataset, "--checkpoint", str(checkpoint), *adapter_arguments,
+                 "--name", label, "--metrics", *options.metrics, "--out", str(run / "eval"),
+                 "--save-sr", str(run / "eval" / "sr")]
+    return Step(run_name, "eval", _launch(options, *arguments), run / "eval" / "summary.json")

@@ -1,0 +1,94 @@
+"""Multi-GT evaluation as in HGGT: full-reference metrics against every Positive GT (averaged per image)
+and against the original, no-reference metrics on SR, and the Gold Standard.
+
+Gold Standard: for each metric that can score a GT on its own (no-reference metrics), the best
+value over the group's GTs (the original and every enhanced GT, respecting the metric's
+direction), averaged over the groups. Full-reference metrics have no Gold Standard (a GT compared
+with itself is perfect).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from sr_iqa.data.groups import Group
+from sr_iqa.data.image_io import read_rgb_tensor
+from sr_iqa.evaluate.scoring import MetricSet
+
+GOLD_STANDARD = "Gold Standard"
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """One SR image of one method. ``scores``: FR averaged over the Positive GTs (the original when the group
+    has none) plus NR; ``against_original``: FR against the original only."""
+
+    method: str
+    image: str
+    scores: dict[str, float]
+    against_original: dict[str, float]
+    positives: int  # Positive GTs the FR scores averaged over (0: the original stood in)
+
+
+def positive_references(group: Group) -> tuple[list[torch.Tensor], int]:
+    """The Positive GTs of a group, read; the original alone when there is none (count 0)."""
+    positives = [read_rgb_tensor(group.gts[i].path) for i in group.indices_labelled("Positive")]
+    if positives:
+        return positives, len(positives)
+    return [read_rgb_tensor(group.original.path)], 0
+
+
+@torch.no_grad()
+def score_sr(method: str, sr: torch.Tensor, group: Group, original: torch.Tensor,
+             metric_set: MetricSet) -> ImageResult:
+    """HGGT's protocol for one SR image (3xHxW in [0, 1], the size of the group's GTs)."""
+    references, count = positive_references(group)
+    stacked = torch.stack(references)
+    scores = metric_set.score_batch(sr.expand(len(references), -1, -1, -1), stacked, group.name,
+                                    with_no_reference=False)
+    averaged = {name: sum(values) / len(values) for name, values in scores.items()}
+    averaged |= metric_set.score(sr, None, group.name)  # NR metrics once
+    against_original = metric_set.score(sr, original, group.name, with_no_reference=False)
+    return ImageResult(method, group.name, averaged, against_original, count)
+
+
+@torch.no_grad()
+def score_gts(group: Group, metric_set: MetricSet) -> list[dict[str, float]]:
+    """NR scores of every GT of a group (one batch per group: the GTs share their size)."""
+    gts = torch.stack([read_rgb_tensor(gt.path) for gt in group.gts])
+    scores = metric_set.score_batch(gts, None, group.name)
+    return [{name: values[i] for name, values in scores.items()} for i in range(len(group.gts))]
+
+
+def best(values: Sequence[float], lower_better: bool) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return math.nan
+    return min(finite) if lower_better else max(finite)
+
+
+def gold_standard(gt_scores: Iterable[Sequence[Mapping[str, float]]],
+                  lower_better: Mapping[str, bool]) -> dict[str, float]:
+    """Per metric, the best GT value of each group, averaged over the groups."""
+    per_group = [{name: best([gt[name] for gt in group], lower_better[name]) for name in lower_better}
+                 for group in gt_scores]
+    return {name: sum(group[name] for group in per_group) / len(per_group) for name in lower_better}
+
+
+def distance_to_gold(summary: Mapping[str, float], gold: Mapping[str, float],
+                     lower_better: Mapping[str, bool]) -> dict[str, float]:
+    """How much worse than the Gold Standard a method is, per metric (negative: it beats the Gold Standard)."""
+    return {name: (summary[name] - gold[name]) if lower_better[name] else (gold[name] - summary[name])
+            for name in gold if name in summary}
+
+
+def mean_over_images(results: Iterable[ImageResult], against_original: bool = False) -> dict[str, float]:
+    totals: dict[str, list[float]] = {}
+    for result in results:
+        for name, value in (result.against_original if against_original else result.scores).items():
+            totals.setdefault(name, []).append(value)
+    return {name: sum(values) / len(values) for name, values in totals.items()}

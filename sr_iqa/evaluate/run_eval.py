@@ -1,0 +1,140 @@
+"""``sr-iqa eval``: score methods (a checkpoint, or folders of SR images from any method) on a multi-GT
+test set, against the Positive GTs, the original and the Gold Standard; write tables.
+
+Under ``accelerate launch`` the groups are split across processes and the results gathered on the
+main process, which alone writes files.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import gather_object
+
+from sr_iqa.data.datasets import EvalGroup, EvalGroupDataset
+from sr_iqa.data.groups import Group, GroupIndex
+from sr_iqa.data.image_io import read_rgb_tensor, write_rgb
+from sr_iqa.errors import DataError, SrIqaError, WeightsUnavailableError
+from sr_iqa.evaluate.multi_gt import ImageResult, gold_standard, score_gts, score_sr
+from sr_iqa.evaluate.scoring import MetricSet
+from sr_iqa.evaluate.tables import EvaluationSummary, folder_name, write_evaluation, write_gt_scores
+from sr_iqa.iqa.metrics import missing_weights
+from sr_iqa.progress import progress_bar
+
+log = logging.getLogger("sr_iqa.eval")
+
+DEFAULT_FULL_REFERENCE = ("psnr", "ssim", "lpips", "stlpips", "dists")
+DEFAULT_NO_REFERENCE = ("musiq", "nima", "qalign", "topiq_nr")
+SrSource = Callable[[EvalGroup], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Method:
+    """A named source of SR images for the test groups."""
+
+    name: str
+    produce: SrSource
+
+
+def sr_dir_method(name: str, folder: Path) -> Method:
+    """SR images named like each group's original (``<group>.png``, or the original's own file name)."""
+    if not folder.is_dir():
+        raise SrIqaError(f"--sr-dir {folder}: no such folder")
+
+    def produce(item: EvalGroup) -> torch.Tensor:
+        candidates = [folder / item.group.original.path.name, folder / f"{item.name}.png"]
+        path = next((c for c in candidates if c.is_file()), None)
+        if path is None:
+            raise DataError(f"{folder}: no SR image for group {item.name} (expected {candidates[0].name}); "
+                            "name SR files like the group's original")
+        sr = read_rgb_tensor(path)
+        if sr.shape != item.gt.shape:
+            raise DataError(f"{path}: {tuple(sr.shape[1:])} pixels, but the group's GTs are "
+                            f"{tuple(item.gt.shape[1:])}; SR images must have the GT size")
+        return sr
+
+    return Method(name, produce)
+
+
+def upscaler_method(name: str, upscale: Callable[[torch.Tensor], torch.Tensor], device: torch.device,
+                    tile: int = 0, tile_overlap: int = 16, scale: int = 4) -> Method:
+    """An upscaler (a generator in eval mode on ``device``, or bicubic) applied to each group's LR, tiled when
+    ``tile`` > 0, cropped to the GT size."""
+    from sr_iqa.tiling import tiled_upscale
+
+    @torch.no_grad()
+    def produce(item: EvalGroup) -> torch.Tensor:
+        sr = tiled_upscale(upscale, item.lq[None].to(device), scale, tile, tile_overlap)[0].clamp(0, 1)
+        return sr[:, : item.gt.shape[-2], : item.gt.shape[-1]].cpu()
+
+    return Method(name, produce)
+
+
+def original_gt_method(name: str = "Original GT") -> Method:
+    """The group's original itself: the reference point every SR method is compared with."""
+    return Method(name, lambda item: item.gt)
+
+
+def usable_metrics(names: Sequence[str], weights_dir: Path | None, metric_options: Mapping[str, dict],
+                   strict: bool) -> tuple[list[str], dict[str, str]]:
+    """The metrics whose weights are at hand, and for the others what is missing. ``strict``: fail instead."""
+    usable, skipped = [], {}
+    for name in names:
+        missing = missing_weights(name, weights_dir, metric_options.get(name))
+        if missing:
+            skipped[name] = "; ".join(f"{file} (put it in {folder})" for file, folder in missing)
+        else:
+            usable.append(name)
+    if skipped and strict:
+        raise WeightsUnavailableError("metric weights missing: " + "; ".join(f"{n}: {m}" for n, m in skipped.items())
+                                      + " (without --strict these metrics are skipped)")
+    for name, reason in skipped.items():
+        log.warning("skipping %s: needs %s", name, reason)
+    return usable, skipped
+
+
+def run_eval(methods: Sequence[Method], groups: Sequence[Group], metric_names: Sequence[str], out: Path,
+             scale: int = 4, weights_dir: Path | None = None, metric_options: Mapping[str, dict] | None = None,
+             strict: bool = False, save_sr: Path | None = None) -> EvaluationSummary | None:
+    """Evaluate every method on every group; the main process writes ``out`` and returns the summary.
+    ``save_sr``: also write each SR image to ``save_sr/<method>/<group>.png`` (for the visual report)."""
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    metric_options = dict(metric_options or {})
+    names, skipped = usable_metrics(metric_names, weights_dir, metric_options, strict)
+    if not names:
+        raise SrIqaError("no metric left to compute: " + ", ".join(skipped) + " all lack weights")
+    metric_set = MetricSet(names, accelerator.device, weights_dir, metric_options)  # each network built once
+    dataset = EvalGroupDataset(GroupIndex(list(groups)), scale)
+    results: list[ImageResult] = []
+    gt_scores: list[list[dict[str, float]]] = []
+    with accelerator.split_between_processes(list(range(len(dataset)))) as mine:
+        for position in progress_bar(iterable=mine, desc="eval", unit="group", disable=not accelerator.is_main_process):
+            item = dataset[position]
+            gt_scores.append(score_gts(item.group, metric_set))
+            for method in methods:
+                sr = method.produce(item)
+                if save_sr is not None:
+                    write_rgb(save_sr / folder_name(method.name) / f"{item.name}.png", sr)
+                results.append(score_sr(method.name, sr, item.group, item.gt, metric_set))
+    if accelerator.num_processes > 1:  # concatenated in rank order, i.e. the groups' order
+        results, gt_scores = gather_object(results), gather_object(gt_scores)
+    if not accelerator.is_main_process:
+        return None
+    no_reference = [name for name in names if name in gt_scores[0][0]]
+    lower_better = {name: metric_set.lower_better(name) for name in names}
+    gold = gold_standard(gt_scores, {name: lower_better[name] for name in no_reference})
+    summary = EvaluationSummary.from_results(results, gold, lower_better, skipped)
+    write_evaluation(out, results, summary)
+    write_gt_scores(out / "gt_scores.csv", groups, gt_scores, no_reference)
+    without_positive = sum(1 for r in results if r.positives == 0) // max(len(methods), 1)
+    if without_positive:
+        log.warning("%d groups have no Positive GT; their FR scores are against the original", without_positive)
+    if any(math.isnan(v) for row in summary.rows.values() for v in row.values()):
+        log.warning("some scores are NaN (a metric could not score an image; see the warnings above)")
+    return summary

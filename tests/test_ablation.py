@@ -1,0 +1,100 @@
+"""The ablation runner: the grid as commands, skipping finished steps after an interruption, the table, the
+plot and an HTML report that renders in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO, run_cli, tiny_options, write_options
+
+from sr_iqa.ablation.plan import load_ablation, plan
+from sr_iqa.errors import OptionsError
+
+
+def test_paper_ablation_files_expand_to_the_sampler_grid():
+    for arch in ("RRDB", "SwinIR"):
+        options = load_ablation(REPO / "options" / "ablation" / f"{arch}.yml")
+        steps, methods = plan(options, REPO)
+        runs = [step.run for step in steps if step.kind != "eval"]
+        assert runs == [f"{arch}_{s}_s0" for s in ("rand", "upos", "sma", "smp", "amo")] + [f"{arch}_amo_s0_ft"]
+        assert [m.label for m in methods] == [f"{arch} {n}" for n in ("Rand", "UPos", "SMA", "SMP", "AMO")] + [
+            f"{arch} AMO+FT"]
+        stage1 = [s for s in steps if s.kind == "stage1"]
+        assert all(s.command[:2] == ["accelerate", "launch"] and "--multi_gpu" in s.command for s in stage1)
+        assert f"options/train/{arch}_sma_x4.yml" in stage1[2].shell()  # one recipe file per sampler
+        ft_eval = steps[-1]
+        assert ft_eval.kind == "eval" and "--adapter" in ft_eval.command
+        assert ft_eval.command[ft_eval.command.index("--adapter") + 1].endswith("lora_ema_10000.safetensors")
+
+
+def test_a_misspelt_ablation_key_is_named(tmp_path: Path):
+    path = tmp_path / "bad.yml"
+    path.write_text(yaml.safe_dump({"name": "x", "dataset": "d", "archs": {"RRDB": {"stage1": "a.yml"}},
+                                    "sampelrs": ["upos"]}))
+    with pytest.raises(OptionsError, match="'sampelrs'.*samplers"):
+        load_ablation(path)
+
+
+@pytest.fixture
+def tiny_ablation(tmp_path: Path, demo_set) -> Path:
+    options = tiny_options(demo_set, tmp_path / "unused")
+    options["train"]["total_iter"] = 2
+    options["logger"] |= {"save_checkpoint_freq": 2, "print_freq": 1}
+    stage1 = write_options(tmp_path / "stage1.yml", options)
+    ablation = {
+        "name": "tiny_ablation", "experiments_root": str(tmp_path / "experiments"), "dataset": str(demo_set.root),
+        "archs": {"RRDB": {"stage1": str(stage1)}}, "samplers": ["original", "upos"], "seeds": [0],
+        "metrics": ["psnr", "niqe"], "plot_metric": "niqe", "report_images": 2,
+    }
+    return write_options(tmp_path / "ablation.yml", ablation)
+
+
+def _step_lines(stderr: str) -> list[str]:
+    return re.findall(r"\[\d+/\d+\] (\S+ \S+): (done, skipped|accelerate launch)", stderr)
+
+
+def test_the_runner_finishes_the_grid_and_skips_finished_steps_after_an_interruption(tiny_ablation: Path,
+                                                                                      tmp_path: Path):
+    dry = run_cli("ablate", "-opt", str(tiny_ablation), "--dry-run")
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    assert dry.stdout.count("accelerate launch") == 4 and dry.stdout.count("(to run)") == 4
+
+    first = run_cli("ablate", "-opt", str(tiny_ablation), timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    root = tmp_path / "experiments" / "tiny_ablation"
+    table = (root / "ablation_table.md").read_text()
+    assert "| RRDB Original |" in table and "| RRDB UPos |" in table and "| Gold Standard |" in table
+    assert (root / "perception_distortion.png").read_bytes()[:4] == b"\x89PNG"
+    summary = json.loads((root / "RRDB_upos_s0" / "eval" / "summary.json").read_text())
+    record = json.loads((root / "ablation.json").read_text())
+    assert record["rows"]["RRDB UPos"]["psnr"] == pytest.approx(summary["rows"]["RRDB UPos"]["psnr"])
+
+    # An interruption: the UPos run lost its final state and its evaluation never happened.
+    shutil.rmtree(root / "RRDB_upos_s0" / "training_states" / "2")
+    (root / "RRDB_upos_s0" / "eval" / "summary.json").unlink()
+    finished = root / "RRDB_original_s0" / "eval" / "summary.json"
+    before = finished.stat().st_mtime_ns
+    second = run_cli("ablate", "-opt", str(tiny_ablation), timeout=600)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert _step_lines(second.stderr) == [
+        ("RRDB_original_s0 stage1", "done, skipped"), ("RRDB_original_s0 eval", "done, skipped"),
+        ("RRDB_upos_s0 stage1", "accelerate launch"), ("RRDB_upos_s0 eval", "accelerate launch")]
+    assert finished.stat().st_mtime_ns == before
+    assert (root / "RRDB_upos_s0" / "eval" / "summary.json").is_file()
+
+    report = root / "report.html"
+    html = report.read_text()
+    assert html.count("<img") == 1 + 2  # the plot and two crop sheets, inlined
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "headless Chromium is needed (make test installs Debian's chromium package)"
+    dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
+                          "--dump-dom", report.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    assert 'data-images-rendered="3"' in dom
+    assert dom.count('data-rendered="true"') == 3
+    assert "<td>" in dom and "Gold Standard" in dom and 'id="ablation-table"' in dom

@@ -1,0 +1,124 @@
+"""`sr-iqa eval`: FR against the Positive GTs, NR on SR, the Gold Standard, the output files."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pyiqa
+import pytest
+import torch
+from hggt_tree import VOTES, write_hggt_split
+
+from sr_iqa.cli import main
+from sr_iqa.data.image_io import read_rgb_tensor
+from sr_iqa.evaluate.multi_gt import GOLD_STANDARD, distance_to_gold, gold_standard
+from sr_iqa.iqa.metrics import create_metric
+
+
+def test_gold_standard_takes_the_best_gt_per_group_in_each_direction():
+    # Two groups of three GTs; "q" is higher-better, "d" lower-better.
+    groups = [
+        [{"q": 1.0, "d": 5.0}, {"q": 3.0, "d": 2.0}, {"q": 2.0, "d": 4.0}],
+        [{"q": 7.0, "d": 1.0}, {"q": 5.0, "d": 3.0}, {"q": math.nan, "d": 0.5}],  # a NaN GT is ignored
+    ]
+    gold = gold_standard(groups, {"q": False, "d": True})
+    assert gold == {"q": pytest.approx((3.0 + 7.0) / 2), "d": pytest.approx((2.0 + 0.5) / 2)}
+    distance = distance_to_gold({"q": 4.0, "d": 2.0}, gold, {"q": False, "d": True})
+    assert distance == {"q": pytest.approx(1.0), "d": pytest.approx(0.75)}  # positive: worse than the best GT
+
+
+@pytest.fixture
+def test_split(tmp_path: Path) -> Path:
+    """An HGGT test split of 96-pixel noise images (NIQE needs 96 pixels) with fixed x4 LR images."""
+    root = tmp_path / "hggt"
+    images, labels = root / "Test" / "GT" / "Test-mini" / "images", root / "Test" / "GT" / "Test-mini" / "labels"
+    write_hggt_split(images, labels, VOTES, size=96)
+    lr = root / "Test" / "Blind_Degradation_Benchmark_LQ" / "Test-mini" / "Blind_LR"
+    lr.mkdir(parents=True)
+    from PIL import Image
+
+    for original in (images / "original").glob("*.png"):
+        with Image.open(original) as image:
+            image.resize((24, 24), Image.BICUBIC).save(lr / original.name)
+    return root
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_sr_dir_equal_to_the_originals(tmp_path: Path, test_split: Path, capsys: pytest.CaptureFixture):
+    originals = test_split / "Test" / "GT" / "Test-mini" / "images" / "original"
+    sr_dir = tmp_path / "sr"
+    shutil.copytree(originals, sr_dir)
+    out = tmp_path / "out"
+    assert main(["eval", "--dataset", str(test_split), "--sr-dir", f"copy={sr_dir}", "--metrics", "psnr", "niqe",
+                 "--out", str(out)]) == 0
+    rows = _read_csv(out / "per_image.csv")
+    assert len(rows) == 3 and {row["method"] for row in rows} == {"copy"}
+    niqe = create_metric("niqe")
+    for row in rows:
+        assert float(row["psnr_vs_original"]) == pytest.approx(80.0)  # pyiqa's cap: 10 log10(1 / 1e-8)
+        expected = niqe(read_rgb_tensor(originals / f"{row['image']}.png")[None]).item()
+        assert float(row["niqe"]) == pytest.approx(expected, rel=1e-5)
+    summary = json.loads((out / "summary.json").read_text())
+    assert list(summary["rows"]) == ["copy", GOLD_STANDARD]
+    assert "psnr" not in summary["rows"][GOLD_STANDARD]  # FR metrics have no Gold Standard
+    with (out / "summary.csv").open() as handle:
+        assert next(csv.reader(handle)) == ["method", "psnr", "niqe"]  # named exactly as the pyiqa metrics
+    assert (out / "summary.md").read_text().count("Gold Standard") >= 2
+    assert "| copy |" in capsys.readouterr().out
+
+
+def test_fr_metrics_average_over_the_positive_gts_and_the_gold_standard_over_all_gts(tmp_path: Path,
+                                                                                    test_split: Path):
+    images = test_split / "Test" / "GT" / "Test-mini" / "images"
+    sr_dir = tmp_path / "sr"
+    shutil.copytree(images / "04", sr_dir)  # some other method's output: the 04 GTs, renamed
+    for path in sr_dir.iterdir():
+        path.rename(sr_dir / path.name.replace("_04", ""))
+    out = tmp_path / "out"
+    assert main(["eval", "--dataset", str(test_split), "--sr-dir", str(sr_dir), "--metrics", "psnr", "niqe",
+                 "--out", str(out)]) == 0
+    psnr, niqe = pyiqa.create_metric("psnr", device="cpu"), create_metric("niqe")
+    # Majority labels of 01..04 (tests/hggt_tree.py): img1 P P N S; img2 Similar Similar N P; img3 none Positive.
+    positives = {"img1-0-0": ["01", "02"], "img2-0-0": ["04"], "img3-0-0": []}
+    rows = {row["image"]: row for row in _read_csv(out / "per_image.csv")}
+    for group, slots in positives.items():
+        sr = read_rgb_tensor(sr_dir / f"{group}.png")[None]
+        references = [images / slot / f"{group}_{slot}.png" for slot in slots] or [images / "original" / f"{group}.png"]
+        expected = sum(psnr(sr, read_rgb_tensor(r)[None]).item() for r in references) / len(references)
+        assert float(rows[group]["psnr"]) == pytest.approx(min(expected, 80.0), rel=1e-5)
+        assert int(rows[group]["positive_gts"]) == len(slots)
+    gold = json.loads((out / "summary.json").read_text())["rows"][GOLD_STANDARD]["niqe"]
+    best = [min(niqe(read_rgb_tensor(path)[None]).item()
+                for path in [images / "original" / f"{g}.png", *(images / s / f"{g}_{s}.png" for s in
+                                                                  ("01", "02", "03", "04"))])
+            for g in positives]
+    assert gold == pytest.approx(sum(best) / len(best), rel=1e-5)
+
+
+def test_checkpoint_with_adapter_and_missing_weights(tmp_path: Path, test_split: Path,
+                                                     capsys: pytest.CaptureFixture):
+    from sr_iqa.models.generators import build_generator
+    from sr_iqa.models.weight_files import generator_metadata
+    from sr_iqa.train.checkpoints import save_weights
+
+    block = {"type": "RRDBNet", "num_in_ch": 3, "num_out_ch": 3, "num_feat": 8, "num_block": 1, "num_grow_ch": 4,
+             "scale": 4}
+    torch.manual_seed(1)
+    save_weights(build_generator(block, 4), tmp_path / "g.safetensors", generator_metadata(block))
+    out = tmp_path / "out"
+    args = ["eval", "--dataset", str(test_split), "--checkpoint", str(tmp_path / "g.safetensors"), "--name", "tiny",
+            "--metrics", "psnr", "musiq", "--out", str(out)]
+    assert main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert "musiq" in summary["skipped"] and "musiq_koniq" in summary["skipped"]["musiq"]
+    assert "musiq" not in summary["rows"]["tiny"] and math.isfinite(summary["rows"]["tiny"]["psnr"])
+    assert main([*args, "--strict"]) == 2
+    assert "musiq_koniq" in capsys.readouterr().err
