@@ -68,6 +68,8 @@ def test_gaming_gap_is_optimised_change_minus_mean_held_out_change():
     assert is_gaming(report, "niqe")
     honest = gaming_report({"niqe": 8.0, "piqe": 45.0, "musiq": 44.0}, reference, "niqe", ["piqe", "musiq"], lower)
     assert not is_gaming(honest, "niqe") and honest["gaming_gap"] == pytest.approx(10.0)
+    slight = gaming_report({"niqe": 9.9, "piqe": 50.2, "musiq": 39.9}, reference, "niqe", ["piqe", "musiq"], lower)
+    assert slight["gaming_gap"] > 0 and not is_gaming(slight, "niqe")  # within the 1 % tolerance: noise
 
 
 def test_stage1_reference_warns_when_the_metric_is_gamed(demo_set, caplog: pytest.LogCaptureFixture):

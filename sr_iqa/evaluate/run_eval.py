@@ -20,11 +20,10 @@ from accelerate.utils import gather_object
 from sr_iqa.data.datasets import EvalGroup, EvalGroupDataset
 from sr_iqa.data.groups import Group, GroupIndex
 from sr_iqa.data.image_io import read_rgb_tensor, write_rgb
-from sr_iqa.errors import DataError, SrIqaError, WeightsUnavailableError
+from sr_iqa.errors import DataError, SrIqaError
 from sr_iqa.evaluate.multi_gt import ImageResult, gold_standard, score_gts, score_sr
 from sr_iqa.evaluate.scoring import MetricSet
 from sr_iqa.evaluate.tables import EvaluationSummary, folder_name, write_evaluation, write_gt_scores
-from sr_iqa.iqa.metrics import missing_weights
 from sr_iqa.progress import progress_bar
 
 log = logging.getLogger("sr_iqa.eval")
@@ -81,35 +80,18 @@ def original_gt_method(name: str = "Original GT") -> Method:
     return Method(name, lambda item: item.gt)
 
 
-def usable_metrics(names: Sequence[str], weights_dir: Path | None, metric_options: Mapping[str, dict],
-                   strict: bool) -> tuple[list[str], dict[str, str]]:
-    """The metrics whose weights are at hand, and for the others what is missing. ``strict``: fail instead."""
-    usable, skipped = [], {}
-    for name in names:
-        missing = missing_weights(name, weights_dir, metric_options.get(name))
-        if missing:
-            skipped[name] = "; ".join(f"{file} (put it in {folder})" for file, folder in missing)
-        else:
-            usable.append(name)
-    if skipped and strict:
-        raise WeightsUnavailableError("metric weights missing: " + "; ".join(f"{n}: {m}" for n, m in skipped.items())
-                                      + " (without --strict these metrics are skipped)")
-    for name, reason in skipped.items():
-        log.warning("skipping %s: needs %s", name, reason)
-    return usable, skipped
-
-
 def run_eval(methods: Sequence[Method], groups: Sequence[Group], metric_names: Sequence[str], out: Path,
              scale: int = 4, weights_dir: Path | None = None, metric_options: Mapping[str, dict] | None = None,
              strict: bool = False, save_sr: Path | None = None) -> EvaluationSummary | None:
     """Evaluate every method on every group; the main process writes ``out`` and returns the summary.
     ``save_sr``: also write each SR image to ``save_sr/<method>/<group>.png`` (for the visual report)."""
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    metric_options = dict(metric_options or {})
-    names, skipped = usable_metrics(metric_names, weights_dir, metric_options, strict)
+    # Each network built once; without --strict a metric whose weights are missing is reported and left out.
+    metric_set = MetricSet(metric_names, accelerator.device, weights_dir, dict(metric_options or {}),
+                           skip_unavailable=not strict)
+    names, skipped = metric_set.names, metric_set.skipped
     if not names:
         raise SrIqaError("no metric left to compute: " + ", ".join(skipped) + " all lack weights")
-    metric_set = MetricSet(names, accelerator.device, weights_dir, metric_options)  # each network built once
     dataset = EvalGroupDataset(GroupIndex(list(groups)), scale)
     results: list[ImageResult] = []
     gt_scores: list[list[dict[str, float]]] = []

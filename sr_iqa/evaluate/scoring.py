@@ -1,4 +1,4 @@
-"""Score SR outputs with pyiqa metrics against the original GT, and print the result as a table."""
+"""Score SR outputs with pyiqa metrics (each network built once): the validation path of training."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from sr_iqa.data.datasets import EvalGroup
+from sr_iqa.errors import WeightsUnavailableError
 from sr_iqa.iqa.metrics import create_metric, is_full_reference
 
 log = logging.getLogger("sr_iqa.evaluate")
@@ -24,12 +25,22 @@ class MetricSet:
     device: torch.device
     weights_dir: Path | None = None
     metric_options: dict[str, dict] = field(default_factory=dict)
+    skip_unavailable: bool = False  # leave out metrics whose weights are missing (recorded in ``skipped``)
     metrics: dict[str, torch.nn.Module] = field(init=False)
+    skipped: dict[str, str] = field(init=False)  # metric name -> what is missing
 
     def __post_init__(self) -> None:
-        self.metrics = {name: create_metric(name, self.device, weights_dir=self.weights_dir,
-                                            options=self.metric_options.get(name))
-                        for name in self.names}
+        self.metrics, self.skipped = {}, {}
+        for name in self.names:
+            try:
+                self.metrics[name] = create_metric(name, self.device, weights_dir=self.weights_dir,
+                                                   options=self.metric_options.get(name))
+            except WeightsUnavailableError as error:
+                if not self.skip_unavailable:
+                    raise
+                self.skipped[name] = str(error)
+                log.warning("skipping %s: %s", name, error)
+        self.names = list(self.metrics)
 
     def lower_better(self, name: str) -> bool:
         return bool(self.metrics[name].lower_better)
@@ -95,14 +106,3 @@ def evaluate_upscaler(upscale: Upscaler, pairs: Iterable[EvalGroup], metric_set:
         outputs[pair.name] = sr.cpu()
         rows.append(metric_set.score(sr, pair.gt, pair.name))
     return mean_scores(rows), outputs
-
-
-def format_table(results: dict[str, dict[str, float]], metric_set: MetricSet) -> str:
-    """A Markdown table: one row per method, one column per metric, with its direction."""
-    names = list(metric_set.names)
-    header = ["Method"] + [f"{n} {'↓' if metric_set.lower_better(n) else '↑'}" for n in names]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    for method, scores in results.items():
-        cells = [f"{scores[n]:.4f}" if n in scores else "—" for n in names]
-        lines.append("| " + " | ".join([method, *cells]) + " |")
-    return "\n".join(lines)
