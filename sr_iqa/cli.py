@@ -60,7 +60,20 @@ def _demo(args: argparse.Namespace) -> int:
 def _data_check(args: argparse.Namespace) -> int:
     from sr_iqa.data.check import run_data_check
 
-    return run_data_check(args.root, args.layout, args.scale, args.positive_only, decode=not args.quick)
+    return run_data_check(args.root, args.layout, args.scale, args.positive_only, decode=not args.quick,
+                          pack=args.pack)
+
+
+def _data_pack(args: argparse.Namespace) -> int:
+    from sr_iqa.data.check import discover_splits
+    from sr_iqa.data.packed_store import pack_images
+    from sr_iqa.data.validation import validated
+
+    paths = [gt.path.resolve() for index in discover_splits(args.root, args.layout).values()
+             for group in validated(index, args.scale).groups for gt in group.gts]
+    count = pack_images(paths, args.out)
+    print(f"packed {count} images into {args.out}; use it with datasets.train.pack={args.out}")
+    return 0
 
 
 def _groups_of(args: argparse.Namespace) -> list:
@@ -287,7 +300,14 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--scale", type=int, default=4, help="fixed LR images must be GT size / scale")
     check.add_argument("--positive-only", action="store_true", help="also report HGGT's positive-only filter")
     check.add_argument("--quick", action="store_true", help="check headers and end markers only, no full decode")
+    check.add_argument("--pack", type=Path, help="also check this packed store against the files")
     check.set_defaults(handler=_data_check)
+    pack = data.add_parser("pack", help="decode every GT once into a packed store that training crops read")
+    pack.add_argument("root", type=Path, help="HGGT release root (or one images folder), or a manifest .jsonl")
+    pack.add_argument("--out", type=Path, required=True, help="the store's folder")
+    pack.add_argument("--layout", choices=["hggt", "manifest"], help="default: detected")
+    pack.add_argument("--scale", type=int, default=4)
+    pack.set_defaults(handler=_data_pack)
 
     score = commands.add_parser("score", help="score every GT (and a crop grid) into the SQLite score cache")
     _add_data_source(score)

@@ -33,6 +33,17 @@ def test_paper_ablation_files_expand_to_the_sampler_grid():
         assert ft_eval.command[ft_eval.command.index("--adapter") + 1].endswith("lora_ema_10000.safetensors")
 
 
+def test_the_demo_ablation_file_plans_both_stages():
+    steps, methods = plan(load_ablation(REPO / "options" / "ablation" / "demo.yml"), REPO)
+    expected = []
+    for sampler in ("upos", "amo"):
+        run = f"RRDB_{sampler}_s0"
+        expected += [(run, "stage1"), (run, "eval"), (f"{run}_ft", "stage2"), (f"{run}_ft", "eval")]
+    assert [(s.run, s.kind) for s in steps] == expected
+    assert [m.label for m in methods] == ["RRDB UPos", "RRDB UPos+FT", "RRDB AMO", "RRDB AMO+FT"]
+    assert steps[0].done_when.name == "300" and steps[2].done_when.name == "100"  # per-stage overrides
+
+
 def test_a_misspelt_ablation_key_is_named(tmp_path: Path):
     path = tmp_path / "bad.yml"
     path.write_text(yaml.safe_dump({"name": "x", "dataset": "d", "archs": {"RRDB": {"stage1": "a.yml"}},

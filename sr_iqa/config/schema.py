@@ -47,6 +47,7 @@ class TrainDatasetOptions(DataSourceOptions):
     batch_size_per_gpu: int = 4
     num_worker_per_gpu: int = 2
     queue_size: int = 0  # HGGT / Real-ESRGAN training-pair pool; 0 turns it off
+    pack: str | None = None  # a packed store of this data (`sr-iqa data pack`): crops without decoding whole PNGs
 
 
 @dataclass

@@ -47,12 +47,29 @@ def summarize(name: str, index: GroupIndex, positive_only: bool) -> list[str]:
     return lines
 
 
-def run_data_check(root: Path, layout: str | None, scale: int, positive_only: bool, decode: bool = True) -> int:
-    """Print the summary and every problem; 1 when there is any problem."""
+def pack_problems(pack: Path, groups: list) -> list[str]:
+    """Stale pack entries, and images of the data set the pack does not hold."""
+    from sr_iqa.data.packed_store import PackedStore
+
+    store = PackedStore(pack)
+    problems = store.stale()
+    for gt in (gt for group in groups for gt in group.gts):
+        try:
+            store.shape(gt.path)
+        except DataError as error:
+            problems.append(str(error))
+    return problems
+
+
+def run_data_check(root: Path, layout: str | None, scale: int, positive_only: bool, decode: bool = True,
+                   pack: Path | None = None) -> int:
+    """Print the summary and every problem (with ``pack``, also the pack's); 1 when there is any problem."""
     problems = []
     for name, index in discover_splits(root, layout).items():
         print("\n".join(summarize(name, index, positive_only)))
         problems += index.problems + check_images(index.groups, scale, decode=decode)
+        if pack is not None:
+            problems += pack_problems(pack, index.groups)
     if problems:
         print(f"\n{len(problems)} problem(s):")
         print("\n".join(problems))

@@ -55,6 +55,24 @@ class OriginalGT:
         return None
 
 
+class ImageSource(Protocol):
+    """Where training crops come from: the image files, or a packed store (``sr_iqa.data.packed_store``)."""
+
+    def shape(self, path: Path) -> tuple[int, int]: ...
+
+    def crop(self, path: Path, top: int, left: int, size: int) -> np.ndarray: ...
+
+
+class ImageFiles:
+    """Crops from the files themselves: every crop decodes the whole image (PNG has no random access)."""
+
+    def shape(self, path: Path) -> tuple[int, int]:
+        return image_io.read_size(path)
+
+    def crop(self, path: Path, top: int, left: int, size: int) -> np.ndarray:
+        return image_io.read_rgb_array(path)[top: top + size, left: left + size]
+
+
 def label_codes(group: Group, width: int) -> torch.Tensor:
     """The group's label codes, padded with -1 to ``width`` so that groups of different sizes batch."""
     codes = [LABEL_CODES.get(gt.label, -1) if i else -1 for i, gt in enumerate(group.gts)]
@@ -77,8 +95,10 @@ class MultiGTCropDataset(Dataset):
 
     def __init__(self, index: GroupIndex, gt_size: int, seed: int, use_hflip: bool = True, use_rot: bool = True,
                  choose_gt: GTChooser | None = None, with_negative: bool = False, with_candidates: bool = False,
-                 sample_kernels: Callable[[np.random.Generator], dict[str, torch.Tensor]] | None = None) -> None:
+                 sample_kernels: Callable[[np.random.Generator], dict[str, torch.Tensor]] | None = None,
+                 images: ImageSource | None = None) -> None:
         self.groups = index.groups
+        self.images = images if images is not None else ImageFiles()
         self.max_gts = max((len(group.gts) for group in self.groups), default=1)
         self.gt_size = gt_size
         self.seed = seed
@@ -93,23 +113,20 @@ class MultiGTCropDataset(Dataset):
         return len(self.groups)
 
     def _crop(self, path: Path, box: CropBox, flips: np.ndarray) -> torch.Tensor:
-        array = image_io.read_rgb_array(path)
-        crop = array[box.top:box.top + box.size, box.left:box.left + box.size]
+        crop = self.images.crop(path, box.top, box.left, box.size)
         return image_io.array_to_tensor(augment(crop, flips, self.use_hflip, self.use_rot))
 
     def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
         epoch, position = key
         rng = np.random.default_rng([self.seed, epoch, position])
         group = self.groups[position]
-        original = image_io.read_rgb_array(group.original.path)
-        height, width = original.shape[:2]
+        height, width = self.images.shape(group.original.path)
         stride = self.choose_gt.box_stride
         box = CropBox(stride * int(rng.integers(0, (height - self.gt_size) // stride + 1)),
                       stride * int(rng.integers(0, (width - self.gt_size) // stride + 1)), self.gt_size)
         flips = rng.random(3) < 0.5
         chosen = self.choose_gt.choose(position, group, box, rng)
-        original_crop = image_io.array_to_tensor(augment(
-            original[box.top:box.top + box.size, box.left:box.left + box.size], flips, self.use_hflip, self.use_rot))
+        original_crop = self._crop(group.original.path, box, flips)
         sample = {
             "original": original_crop,
             "gt": original_crop if chosen == 0 else self._crop(group.gts[chosen].path, box, flips),

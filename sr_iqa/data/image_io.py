@@ -24,6 +24,17 @@ def read_rgb_array(path: Path) -> np.ndarray:
         raise DataError(f"{path}: cannot decode image ({error}); replace or remove the file") from None
 
 
+def read_size(path: Path) -> tuple[int, int]:
+    """(height, width) from the header alone."""
+    try:
+        with Image.open(path) as image:
+            return image.height, image.width
+    except FileNotFoundError:
+        raise DataError(f"{path}: image file is missing") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise DataError(f"{path}: cannot decode image ({error}); replace or remove the file") from None
+
+
 def array_to_tensor(array: np.ndarray) -> torch.Tensor:
     """HxWx3 uint8 -> 3xHxW float32 in [0, 1]."""
     return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).float().div_(255.0)

@@ -106,6 +106,8 @@ def run_eval(methods: Sequence[Method], groups: Sequence[Group], metric_names: S
                 results.append(score_sr(method.name, sr, item.group, item.gt, metric_set))
     if accelerator.num_processes > 1:  # concatenated in rank order, i.e. the groups' order
         results, gt_scores = gather_object(results), gather_object(gt_scores)
+    # Every rank leaves the process group before exiting; a gloo group torn down at interpreter exit aborts.
+    accelerator.end_training()
     if not accelerator.is_main_process:
         return None
     no_reference = [name for name in names if name in gt_scores[0][0]]

@@ -29,8 +29,10 @@ from sr_iqa.config.schema import AmoMode, MixedPrecision, SamplerType
 from sr_iqa.data.datasets import EvalGroupDataset, MultiGTCropDataset
 from sr_iqa.data.degradations import DEGRADATION_TYPES
 from sr_iqa.data.image_io import write_rgb
+from sr_iqa.data.packed_store import PackedStore
 from sr_iqa.data.sources import group_index
 from sr_iqa.data.training_order import TrainingSampleOrder
+from sr_iqa.data.validation import raise_problems
 from sr_iqa.errors import OptionsError, RunFolderError
 from sr_iqa.evaluate.scoring import MetricSet, Upscaler, evaluate_upscaler
 from sr_iqa.iqa.metrics import FrozenMetricLoss, create_metric
@@ -176,10 +178,15 @@ class Trainer:
         train_options = options.datasets.train
         train_index = group_index(train_options, options.scale, min_size=train_options.gt_size)
         chooser = build_chooser(options.sampler, train_index.groups, train_options.gt_size)
+        images = None
+        if train_options.pack is not None:
+            images = PackedStore(Path(train_options.pack))
+            raise_problems(images.stale())
         train_set = MultiGTCropDataset(
             train_index, train_options.gt_size, options.manual_seed, train_options.use_hflip, train_options.use_rot,
             choose_gt=chooser, with_negative=options.train.neg_opt is not None,
-            with_candidates=self.online_amo is not None, sample_kernels=self.degradation.sample_kernels)
+            with_candidates=self.online_amo is not None, sample_kernels=self.degradation.sample_kernels,
+            images=images)
         val_options = options.datasets.val
         val_set = None
         if val_options is not None:
