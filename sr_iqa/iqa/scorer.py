@@ -199,6 +199,7 @@ def run_scoring(entries: Sequence[GTEntry], metric_names: Sequence[str], cache_p
             score_jobs(jobs, BatchedScorer(metric, key, cache, batch_size, device), num_workers,
                        show_progress=accelerator.is_main_process)
     accelerator.wait_for_everyone()
+    accelerator.end_training()  # leave the process group before exit (a late gloo teardown can abort)
     if accelerator.is_main_process:
         print("\n".join(summary_lines(cache, entries, list(keys.values()))), flush=True)
     cache.close()
