@@ -164,17 +164,26 @@ def _sampler_preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def _network_g_of(args: argparse.Namespace) -> dict | None:
+    """``-opt``'s network_g (for weight files that do not record theirs, such as BasicSR .pth), else None."""
+    if args.opt is None:
+        return None
+    from sr_iqa.config import load_options
+
+    return load_options(args.opt, args.overrides).network_g
+
+
+def _check_tiles(args: argparse.Namespace) -> None:
+    if args.tile > 0 and not 0 <= args.tile_overlap < args.tile:
+        raise SrIqaError(f"--tile-overlap must be at least 0 and below --tile ({args.tile}), got {args.tile_overlap}")
+
+
 def _export(args: argparse.Namespace) -> int:
     from sr_iqa.models.weight_files import export_generator
 
     if args.adapter is not None and not args.merge:
         raise SrIqaError("--adapter needs --merge: the unmerged export of an adapter is the adapter file itself")
-    network_g = None
-    if args.opt is not None:
-        from sr_iqa.config import load_options
-
-        network_g = load_options(args.opt, args.overrides).network_g
-    out = export_generator(args.checkpoint, args.adapter, args.out, network_g)
+    out = export_generator(args.checkpoint, args.adapter, args.out, _network_g_of(args))
     print(f"wrote {out}" + (" (adapter merged)" if args.adapter else ""))
     return 0
 
@@ -213,6 +222,7 @@ def _eval(args: argparse.Namespace) -> int:
 
     if args.checkpoint is None and not args.sr_dir:
         raise SrIqaError("nothing to evaluate: pass --checkpoint FILE (with --adapter) and/or --sr-dir DIR")
+    _check_tiles(args)
     groups, network_g, iqa = _eval_groups(args)
     methods = []
     if args.checkpoint is not None:
@@ -241,12 +251,9 @@ def _eval(args: argparse.Namespace) -> int:
 def _infer(args: argparse.Namespace) -> int:
     from sr_iqa.infer import run_infer
 
-    network_g = None
-    if args.opt is not None:
-        from sr_iqa.config import load_options
-
-        network_g = load_options(args.opt, args.overrides).network_g
-    run_infer(args.checkpoint, args.adapter, args.input, args.output, args.tile, args.tile_overlap, network_g)
+    _check_tiles(args)
+    run_infer(args.checkpoint, args.adapter, args.input, args.output, args.tile, args.tile_overlap,
+              _network_g_of(args))
     return 0
 
 

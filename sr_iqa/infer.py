@@ -9,7 +9,7 @@ import torch
 
 from sr_iqa.data.image_io import list_images, read_rgb_tensor, write_rgb
 from sr_iqa.errors import SrIqaError
-from sr_iqa.models.generators import SCALE_KWARG
+from sr_iqa.models.generators import generator_scale
 from sr_iqa.models.weight_files import load_upscaler
 from sr_iqa.progress import progress_bar
 from sr_iqa.tiling import tiled_upscale
@@ -34,7 +34,7 @@ def run_infer(checkpoint: Path, adapter: Path | None, source: Path, output: Path
     network runs in half precision (bf16 where supported, else fp16)."""
     images = input_images(source)
     network, block = load_upscaler(checkpoint, adapter, network_g)
-    scale = int(block[SCALE_KWARG[block["type"]]])
+    scale = generator_scale(block)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     network = network.to(device).eval()
     half = None

@@ -143,23 +143,13 @@ class IqaObjective(torch.nn.Module):
         self.skipped = 0
 
     def _scores(self, images: torch.Tensor) -> torch.Tensor:
-        """Per-image Q of the batch; one image at a time when the batch as a whole fails."""
-        try:
-            scores = self.metric(images).float().reshape(-1)
-            if len(scores) == len(images) and torch.isfinite(scores).all():
-                return scores
-        except (RuntimeError, ValueError):  # e.g. NIQE's pinv on a crop with no finite features
-            pass
-        kept = []
-        for image in images:
-            try:
-                score = self.metric(image[None]).float().reshape(())
-            except (RuntimeError, ValueError):
-                continue
-            if torch.isfinite(score):
-                kept.append(score)
-        self.skipped += len(images) - len(kept)
-        return torch.stack(kept) if kept else images.new_zeros(0)
+        """Per-image Q of the batch, without the images the metric cannot score (counted in ``skipped``)."""
+        from sr_iqa.iqa.metrics import score_each
+
+        scores, _ = score_each(self.metric, images)
+        finite = torch.isfinite(scores)
+        self.skipped += int((~finite).sum())
+        return scores[finite]
 
     def forward(self, sr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss term, mean Q detached) for a batch of SR images in [0, 1]; (0, nan) if no image can be scored."""

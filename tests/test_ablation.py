@@ -50,6 +50,12 @@ def test_a_misspelt_ablation_key_is_named(tmp_path: Path):
                                     "sampelrs": ["upos"]}))
     with pytest.raises(OptionsError, match="'sampelrs'.*samplers"):
         load_ablation(path)
+    path.write_text(yaml.safe_dump({"name": "x", "archs": {"RRDB": {"stage1": "a.yml"}}}))
+    with pytest.raises(OptionsError, match="required key 'dataset' is missing"):
+        load_ablation(path)
+    path.write_text("name: [unclosed")
+    with pytest.raises(OptionsError, match="not valid YAML"):
+        load_ablation(path)
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ def test_gold_standard_takes_the_best_gt_per_group_in_each_direction():
 
 
 @pytest.fixture
-def test_split(tmp_path: Path) -> Path:
+def mini_test_split(tmp_path: Path) -> Path:
     """An HGGT test split of 96-pixel noise images (NIQE needs 96 pixels) with fixed x4 LR images."""
     root = tmp_path / "hggt"
     images, labels = root / "Test" / "GT" / "Test-mini" / "images", root / "Test" / "GT" / "Test-mini" / "labels"
@@ -52,12 +52,12 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def test_sr_dir_equal_to_the_originals(tmp_path: Path, test_split: Path, capsys: pytest.CaptureFixture):
-    originals = test_split / "Test" / "GT" / "Test-mini" / "images" / "original"
+def test_sr_dir_equal_to_the_originals(tmp_path: Path, mini_test_split: Path, capsys: pytest.CaptureFixture):
+    originals = mini_test_split / "Test" / "GT" / "Test-mini" / "images" / "original"
     sr_dir = tmp_path / "sr"
     shutil.copytree(originals, sr_dir)
     out = tmp_path / "out"
-    assert main(["eval", "--dataset", str(test_split), "--sr-dir", f"copy={sr_dir}", "--metrics", "psnr", "niqe",
+    assert main(["eval", "--dataset", str(mini_test_split), "--sr-dir", f"copy={sr_dir}", "--metrics", "psnr", "niqe",
                  "--out", str(out)]) == 0
     rows = _read_csv(out / "per_image.csv")
     assert len(rows) == 3 and {row["method"] for row in rows} == {"copy"}
@@ -76,14 +76,14 @@ def test_sr_dir_equal_to_the_originals(tmp_path: Path, test_split: Path, capsys:
 
 
 def test_fr_metrics_average_over_the_positive_gts_and_the_gold_standard_over_all_gts(tmp_path: Path,
-                                                                                    test_split: Path):
-    images = test_split / "Test" / "GT" / "Test-mini" / "images"
+                                                                                    mini_test_split: Path):
+    images = mini_test_split / "Test" / "GT" / "Test-mini" / "images"
     sr_dir = tmp_path / "sr"
     shutil.copytree(images / "04", sr_dir)  # some other method's output: the 04 GTs, renamed
     for path in sr_dir.iterdir():
         path.rename(sr_dir / path.name.replace("_04", ""))
     out = tmp_path / "out"
-    assert main(["eval", "--dataset", str(test_split), "--sr-dir", str(sr_dir), "--metrics", "psnr", "niqe",
+    assert main(["eval", "--dataset", str(mini_test_split), "--sr-dir", str(sr_dir), "--metrics", "psnr", "niqe",
                  "--out", str(out)]) == 0
     psnr, niqe = pyiqa.create_metric("psnr", device="cpu"), create_metric("niqe")
     # Majority labels of 01..04 (tests/hggt_tree.py): img1 P P N S; img2 Similar Similar N P; img3 none Positive.
@@ -103,7 +103,7 @@ def test_fr_metrics_average_over_the_positive_gts_and_the_gold_standard_over_all
     assert gold == pytest.approx(sum(best) / len(best), rel=1e-5)
 
 
-def test_checkpoint_with_adapter_and_missing_weights(tmp_path: Path, test_split: Path,
+def test_checkpoint_and_missing_weights(tmp_path: Path, mini_test_split: Path,
                                                      capsys: pytest.CaptureFixture):
     from sr_iqa.models.generators import build_generator
     from sr_iqa.models.weight_files import generator_metadata
@@ -114,8 +114,8 @@ def test_checkpoint_with_adapter_and_missing_weights(tmp_path: Path, test_split:
     torch.manual_seed(1)
     save_weights(build_generator(block, 4), tmp_path / "g.safetensors", generator_metadata(block))
     out = tmp_path / "out"
-    args = ["eval", "--dataset", str(test_split), "--checkpoint", str(tmp_path / "g.safetensors"), "--name", "tiny",
-            "--metrics", "psnr", "musiq", "--out", str(out)]
+    args = ["eval", "--dataset", str(mini_test_split), "--checkpoint", str(tmp_path / "g.safetensors"),
+            "--name", "tiny", "--metrics", "psnr", "musiq", "--out", str(out)]
     assert main(args) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert "musiq" in summary["skipped"] and "musiq_koniq" in summary["skipped"]["musiq"]

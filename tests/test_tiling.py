@@ -72,3 +72,11 @@ def test_infer_writes_any_size_and_tiled_matches_whole(tmp_path):
     whole, tiled = (read_rgb_tensor(tmp_path / folder / "odd.png") for folder in ("whole", "tiled"))
     assert whole.shape == (3, 180, 284)
     assert 10 * torch.log10(1 / ((whole - tiled) ** 2).mean()) > 35
+
+
+def test_a_bad_tile_overlap_is_one_message(tmp_path, capsys):
+    from sr_iqa.cli import main
+
+    assert main(["infer", "--checkpoint", str(tmp_path / "g.safetensors"), "--input", str(tmp_path),
+                 "--output", str(tmp_path / "out"), "--tile", "16", "--tile-overlap", "16"]) == 2
+    assert "--tile-overlap must be at least 0 and below --tile (16), got 16" in capsys.readouterr().err

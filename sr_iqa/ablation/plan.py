@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from omegaconf import MISSING, OmegaConf
+from omegaconf.errors import MissingMandatoryValue, ValidationError
 
 from sr_iqa.config import load_options
-from sr_iqa.config.loader import check_keys  # the same strict key check as option files
+from sr_iqa.config.loader import check_keys, read_yaml  # the same strict checks as option files
 from sr_iqa.errors import OptionsError
 
 SAMPLER_NAMES = {"original": "Original", "rand": "Rand", "upos": "UPos", "sma": "SMA", "smp": "SMP", "amo": "AMO"}
@@ -55,13 +56,16 @@ class AblationOptions:
 
 
 def load_ablation(path: Path) -> AblationOptions:
-    if not path.is_file():
-        raise OptionsError(f"no ablation file at {path}")
-    user = OmegaConf.load(path)
+    user = read_yaml(path)  # a missing file or bad YAML: one message
     check_keys(user, AblationOptions, "", str(path))
     for arch, block in (user.get("archs") or {}).items():
         check_keys(block, ArchOptions, f"archs.{arch}.", str(path))
-    options = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(AblationOptions), user))
+    try:
+        options = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(AblationOptions), user))
+    except MissingMandatoryValue as error:
+        raise OptionsError(f"{path}: required key '{error.full_key}' is missing") from None
+    except ValidationError as error:
+        raise OptionsError(f"{path}: '{error.full_key}' has the wrong type: {str(error.msg).splitlines()[0]}") from None
     if not options.archs:
         raise OptionsError(f"{path}: 'archs' is empty; name at least one arch with its stage1 option file")
     return options

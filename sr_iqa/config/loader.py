@@ -52,7 +52,7 @@ def check_keys(node: Any, schema: type, prefix: str, source: str) -> None:
             node[key] = int(value)
 
 
-def _read_yaml(path: Path) -> DictConfig:
+def read_yaml(path: Path) -> DictConfig:
     if not path.is_file():
         raise OptionsError(f"no option file at {path}")
     try:
@@ -197,7 +197,7 @@ def _check_stage2(options: Options, source: str) -> None:
 def load_options(path: str | Path, overrides: Sequence[str] = ()) -> Options:
     """Load, validate and type an option file; schema checks come before the torch-importing ones."""
     path = Path(path)
-    user = _read_yaml(path)
+    user = read_yaml(path)
     check_keys(user, Options, "", str(path))
     for item in overrides:  # in order: a later override wins
         single = _read_overrides([item])

@@ -34,32 +34,34 @@ class ImageResult:
     positives: int  # Positive GTs the FR scores averaged over (0: the original stood in)
 
 
-def positive_references(group: Group) -> tuple[list[torch.Tensor], int]:
-    """The Positive GTs of a group, read; the original alone when there is none (count 0)."""
-    positives = [read_rgb_tensor(group.gts[i].path) for i in group.indices_labelled("Positive")]
+def read_gts(group: Group) -> torch.Tensor:
+    """Every GT of a group, read once (Nx3xHxW; the GTs of a group share their size)."""
+    return torch.stack([read_rgb_tensor(gt.path) for gt in group.gts])
+
+
+def positive_references(group: Group, gts: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """The Positive GTs of a group; the original alone when there is none (count 0)."""
+    positives = group.indices_labelled("Positive")
     if positives:
-        return positives, len(positives)
-    return [read_rgb_tensor(group.original.path)], 0
+        return gts[positives], len(positives)
+    return gts[:1], 0
 
 
 @torch.no_grad()
-def score_sr(method: str, sr: torch.Tensor, group: Group, original: torch.Tensor,
-             metric_set: MetricSet) -> ImageResult:
-    """HGGT's protocol for one SR image (3xHxW in [0, 1], the size of the group's GTs)."""
-    references, count = positive_references(group)
-    stacked = torch.stack(references)
-    scores = metric_set.score_batch(sr.expand(len(references), -1, -1, -1), stacked, group.name,
+def score_sr(method: str, sr: torch.Tensor, group: Group, gts: torch.Tensor, metric_set: MetricSet) -> ImageResult:
+    """HGGT's protocol for one SR image (3xHxW in [0, 1], the size of the group's GTs ``gts``)."""
+    references, count = positive_references(group, gts)
+    scores = metric_set.score_batch(sr.expand(len(references), -1, -1, -1), references, group.name,
                                     with_no_reference=False)
     averaged = {name: sum(values) / len(values) for name, values in scores.items()}
     averaged |= metric_set.score(sr, None, group.name)  # NR metrics once
-    against_original = metric_set.score(sr, original, group.name, with_no_reference=False)
+    against_original = metric_set.score(sr, gts[0], group.name, with_no_reference=False)
     return ImageResult(method, group.name, averaged, against_original, count)
 
 
 @torch.no_grad()
-def score_gts(group: Group, metric_set: MetricSet) -> list[dict[str, float]]:
-    """NR scores of every GT of a group (one batch per group: the GTs share their size)."""
-    gts = torch.stack([read_rgb_tensor(gt.path) for gt in group.gts])
+def score_gts(group: Group, gts: torch.Tensor, metric_set: MetricSet) -> list[dict[str, float]]:
+    """NR scores of every GT of a group, in one batch."""
     scores = metric_set.score_batch(gts, None, group.name)
     return [{name: values[i] for name, values in scores.items()} for i in range(len(group.gts))]
 

@@ -21,7 +21,7 @@ from sr_iqa.data.datasets import EvalGroup, EvalGroupDataset
 from sr_iqa.data.groups import Group, GroupIndex
 from sr_iqa.data.image_io import read_rgb_tensor, write_rgb
 from sr_iqa.errors import DataError, SrIqaError
-from sr_iqa.evaluate.multi_gt import ImageResult, gold_standard, score_gts, score_sr
+from sr_iqa.evaluate.multi_gt import ImageResult, gold_standard, read_gts, score_gts, score_sr
 from sr_iqa.evaluate.scoring import MetricSet
 from sr_iqa.evaluate.tables import EvaluationSummary, folder_name, write_evaluation, write_gt_scores
 from sr_iqa.progress import progress_bar
@@ -98,12 +98,14 @@ def run_eval(methods: Sequence[Method], groups: Sequence[Group], metric_names: S
     with accelerator.split_between_processes(list(range(len(dataset)))) as mine:
         for position in progress_bar(iterable=mine, desc="eval", unit="group", disable=not accelerator.is_main_process):
             item = dataset[position]
-            gt_scores.append(score_gts(item.group, metric_set))
+            # Once per group, shared by every method; cut like item.gt (a multiple of the scale without fixed LR).
+            gts = read_gts(item.group)[..., : item.gt.shape[-2], : item.gt.shape[-1]]
+            gt_scores.append(score_gts(item.group, gts, metric_set))
             for method in methods:
                 sr = method.produce(item)
                 if save_sr is not None:
                     write_rgb(save_sr / folder_name(method.name) / f"{item.name}.png", sr)
-                results.append(score_sr(method.name, sr, item.group, item.gt, metric_set))
+                results.append(score_sr(method.name, sr, item.group, gts, metric_set))
     if accelerator.num_processes > 1:  # concatenated in rank order, i.e. the groups' order
         results, gt_scores = gather_object(results), gather_object(gt_scores)
     # Every rank leaves the process group before exiting; a gloo group torn down at interpreter exit aborts.

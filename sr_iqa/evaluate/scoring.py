@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from sr_iqa.data.datasets import EvalGroup
 from sr_iqa.errors import WeightsUnavailableError
-from sr_iqa.iqa.metrics import create_metric, is_full_reference
+from sr_iqa.iqa.metrics import create_metric, is_full_reference, score_each
 
 log = logging.getLogger("sr_iqa.evaluate")
 
@@ -57,19 +57,10 @@ class MetricSet:
             full_reference = is_full_reference(metric)
             if (full_reference and references is None) or (not full_reference and not with_no_reference):
                 continue
-            inputs = (images, references.to(self.device)) if full_reference else (images,)
-            try:
-                values = metric(*inputs).reshape(-1).tolist()
-            except (RuntimeError, ValueError) as error:
-                if len(images) == 1:
-                    log.warning("%s cannot score %s (%s); recorded as NaN", metric_name, name,
-                                str(error).splitlines()[0][:120])
-                    values = [float("nan")]
-                else:  # one bad image must not take the others with it
-                    values = [self.score_batch(images[i:i + 1], None if references is None else references[i:i + 1],
-                                               f"{name} [{i}]", with_no_reference)[metric_name][0]
-                              for i in range(len(images))]
-            scores[metric_name] = [float(v) for v in values]
+            values, reason = score_each(metric, images, references.to(self.device) if full_reference else None)
+            if reason is not None:
+                log.warning("%s cannot score %s (%s); recorded as NaN", metric_name, name, reason)
+            scores[metric_name] = values.tolist()
         return scores
 
     def score(self, image: torch.Tensor, reference: torch.Tensor | None, name: str = "image",

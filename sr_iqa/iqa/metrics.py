@@ -89,6 +89,28 @@ def is_full_reference(metric: torch.nn.Module) -> bool:
     return getattr(metric, "metric_mode", "NR") == "FR"
 
 
+def score_each(metric: torch.nn.Module, images: torch.Tensor,
+               references: torch.Tensor | None = None) -> tuple[torch.Tensor, str | None]:
+    """Per-image scores of a batch (float, keeping gradients), NaN for an image the metric cannot score, and
+    the first failure's reason. One call for the batch; image by image only when the batch as a whole fails
+    (NIQE's pinv fails for the whole batch when one crop is flat)."""
+    inputs = (images,) if references is None else (images, references)
+    try:
+        scores = metric(*inputs).float().reshape(-1)
+        if len(scores) == len(images):
+            return scores, None
+    except (RuntimeError, ValueError):
+        pass
+    scores, reason = [], None
+    for i in range(len(images)):
+        try:
+            scores.append(metric(*(t[i:i + 1] for t in inputs)).float().reshape(()))
+        except (RuntimeError, ValueError) as error:
+            reason = reason or str(error).splitlines()[0][:120]
+            scores.append(images.new_tensor(float("nan"), dtype=torch.float32))
+    return torch.stack(scores), reason
+
+
 class FrozenMetricLoss(torch.nn.Module):
     """A pyiqa metric used inside a loss: frozen, always in eval mode, gradients flow to its input.
 

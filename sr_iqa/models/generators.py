@@ -29,5 +29,10 @@ def generator_block(block: Mapping[str, Any], scale: int, source: str) -> dict[s
     return {**block, scale_kwarg: scale}
 
 
+def generator_scale(block: Mapping[str, Any], default: int = 4) -> int:
+    """The upscaling factor a ``network_g`` block names (under its arch's own kwarg)."""
+    return int(block.get(SCALE_KWARG.get(block.get("type"), "scale"), default))
+
+
 def build_generator(block: Mapping[str, Any], scale: int, source: str = "options") -> torch.nn.Module:
     return build_from_block(generator_block(block, scale, source), GENERATOR_TYPES)

@@ -17,7 +17,7 @@ import torch
 from safetensors import safe_open
 
 from sr_iqa.errors import OptionsError
-from sr_iqa.models.generators import SCALE_KWARG, build_generator
+from sr_iqa.models.generators import build_generator, generator_scale
 from sr_iqa.models.lora import AdapterSettings, adapter_state, merged_with_adapter
 from sr_iqa.train.checkpoints import save_tensors, save_weights
 
@@ -79,6 +79,12 @@ def load_network_weights(net: torch.nn.Module, path: str | Path, strict: bool = 
     run folder; returns the file it read."""
     path = resolve_weights_file(path, stems)
     state, _ = read_weights_state(path, param_key)
+    _load_state(net, state, path, strict, network_key)
+    return path
+
+
+def _load_state(net: torch.nn.Module, state: Mapping[str, torch.Tensor], path: Path, strict: bool = True,
+                network_key: str = "network_g") -> None:
     own = net.state_dict()
     wrong_shape = sorted(k for k, v in state.items() if k in own and own[k].shape != v.shape)
     missing = sorted(own.keys() - state.keys())
@@ -90,7 +96,6 @@ def load_network_weights(net: torch.nn.Module, path: str | Path, strict: bool = 
             "or set path.strict_load_g: false to load only the matching tensors"
         )
     net.load_state_dict({k: v for k, v in state.items() if k in own and k not in wrong_shape}, strict=False)
-    return path
 
 
 def _network_of(path: Path, metadata: dict[str, str], network_g: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -106,11 +111,10 @@ def generator_from_file(path: str | Path, network_g: Mapping[str, Any] | None = 
                         ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Build the generator a file (or run folder) holds and load it; also returns its network_g block."""
     path = resolve_weights_file(path)
-    _, metadata = read_weights_state(path) if path.suffix == ".safetensors" else ({}, {})
+    state, metadata = read_weights_state(path)  # read once: the metadata names the network, the tensors fill it
     block = _network_of(path, metadata, network_g)
-    scale = block.get(SCALE_KWARG.get(block.get("type"), "scale"), 4)
-    net = build_generator(block, scale, str(path))
-    load_network_weights(net, path)
+    net = build_generator(block, generator_scale(block), str(path))
+    _load_state(net, state, path)
     return net, block
 
 

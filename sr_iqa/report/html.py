@@ -56,12 +56,11 @@ def write_sheets(record: dict, folder: Path) -> list[Path]:
     best_slots = {}
     if metric in record["no_reference"]:
         best_slots = _best_gt_slots(Path(record["gt_scores"]), metric, record["lower_better"][metric])
-    scale = 4
     sheets = []
     for group in groups[: record["report_images"]]:
         panels = []
         if group.lr_path is not None:
-            panels.append((f"LR (x{scale} nearest)", group.lr_path))
+            panels.append(("LR (nearest)", group.lr_path))
         panels += [(label, Path(folder_sr) / f"{group.name}.png") for label, folder_sr in record["sr_folders"].items()]
         slot = best_slots.get(group.name)
         if slot is not None:
@@ -71,7 +70,7 @@ def write_sheets(record: dict, folder: Path) -> list[Path]:
         missing = [str(path) for _, path in panels if not path.is_file()]
         if missing:
             raise SrIqaError(f"report: missing images {missing[:2]}; rerun the ablation's eval steps")
-        sheets.append(crop_sheet(panels, scale, folder / f"{group.name}.png"))
+        sheets.append(crop_sheet(panels, folder / f"{group.name}.png"))
     return sheets
 
 

@@ -29,16 +29,16 @@ def crop_box(original: np.ndarray, fraction: float = 0.25) -> tuple[int, int, in
     return top, left, size
 
 
-def crop_sheet(panels: Sequence[tuple[str, Path]], scale: int, out: Path, tile: int = 192) -> Path:
-    """One row of labelled panels, each the same crop (LR panels are cropped at 1/scale) enlarged to ``tile``;
-    the last panel must be the original, which picks the crop."""
+def crop_sheet(panels: Sequence[tuple[str, Path]], out: Path, tile: int = 192) -> Path:
+    """One row of labelled panels, each the same crop enlarged to ``tile``; the last panel must be the original,
+    which picks the crop. A smaller panel (the LR) is cropped at its own scale, width / original width."""
     images = [(label, read_rgb_array(path)) for label, path in panels]
     top, left, size = crop_box(images[-1][1])  # the last panel is the original
     label_height = 18
     sheet = Image.new("RGB", (tile * len(images), tile + label_height), "white")
     draw = ImageDraw.Draw(sheet)
     for column, (label, array) in enumerate(images):
-        factor = scale if label.startswith("LR") else 1
+        factor = max(1, round(images[-1][1].shape[1] / array.shape[1]))
         crop = array[top // factor: (top + size) // factor, left // factor: (left + size) // factor]
         panel = Image.fromarray(np.ascontiguousarray(crop)).resize((tile, tile), Image.NEAREST)
         sheet.paste(panel, (column * tile, label_height))
