@@ -25,7 +25,7 @@ from sr_iqa.data.groups import index_hggt
 from sr_iqa.iqa.agreement import pairwise_agreement
 from sr_iqa.iqa.metrics import FrozenMetricLoss
 from sr_iqa.iqa.score_cache import Region, ScoreCache, grid_regions
-from sr_iqa.iqa.scorer import Grid, gt_entries, plan
+from sr_iqa.iqa.scorer import Grid, gt_entries, plan, run_scoring
 
 ACCELERATE = Path(sys.executable).parent / "accelerate"
 
@@ -148,6 +148,19 @@ def test_two_processes_give_the_same_cache_as_one(tree: Path, tmp_path: Path):
     one, two = _rows(single), _rows(double)
     assert [row[:6] for row in one] == [row[:6] for row in two]
     np.testing.assert_allclose([row[6] for row in one], [row[6] for row in two], rtol=1e-6)
+
+
+def test_scoring_in_cpu_workers_gives_the_same_cache_as_in_process(tree: Path, tmp_path: Path):
+    """On the CPU the workers run the metric (one thread each); rows must equal the in-process form's."""
+    entries = gt_entries(index_hggt(tree / "Train" / "images" / "s").groups)
+    caches = {}
+    for workers in (0, 2):
+        caches[workers] = tmp_path / f"workers{workers}.db"
+        run_scoring(entries, ["niqe", "ssim"], caches[workers], Grid(96, 32), 3, workers, "cpu", None)
+    in_process, in_workers = _rows(caches[0]), _rows(caches[2])
+    assert len(in_process) == 2 * _expected_keys(tree, Grid(96, 32))
+    assert [row[:6] for row in in_workers] == [row[:6] for row in in_process]
+    np.testing.assert_allclose([row[6] for row in in_workers], [row[6] for row in in_process], rtol=1e-6)
 
 
 def test_full_reference_metrics_score_each_gt_against_its_original(tree: Path, tmp_path: Path):

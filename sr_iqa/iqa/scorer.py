@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import statistics
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,36 +77,31 @@ def plan(cache: ScoreCache, entries: Sequence[GTEntry], metric: str, grid: Grid 
     return jobs
 
 
-class _JobImages(Dataset):
-    def __init__(self, jobs: list[ScoreJob]) -> None:
-        self.jobs = jobs
-
-    def __len__(self) -> int:
-        return len(self.jobs)
-
-    def __getitem__(self, index: int) -> tuple[int, torch.Tensor, torch.Tensor | None]:
-        job = self.jobs[index]
-        reference = read_rgb_tensor(job.reference) if job.reference is not None else None
-        return index, read_rgb_tensor(job.record.path), reference
+def _crops(image: torch.Tensor, reference: torch.Tensor | None,
+           regions: Sequence[Region]) -> Iterator[tuple[Region, torch.Tensor, torch.Tensor | None]]:
+    for region in regions:
+        window = (slice(None), slice(region.y, region.y + region.h), slice(region.x, region.x + region.w))
+        yield region, image[window], reference[window] if reference is not None else None
 
 
 class BatchedScorer:
-    """Runs one metric over crops in batches of ``batch_size`` and writes each batch to the cache."""
+    """Runs one metric over crops in batches of ``batch_size`` and hands each batch's rows to ``write``."""
 
-    def __init__(self, metric: torch.nn.Module, key: str, cache: ScoreCache, batch_size: int,
-                 device: torch.device) -> None:
-        self.metric, self.key, self.cache = metric, key, cache
+    def __init__(self, metric: torch.nn.Module, key: str, batch_size: int, device: torch.device,
+                 write: Callable[[list[ScoreRow]], None]) -> None:
+        self.metric, self.key, self.write = metric, key, write
         self.batch_size, self.device = batch_size, device
         self.lower_better = bool(metric.lower_better)
         # Crops waiting for a batch, grouped by shape so that they stack.
         self.pending: dict[tuple[int, ...], list[tuple[str, Region, torch.Tensor, torch.Tensor | None]]] = \
             defaultdict(list)
 
-    def add(self, content_hash: str, region: Region, crop: torch.Tensor, reference: torch.Tensor | None) -> None:
-        bucket = self.pending[tuple(crop.shape[-2:])]
-        bucket.append((content_hash, region, crop, reference))
-        if len(bucket) >= self.batch_size:
-            self._run(bucket)
+    def add_image(self, job: ScoreJob, image: torch.Tensor, reference: torch.Tensor | None) -> None:
+        for region, crop, reference_crop in _crops(image, reference, job.regions):
+            bucket = self.pending[tuple(crop.shape[-2:])]
+            bucket.append((job.record.content_hash, region, crop, reference_crop))
+            if len(bucket) >= self.batch_size:
+                self._run(bucket)
 
     def flush(self) -> None:
         for bucket in self.pending.values():
@@ -120,24 +115,75 @@ class BatchedScorer:
             scores = self.metric(images, torch.stack([item[3] for item in bucket]).to(self.device))
         else:
             scores = self.metric(images)
-        rows: list[ScoreRow] = [
+        self.write([
             (content_hash, self.key, region.x, region.y, region.w, region.h, float(score), self.lower_better)
-            for (content_hash, region, _, _), score in zip(bucket, scores.flatten().tolist(), strict=True)]
-        self.cache.put(rows)
+            for (content_hash, region, _, _), score in zip(bucket, scores.flatten().tolist(), strict=True)])
         bucket.clear()
 
 
-def score_jobs(jobs: list[ScoreJob], scorer: BatchedScorer, num_workers: int, show_progress: bool) -> None:
-    loader = DataLoader(_JobImages(jobs), batch_size=None, num_workers=num_workers)
-    for index, image, reference in progress_bar(iterable=loader, total=len(jobs), unit="img",
-                                                disable=not show_progress, desc=scorer.key):
-        job = jobs[index]
-        for region in job.regions:
-            crop = image[:, region.y:region.y + region.h, region.x:region.x + region.w]
-            reference_crop = (reference[:, region.y:region.y + region.h, region.x:region.x + region.w]
-                              if reference is not None else None)
-            scorer.add(job.record.content_hash, region, crop, reference_crop)
-    scorer.flush()
+def _read(job: ScoreJob) -> tuple[torch.Tensor, torch.Tensor | None]:
+    return read_rgb_tensor(job.record.path), read_rgb_tensor(job.reference) if job.reference is not None else None
+
+
+class _JobImages(Dataset):
+    """Decoding in the workers, scoring in the main process: the form for a GPU."""
+
+    def __init__(self, jobs: list[ScoreJob]) -> None:
+        self.jobs = jobs
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    def __getitem__(self, index: int) -> tuple[int, torch.Tensor, torch.Tensor | None]:
+        return index, *_read(self.jobs[index])
+
+
+class _ScoredChunks(Dataset):
+    """Decoding and scoring in the workers, one chunk of about ``batch_size`` regions each: the form for a CPU.
+
+    Each DataLoader worker runs with one thread, so two workers keep two cores busy on separate
+    batches; one process with two threads spends much of NIQE's many small operations waiting.
+    The workers return rows; only the main process writes the cache."""
+
+    def __init__(self, jobs: list[ScoreJob], metric: torch.nn.Module, key: str, batch_size: int) -> None:
+        self.jobs, self.metric, self.key, self.batch_size = jobs, metric, key, batch_size
+        self.chunks: list[list[int]] = [[]]
+        regions = 0
+        for index, job in enumerate(jobs):
+            if regions >= batch_size:
+                self.chunks.append([])
+                regions = 0
+            self.chunks[-1].append(index)
+            regions += len(job.regions)
+
+    def __len__(self) -> int:
+        return len(self.chunks) if self.jobs else 0
+
+    def __getitem__(self, index: int) -> tuple[int, list[ScoreRow]]:
+        rows: list[ScoreRow] = []
+        scorer = BatchedScorer(self.metric, self.key, self.batch_size, torch.device("cpu"), rows.extend)
+        for position in self.chunks[index]:
+            scorer.add_image(self.jobs[position], *_read(self.jobs[position]))
+        scorer.flush()
+        return len(self.chunks[index]), rows
+
+
+def score_jobs(jobs: list[ScoreJob], metric: torch.nn.Module, key: str, cache: ScoreCache, batch_size: int,
+               device: torch.device, num_workers: int, show_progress: bool) -> None:
+    """Score every job's regions; rows are committed batch by batch (CPU workers: chunk by chunk)."""
+    bar = progress_bar(total=len(jobs), unit="img", disable=not show_progress, desc=key)
+    if device.type == "cpu" and num_workers > 0:
+        chunks = DataLoader(_ScoredChunks(jobs, metric, key, batch_size), batch_size=None, num_workers=num_workers)
+        for images, rows in chunks:
+            cache.put(rows)
+            bar.update(images)
+    else:
+        scorer = BatchedScorer(metric, key, batch_size, device, cache.put)
+        for index, image, reference in DataLoader(_JobImages(jobs), batch_size=None, num_workers=num_workers):
+            scorer.add_image(jobs[index], image, reference)
+            bar.update(1)
+        scorer.flush()
+    bar.close()
 
 
 def summary_lines(cache: ScoreCache, entries: Sequence[GTEntry], metrics: Sequence[str]) -> list[str]:
@@ -196,7 +242,7 @@ def run_scoring(entries: Sequence[GTEntry], metric_names: Sequence[str], cache_p
         log.info("%s: %d image(s), %d region(s) to score in process %d of %d", key, len(jobs), regions,
                  accelerator.process_index, accelerator.num_processes, extra={"all_ranks": True})
         if jobs:
-            score_jobs(jobs, BatchedScorer(metric, key, cache, batch_size, device), num_workers,
+            score_jobs(jobs, metric, key, cache, batch_size, device, num_workers,
                        show_progress=accelerator.is_main_process)
     accelerator.wait_for_everyone()
     accelerator.end_training()  # leave the process group before exit (a late gloo teardown can abort)
