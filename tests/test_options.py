@@ -42,7 +42,18 @@ def test_demo_options_load_with_basicsr_conventions():
     raw = yaml.safe_load(DEMO_OPTIONS.read_text())
     assert options.train.optim_g == raw["train"]["optim_g"]
     assert isinstance(options.train.optim_g["lr"], float)
-    assert options.train.mixed_precision is MixedPrecision.no
+    assert options.train.mixed_precision is MixedPrecision.auto  # bf16 on a capable GPU, fp32 here
+
+
+def test_a_bare_no_for_mixed_precision_means_no(tmp_path: Path, options_file: Path):
+    """YAML reads an unquoted `no` as false; accelerate's own files write 'no'. Both mean full precision."""
+    text = options_file.read_text().replace("\ntrain:\n", "\ntrain:\n  mixed_precision: no\n", 1)
+    bare = tmp_path / "bare_no.yml"
+    bare.write_text(text)
+    assert "mixed_precision: no\n" in text
+    assert load_options(bare).train.mixed_precision is MixedPrecision.no
+    assert load_options(options_file, ["train.mixed_precision=no"]).train.mixed_precision is MixedPrecision.no
+    assert load_options(options_file).train.mixed_precision is MixedPrecision.auto
 
 
 def test_scientific_notation_is_a_float_and_integral_floats_are_ints(tmp_path: Path, options_file: Path):
@@ -87,7 +98,7 @@ def test_swinir_kwarg_typo_is_caught_although_swinir_accepts_any_kwargs(tmp_path
     ("train.total_iter=abc", "train.total_iter", "Integer"),
     ("network_g.num_feat=1.5", "network_g.num_feat", "expects int"),
     ("train.optim_g.lr=fast", "train.optim_g.lr", "expects float"),
-    ("train.mixed_precision=fp32", "train.mixed_precision", "no, fp16, bf16"),
+    ("train.mixed_precision=fp32", "train.mixed_precision", "auto, no, fp16, bf16"),
     ("datasets.train=3", "datasets.train", "expects a block"),
 ])
 def test_wrong_type_names_the_expected_type(options_file: Path, override, key, expected):

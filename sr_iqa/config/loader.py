@@ -86,6 +86,8 @@ def _merge_into_schema(user: DictConfig, source: str) -> Options:
             parent, _, leaf = key.rpartition(".")
             container = _select(rest, parent) if parent else rest
             container.pop(leaf)  # merged below without the defaults
+    if _select(rest, "train.mixed_precision") is False:  # YAML reads a bare `no` as false
+        rest.train.mixed_precision = "no"
     try:
         merged = OmegaConf.merge(OmegaConf.structured(Options), rest)
         for key, value in blocks.items():

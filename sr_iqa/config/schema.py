@@ -16,6 +16,7 @@ from omegaconf import MISSING
 
 
 class MixedPrecision(str, Enum):
+    auto = "auto"  # bf16 on a GPU that supports it, otherwise no
     no = "no"
     fp16 = "fp16"
     bf16 = "bf16"
@@ -48,6 +49,9 @@ class TrainDatasetOptions(DataSourceOptions):
     num_worker_per_gpu: int = 2
     queue_size: int = 0  # HGGT / Real-ESRGAN training-pair pool; 0 turns it off
     pack: str | None = None  # a packed store of this data (`sr-iqa data pack`): crops without decoding whole PNGs
+    prefetch_factor: int = 2  # batches each worker prepares ahead (with num_worker_per_gpu > 0)
+    persistent_workers: bool = True  # keep the workers between validations (with num_worker_per_gpu > 0)
+    prefetch_to_device: bool = True  # GPU: copy the next batch on a side stream while this one computes
 
 
 @dataclass
@@ -102,8 +106,14 @@ class TrainOptions:
     net_d_iters: int = 1  # the generator gets the adversarial term every net_d_iters iterations
     net_d_init_iters: int = 0  # ... and only after this many (the discriminator warms up alone)
     ema_decay: float = 0.999  # 0 turns EMA off
-    mixed_precision: MixedPrecision = MixedPrecision.no
+    mixed_precision: MixedPrecision = MixedPrecision.auto
     gradient_accumulation_steps: int = 1
+    channels_last: bool = False  # generator, discriminator and their inputs in NHWC (faster convolutions on GPUs)
+    compile: bool = False  # torch.compile the generator and the discriminator (in place: same weights, same files)
+    compile_mode: str | None = None  # torch.compile mode: default, reduce-overhead, max-autotune
+    compile_backend: str = "inductor"  # torch.compile backend (aot_eager: graph capture without code generation)
+    tf32: bool = True  # GPU: TF32 matmuls and convolutions for what stays fp32
+    cudnn_benchmark: bool = True  # GPU: let cuDNN pick the fastest convolution for the fixed crop size
     iqa_opt: IqaObjectiveOptions | None = None  # stage 2: add -loss_weight * Q(SR)
 
 

@@ -28,6 +28,7 @@ from sr_iqa.config.call_options import build_from_block
 from sr_iqa.config.schema import AmoMode, MixedPrecision, SamplerType
 from sr_iqa.data.datasets import EvalGroupDataset, MultiGTCropDataset
 from sr_iqa.data.degradations import DEGRADATION_TYPES
+from sr_iqa.data.device_prefetch import DevicePrefetcher
 from sr_iqa.data.image_io import write_rgb
 from sr_iqa.data.packed_store import PackedStore
 from sr_iqa.data.sources import group_index
@@ -49,7 +50,7 @@ from sr_iqa.models.lora import AdapterSettings, add_adapters
 from sr_iqa.models.weight_files import generator_metadata, load_network_weights, save_adapter
 from sr_iqa.progress import progress_bar
 from sr_iqa.sampling import build_chooser, online_amo_choice
-from sr_iqa.train import checkpoints
+from sr_iqa.train import checkpoints, speed
 from sr_iqa.train.experiment import ExperimentFolders
 from sr_iqa.train.optim import build_optimizer, build_scheduler
 from sr_iqa.train.pair_pool import TrainingPairPool
@@ -104,9 +105,12 @@ class Trainer:
             raise OptionsError(f"{source}: 'train.mixed_precision' is fp16, which needs a GPU; "
                                "use bf16 or no on the CPU")
         self.log_file = None
+        speed.set_backend_flags(options.train)
+        self.precision = speed.resolved_precision(options.train.mixed_precision,
+                                                  torch.device("cpu" if use_cpu else "cuda"))
         self.accelerator = Accelerator(
             cpu=use_cpu,
-            mixed_precision=options.train.mixed_precision.value,
+            mixed_precision=self.precision,
             gradient_accumulation_steps=options.train.gradient_accumulation_steps,
             step_scheduler_with_optimizer=False,  # one scheduler step per iteration, as in BasicSR
             log_with="tensorboard" if options.logger.use_tb_logger else None,
@@ -236,6 +240,7 @@ class Trainer:
                      sum(p.numel() for p in net_g.parameters() if p.requires_grad),
                      sum(p.numel() for p in net_g.parameters()))
         # Only trainable tensors reach the optimizer (all of them in stage 1, the adapters under LoRA).
+        net_g.to(memory_format=speed.memory_format(options.train))
         optimizer = build_optimizer(options.train.optim_g, [p for p in net_g.parameters() if p.requires_grad])
         scheduler = build_scheduler(options.train.scheduler, optimizer)
         self.net_g, self.optimizer, self.scheduler = self.accelerator.prepare(net_g, optimizer, scheduler)
@@ -245,6 +250,7 @@ class Trainer:
             if options.path.pretrain_network_d:
                 load_network_weights(net_d, options.path.pretrain_network_d, stems=("net_d",),
                                      network_key="network_d")
+            net_d.to(memory_format=speed.memory_format(options.train))
             optimizer_d = build_optimizer(options.train.optim_d, net_d.parameters())
             scheduler_d = build_scheduler(options.train.scheduler, optimizer_d)
             self.net_d, self.optimizer_d, self.scheduler_d = self.accelerator.prepare(net_d, optimizer_d, scheduler_d)
@@ -262,8 +268,12 @@ class Trainer:
             self.ema = AveragedModel(self.accelerator.unwrap_model(self.net_g),
                                      multi_avg_fn=get_ema_multi_avg_fn(options.train.ema_decay), use_buffers=True)
             self.accelerator.register_for_checkpointing(self.ema)
-        log.info("process %d of %d on %s", self.accelerator.process_index, self.accelerator.num_processes,
-                 self.device, extra={"all_ranks": True})
+        # After the EMA copy, which stays eager: validation sees other image sizes than training.
+        for network in (self.net_g, self.net_d):
+            if network is not None:
+                speed.compile_in_place(self.accelerator.unwrap_model(network), options.train)
+        log.info("process %d of %d on %s, mixed precision %s", self.accelerator.process_index,
+                 self.accelerator.num_processes, self.device, self.precision, extra={"all_ranks": True})
 
     def _build_loader(self) -> DataLoader:
         train_options = self.options.datasets.train
@@ -275,7 +285,8 @@ class Trainer:
         workers = train_options.num_worker_per_gpu
         return DataLoader(
             self.train_set, batch_size=train_options.batch_size_per_gpu, sampler=order, num_workers=workers,
-            pin_memory=self.device.type == "cuda", persistent_workers=workers > 0,
+            pin_memory=self.device.type == "cuda", persistent_workers=workers > 0 and train_options.persistent_workers,
+            prefetch_factor=train_options.prefetch_factor if workers > 0 else None,
             # Worker seeds come from this generator, not the global RNG, so resuming changes nothing.
             generator=torch.Generator().manual_seed(self.options.manual_seed),
         )
@@ -283,10 +294,11 @@ class Trainer:
     # ----- the loop ----------------------------------------------------------------------------
 
     def synthesize(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Move the batch to the device and add ``lq``, degraded from the original GT (through the pair pool)."""
+        """Move the batch to the device and add ``lq``, degraded from the original GT (through the pair pool).
+        Always in fp32: JPEG, noise and clamping of the degradations are not safe in bf16."""
         on_device = {name: value.to(self.device, non_blocking=True) for name, value in batch.items()}
         kernels = {name: on_device.pop(name) for name in ("kernel1", "kernel2", "sinc_kernel") if name in on_device}
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast(self.device.type, enabled=False):
             on_device["lq"] = self.degradation.apply(on_device["original"], kernels, self.options.scale)
         if self.online_amo is not None:
             candidates, mask = on_device.pop("candidates"), on_device.pop("candidate_mask")
@@ -296,6 +308,9 @@ class Trainer:
                           "best_q": q.max(dim=1).values}
         if self.pair_pool is not None:
             on_device = self.pair_pool.exchange(on_device)
+        if self.options.train.channels_last:  # images in NHWC, like the networks' weights
+            on_device = {name: value.contiguous(memory_format=torch.channels_last) if value.dim() == 4 else value
+                         for name, value in on_device.items()}
         return on_device
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -364,6 +379,8 @@ class Trainer:
         options = self.options
         total, accumulation = options.train.total_iter, options.train.gradient_accumulation_steps
         batches = iter(self.loader)
+        if options.datasets.train.prefetch_to_device:
+            batches = DevicePrefetcher(batches, self.device)
         loss_sums: dict[str, torch.Tensor] = {}  # summed on the device: no sync per step
         micro_steps, started = 0, time.perf_counter()
         while self.progress.iteration < total:
