@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from measurement import Measurement, print_rows
 
 from sr_iqa.data.datasets import MultiGTCropDataset
 from sr_iqa.data.demo_set import build_demo_set
@@ -49,34 +48,37 @@ class AllGTsLoader:
         return {"original": crop(arrays[0]), "gt": crop(arrays[chosen])}
 
 
+def measure(samples: int = 400, rounds: int = 5, gt_size: int = 96) -> list[Measurement]:
+    paths = build_demo_set(Path(tempfile.gettempdir()) / "sr_iqa_bench_demo")
+    baseline = AllGTsLoader(paths.train_images, paths.train_labels, gt_size)
+    ours = MultiGTCropDataset(index_hggt(paths.train_images, paths.train_labels), gt_size, seed=0,
+                              use_hflip=False, use_rot=False, choose_gt=CachedScoreSampler(SamplerType.upos))
+    count = len(ours)
+    timings = {"baseline": 0.0, "sr_iqa": 0.0}
+    for round_number in range(rounds):  # interleaved, so both see the same machine load
+        rng = np.random.default_rng(round_number)
+        started = time.perf_counter()
+        for i in range(samples):
+            baseline.load(i % count, rng)
+        timings["baseline"] += time.perf_counter() - started
+        started = time.perf_counter()
+        for i in range(samples):
+            ours[(round_number, i % count)]
+        timings["sr_iqa"] += time.perf_counter() - started
+    rates = {name: samples * rounds / seconds for name, seconds in timings.items()}
+    return [Measurement("Loader, CPU: HGGT-style reading (demo set)",
+                        f"all 5 GTs + 3 label files {rates['baseline']:.0f} samples/s",
+                        f"original + chosen GT {rates['sr_iqa']:.0f} samples/s", rates["sr_iqa"] / rates["baseline"],
+                        None, f"{gt_size}-px crops of 128x128 PNGs, UPos, {rounds} rounds of {samples}")]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--samples", type=int, default=400)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--gt-size", type=int, default=96)
     args = parser.parse_args()
-    paths = build_demo_set(Path(tempfile.gettempdir()) / "sr_iqa_bench_demo")
-    baseline = AllGTsLoader(paths.train_images, paths.train_labels, args.gt_size)
-    ours = MultiGTCropDataset(index_hggt(paths.train_images, paths.train_labels), args.gt_size, seed=0,
-                              use_hflip=False, use_rot=False, choose_gt=CachedScoreSampler(SamplerType.upos))
-    count = len(ours)
-    timings = {"baseline": 0.0, "sr_iqa": 0.0}
-    for round_number in range(args.rounds):  # interleaved, so both see the same machine load
-        rng = np.random.default_rng(round_number)
-        started = time.perf_counter()
-        for i in range(args.samples):
-            baseline.load(i % count, rng)
-        timings["baseline"] += time.perf_counter() - started
-        started = time.perf_counter()
-        for i in range(args.samples):
-            ours[(round_number, i % count)]
-        timings["sr_iqa"] += time.perf_counter() - started
-    total = args.samples * args.rounds
-    rates = {name: total / seconds for name, seconds in timings.items()}
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, python {platform.python_version()}")
-    print(f"| loader | samples/s |\n|---|---|\n| all 5 GTs + 3 label files (HGGT) | {rates['baseline']:.1f} |\n"
-          f"| original + chosen GT (sr_iqa) | {rates['sr_iqa']:.1f} |")
-    print(f"ratio sr_iqa / baseline: {rates['sr_iqa'] / rates['baseline']:.2f}x")
+    print_rows(measure(args.samples, args.rounds, args.gt_size))
 
 
 if __name__ == "__main__":

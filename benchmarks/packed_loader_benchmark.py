@@ -10,13 +10,12 @@ The set: five 512x512 crops of scikit-image photos, each with four enhanced GTs 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from measurement import Measurement, Target, print_rows
 from PIL import Image, ImageFilter
 
 from sr_iqa.data.datasets import MultiGTCropDataset
@@ -65,30 +64,34 @@ def samples_per_second(dataset: MultiGTCropDataset, samples: int, epoch: int) ->
     return samples / (time.perf_counter() - started)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--gt-size", type=int, default=256)
-    args = parser.parse_args()
+def measure(samples: int = 200, rounds: int = 3, gt_size: int = 256) -> list[Measurement]:
     root = Path(tempfile.gettempdir()) / "sr_iqa_bench_512"
     images = build_set(root)
     index = index_hggt(images, None)
     pack = root / "pack"
     if not (pack / "index.json").is_file():
         pack_images([gt.path for group in index.groups for gt in group.gts], pack)
-    common = dict(index=index, gt_size=args.gt_size, seed=0, use_hflip=False, use_rot=False,
+    common = dict(index=index, gt_size=gt_size, seed=0, use_hflip=False, use_rot=False,
                   choose_gt=FirstEnhancedGT())
     png, packed = MultiGTCropDataset(**common), MultiGTCropDataset(**common, images=PackedStore(pack))
     totals = {"png": 0.0, "packed": 0.0}
-    for round_number in range(args.rounds):  # interleaved, so both see the same machine load
-        totals["png"] += samples_per_second(png, args.samples, round_number)
-        totals["packed"] += samples_per_second(packed, args.samples, round_number)
-    png_rate, packed_rate = totals["png"] / args.rounds, totals["packed"] / args.rounds
-    print(f"{len(index.groups)} groups of {SIZE}x{SIZE}, {args.gt_size}-pixel crops, {os.cpu_count()} CPUs, "
-          f"{platform.processor() or platform.machine()}")
-    print(f"PNG files: {png_rate:.1f} samples/s; packed store: {packed_rate:.1f} samples/s; "
-          f"ratio {packed_rate / png_rate:.2f}x (target: at least 5x)")
+    for round_number in range(rounds):  # interleaved, so both see the same machine load
+        totals["png"] += samples_per_second(png, samples, round_number)
+        totals["packed"] += samples_per_second(packed, samples, round_number)
+    png_rate, packed_rate = totals["png"] / rounds, totals["packed"] / rounds
+    return [Measurement(f"Packed loader, CPU: {gt_size}x{gt_size} crops from {SIZE}x{SIZE} images",
+                        f"PNG files {png_rate:.0f} samples/s", f"packed store {packed_rate:.0f} samples/s",
+                        packed_rate / png_rate, Target("cpu", at_least=5),
+                        f"{len(index.groups)} groups, original + one GT per sample, {rounds} rounds of {samples}")]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--gt-size", type=int, default=256)
+    args = parser.parse_args()
+    print_rows(measure(args.samples, args.rounds, args.gt_size))
 
 
 if __name__ == "__main__":

@@ -10,14 +10,12 @@ so all three see the same machine load. Cached AMO reads its choice from the sco
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
-import torch
 import yaml
+from measurement import Measurement, Target, print_rows
 
 from sr_iqa.config import load_options
 from sr_iqa.data.check import discover_splits
@@ -43,11 +41,7 @@ def trainer_for(sampler: dict, paths, folder: Path, name: str) -> Trainer:
     return Trainer(load_options(path))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
+def measure(steps: int = 20, rounds: int = 3) -> list[Measurement]:
     paths = build_demo_set(Path(tempfile.gettempdir()) / "sr_iqa_bench_demo")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -65,18 +59,29 @@ def main() -> None:
         seconds = dict.fromkeys(trainers, 0.0)
         for name, trainer in trainers.items():  # warm-up
             trainer.train_step(next(batches[name]))
-        for _ in range(args.rounds):
+        for _ in range(rounds):
             for name, trainer in trainers.items():
                 started = time.perf_counter()
-                for _ in range(args.steps):
+                for _ in range(steps):
                     trainer.train_step(next(batches[name]))
                 seconds[name] += time.perf_counter() - started
-    steps = args.steps * args.rounds
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}; tiny RRDB (16 feat, "
-          f"2 blocks), batch 4, 96-pixel crops, HGGT degradation, {steps} steps each")
-    print("| sampler | ms/step | vs UPos |\n|---|---|---|")
-    for name, total in seconds.items():
-        print(f"| {name} | {1000 * total / steps:.1f} | {total / seconds['upos']:.2f}x |")
+    ms = {name: 1000 * total / (steps * rounds) for name, total in seconds.items()}
+    settings = (f"tiny RRDB (16 feat, 2 blocks), batch 4, 96-px crops, HGGT degradation, loading in the step, "
+                f"{rounds} rounds of {steps} steps")
+    upos = f"UPos {ms['upos']:.1f} ms/step"
+    return [Measurement("Cached-AMO step time, CPU", upos, f"cached AMO {ms['cached amo']:.1f} ms/step",
+                        seconds["cached amo"] / seconds["upos"], Target("cpu", at_most=1.05), settings),
+            Measurement("Online-AMO step time, CPU (NIQE on 5 GT crops per sample)", upos,
+                        f"online AMO {ms['online amo']:.1f} ms/step", seconds["online amo"] / seconds["upos"],
+                        None, settings)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    print_rows(measure(args.steps, args.rounds))
 
 
 if __name__ == "__main__":

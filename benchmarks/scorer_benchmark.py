@@ -11,13 +11,12 @@ images, SQLite writes), into a fresh cache every round. Both score the full imag
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from measurement import Measurement, Target, print_rows
 
 from sr_iqa.data.check import discover_splits
 from sr_iqa.data.demo_set import build_demo_set
@@ -41,6 +40,30 @@ def naive(paths: list[Path], metric: torch.nn.Module, grid: Grid | None) -> int:
     return count
 
 
+def measure(rounds: int = 3, grid: Grid | None = None, batch_size: int = 16,
+            num_workers: int = 2) -> list[Measurement]:
+    paths = build_demo_set(Path(tempfile.gettempdir()) / "sr_iqa_bench_demo")
+    entries = gt_entries([g for index in discover_splits(paths.root).values() for g in index.groups])
+    metric = create_metric("niqe", "cpu")
+    timings = {"naive": 0.0, "sr_iqa": 0.0}
+    scored = 0
+    for _ in range(rounds):  # interleaved, so both see the same machine load
+        started = time.perf_counter()
+        scored = naive([e.path for e in entries], metric, grid)
+        timings["naive"] += time.perf_counter() - started
+        with tempfile.TemporaryDirectory() as folder:
+            started = time.perf_counter()
+            run_scoring(entries, ["niqe"], Path(folder) / "cache.db", grid, batch_size, num_workers, "cpu", None)
+            timings["sr_iqa"] += time.perf_counter() - started
+    rates = {name: scored * rounds / seconds for name, seconds in timings.items()}
+    regions = "full images" if grid is None else f"full images + {grid.size}:{grid.stride} grid"
+    return [Measurement(f"Scorer throughput, CPU, NIQE ({regions})", f"naive loop {rates['naive']:.0f} regions/s",
+                        f"sr-iqa score {rates['sr_iqa']:.0f} regions/s", rates["sr_iqa"] / rates["naive"],
+                        Target("cpu", at_least=3),
+                        f"{len(entries)} GTs of 128x128, batch {batch_size}, {num_workers} workers, fresh cache, "
+                        f"{rounds} rounds")]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
@@ -49,26 +72,7 @@ def main() -> None:
     parser.add_argument("--num-workers", type=int, default=2)
     args = parser.parse_args()
     grid = Grid.parse(args.grid) if args.grid else None
-    paths = build_demo_set(Path(tempfile.gettempdir()) / "sr_iqa_bench_demo")
-    entries = gt_entries([g for index in discover_splits(paths.root).values() for g in index.groups])
-    metric = create_metric("niqe", "cpu")
-    timings = {"naive": 0.0, "sr_iqa": 0.0}
-    scored = 0
-    for _ in range(args.rounds):  # interleaved, so both see the same machine load
-        started = time.perf_counter()
-        scored = naive([e.path for e in entries], metric, grid)
-        timings["naive"] += time.perf_counter() - started
-        with tempfile.TemporaryDirectory() as folder:
-            started = time.perf_counter()
-            run_scoring(entries, ["niqe"], Path(folder) / "cache.db", grid, args.batch_size, args.num_workers,
-                        "cpu", None)
-            timings["sr_iqa"] += time.perf_counter() - started
-    rates = {name: scored * args.rounds / seconds for name, seconds in timings.items()}
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-          f"{len(entries)} images, {scored} regions per round")
-    print(f"| scorer | regions/s |\n|---|---|\n| naive loop, one image at a time | {rates['naive']:.1f} |\n"
-          f"| sr-iqa score (batch {args.batch_size}, {args.num_workers} workers) | {rates['sr_iqa']:.1f} |")
-    print(f"ratio sr_iqa / naive: {rates['sr_iqa'] / rates['naive']:.2f}x")
+    print_rows(measure(args.rounds, grid, args.batch_size, args.num_workers))
 
 
 if __name__ == "__main__":

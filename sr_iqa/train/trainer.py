@@ -12,6 +12,7 @@ import json
 import logging
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 
@@ -384,16 +385,9 @@ class Trainer:
         loss_sums: dict[str, torch.Tensor] = {}  # summed on the device: no sync per step
         micro_steps, started = 0, time.perf_counter()
         while self.progress.iteration < total:
-            for _ in range(accumulation):
-                for name, value in self.train_step(next(batches)).items():
-                    loss_sums[name] = loss_sums.get(name, 0) + value
+            for name, value in self.run_iteration(batches).items():
+                loss_sums[name] = loss_sums.get(name, 0) + value
             micro_steps += accumulation
-            self.scheduler.step()
-            if self.scheduler_d is not None:
-                self.scheduler_d.step()
-            if self.ema is not None:
-                self.ema.update_parameters(self.accelerator.unwrap_model(self.net_g))
-            self.progress.iteration += 1
             iteration = self.progress.iteration
             bar.update(1)
             if iteration % options.logger.print_freq == 0 or iteration == total:
@@ -411,6 +405,21 @@ class Trainer:
                 log.warning("interrupted at iteration %d; checkpoint saved, resume with path.resume_state=auto",
                             iteration)
                 raise KeyboardInterrupt
+
+    def run_iteration(self, batches: Iterator[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """One optimizer step: its micro-batches, the schedulers, the EMA and the counter; the summed losses.
+        Everything the loop does per iteration except logging, validation and checkpoints."""
+        sums: dict[str, torch.Tensor] = {}
+        for _ in range(self.options.train.gradient_accumulation_steps):
+            for name, value in self.train_step(next(batches)).items():
+                sums[name] = sums[name] + value if name in sums else value
+        self.scheduler.step()
+        if self.scheduler_d is not None:
+            self.scheduler_d.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.accelerator.unwrap_model(self.net_g))
+        self.progress.iteration += 1
+        return sums
 
     def _stop_requested(self, stop: StopRequest) -> bool:
         """Every rank must agree to stop at the same iteration, or the final save would deadlock."""

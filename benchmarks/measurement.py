@@ -1,0 +1,70 @@
+"""What every benchmark returns: one row of RESULTS.md, a ratio measured side by side in one run, and
+the target it is held to on the machine kind it applies to."""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+from datetime import date
+from importlib.metadata import version
+
+import torch
+
+
+@dataclass(frozen=True)
+class Target:
+    machine: str  # "cpu" or "gpu": where the target applies
+    at_least: float | None = None
+    at_most: float | None = None
+
+    def met(self, ratio: float) -> bool:
+        return (self.at_least is None or ratio >= self.at_least) and (self.at_most is None or ratio <= self.at_most)
+
+    def __str__(self) -> str:
+        return f"at least {self.at_least:g}x" if self.at_least is not None else f"at most {self.at_most:g}x"
+
+
+@dataclass(frozen=True)
+class Measurement:
+    what: str
+    baseline: str  # what it is compared with, and its figure
+    ours: str
+    ratio: float  # read as the target reads it (speed-up, or time relative to the baseline)
+    target: Target | None = None  # None: reported, not held to a number
+    settings: str = ""
+
+    def verdict(self, machine: str) -> str:
+        if self.target is None:
+            return "(no target)"
+        if self.target.machine != machine:
+            return f"{self.target} on {self.target.machine.upper()} (not this machine)"
+        return f"{self.target}: {'met' if self.target.met(self.ratio) else 'MISSED'}"
+
+
+def machine_kind() -> str:
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
+def machine_description() -> str:
+    import os
+
+    cpu = platform.processor() or platform.machine()
+    text = f"{os.cpu_count()} CPUs ({cpu}), {platform.system()}"
+    if torch.cuda.is_available():
+        properties = torch.cuda.get_device_properties(0)
+        text = f"{properties.name} ({properties.total_memory / 2**30:.0f} GiB), " + text
+    return text
+
+
+def versions() -> str:
+    packages = ("torch", "basicsr", "pyiqa", "accelerate", "peft")
+    return f"Python {platform.python_version()}, " + ", ".join(f"{name} {version(name)}" for name in packages)
+
+
+def today() -> str:
+    return date.today().isoformat()
+
+
+def print_rows(rows: list[Measurement]) -> None:
+    for row in rows:
+        print(f"{row.what}: {row.baseline}; {row.ours}; ratio {row.ratio:.2f}x ({row.target or 'no target'})")
