@@ -31,6 +31,22 @@ BASELINE = ["train.mixed_precision=no", "train.channels_last=false", "train.comp
             "datasets.train.prefetch_to_device=false"]  # cuDNN autotuning stays on, as BasicSR's train.py sets it
 BEST = ["train.mixed_precision=bf16", "train.channels_last=true", "train.compile=true",
         "train.optim_g.fused=true", "train.optim_d.fused=true", "datasets.train.prefetch_to_device=true"]
+# Each option alone on top of a plain reference (fp32 eager, no TF32, no cuDNN autotuning): its own effect.
+PLAIN = [*BASELINE, "train.cudnn_benchmark=false"]
+EACH_OPTION = {
+    "TF32": (["train.tf32=true"], "gpu"),
+    "cuDNN benchmark": (["train.cudnn_benchmark=true"], "gpu"),
+    "bf16 autocast": (["train.mixed_precision=bf16"], "any"),
+    "channels-last": (["train.channels_last=true"], "any"),
+    "foreach Adam": (["train.optim_g.foreach=true", "train.optim_d.foreach=true"], "any"),
+    "fused Adam": (["train.optim_g.fused=true", "train.optim_d.fused=true"], "any"),
+    "torch.compile": (["train.compile=true"], "any"),
+    "device prefetch (side stream)": (["datasets.train.prefetch_to_device=true"], "gpu"),
+}
+# On the CPU: a small RRDB GAN step without the VGG term, so that G and D dominate.
+CPU_SIZE = ["network_g.num_block=2", "network_g.num_feat=32", "network_g.num_grow_ch=16", "network_d.num_feat=32",
+            "datasets.train.gt_size=64", "datasets.train.batch_size_per_gpu=4", "datasets.train.num_worker_per_gpu=0",
+            "train.perceptual_opt=null"]
 ONLINE_AMO = ["sampler={type: amo, mode: online, metric: musiq}", "iqa.metric_options.musiq.pretrained=false"]
 BF16_DENSE_PEAK_TFLOPS = {"H100 PCIe": 756.0, "H100": 989.0, "H200": 989.0, "A100": 312.0}
 
@@ -145,13 +161,45 @@ def _side_by_side(workers: dict[str, Worker], steps: int, rounds: int) -> None:
             workers[name].run(steps)
 
 
-def measure(archs: list[str], steps: int = 10, rounds: int = 5, smoke: bool = False) -> list[Measurement]:
+def _prepared_data() -> tuple[Path, Path]:
     from packed_loader_benchmark import build_set
 
     root = Path(tempfile.gettempdir()) / "sr_iqa_bench_512"
     data = build_set(root)
     weights = root / "weights"
     _random_vgg19(weights)
+    return data, weights
+
+
+def option_effects(steps: int = 5, rounds: int = 3) -> list[Measurement]:
+    """Each speed option alone against the plain reference, RRDB's GAN step: the recipe's size on a GPU,
+    a small one (CPU_SIZE) on the CPU. Options that act only on CUDA are left out on the CPU."""
+    kind = "gpu" if torch.cuda.is_available() else "cpu"
+    data, weights = _prepared_data()
+    option_file = REPO / "options" / "train" / "RRDB_upos_x4.yml"
+    rows = []
+    with tempfile.TemporaryDirectory() as experiments:
+        common = _common_overrides(data, weights, Path(experiments), "RRDB") + (CPU_SIZE if kind == "cpu" else [])
+        reference = Worker(option_file, [*common, *PLAIN, "name=plain"], False)
+        for name, (overrides, where) in EACH_OPTION.items():
+            if where == "gpu" and kind == "cpu":
+                continue
+            option = Worker(option_file, [*common, *PLAIN, *overrides, f"name=option{len(rows)}"], False)
+            reference.seconds, reference.steps = 0.0, 0
+            _side_by_side({"reference": reference, name: option}, steps, rounds)
+            rows.append(Measurement(
+                f"Speed option alone, {kind.upper()}: {name}", f"fp32 eager {reference.ms_per_step:.1f} ms/step",
+                f"{name} {option.ms_per_step:.1f} ms/step", reference.ms_per_step / option.ms_per_step, None,
+                ("RRDB recipe, batch 12, 256-px GT, with VGG19 perceptual" if kind == "gpu" else
+                 "RRDB 32 feat, 2 blocks, UNet D 32 feat, batch 4, 64-px GT, no VGG term") +
+                f"; speed-up, {rounds} alternating rounds of {steps} steps"))
+            option.close()
+        reference.close()
+    return rows
+
+
+def measure(archs: list[str], steps: int = 10, rounds: int = 5, smoke: bool = False) -> list[Measurement]:
+    data, weights = _prepared_data()
     peak = bf16_peak_tflops() if torch.cuda.is_available() else None
     rows = []
     with tempfile.TemporaryDirectory() as experiments:
@@ -199,11 +247,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--smoke", action="store_true", help="tiny RRDB on any device: checks the code path only")
+    parser.add_argument("--each-option", action="store_true", help="each speed option alone (GPU or CPU)")
     args = parser.parse_args()
     if args.worker:
         _worker(json.loads(args.worker))
-        return
-    print_rows(measure(args.arch or ["SwinIR", "RRDB"], args.steps, args.rounds, args.smoke))
+    elif args.each_option:
+        print_rows(option_effects(args.steps, args.rounds))
+    else:
+        print_rows(measure(args.arch or ["SwinIR", "RRDB"], args.steps, args.rounds, args.smoke))
 
 
 if __name__ == "__main__":

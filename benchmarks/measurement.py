@@ -7,6 +7,7 @@ import platform
 from dataclasses import dataclass
 from datetime import date
 from importlib.metadata import version
+from pathlib import Path
 
 import torch
 
@@ -48,11 +49,19 @@ def machine_kind() -> str:
 def machine_description() -> str:
     import os
 
-    cpu = platform.processor() or platform.machine()
-    text = f"{os.cpu_count()} CPUs ({cpu}), {platform.system()}"
+    cpu = platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                  if line.startswith("model name")]
+        cpu = models[0] if models else cpu
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    text = f"{os.cpu_count()} CPUs ({cpu}), {memory:.0f} GiB, {platform.system()}"
     if torch.cuda.is_available():
         properties = torch.cuda.get_device_properties(0)
         text = f"{properties.name} ({properties.total_memory / 2**30:.0f} GiB), " + text
+    else:
+        text += ", no GPU"
     return text
 
 

@@ -5,7 +5,7 @@ function behind `sr-iqa score` (content hashing, DataLoader workers, batches of 
 images, SQLite writes), into a fresh cache every round. Both score the full images; with
 ``--grid`` both also score every crop of that grid.
 
-    python benchmarks/scorer_benchmark.py [--rounds 3] [--grid 96:32] [--batch-size 16] [--num-workers 2]
+    python benchmarks/scorer_benchmark.py [--rounds 3] [--grid 96:32] [--batch-size N] [--num-workers 2]
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from sr_iqa.data.demo_set import build_demo_set
 from sr_iqa.data.image_io import read_rgb_tensor
 from sr_iqa.iqa.metrics import create_metric
 from sr_iqa.iqa.score_cache import grid_regions
-from sr_iqa.iqa.scorer import Grid, gt_entries, run_scoring
+from sr_iqa.iqa.scorer import DEFAULT_BATCH_SIZE, Grid, gt_entries, run_scoring
 
 
 @torch.no_grad()
@@ -40,7 +40,7 @@ def naive(paths: list[Path], metric: torch.nn.Module, grid: Grid | None) -> int:
     return count
 
 
-def measure(rounds: int = 3, grid: Grid | None = None, batch_size: int = 16,
+def measure(rounds: int = 3, grid: Grid | None = None, batch_size: int | None = None,
             num_workers: int = 2) -> list[Measurement]:
     paths = build_demo_set(Path(tempfile.gettempdir()) / "sr_iqa_bench_demo")
     entries = gt_entries([g for index in discover_splits(paths.root).values() for g in index.groups])
@@ -60,15 +60,15 @@ def measure(rounds: int = 3, grid: Grid | None = None, batch_size: int = 16,
     return [Measurement(f"Scorer throughput, CPU, NIQE ({regions})", f"naive loop {rates['naive']:.0f} regions/s",
                         f"sr-iqa score {rates['sr_iqa']:.0f} regions/s", rates["sr_iqa"] / rates["naive"],
                         Target("cpu", at_least=3),
-                        f"{len(entries)} GTs of 128x128, batch {batch_size}, {num_workers} workers, fresh cache, "
-                        f"{rounds} rounds")]
+                        f"{len(entries)} GTs of 128x128, batch {batch_size or DEFAULT_BATCH_SIZE['cpu']}, "
+                        f"{num_workers} workers, fresh cache, {rounds} rounds")]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--grid", default=None, help="SIZE:STRIDE")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, help="default: sr-iqa score's")
     parser.add_argument("--num-workers", type=int, default=2)
     args = parser.parse_args()
     grid = Grid.parse(args.grid) if args.grid else None

@@ -211,10 +211,14 @@ def summary_lines(cache: ScoreCache, entries: Sequence[GTEntry], metrics: Sequen
 
 
 NIQE_BLOCK = 96  # NIQE's block size: smaller images or crops raise inside pyiqa
+# Crops per metric call when none is asked for. On the CPU each worker scores its own batches with one
+# thread: 8 crops beat 16 by about a quarter for NIQE on the 2-core VM (smaller float64 buffers, better
+# balance between the workers; benchmarks/scorer_benchmark.py). The GPU value is not tuned yet.
+DEFAULT_BATCH_SIZE = {"cpu": 8, "cuda": 16}
 
 
 def run_scoring(entries: Sequence[GTEntry], metric_names: Sequence[str], cache_path: Path, grid: Grid | None,
-                batch_size: int, num_workers: int, device_name: str | None, weights_dir: Path | None,
+                batch_size: int | None, num_workers: int, device_name: str | None, weights_dir: Path | None,
                 metric_options: dict[str, dict] | None = None) -> None:
     """Score what is missing; every process takes every n-th image. The main process prints the summary."""
     from accelerate import Accelerator
@@ -226,6 +230,7 @@ def run_scoring(entries: Sequence[GTEntry], metric_names: Sequence[str], cache_p
         raise OptionsError(f"--grid {grid.size}:{grid.stride}: NIQE needs crops of at least {NIQE_BLOCK} pixels")
     accelerator = Accelerator(cpu=device_name == "cpu" or not torch.cuda.is_available())
     device = torch.device(device_name) if device_name else accelerator.device
+    batch_size = batch_size or DEFAULT_BATCH_SIZE.get(device.type, 16)
     metric_options = metric_options or {}
     metrics = {name: create_metric(name, device, weights_dir=weights_dir, options=metric_options.get(name))
                for name in metric_names}  # every metric before any work: missing weights fail at once

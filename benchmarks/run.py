@@ -1,0 +1,100 @@
+"""Run every benchmark for this machine's kind, write its table into benchmarks/RESULTS.md, and exit 1
+when a target that applies to this kind of machine is missed.
+
+On a machine without a GPU: the CPU table (framework overhead, packed loader, cached-AMO step,
+scorer, plus the rows without a target: online AMO, HGGT-style loading, each speed option that
+acts on the CPU). With a GPU: the GPU table (GAN steps of SwinIR-M and RRDB with the best
+options against fp32 eager, TFLOP/s, peak memory, online AMO, each speed option alone). Each
+kind's table sits between its own markers in RESULTS.md; the rest of the file (notes,
+experiments) is left as it is.
+
+    python benchmarks/run.py [--kind cpu|gpu] [--quick] [--results benchmarks/RESULTS.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from measurement import Measurement, machine_description, machine_kind, today, versions
+
+HERE = Path(__file__).resolve().parent
+
+
+def cpu_benchmarks(quick: bool) -> list[Callable[[], list[Measurement]]]:
+    import gpu_step_benchmark
+    import loader_benchmark
+    import overhead_benchmark
+    import packed_loader_benchmark
+    import sampler_step_benchmark
+    import scorer_benchmark
+
+    from sr_iqa.iqa.scorer import Grid
+
+    rounds = 1 if quick else None
+    return [
+        lambda: overhead_benchmark.measure(rounds=3 if quick else 15),
+        lambda: packed_loader_benchmark.measure(rounds=rounds or 5),
+        lambda: sampler_step_benchmark.measure(rounds=rounds or 3),
+        lambda: scorer_benchmark.measure(rounds=rounds or 3),
+        lambda: scorer_benchmark.measure(rounds=rounds or 2, grid=Grid(96, 32)),
+        lambda: loader_benchmark.measure(rounds=rounds or 5),
+        lambda: gpu_step_benchmark.option_effects(steps=3 if quick else 5, rounds=rounds or 3),
+    ]
+
+
+def gpu_benchmarks(quick: bool) -> list[Callable[[], list[Measurement]]]:
+    import gpu_step_benchmark
+
+    return [lambda: gpu_step_benchmark.measure(["SwinIR", "RRDB"], steps=5 if quick else 10,
+                                               rounds=2 if quick else 5),
+            lambda: gpu_step_benchmark.option_effects(steps=5 if quick else 10, rounds=2 if quick else 3)]
+
+
+def table(rows: list[Measurement], kind: str) -> str:
+    lines = [f"Written by `python benchmarks/run.py` on {today()}.", "",
+             f"- machine: {machine_description()}", f"- versions: {versions()}", "",
+             "| What | Baseline | sr_iqa | Ratio | Target | Settings |", "|---|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(f"| {row.what} | {row.baseline} | {row.ours} | {row.ratio:.2f}x | {row.verdict(kind)} | "
+                     f"{row.settings} |")
+    return "\n".join(lines)
+
+
+def write_section(results: Path, kind: str, body: str) -> None:
+    """Replace this kind's section between its markers (appended when the file has none)."""
+    start, end = f"<!-- run.py:{kind}:start -->", f"<!-- run.py:{kind}:end -->"
+    section = f"{start}\n{body}\n{end}"
+    text = results.read_text() if results.is_file() else "# Benchmark results\n"
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
+    text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip("\n") + f"\n\n{section}\n"
+    results.write_text(text)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kind", choices=["cpu", "gpu"], default=machine_kind())
+    parser.add_argument("--quick", action="store_true", help="fewer rounds: a check of the path, noisy figures")
+    parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
+    args = parser.parse_args()
+    if args.kind == "gpu" and machine_kind() != "gpu":
+        parser.error("--kind gpu needs a CUDA GPU")
+    rows: list[Measurement] = []
+    for benchmark in (cpu_benchmarks if args.kind == "cpu" else gpu_benchmarks)(args.quick):
+        for row in benchmark():
+            print(f"{row.what}: {row.ratio:.2f}x  [{row.verdict(args.kind)}]", flush=True)
+            rows.append(row)
+    write_section(args.results, args.kind, table(rows, args.kind))
+    missed = [row for row in rows if row.target and row.target.machine == args.kind
+              and not row.target.met(row.ratio)]
+    for row in missed:
+        print(f"MISSED: {row.what}: {row.ratio:.2f}x, target {row.target}", file=sys.stderr)
+    print(f"wrote the {args.kind.upper()} table to {args.results}")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
