@@ -6,9 +6,11 @@ accumulation context, device copy and bicubic LR synthesis, sampling statistics,
 and the counter (everything the loop does per iteration except logging, validation and
 checkpoints). The bare loop does the same arithmetic and nothing else. Both read the same batches
 from memory (loading is measured by the loader benchmarks) and run without EMA. Rounds alternate;
-who goes first alternates; the ratio is the median of the per-round ratios.
+who goes first alternates; the ratio is the median of the per-round ratios. Rounds are short
+(5 steps) and many, so that a burst of load from elsewhere on a shared machine spoils single
+rounds, which the median discards, instead of one side's total.
 
-    python benchmarks/overhead_benchmark.py [--steps 20] [--rounds 7]
+    python benchmarks/overhead_benchmark.py [--steps 5] [--rounds 60]
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ class BareLoop:
         self.optimizer.zero_grad(set_to_none=True)
 
 
-def measure(steps: int = 20, rounds: int = 7) -> list[Measurement]:
+def measure(steps: int = 5, rounds: int = 60) -> list[Measurement]:
     with tempfile.TemporaryDirectory() as folder:
         trainer = build_trainer(Path(folder))
         loader = iter(trainer.loader)
@@ -106,8 +108,8 @@ def measure(steps: int = 20, rounds: int = 7) -> list[Measurement]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=60)
     args = parser.parse_args()
     print_rows(measure(args.steps, args.rounds))
 

@@ -14,44 +14,54 @@ experiments) is left as it is.
 from __future__ import annotations
 
 import argparse
+import json
 import re
+import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
-from measurement import Measurement, machine_description, machine_kind, today, versions
+from measurement import Measurement, Target, machine_description, machine_kind, today, versions
 
 HERE = Path(__file__).resolve().parent
 
 
-def cpu_benchmarks(quick: bool) -> list[Callable[[], list[Measurement]]]:
-    import gpu_step_benchmark
-    import loader_benchmark
-    import overhead_benchmark
-    import packed_loader_benchmark
-    import sampler_step_benchmark
-    import scorer_benchmark
+Benchmark = tuple[str, str, dict]  # module, function, keyword arguments
 
-    from sr_iqa.iqa.scorer import Grid
 
+def cpu_benchmarks(quick: bool) -> list[Benchmark]:
     rounds = 1 if quick else None
     return [
-        lambda: overhead_benchmark.measure(rounds=3 if quick else 15),
-        lambda: packed_loader_benchmark.measure(rounds=rounds or 5),
-        lambda: sampler_step_benchmark.measure(rounds=rounds or 3),
-        lambda: scorer_benchmark.measure(rounds=rounds or 3),
-        lambda: scorer_benchmark.measure(rounds=rounds or 2, grid=Grid(96, 32)),
-        lambda: loader_benchmark.measure(rounds=rounds or 5),
-        lambda: gpu_step_benchmark.option_effects(steps=3 if quick else 5, rounds=rounds or 3),
+        ("overhead_benchmark", "measure", {"rounds": 6 if quick else 60}),
+        ("packed_loader_benchmark", "measure", {"rounds": rounds or 5}),
+        ("sampler_step_benchmark", "measure", {"rounds": rounds or 7}),
+        ("scorer_benchmark", "measure", {"rounds": rounds or 7}),
+        ("scorer_benchmark", "measure", {"rounds": rounds or 5, "grid": "96:32"}),
+        ("loader_benchmark", "measure", {"rounds": rounds or 5}),
+        ("gpu_step_benchmark", "option_effects", {"steps": 3 if quick else 5, "rounds": rounds or 3}),
     ]
 
 
-def gpu_benchmarks(quick: bool) -> list[Callable[[], list[Measurement]]]:
-    import gpu_step_benchmark
+def gpu_benchmarks(quick: bool) -> list[Benchmark]:
+    return [("gpu_step_benchmark", "measure", {"archs": ["SwinIR", "RRDB"], "steps": 5 if quick else 10,
+                                               "rounds": 2 if quick else 5}),
+            ("gpu_step_benchmark", "option_effects", {"steps": 5 if quick else 10, "rounds": 2 if quick else 3})]
 
-    return [lambda: gpu_step_benchmark.measure(["SwinIR", "RRDB"], steps=5 if quick else 10,
-                                               rounds=2 if quick else 5),
-            lambda: gpu_step_benchmark.option_effects(steps=5 if quick else 10, rounds=2 if quick else 3)]
+
+ROWS_MARK = "benchmark rows: "
+
+
+def run_isolated(benchmark: Benchmark) -> list[Measurement]:
+    """Each benchmark in a fresh process: no threads, caches, compiled graphs or memory left by another."""
+    module, function, kwargs = benchmark
+    code = (f"import dataclasses, json, {module}\n"
+            f"rows = {module}.{function}(**json.loads({json.dumps(json.dumps(kwargs))}))\n"
+            f"print({ROWS_MARK!r} + json.dumps([dataclasses.asdict(row) for row in rows]), flush=True)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=HERE, stdout=subprocess.PIPE, text=True)
+    lines = [line for line in result.stdout.splitlines() if line.startswith(ROWS_MARK)]
+    if result.returncode != 0 or not lines:
+        raise SystemExit(f"benchmark {module}.{function} failed (exit {result.returncode})")
+    rows = json.loads(lines[-1][len(ROWS_MARK):])
+    return [Measurement(**{**row, "target": Target(**row["target"]) if row["target"] else None}) for row in rows]
 
 
 def table(rows: list[Measurement], kind: str) -> str:
@@ -74,6 +84,11 @@ def write_section(results: Path, kind: str, body: str) -> None:
     results.write_text(text)
 
 
+def missed_targets(rows: list[Measurement], kind: str) -> list[Measurement]:
+    """Rows whose target applies to this kind of machine and was not reached."""
+    return [row for row in rows if row.target and row.target.machine == kind and not row.target.met(row.ratio)]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kind", choices=["cpu", "gpu"], default=machine_kind())
@@ -84,12 +99,11 @@ def main() -> int:
         parser.error("--kind gpu needs a CUDA GPU")
     rows: list[Measurement] = []
     for benchmark in (cpu_benchmarks if args.kind == "cpu" else gpu_benchmarks)(args.quick):
-        for row in benchmark():
+        for row in run_isolated(benchmark):
             print(f"{row.what}: {row.ratio:.2f}x  [{row.verdict(args.kind)}]", flush=True)
             rows.append(row)
     write_section(args.results, args.kind, table(rows, args.kind))
-    missed = [row for row in rows if row.target and row.target.machine == args.kind
-              and not row.target.met(row.ratio)]
+    missed = missed_targets(rows, args.kind)
     for row in missed:
         print(f"MISSED: {row.what}: {row.ratio:.2f}x, target {row.target}", file=sys.stderr)
     print(f"wrote the {args.kind.upper()} table to {args.results}")
