@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import tiny_options, write_options
+from safetensors.torch import load_file
 
 from sr_iqa.config import load_options
 from sr_iqa.config.schema import MixedPrecision
@@ -142,3 +143,27 @@ def test_device_prefetcher_passes_batches_through_on_the_cpu():
     batches = [{"image": torch.rand(1, 3, 8, 8)} for _ in range(3)]
     delivered = list(DevicePrefetcher(iter(batches), torch.device("cpu")))
     assert [b["image"] for b in delivered] == [b["image"] for b in batches]
+
+
+def test_channels_last_and_compiled_runs_save_and_resume_like_plain_ones(options_file: Path):
+    """NHWC weights and compiled modules go through safetensors and Accelerate's states unchanged: a
+    resumed run equals an uninterrupted one, and its files load into a plain (NCHW, eager) run."""
+    fast = ["train.channels_last=true", "train.compile=true", "train.compile_backend=aot_eager",
+            "logger.save_checkpoint_freq=2", *GAN]
+
+    def train(name: str, *overrides: str) -> Path:
+        return Trainer(load_options(options_file, [f"name={name}", *fast, *overrides])).train().root
+
+    straight = train("straight", "train.total_iter=4")
+    train("resumed", "train.total_iter=2")
+    resumed = train("resumed", "train.total_iter=4", "path.resume_state=auto")
+    for stem in ("net_g", "net_g_ema", "net_d"):
+        a = load_file(str(straight / "models" / f"{stem}_4.safetensors"))
+        b = load_file(str(resumed / "models" / f"{stem}_4.safetensors"))
+        assert a.keys() == b.keys() and not any(key.startswith("_orig_mod") for key in a)
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=1e-6)
+    plain = Trainer(load_options(options_file, ["name=plain", f"path.pretrain_network_g={straight}", *GAN]))
+    loaded = plain.accelerator.unwrap_model(plain.net_g).state_dict()
+    expected = load_file(str(straight / "models" / "net_g_ema_4.safetensors"))
+    assert all(torch.equal(loaded[key].contiguous(), expected[key]) for key in expected)

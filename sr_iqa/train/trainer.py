@@ -240,8 +240,8 @@ class Trainer:
                      ", ".join(self.adapter_settings.target_modules),
                      sum(p.numel() for p in net_g.parameters() if p.requires_grad),
                      sum(p.numel() for p in net_g.parameters()))
-        # Only trainable tensors reach the optimizer (all of them in stage 1, the adapters under LoRA).
         net_g.to(memory_format=speed.memory_format(options.train))
+        # Only trainable tensors reach the optimizer (all of them in stage 1, the adapters under LoRA).
         optimizer = build_optimizer(options.train.optim_g, [p for p in net_g.parameters() if p.requires_grad])
         scheduler = build_scheduler(options.train.scheduler, optimizer)
         self.net_g, self.optimizer, self.scheduler = self.accelerator.prepare(net_g, optimizer, scheduler)
