@@ -46,7 +46,7 @@ def _score_for_sampler(options: Options, paths: DemoSetPaths) -> None:
     log.info("scoring the demo set with %s into %s", sampler.metric, sampler.cache)
     groups = [group for index in discover_splits(paths.root).values() for group in index.groups]
     grid = Grid(options.datasets.train.gt_size, sampler.grid_stride) if sampler.type.value == "amo" else None
-    run_scoring(gt_entries(groups), [sampler.metric], Path(sampler.cache), grid, batch_size=16, num_workers=0,
+    run_scoring(gt_entries(groups), [sampler.metric], Path(sampler.cache), grid, batch_size=None, num_workers=2,
                 device_name=None, weights_dir=None)
 
 
