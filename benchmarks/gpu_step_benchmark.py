@@ -74,15 +74,12 @@ def _worker(spec: dict) -> None:
     from torch.utils.flop_counter import FlopCounterMode
 
     from sr_iqa.config import load_options
-    from sr_iqa.data.device_prefetch import DevicePrefetcher
     from sr_iqa.train.trainer import Trainer
 
     replies, sys.stdout = sys.stdout, sys.stderr  # whatever else prints must not mix with the replies
     options = load_options(Path(spec["option_file"]), spec["overrides"])
     trainer = Trainer(options, source=spec["option_file"])
-    batches = iter(trainer.loader)
-    if options.datasets.train.prefetch_to_device:
-        batches = DevicePrefetcher(batches, trainer.device)
+    batches = trainer.training_batches()
     for _ in range(3):  # warm-up: compilation, cuDNN autotuning, allocator
         trainer.run_iteration(batches)
     _synchronize()

@@ -3,6 +3,7 @@ the target it is held to on the machine kind it applies to."""
 
 from __future__ import annotations
 
+import os
 import platform
 from dataclasses import dataclass
 from datetime import date
@@ -47,8 +48,6 @@ def machine_kind() -> str:
 
 
 def machine_description() -> str:
-    import os
-
     cpu = platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():

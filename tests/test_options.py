@@ -169,3 +169,13 @@ def test_cli_typo_exits_nonzero_with_one_message_and_before_importing_torch(tmp_
     assert "netwrok_g" in result.stderr and "did you mean 'network_g'" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert result.stdout.strip() == "torch not imported"
+
+
+@pytest.mark.parametrize(("override", "key", "hint"), [
+    ("train.compile_mode=max-autotun", "train.compile_mode", "did you mean 'max-autotune'?"),
+    ("train.compile_backend=inductr", "train.compile_backend", "did you mean 'inductor'?"),
+    ("datasets.train.prefetch_factor=0", "datasets.train.prefetch_factor", "at least 1"),
+])
+def test_speed_options_torch_would_refuse_late_are_refused_at_load(options_file: Path, override, key, hint):
+    message = _error(options_file, ["train.compile=true", override])
+    assert f"'{key}'" in message and hint in message

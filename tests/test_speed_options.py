@@ -45,13 +45,8 @@ def _steps(options_file: Path, name: str, *overrides: str) -> tuple[list[dict[st
     """STEPS GAN training steps (past the discriminator's warm-up); per-step losses and G's final weights."""
     trainer = Trainer(load_options(options_file, [f"name={name}", "train.net_d_init_iters=0", *GAN, *EAGER,
                                                   *overrides]))
-    batches = iter(trainer.loader)
-    if trainer.options.datasets.train.prefetch_to_device:
-        batches = DevicePrefetcher(batches, trainer.device)
-    losses = []
-    for _ in range(STEPS):
-        trainer.progress.iteration += 1
-        losses.append({key: value.item() for key, value in trainer.train_step(next(batches)).items()})
+    batches = trainer.training_batches()
+    losses = [{key: value.item() for key, value in trainer.run_iteration(batches).items()} for _ in range(STEPS)]
     weights = {key: value.detach().float().clone()
                for key, value in trainer.accelerator.unwrap_model(trainer.net_g).state_dict().items()}
     return losses, weights

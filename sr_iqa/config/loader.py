@@ -178,6 +178,7 @@ def _check_values(options: Options, source: str) -> None:
     if not 0 <= options.train.ema_decay < 1:
         raise OptionsError(f"{source}: 'train.ema_decay' must be in [0, 1), got {options.train.ema_decay}")
     _check_stage2(options, source)
+    _check_speed(options, source)
 
 
 def _check_stage2(options: Options, source: str) -> None:
@@ -194,6 +195,24 @@ def _check_stage2(options: Options, source: str) -> None:
                            f"direction), got {iqa_opt.loss_weight}")
     if options.path.pretrain_network_d is not None and options.network_d is None:
         raise OptionsError(f"{source}: 'path.pretrain_network_d' is set but there is no 'network_d'")
+
+
+def _check_speed(options: Options, source: str) -> None:
+    """torch.compile would only refuse a mode or backend after the run folder exists. Checked only with
+    compile on: importing inductor's mode list costs over a second per process."""
+    train = options.train
+    if train.compile:
+        import torch._dynamo
+        from torch._inductor import list_mode_options
+
+        choices = {"train.compile_backend": (train.compile_backend, torch._dynamo.list_backends(exclude_tags=())),
+                   "train.compile_mode": (train.compile_mode, list(list_mode_options()))}
+        for key, (value, valid) in choices.items():
+            if value is not None and value not in valid:
+                raise OptionsError(f"{source}: '{key}' is '{value}'; {did_you_mean(value, valid)}")
+    if options.datasets.train.prefetch_factor < 1:
+        raise OptionsError(f"{source}: 'datasets.train.prefetch_factor' must be at least 1, "
+                           f"got {options.datasets.train.prefetch_factor}")
 
 
 def load_options(path: str | Path, overrides: Sequence[str] = ()) -> Options:

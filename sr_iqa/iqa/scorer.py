@@ -147,8 +147,8 @@ class _ScoredChunks(Dataset):
 
     def __init__(self, jobs: list[ScoreJob], metric: torch.nn.Module, key: str, batch_size: int) -> None:
         self.jobs, self.metric, self.key, self.batch_size = jobs, metric, key, batch_size
-        self.chunks: list[list[int]] = [[]]
-        regions = 0
+        self.chunks: list[list[int]] = []  # whole images, until a chunk holds batch_size regions
+        regions = batch_size
         for index, job in enumerate(jobs):
             if regions >= batch_size:
                 self.chunks.append([])
@@ -157,7 +157,7 @@ class _ScoredChunks(Dataset):
             regions += len(job.regions)
 
     def __len__(self) -> int:
-        return len(self.chunks) if self.jobs else 0
+        return len(self.chunks)
 
     def __getitem__(self, index: int) -> tuple[int, list[ScoreRow]]:
         rows: list[ScoreRow] = []

@@ -17,6 +17,7 @@ SCHEDULER_TYPES = {
 
 
 def build_optimizer(block: Mapping[str, Any], parameters: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    """Frozen parameters (a LoRA backbone) are left out."""
     return build_from_block(block, OPTIMIZER_TYPES, [p for p in parameters if p.requires_grad])
 
 

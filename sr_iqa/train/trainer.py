@@ -242,7 +242,7 @@ class Trainer:
                      sum(p.numel() for p in net_g.parameters()))
         net_g.to(memory_format=speed.memory_format(options.train))
         # Only trainable tensors reach the optimizer (all of them in stage 1, the adapters under LoRA).
-        optimizer = build_optimizer(options.train.optim_g, [p for p in net_g.parameters() if p.requires_grad])
+        optimizer = build_optimizer(options.train.optim_g, net_g.parameters())
         scheduler = build_scheduler(options.train.scheduler, optimizer)
         self.net_g, self.optimizer, self.scheduler = self.accelerator.prepare(net_g, optimizer, scheduler)
         self.net_d = self.optimizer_d = self.scheduler_d = self.gan_loss = None
@@ -379,9 +379,7 @@ class Trainer:
     def _run_iterations(self, bar: tqdm, stop: StopRequest) -> None:
         options = self.options
         total, accumulation = options.train.total_iter, options.train.gradient_accumulation_steps
-        batches = iter(self.loader)
-        if options.datasets.train.prefetch_to_device:
-            batches = DevicePrefetcher(batches, self.device)
+        batches = self.training_batches()
         loss_sums: dict[str, torch.Tensor] = {}  # summed on the device: no sync per step
         micro_steps, started = 0, time.perf_counter()
         while self.progress.iteration < total:
@@ -405,6 +403,13 @@ class Trainer:
                 log.warning("interrupted at iteration %d; checkpoint saved, resume with path.resume_state=auto",
                             iteration)
                 raise KeyboardInterrupt
+
+    def training_batches(self) -> Iterator[dict[str, torch.Tensor]]:
+        """The loader's batches, copied to the GPU one step ahead with ``datasets.train.prefetch_to_device``."""
+        batches = iter(self.loader)
+        if self.options.datasets.train.prefetch_to_device:
+            return DevicePrefetcher(batches, self.device)
+        return batches
 
     def run_iteration(self, batches: Iterator[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         """One optimizer step: its micro-batches, the schedulers, the EMA and the counter; the summed losses.
