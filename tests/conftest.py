@@ -13,6 +13,9 @@ import yaml
 from sr_iqa.data.demo_set import DemoSetPaths, DemoSetSpec, build_demo_set
 
 REPO = Path(__file__).resolve().parents[1]
+# `accelerate launch` through this interpreter: works where the `accelerate` script is not beside it
+# (a --target install, as on the GPU image).
+ACCELERATE_LAUNCH = [sys.executable, "-m", "accelerate.commands.launch"]
 SMALL_SPEC = DemoSetSpec(crop_size=96, scale=4, train_crops_per_photo=2, test_crops_per_photo=1)
 
 

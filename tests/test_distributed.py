@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, tiny_options, write_options
+from conftest import ACCELERATE_LAUNCH, REPO, tiny_options, write_options
 from safetensors.torch import load_file
-
-ACCELERATE = Path(sys.executable).parent / "accelerate"
 
 
 def _launch(options_file: Path | None, port: int, *command: str) -> subprocess.CompletedProcess:
     command = command or ("train", "-opt", str(options_file))
     return subprocess.run(
-        [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+        [*ACCELERATE_LAUNCH, "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
          "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
          "-m", "sr_iqa", *command],
         cwd=REPO, capture_output=True, text=True, timeout=300,

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, run_cli
+from conftest import ACCELERATE_LAUNCH, REPO, run_cli
 from hggt_tree import VOTES, N, P, S, write_hggt_split  # noqa: F401
 from PIL import Image
 
@@ -26,8 +26,6 @@ from sr_iqa.iqa.agreement import pairwise_agreement
 from sr_iqa.iqa.metrics import FrozenMetricLoss
 from sr_iqa.iqa.score_cache import Region, ScoreCache, grid_regions
 from sr_iqa.iqa.scorer import Grid, gt_entries, plan, run_scoring
-
-ACCELERATE = Path(sys.executable).parent / "accelerate"
 
 
 @pytest.fixture
@@ -139,7 +137,7 @@ def test_two_processes_give_the_same_cache_as_one(tree: Path, tmp_path: Path):
     common = ["--dataset", str(tree), "--metric", "niqe", "--grid", "96:16", "--num-workers", "0"]
     assert run_cli("score", *common, "--cache", str(single)).returncode == 0
     result = subprocess.run(
-        [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+        [*ACCELERATE_LAUNCH, "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
          "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29533",
          "-m", "sr_iqa", "score", *common, "--cache", str(double)],
         cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -290,3 +288,29 @@ def test_a_metric_that_cannot_score_an_image_gives_nan_and_a_warning(caplog: pyt
         scores = metric_set.score(flat, flat + 0.1, "flat.png")
     assert math.isnan(scores["niqe"]) and scores["psnr"] == pytest.approx(20.0, abs=0.01)
     assert "niqe cannot score flat.png" in caplog.text
+
+
+def test_a_weight_file_from_the_weights_dir_appears_in_the_cache_only_complete(tmp_path: Path, monkeypatch):
+    """Ranks or benchmark workers that start together must never load a half-copied file: the copy is written
+    under a name of the process's own and renamed into place."""
+    import shutil
+
+    from sr_iqa.iqa.weights import weight_lookup
+
+    source = tmp_path / "w" / "net.pth"
+    source.parent.mkdir()
+    source.write_bytes(os.urandom(1 << 20))
+    target = tmp_path / "cache" / "net.pth"
+    copies = []
+    real_copy = shutil.copyfile
+
+    def watched_copy(src: Path, dst: Path) -> Path:
+        copies.append((Path(dst), target.exists()))
+        return real_copy(src, dst)
+
+    monkeypatch.setattr(shutil, "copyfile", watched_copy)
+    with weight_lookup("a test", tmp_path / "w"):
+        torch.hub.download_url_to_file("https://example.invalid/weights/net.pth", str(target))
+    assert target.read_bytes() == source.read_bytes()
+    assert copies and all(destination != target and not visible for destination, visible in copies)
+    assert list(target.parent.iterdir()) == [target]  # no partial file left behind

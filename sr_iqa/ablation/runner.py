@@ -8,7 +8,6 @@ newest state. Interrupting and rerunning therefore never repeats finished work.
 from __future__ import annotations
 
 import logging
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,10 +19,10 @@ from sr_iqa.errors import SrIqaError
 log = logging.getLogger("sr_iqa.ablate")
 
 
-def _accelerate() -> str:
-    """The accelerate launcher of this Python environment (its bin folder need not be on PATH)."""
-    sibling = Path(sys.executable).parent / "accelerate"
-    return str(sibling) if sibling.is_file() else (shutil.which("accelerate") or "accelerate")
+def _launch_here(command: list[str]) -> list[str]:
+    """A planned ``accelerate launch ...`` run through this Python's accelerate: no ``accelerate`` script on PATH
+    or beside the interpreter is needed (a ``pip install --target`` has none)."""
+    return [sys.executable, "-m", "accelerate.commands.launch", *command[2:]]
 
 
 def run_ablation(path: Path, dry_run: bool = False) -> int:
@@ -41,7 +40,7 @@ def run_ablation(path: Path, dry_run: bool = False) -> int:
             log.info("[%d/%d] %s %s: done, skipped", number, len(steps), step.run, step.kind)
             continue
         log.info("[%d/%d] %s %s: %s", number, len(steps), step.run, step.kind, step.shell())
-        if subprocess.run([_accelerate(), *step.command[1:]]).returncode != 0:
+        if subprocess.run(_launch_here(step.command)).returncode != 0:
             raise SrIqaError(f"{step.run} {step.kind} failed; fix the cause and rerun `sr-iqa ablate -opt {path}` "
                              f"(finished steps are skipped, training resumes): {step.shell()}")
     record = aggregate(methods, root, options.plot_metric, options.dataset, options.report_images)

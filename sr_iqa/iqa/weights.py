@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -55,8 +56,7 @@ def weight_lookup(user: str, weights_dir: Path | None = None, probe: bool = Fals
         file_name = Path(urlparse(url).path).name
         cache_file = Path(dst)
         if weights_dir is not None and (weights_dir / file_name).is_file():
-            cache_file.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(weights_dir / file_name, cache_file)
+            _copy_atomically(weights_dir / file_name, cache_file)
             return
         if probe:
             request.missing.append((file_name, cache_file.parent))
@@ -87,6 +87,15 @@ def weight_lookup(user: str, weights_dir: Path | None = None, probe: bool = Fals
                     f"{user}: a backbone it loads from the Hugging Face hub is not in {hub_cache} and "
                     "cannot be downloaded; run it once where the hub is reachable and copy that cache here"
                 ) from None
+
+
+def _copy_atomically(source: Path, target: Path) -> None:
+    """Copy under a name of this process's own, then rename: processes that start together (ranks, benchmark
+    workers) see either no cache file (and copy too) or a complete one, never one half written."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    shutil.copyfile(source, partial)
+    os.replace(partial, target)
 
 
 @contextlib.contextmanager
