@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint clean-demo system-deps
+.PHONY: demo test lint clean-demo system-deps wheelhouse
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ system-deps:
 test: $(VENV)/.installed-test system-deps
 	$(BIN)/ruff check sr_iqa tests benchmarks
 	$(BIN)/python -m pytest -q
+
+# The wheels the GPU machine's image lacks (benchmarks/wheelhouse.py), to carry there with the working tree:
+# benchmarks/gpu_check.sh installs them with pip --no-index.
+wheelhouse: $(VENV)/.installed
+	$(BIN)/python benchmarks/wheelhouse.py --out wheelhouse
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check sr_iqa tests benchmarks

@@ -1,18 +1,77 @@
 #!/usr/bin/env bash
-# The GPU measurements as one command, on a machine with a CUDA GPU (from the repository root or anywhere):
+# The GPU check: one command on a lent GPU machine that has torch but no network and no sr_iqa dependencies
+# beyond its image. Build the wheelhouse here first (`make wheelhouse`) and carry `wheelhouse/` along; then
 #   bash benchmarks/gpu_check.sh
-# 1. the GPU-only tests of the speed options (bf16 'auto', the side-stream prefetcher, compile with inductor);
-# 2. `benchmarks/run.py --kind gpu`: SwinIR-M and RRDB GAN steps, fp32 eager vs the best options, TFLOP/s
-#    against the bf16 peak, peak memory, online AMO with a random MUSIQ; writes the GPU table of RESULTS.md
-#    and exits 1 when the 2x target is missed.
-# Uses .venv when there is one, else $PYTHON or python3 (which must have torch with CUDA and the project's
-# dependencies; the project itself is installed without network if it is missing).
-set -euo pipefail
+# Parts, in this order, each under its own time limit and all within GPU_CHECK_SECONDS (default 470 s):
+#   gpu         nvidia-smi and what torch sees
+#   install     the wheelhouse and sr_iqa into /tmp/sr_iqa_site without network, then an import check
+#   tests       the GPU-only tests (the speed options, compile with inductor)
+#   user path   demo set, NIQE scores, stage 1 with cached AMO, a LoRA stage, eval --checkpoint of both,
+#               through `accelerate launch` (benchmarks/gpu_user_path.sh)
+#   benchmarks  `benchmarks/run.py --kind gpu --quick` with what time is left: GAN steps of RRDB and SwinIR-M,
+#               fp32 eager vs the best options, TFLOP/s, peak memory, cached and online AMO against UPos,
+#               then each speed option alone; the GPU table is rewritten after each benchmark
+# A failing or timed-out part does not stop the others. Everything lands in $OUT when it is set (the device
+# tool brings it back), else in benchmarks/gpu_check_out/: summary.txt (each part's status and time, and
+# the benchmark figures), gpu_check.log (all output), RESULTS.md (with the GPU table), benchmark_rows.json,
+# eval_stage1.md and eval_stage2.md. Exit status: 0 when every part passed and no GPU target was missed.
+set -uo pipefail
 cd "$(dirname "$0")/.."
-if [ -x .venv/bin/python ]; then PY=${PYTHON:-.venv/bin/python}; else PY=${PYTHON:-python3}; fi
-"$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" \
-  || { echo "gpu_check.sh: no CUDA GPU visible to $PY (torch.cuda.is_available() is false)"; exit 1; }
-"$PY" -c "import sr_iqa" 2>/dev/null || "$PY" -m pip install -q --no-deps --no-build-isolation -e .
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
-SR_IQA_COMPILE_BACKEND=inductor "$PY" -m pytest -q -p no:cacheprovider tests/test_speed_options.py
-PYTHONUNBUFFERED=1 "$PY" benchmarks/run.py --kind gpu "$@"
+PY=${PY:-python3}
+OUT_DIR=${OUT:-benchmarks/gpu_check_out}
+BUDGET=${GPU_CHECK_SECONDS:-470}
+SITE=${SR_IQA_SITE:-/tmp/sr_iqa_site}
+WORK=/tmp/sr_iqa_user_path
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+mkdir -p "$OUT_DIR"
+LOG="$OUT_DIR/gpu_check.log"
+SUMMARY="$OUT_DIR/summary.txt"
+: >"$LOG"
+echo "gpu_check.sh $(date -u +%FT%TZ), budget ${BUDGET}s" >"$SUMMARY"
+failed=0
+
+# part NAME LIMIT COMMAND...: runs COMMAND under min(LIMIT, what is left of the budget), logs its output and
+# records its status; it never stops the script.
+part() {
+  local name=$1 limit=$2
+  shift 2
+  local left=$((BUDGET - SECONDS - 10))
+  ((limit > left)) && limit=$left
+  if ((limit < 15)); then
+    echo "$name: SKIPPED (time budget spent)" | tee -a "$SUMMARY"
+    failed=1
+    return
+  fi
+  echo "===== $name (limit ${limit}s) =====" | tee -a "$LOG"
+  local begun=$SECONDS
+  timeout --kill-after=10 "$limit" "$@" 2>&1 | tee -a "$LOG"
+  local rc=${PIPESTATUS[0]} status=ok
+  if ((rc == 124 || rc == 137)); then
+    status="TIMED OUT"
+  elif ((rc != 0)); then
+    status="FAILED (exit $rc)"
+  fi
+  ((rc != 0)) && failed=1
+  echo "$name: $status in $((SECONDS - begun)) s" | tee -a "$SUMMARY" "$LOG"
+}
+
+part gpu 30 "$PY" -c "import subprocess, torch
+subprocess.run(['nvidia-smi', '--query-gpu=name,memory.total,driver_version', '--format=csv'])
+print('torch', torch.__version__, 'CUDA', torch.version.cuda, 'GPU', torch.cuda.is_available())"
+part install 120 env PY="$PY" bash benchmarks/gpu_install.sh wheelhouse "$SITE"
+export PYTHONPATH="$SITE"
+part tests 150 env SR_IQA_COMPILE_BACKEND=inductor "$PY" -m pytest -q -p no:cacheprovider tests/test_speed_options.py
+part "user path" 150 env PY="$PY" bash benchmarks/gpu_user_path.sh "$WORK"
+for stage in stage1 stage2; do
+  [ -f "$WORK/eval_$stage/summary.md" ] && cp "$WORK/eval_$stage/summary.md" "$OUT_DIR/eval_$stage.md"
+done
+part benchmarks 100000 "$PY" benchmarks/run.py --kind gpu --quick --rows-json "$OUT_DIR/benchmark_rows.json"
+cp benchmarks/RESULTS.md "$OUT_DIR/RESULTS.md"
+{
+  echo "benchmark figures:"
+  grep -E '^[^=].*: [0-9.]+x  \[' "$LOG" || echo "(none)"
+  grep -E '^MISSED:' "$LOG"
+  echo "total: $SECONDS s"
+} >>"$SUMMARY"
+cat "$SUMMARY"
+exit $failed

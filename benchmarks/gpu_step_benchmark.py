@@ -1,16 +1,18 @@
 """Stage-1 GAN step on a GPU: the recipe's SwinIR-M (batch 8) and RRDB (batch 12), 256x256 GT, with
 sr_iqa's speed options against the same step in fp32 eager without channels-last (BasicSR's way),
-side by side in one run; plus online AMO with a randomly initialised MUSIQ against UPos.
+side by side in one run; then UPos against cached AMO (NIQE crop scores from the cache) and online AMO
+(a randomly initialised MUSIQ on every GT crop), all with the best options.
 
 Accelerate fixes the precision once per process, so each configuration lives in its own worker
 process holding a real Trainer built from ``options/train/<arch>_upos_x4.yml``; the parent
-alternates "run N steps" between the workers, so both see the same machine state. A worker
+alternates "run N steps" between the workers, so all see the same machine state. A worker
 reports its time per step (CUDA-synchronised), its peak memory, and (counted once with torch's
-FlopCounterMode) the FLOPs of one step. No network: the data are 512x512 crops of
-scikit-image photos, the VGG19 of the perceptual loss and MUSIQ are randomly initialised (the
-step costs the same).
+FlopCounterMode) the FLOPs of one step. No network: the data are 512x512 crops of scikit-image
+photos with four unsharp-mask GTs, all labelled Positive (so UPos and AMO both read two images per
+sample); the VGG19 of the perceptual loss and MUSIQ are randomly initialised (the step costs the same).
 
     python benchmarks/gpu_step_benchmark.py [--steps 10] [--rounds 5] [--arch RRDB --arch SwinIR]
+    python benchmarks/gpu_step_benchmark.py --smoke --arch RRDB --steps 1 --rounds 1   # the code path, any device
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -103,12 +106,19 @@ def _worker(spec: dict) -> None:
 
 
 class Worker:
+    """One configuration in its own process. Construction starts it; ``wait_ready`` waits for its warm-up
+    (compilation included), so that several workers can warm up at the same time."""
+
     def __init__(self, option_file: Path, overrides: list[str], count_flops: bool) -> None:
         spec = {"option_file": str(option_file), "overrides": overrides, "count_flops": count_flops}
         self.process = subprocess.Popen([sys.executable, __file__, "--worker", json.dumps(spec)], cwd=REPO,
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self.flops = self._read()["flops"]
+        self.flops = 0
         self.seconds, self.steps, self.peak_gib = 0.0, 0, 0.0
+
+    def wait_ready(self) -> Worker:
+        self.flops = self._read()["flops"]
+        return self
 
     def _read(self) -> dict:
         line = self.process.stdout.readline()
@@ -124,6 +134,9 @@ class Worker:
         self.steps += steps
         self.peak_gib = max(self.peak_gib, reply["peak_gib"])
 
+    def restart_clock(self) -> None:
+        self.seconds, self.steps = 0.0, 0
+
     @property
     def ms_per_step(self) -> float:
         return 1000 * self.seconds / self.steps
@@ -133,12 +146,25 @@ class Worker:
         self.process.wait()
 
 
+def _ready(*workers: Worker) -> None:
+    for worker in workers:
+        worker.wait_ready()
+
+
 # ----- the parent ---------------------------------------------------------------------------------
 
-def _common_overrides(data: Path, weights: Path, experiments: Path, name: str) -> list[str]:
-    return [f"name={name}", f"datasets.train.dataroot_gt={data}", "datasets.train.dataroot_label=null",
-            "datasets.val=null", "datasets.train.num_worker_per_gpu=4", "path.pretrain_network_g=null",
-            f"path.experiments_root={experiments}", f"iqa.weights_dir={weights}", "logger.use_tb_logger=false"]
+GRID_STRIDE = 64  # cached AMO: the 256-pixel crop boxes lie on a 64-pixel grid (25 boxes per 512x512 GT)
+
+
+def _common_overrides(data: PreparedData, experiments: Path, name: str) -> list[str]:
+    return [f"name={name}", f"datasets.train.dataroot_gt={data.images}",
+            f"datasets.train.dataroot_label={data.labels}", "datasets.val=null",
+            "datasets.train.num_worker_per_gpu=4", "path.pretrain_network_g=null",
+            f"path.experiments_root={experiments}", f"iqa.weights_dir={data.weights}", "logger.use_tb_logger=false"]
+
+
+def _cached_amo(data: PreparedData) -> list[str]:
+    return [f"sampler={{type: amo, metric: niqe, cache: {data.scores}, grid_stride: {GRID_STRIDE}}}"]
 
 
 def _random_vgg19(weights: Path) -> None:
@@ -151,6 +177,43 @@ def _random_vgg19(weights: Path) -> None:
         torch.save(torchvision.models.vgg19().state_dict(), target)
 
 
+def _write_labels(images: Path, labels: Path) -> None:
+    """HGGT label files for the benchmark set: every enhanced GT Positive for all three annotators, so that
+    UPos reads the original and one enhanced GT per sample, as cached AMO does."""
+    for original in sorted((images / "original").glob("*.png")):
+        entries: dict = {"Picture_1": {"Name": "original", "File": f"original/{original.name}", "Label": None}}
+        for number, slot in enumerate(("01", "02", "03", "04"), start=2):
+            entries[f"Picture_{number}"] = {"Name": slot, "File": f"{slot}/{original.stem}_{slot}.png",
+                                            "Label": "Positive"}
+        for annotator in "ABC":
+            path = labels / annotator / f"{original.stem}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(entries))
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    images: Path  # the folder holding original/ and 01..04
+    labels: Path
+    weights: Path  # a random VGG19 under basicsr's file name
+    scores: Path  # NIQE of every GT on the 256:64 grid, for cached AMO
+
+
+def _prepared_data() -> PreparedData:
+    from packed_loader_benchmark import build_set
+
+    root = Path(tempfile.gettempdir()) / "sr_iqa_bench_512"
+    data = PreparedData(build_set(root), root / "labels", root / "weights", root / "scores.db")
+    _random_vgg19(data.weights)
+    if not (data.labels / "C").is_dir():
+        _write_labels(data.images, data.labels)
+    # `sr-iqa score` as a user runs it, in its own process; a second run finds every score and does nothing.
+    subprocess.run([sys.executable, "-m", "sr_iqa", "score", "--dataset", str(data.images), "--metric", "niqe",
+                    "--grid", f"256:{GRID_STRIDE}", "--cache", str(data.scores)], cwd=REPO, check=True,
+                   stdout=subprocess.DEVNULL)
+    return data
+
+
 def _side_by_side(workers: dict[str, Worker], steps: int, rounds: int) -> None:
     for round_number in range(rounds):
         order = list(workers) if round_number % 2 == 0 else list(reversed(workers))
@@ -158,31 +221,21 @@ def _side_by_side(workers: dict[str, Worker], steps: int, rounds: int) -> None:
             workers[name].run(steps)
 
 
-def _prepared_data() -> tuple[Path, Path]:
-    from packed_loader_benchmark import build_set
-
-    root = Path(tempfile.gettempdir()) / "sr_iqa_bench_512"
-    data = build_set(root)
-    weights = root / "weights"
-    _random_vgg19(weights)
-    return data, weights
-
-
 def option_effects(steps: int = 5, rounds: int = 3) -> list[Measurement]:
     """Each speed option alone against the plain reference, RRDB's GAN step: the recipe's size on a GPU,
     a small one (CPU_SIZE) on the CPU. Options that act only on CUDA are left out on the CPU."""
     kind = "gpu" if torch.cuda.is_available() else "cpu"
-    data, weights = _prepared_data()
+    data = _prepared_data()
     option_file = REPO / "options" / "train" / "RRDB_upos_x4.yml"
     rows = []
     with tempfile.TemporaryDirectory() as experiments:
-        common = _common_overrides(data, weights, Path(experiments), "RRDB") + (CPU_SIZE if kind == "cpu" else [])
-        reference = Worker(option_file, [*common, *PLAIN, "name=plain"], False)
+        common = _common_overrides(data, Path(experiments), "RRDB") + (CPU_SIZE if kind == "cpu" else [])
+        reference = Worker(option_file, [*common, *PLAIN, "name=plain"], False).wait_ready()
         for name, (overrides, where) in EACH_OPTION.items():
             if where == "gpu" and kind == "cpu":
                 continue
-            option = Worker(option_file, [*common, *PLAIN, *overrides, f"name=option{len(rows)}"], False)
-            reference.seconds, reference.steps = 0.0, 0
+            option = Worker(option_file, [*common, *PLAIN, *overrides, f"name=option{len(rows)}"], False).wait_ready()
+            reference.restart_clock()
             _side_by_side({"reference": reference, name: option}, steps, rounds)
             rows.append(Measurement(
                 f"Speed option alone, {kind.upper()}: {name}", f"fp32 eager {reference.ms_per_step:.1f} ms/step",
@@ -196,23 +249,25 @@ def option_effects(steps: int = 5, rounds: int = 3) -> list[Measurement]:
 
 
 def measure(archs: list[str], steps: int = 10, rounds: int = 5, smoke: bool = False) -> list[Measurement]:
-    data, weights = _prepared_data()
+    """Per arch: the GAN step with the best options against fp32 eager, then UPos against cached and online
+    AMO (all with the best options). Workers that are compared warm up together; the AMO workers start after
+    the best-options worker has compiled, so that their identical G and D graphs come from inductor's cache."""
+    data = _prepared_data()
     peak = bf16_peak_tflops() if torch.cuda.is_available() else None
     rows = []
     with tempfile.TemporaryDirectory() as experiments:
         for arch in archs:
             option_file = REPO / "options" / "train" / f"{arch}_upos_x4.yml"
-            common = _common_overrides(data, weights, Path(experiments), arch)
-            if smoke:  # the code path on a CPU: a tiny RRDB, graph capture without code generation
+            common = _common_overrides(data, Path(experiments), arch)
+            if smoke:  # the code path on a CPU (RRDB only): tiny networks, graph capture without code generation
                 common += ["network_g.num_block=1", "network_g.num_feat=8", "network_g.num_grow_ch=4",
-                           "datasets.train.gt_size=64", "datasets.train.batch_size_per_gpu=2",
+                           "network_d.num_feat=8", "datasets.train.batch_size_per_gpu=2",
                            "datasets.train.num_worker_per_gpu=0", "train.compile_backend=aot_eager"]
-            workers = {
-                "fp32 eager": Worker(option_file, [*common, *BASELINE, "name=" + arch + "_fp32"], True),
-                "best": Worker(option_file, [*common, *BEST, "name=" + arch + "_best"], False),
-            }
-            _side_by_side(workers, steps, rounds)
-            baseline, best = workers["fp32 eager"], workers["best"]
+            baseline = Worker(option_file, [*common, *BASELINE, f"name={arch}_fp32"], True)
+            best = Worker(option_file, [*common, *BEST, f"name={arch}_best"], False)
+            _ready(baseline, best)
+            _side_by_side({"fp32 eager": baseline, "best": best}, steps, rounds)
+            baseline.close()
             tflops = baseline.flops / (best.ms_per_step / 1000) / 1e12
             utilisation = f", {100 * tflops / peak:.1f} % of the {peak:g} TFLOP/s bf16 peak" if peak else ""
             rows.append(Measurement(
@@ -222,17 +277,22 @@ def measure(archs: list[str], steps: int = 10, rounds: int = 5, smoke: bool = Fa
                 f"peak {best.peak_gib:.1f} GiB", baseline.ms_per_step / best.ms_per_step, Target("gpu", at_least=2),
                 f"{tflops:.1f} TFLOP/s achieved ({baseline.flops / 1e12:.2f} TFLOP per step){utilisation}; "
                 f"G + VGG19 perceptual + UNet D, {rounds} alternating rounds of {steps} steps"))
-            for worker in workers.values():
-                worker.close()
-            amo = {"UPos": Worker(option_file, [*common, *BEST, "name=" + arch + "_upos"], False),
-                   "online AMO": Worker(option_file, [*common, *BEST, *ONLINE_AMO, "name=" + arch + "_amo"], False)}
-            _side_by_side(amo, steps, rounds)
+            cached = Worker(option_file, [*common, *BEST, *_cached_amo(data), f"name={arch}_cached_amo"], False)
+            online = Worker(option_file, [*common, *BEST, *ONLINE_AMO, f"name={arch}_online_amo"], False)
+            _ready(cached, online)
+            best.restart_clock()
+            _side_by_side({"UPos": best, "cached AMO": cached, "online AMO": online}, steps, rounds)
+            rows.append(Measurement(
+                f"Cached-AMO step time, GPU: {arch}", f"UPos {best.ms_per_step:.1f} ms/step",
+                f"cached AMO {cached.ms_per_step:.1f} ms/step", cached.seconds / best.seconds,
+                Target("gpu", at_most=1.05), f"both with the best options, NIQE scores on the 256:{GRID_STRIDE} grid, "
+                f"{rounds} alternating rounds of {steps} steps"))
             rows.append(Measurement(
                 f"Online-AMO overhead, GPU: {arch}, random MUSIQ on 5 GT crops per sample",
-                f"UPos {amo['UPos'].ms_per_step:.1f} ms/step",
-                f"online AMO {amo['online AMO'].ms_per_step:.1f} ms/step, peak {amo['online AMO'].peak_gib:.1f} GiB",
-                amo["online AMO"].seconds / amo["UPos"].seconds, None, "both with the best speed options"))
-            for worker in amo.values():
+                f"UPos {best.ms_per_step:.1f} ms/step",
+                f"online AMO {online.ms_per_step:.1f} ms/step, peak {online.peak_gib:.1f} GiB",
+                online.seconds / best.seconds, None, "both with the best speed options"))
+            for worker in (best, cached, online):
                 worker.close()
     return rows
 

@@ -1,19 +1,21 @@
 """Run every benchmark for this machine's kind, write its table into benchmarks/RESULTS.md, and exit 1
-when a target that applies to this kind of machine is missed.
+when a target that applies to this kind of machine is missed or a benchmark failed.
 
 On a machine without a GPU: the CPU table (framework overhead, packed loader, cached-AMO step,
 scorer, plus the rows without a target: online AMO, HGGT-style loading, each speed option that
 acts on the CPU). With a GPU: the GPU table (GAN steps of SwinIR-M and RRDB with the best
-options against fp32 eager, TFLOP/s, peak memory, online AMO, each speed option alone). Each
-kind's table sits between its own markers in RESULTS.md; the rest of the file (notes,
-experiments) is left as it is.
+options against fp32 eager, TFLOP/s, peak memory, cached and online AMO against UPos, each speed
+option alone). Each kind's table sits between its own markers in RESULTS.md; the rest of the file
+(notes, experiments) is left as it is. The table is rewritten after every benchmark, and a failing
+benchmark does not stop the others.
 
-    python benchmarks/run.py [--kind cpu|gpu] [--quick] [--results benchmarks/RESULTS.md]
+    python benchmarks/run.py [--kind cpu|gpu] [--quick] [--results benchmarks/RESULTS.md] [--rows-json F]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import subprocess
@@ -42,12 +44,19 @@ def cpu_benchmarks(quick: bool) -> list[Benchmark]:
 
 
 def gpu_benchmarks(quick: bool) -> list[Benchmark]:
-    return [("gpu_step_benchmark", "measure", {"archs": ["SwinIR", "RRDB"], "steps": 5 if quick else 10,
-                                               "rounds": 2 if quick else 5}),
-            ("gpu_step_benchmark", "option_effects", {"steps": 5 if quick else 10, "rounds": 2 if quick else 3})]
+    """RRDB first, then SwinIR (its compilation is the longest), then each option alone: each in its own process,
+    so that what finished is kept when a time limit stops the rest (gpu_check.sh)."""
+    steps, rounds = (5, 2) if quick else (10, 5)
+    return [("gpu_step_benchmark", "measure", {"archs": ["RRDB"], "steps": steps, "rounds": rounds}),
+            ("gpu_step_benchmark", "measure", {"archs": ["SwinIR"], "steps": steps, "rounds": rounds}),
+            ("gpu_step_benchmark", "option_effects", {"steps": steps, "rounds": 2 if quick else 3})]
 
 
 ROWS_MARK = "benchmark rows: "
+
+
+class BenchmarkFailed(Exception):
+    pass
 
 
 def run_isolated(benchmark: Benchmark) -> list[Measurement]:
@@ -59,18 +68,22 @@ def run_isolated(benchmark: Benchmark) -> list[Measurement]:
     result = subprocess.run([sys.executable, "-c", code], cwd=HERE, stdout=subprocess.PIPE, text=True)
     lines = [line for line in result.stdout.splitlines() if line.startswith(ROWS_MARK)]
     if result.returncode != 0 or not lines:
-        raise SystemExit(f"benchmark {module}.{function} failed (exit {result.returncode})")
+        raise BenchmarkFailed(f"benchmark {module}.{function}({kwargs}) failed (exit {result.returncode})")
     rows = json.loads(lines[-1][len(ROWS_MARK):])
     return [Measurement(**{**row, "target": Target(**row["target"]) if row["target"] else None}) for row in rows]
 
 
-def table(rows: list[Measurement], kind: str) -> str:
+def table(rows: list[Measurement], kind: str, failures: list[str] = (), pending: int = 0) -> str:
     lines = [f"Written by `python benchmarks/run.py` on {today()}.", "",
              f"- machine: {machine_description()}", f"- versions: {versions()}", "",
              "| What | Baseline | sr_iqa | Ratio | Target | Settings |", "|---|---|---|---|---|---|"]
     for row in rows:
         lines.append(f"| {row.what} | {row.baseline} | {row.ours} | {row.ratio:.2f}x | {row.verdict(kind)} | "
                      f"{row.settings} |")
+    lines += [""] * bool(failures or pending) + [f"- FAILED: {failure}" for failure in failures]
+    if pending:
+        lines.append(f"- not measured: {pending} benchmark(s) still to run when this table was written "
+                     "(stopped by a time limit, or in progress)")
     return "\n".join(lines)
 
 
@@ -94,20 +107,32 @@ def main() -> int:
     parser.add_argument("--kind", choices=["cpu", "gpu"], default=machine_kind())
     parser.add_argument("--quick", action="store_true", help="fewer rounds: a check of the path, noisy figures")
     parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument("--rows-json", type=Path, help="also write the rows as JSON (rewritten after each benchmark)")
     args = parser.parse_args()
     if args.kind == "gpu" and machine_kind() != "gpu":
         parser.error("--kind gpu needs a CUDA GPU")
     rows: list[Measurement] = []
-    for benchmark in (cpu_benchmarks if args.kind == "cpu" else gpu_benchmarks)(args.quick):
-        for row in run_isolated(benchmark):
+    failures: list[str] = []
+    benchmarks = (cpu_benchmarks if args.kind == "cpu" else gpu_benchmarks)(args.quick)
+    for done, benchmark in enumerate(benchmarks, start=1):
+        try:
+            new_rows = run_isolated(benchmark)
+        except BenchmarkFailed as failure:  # the others still run: one failure must not lose their figures
+            print(failure, file=sys.stderr, flush=True)
+            failures.append(str(failure))
+            new_rows = []
+        for row in new_rows:
             print(f"{row.what}: {row.ratio:.2f}x  [{row.verdict(args.kind)}]", flush=True)
-            rows.append(row)
-    write_section(args.results, args.kind, table(rows, args.kind))
+        rows += new_rows
+        # Written after every benchmark, so that a run stopped by a time limit keeps what it measured.
+        write_section(args.results, args.kind, table(rows, args.kind, failures, len(benchmarks) - done))
+        if args.rows_json is not None:
+            args.rows_json.write_text(json.dumps([dataclasses.asdict(row) for row in rows], indent=1))
     missed = missed_targets(rows, args.kind)
     for row in missed:
         print(f"MISSED: {row.what}: {row.ratio:.2f}x, target {row.target}", file=sys.stderr)
     print(f"wrote the {args.kind.upper()} table to {args.results}")
-    return 1 if missed else 0
+    return 1 if missed or failures else 0
 
 
 if __name__ == "__main__":

@@ -64,6 +64,15 @@ def _data_check(args: argparse.Namespace) -> int:
                           pack=args.pack)
 
 
+def _data_demo(args: argparse.Namespace) -> int:
+    from sr_iqa.data.demo_set import build_demo_set
+
+    paths = build_demo_set(args.root)
+    print(f"demo set in {paths.root} (HGGT layout): train {paths.train_images}, test {paths.test_images}, "
+          f"fixed LR {paths.test_lr}")
+    return 0
+
+
 def _data_pack(args: argparse.Namespace) -> int:
     from sr_iqa.data.check import discover_splits
     from sr_iqa.data.packed_store import pack_images
@@ -309,6 +318,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--quick", action="store_true", help="check headers and end markers only, no full decode")
     check.add_argument("--pack", type=Path, help="also check this packed store against the files")
     check.set_defaults(handler=_data_check)
+    demo_data = data.add_parser("demo", help="build the demo set only (what `sr-iqa demo` trains on); reused "
+                                             "when complete")
+    demo_data.add_argument("root", type=Path, nargs="?", default=Path("datasets/demo"))
+    demo_data.set_defaults(handler=_data_demo)
     pack = data.add_parser("pack", help="decode every GT once into a packed store that training crops read")
     pack.add_argument("root", type=Path, help="HGGT release root (or one images folder), or a manifest .jsonl")
     pack.add_argument("--out", type=Path, required=True, help="the store's folder")
