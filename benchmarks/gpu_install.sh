@@ -16,8 +16,13 @@ if [ ! -f "$WHEELS/MANIFEST.txt" ]; then
 fi
 install=("$PY" -m pip install --quiet --no-index --no-deps --no-compile --disable-pip-version-check --upgrade
          --target "$SITE")
-"${install[@]}" "$WHEELS"/*.whl
-# sr_iqa's own build backend (setuptools) comes from the wheelhouse too: pip's isolated build finds it there.
+# Every wheel but setuptools, which only serves pip's isolated build of sr_iqa below (found with --find-links):
+# in SITE it would shadow the machine's own.
+runtime=()
+for wheel in "$WHEELS"/*.whl; do
+  case $(basename "$wheel") in setuptools-*) ;; *) runtime+=("$wheel") ;; esac
+done
+"${install[@]}" "${runtime[@]}"
 "${install[@]}" --find-links "$WHEELS" .
 cd /tmp  # import from SITE, not from the working tree
 PYTHONPATH="$SITE" "$PY" - "$SITE" <<'EOF'
