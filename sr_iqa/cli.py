@@ -135,14 +135,18 @@ def _scores_export(args: argparse.Namespace) -> int:
 
 
 def _weights_check(args: argparse.Namespace) -> int:
+    from sr_iqa.errors import MetricUnavailableError
     from sr_iqa.iqa.metrics import missing_weights
 
     all_ready = True
     for name in args.names:
-        missing = missing_weights(name, args.weights_dir)
+        try:
+            missing = missing_weights(name, args.weights_dir)
+            status = "ready offline" if not missing else "needs " + "; ".join(
+                f"{file_name} (put it in {folder})" for file_name, folder in missing)
+        except MetricUnavailableError as error:
+            missing, status = True, f"cannot run here: {error}"
         all_ready &= not missing
-        status = "ready offline" if not missing else "needs " + "; ".join(
-            f"{file_name} (put it in {folder})" for file_name, folder in missing)
         print(f"{name}: {status}")
     return 0 if all_ready else 1
 

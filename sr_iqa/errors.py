@@ -13,7 +13,11 @@ class DataError(SrIqaError):
     """A dataset file is missing, unreadable or inconsistent."""
 
 
-class WeightsUnavailableError(SrIqaError):
+class MetricUnavailableError(SrIqaError):
+    """A metric or network cannot be built here: its weights are missing offline, or a package it imports is."""
+
+
+class WeightsUnavailableError(MetricUnavailableError):
     """A metric or network needs weight files that are not on disk and cannot be downloaded."""
 
 

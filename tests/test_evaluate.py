@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import math
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pyiqa
@@ -122,3 +126,37 @@ def test_checkpoint_and_missing_weights(tmp_path: Path, mini_test_split: Path,
     assert "musiq" not in summary["rows"]["tiny"] and math.isfinite(summary["rows"]["tiny"]["psnr"])
     assert main([*args, "--strict"]) == 2
     assert "musiq_koniq" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(importlib.util.find_spec("icecream") is not None, reason="needs a machine without icecream")
+def test_a_metric_whose_package_is_missing_is_skipped_in_one_line(tmp_path: Path, mini_test_split: Path,
+                                                                  capsys: pytest.CaptureFixture):
+    """pyiqa's qalign imports `icecream` when built; here it is absent: one line says so, the rest runs."""
+    sr_dir = tmp_path / "sr"
+    shutil.copytree(mini_test_split / "Test" / "GT" / "Test-mini" / "images" / "original", sr_dir)
+    out = tmp_path / "out"
+    assert main(["eval", "--dataset", str(mini_test_split), "--sr-dir", f"copy={sr_dir}", "--metrics", "psnr",
+                 "qalign", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert "needs the Python package 'icecream'" in summary["skipped"]["qalign"]
+    assert set(summary["rows"]["copy"]) == {"psnr"}
+    assert main(["weights", "check", "qalign", "psnr"]) == 1
+    printed = capsys.readouterr().out
+    assert "qalign: cannot run here: metric 'qalign' needs the Python package 'icecream'" in printed
+    assert "psnr: ready offline" in printed
+
+
+def test_an_unreachable_hub_fails_at_once_without_retries(tmp_path: Path):
+    """NIMA's backbone comes from the Hugging Face hub through timm; with the hub unreachable the metric is
+    unavailable in one line, instead of after huggingface_hub's five retries per file."""
+    code = ("from sr_iqa.iqa.metrics import create_metric\n"
+            "from sr_iqa.errors import WeightsUnavailableError\n"
+            "try:\n    create_metric('nima')\n"
+            "except WeightsUnavailableError as error:\n    print('UNAVAILABLE', error)\n")
+    env = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf"),
+           "TORCH_HOME": str(tmp_path / "torch"), "http_proxy": "http://127.0.0.1:9",
+           "https_proxy": "http://127.0.0.1:9"}
+    env.pop("HF_HUB_OFFLINE", None)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert "UNAVAILABLE" in result.stdout, result.stderr[-2000:]
+    assert "Retrying" not in result.stdout + result.stderr

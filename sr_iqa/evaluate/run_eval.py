@@ -86,12 +86,12 @@ def run_eval(methods: Sequence[Method], groups: Sequence[Group], metric_names: S
     """Evaluate every method on every group; the main process writes ``out`` and returns the summary.
     ``save_sr``: also write each SR image to ``save_sr/<method>/<group>.png`` (for the visual report)."""
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    # Each network built once; without --strict a metric whose weights are missing is reported and left out.
+    # Each network built once; without --strict a metric that cannot run here is reported and left out.
     metric_set = MetricSet(metric_names, accelerator.device, weights_dir, dict(metric_options or {}),
                            skip_unavailable=not strict)
     names, skipped = metric_set.names, metric_set.skipped
     if not names:
-        raise SrIqaError("no metric left to compute: " + ", ".join(skipped) + " all lack weights")
+        raise SrIqaError("no metric left to compute: " + ", ".join(skipped) + " cannot run here (see above)")
     dataset = EvalGroupDataset(GroupIndex(list(groups)), scale)
     results: list[ImageResult] = []
     gt_scores: list[list[dict[str, float]]] = []

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from sr_iqa.data.datasets import EvalGroup
-from sr_iqa.errors import WeightsUnavailableError
+from sr_iqa.errors import MetricUnavailableError
 from sr_iqa.iqa.metrics import create_metric, is_full_reference, score_each
 
 log = logging.getLogger("sr_iqa.evaluate")
@@ -25,7 +25,7 @@ class MetricSet:
     device: torch.device
     weights_dir: Path | None = None
     metric_options: dict[str, dict] = field(default_factory=dict)
-    skip_unavailable: bool = False  # leave out metrics whose weights are missing (recorded in ``skipped``)
+    skip_unavailable: bool = False  # leave out metrics that cannot run here (recorded in ``skipped``)
     metrics: dict[str, torch.nn.Module] = field(init=False)
     skipped: dict[str, str] = field(init=False)  # metric name -> what is missing
 
@@ -35,7 +35,7 @@ class MetricSet:
             try:
                 self.metrics[name] = create_metric(name, self.device, weights_dir=self.weights_dir,
                                                    options=self.metric_options.get(name))
-            except WeightsUnavailableError as error:
+            except MetricUnavailableError as error:
                 if not self.skip_unavailable:
                     raise
                 self.skipped[name] = str(error)

@@ -92,7 +92,7 @@ def summary_markdown(summary: EvaluationSummary) -> str:
                   markdown_table(summary.distance_to_gold, summary.no_reference, summary.lower_better,
                                  summary.no_reference)]
     if summary.skipped:
-        parts.append("Skipped (weights missing): " + "; ".join(f"{n}: {m}" for n, m in summary.skipped.items()))
+        parts.append("Skipped (cannot run here): " + "; ".join(f"{n}: {m}" for n, m in summary.skipped.items()))
     return "\n\n".join(parts)
 
 

@@ -7,8 +7,10 @@ the ``.mat`` that pyiqa's NIQE reads through ``pretrained_model_path``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ import scipy.io
 import torch
 
 from sr_iqa.config.suggest import did_you_mean
-from sr_iqa.errors import OptionsError, WeightsUnavailableError
+from sr_iqa.errors import MetricUnavailableError, OptionsError, WeightsUnavailableError
 from sr_iqa.iqa.weights import weight_lookup
 
 NIQE_METRICS = ("niqe",)
@@ -70,16 +72,28 @@ def create_metric(name: str, device: torch.device | str = "cpu", as_loss: bool =
     if given_path and not Path(given_path).is_file():
         raise WeightsUnavailableError(f"metric '{name}': pretrained_model_path {given_path} is not a file; "
                                       f"fix iqa.metric_options.{name}.pretrained_model_path")
-    with weight_lookup(f"metric '{name}'", weights_dir):
+    with weight_lookup(f"metric '{name}'", weights_dir), _missing_package_named(name):
         return pyiqa.create_metric(name, as_loss=as_loss, device=torch.device(device),
                                    **_metric_kwargs(name, options))
 
 
+@contextlib.contextmanager
+def _missing_package_named(name: str) -> Iterator[None]:
+    """Some pyiqa metrics import optional packages when built (qalign: icecream); say which one, in one line."""
+    try:
+        yield
+    except ImportError as error:
+        package = error.name or str(error)
+        raise MetricUnavailableError(f"metric '{name}' needs the Python package '{package}', which is not "
+                                     f"installed here (pip install {package})") from None
+
+
 def missing_weights(name: str, weights_dir: Path | None = None,
                     options: dict[str, Any] | None = None) -> list[tuple[str, Path]]:
-    """(file name, folder to put it in) for each weight file the metric would need to download; [] when ready."""
+    """(file name, folder to put it in) for each weight file the metric would need to download; [] when ready.
+    A package the metric needs and lacks raises MetricUnavailableError."""
     _check_name(name)
-    with weight_lookup(f"metric '{name}'", weights_dir, probe=True) as request:
+    with weight_lookup(f"metric '{name}'", weights_dir, probe=True) as request, _missing_package_named(name):
         pyiqa.create_metric(name, device=torch.device("cpu"), **_metric_kwargs(name, options))
     return request.missing
 

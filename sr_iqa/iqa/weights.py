@@ -10,9 +10,12 @@ it in. ``probe`` mode downloads nothing and only records what is missing (``weig
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import shutil
+import socket
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +64,9 @@ def weight_lookup(user: str, weights_dir: Path | None = None, probe: bool = Fals
         if probe:
             request.missing.append((file_name, cache_file.parent))
             raise _ProbeStop
+        if not network_reaches(url):  # fail now, not after a download's retries and time-outs
+            raise WeightsUnavailableError(_weights_message(user, file_name, cache_file, weights_dir,
+                                                           f"no network connection to {urlparse(url).hostname}"))
         try:
             real_download(url, dst, hash_prefix, progress=progress)
         except Exception as error:  # noqa: BLE001 - any failure to fetch means the same to the user
@@ -71,8 +77,11 @@ def weight_lookup(user: str, weights_dir: Path | None = None, probe: bool = Fals
     with contextlib.ExitStack() as stack:
         for module in (pyiqa_download, torch.hub):
             stack.enter_context(_swapped(module, "download_url_to_file", fetch))
-        if probe:  # backbones that timm fetches from the Hugging Face hub: look in its cache only
+        # Backbones that timm fetches from the Hugging Face hub: its cache only, when probing or when the hub cannot
+        # be reached (huggingface_hub would otherwise retry each file for about 45 s before giving up).
+        if probe or not network_reaches(huggingface_hub.constants.ENDPOINT):
             stack.enter_context(_swapped(huggingface_hub.constants, "HF_HUB_OFFLINE", True))
+        if probe:
             stack.enter_context(contextlib.redirect_stdout(io.StringIO()))  # pyiqa announces "Downloading"
         try:
             yield request
@@ -87,6 +96,27 @@ def weight_lookup(user: str, weights_dir: Path | None = None, probe: bool = Fals
                     f"{user}: a backbone it loads from the Hugging Face hub is not in {hub_cache} and "
                     "cannot be downloaded; run it once where the hub is reachable and copy that cache here"
                 ) from None
+
+
+@functools.cache
+def _connects(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+        return True
+    except OSError:
+        return False
+
+
+def network_reaches(url: str) -> bool:
+    """Whether a connection to ``url``'s host (or to the proxy that serves it) opens within 3 s; asked once per
+    host and process."""
+    parsed = urlparse(url)
+    proxy = urllib.request.getproxies().get(parsed.scheme)
+    if proxy and not urllib.request.proxy_bypass(parsed.hostname or ""):
+        parsed = urlparse(proxy if "://" in proxy else f"http://{proxy}")
+    if parsed.hostname is None:
+        return False
+    return _connects(parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80))
 
 
 def _copy_atomically(source: Path, target: Path) -> None:
