@@ -181,8 +181,10 @@ def test_pretrained_weights_are_loaded_and_mismatches_refused(options_file: Path
 
     from sr_iqa.errors import OptionsError
 
-    with pytest.raises(OptionsError, match="strict_load_g"):
+    with pytest.raises(OptionsError, match="does not fit network_g") as refused:
         _train(options_file, "name=mismatch", "network_g.num_feat=16", f"path.pretrain_network_g={pretrained}")
+    # A partial load would leave layers random: the message never suggests it.
+    assert "would leave the others random" in str(refused.value) and "strict_load_g: false" not in str(refused.value)
 
 
 def test_fp16_on_cpu_is_refused_with_a_clear_message(options_file: Path):

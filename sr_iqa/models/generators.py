@@ -1,4 +1,5 @@
-"""Generators from basicsr.archs, chosen by ``network_g.type``."""
+"""Generators from basicsr.archs (and HGGT's RRDBPSNet, built from basicsr's blocks), chosen by
+``network_g.type``."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ from basicsr.archs.swinir_arch import SwinIR
 
 from sr_iqa.config.call_options import build_from_block, check_call_block
 from sr_iqa.errors import OptionsError
+from sr_iqa.models.rrdbps_arch import RRDBPSNet
 
-GENERATOR_TYPES = {"RRDBNet": RRDBNet, "SwinIR": SwinIR}
+GENERATOR_TYPES = {"RRDBNet": RRDBNet, "RRDBPSNet": RRDBPSNet, "SwinIR": SwinIR}
 # The kwarg through which each arch receives the upscaling factor.
-SCALE_KWARG = {"RRDBNet": "scale", "SwinIR": "upscale"}
+SCALE_KWARG = {"RRDBNet": "scale", "RRDBPSNet": "scale", "SwinIR": "upscale"}
+ONLY_SCALES = {"RRDBPSNet": (4,)}  # HGGT's RRDBPSNet upscales correctly at x4 only
 
 
 def generator_block(block: Mapping[str, Any], scale: int, source: str) -> dict[str, Any]:
@@ -26,6 +29,9 @@ def generator_block(block: Mapping[str, Any], scale: int, source: str) -> dict[s
         raise OptionsError(
             f"{source}: 'network_g.{scale_kwarg}' is {given} but 'scale' is {scale}; make them equal"
         )
+    if scale not in ONLY_SCALES.get(block["type"], (scale,)):
+        raise OptionsError(f"{source}: {block['type']} works at x{ONLY_SCALES[block['type']][0]} only (HGGT's "
+                           f"models), but 'scale' is {scale}; use RRDBNet for other scales")
     return {**block, scale_kwarg: scale}
 
 

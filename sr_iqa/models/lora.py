@@ -24,6 +24,7 @@ from sr_iqa.errors import OptionsError
 DEFAULT_TARGET_MODULES = {
     "SwinIR": ("qkv", "proj", "fc1", "fc2"),
     "RRDBNet": ("conv1", "conv2", "conv3", "conv4", "conv5"),
+    "RRDBPSNet": ("conv1", "conv2", "conv3", "conv4", "conv5"),
 }
 
 

@@ -8,6 +8,7 @@ BasicSR ``.pth`` files carry no such record; for them the caller passes ``networ
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,6 +25,7 @@ from sr_iqa.train.checkpoints import save_tensors, save_weights
 NETWORK_KEY = "sr_iqa.network_g"  # safetensors metadata: the network_g block, JSON
 LORA_KEY = "sr_iqa.lora"  # adapter files: the LoRA settings, JSON
 BASE_KEY = "sr_iqa.base"  # adapter files: the base generator file the adapter was trained on
+log = logging.getLogger("sr_iqa.models")
 
 
 def generator_metadata(network_g: Mapping[str, Any]) -> dict[str, str]:
@@ -83,6 +85,19 @@ def load_network_weights(net: torch.nn.Module, path: str | Path, strict: bool = 
     return path
 
 
+# Keys that tell the generator archs' checkpoints apart (all of them present).
+ARCH_SIGNATURES = {
+    "RRDBPSNet": ("body.0.rdb1.conv1.weight", "upsample.0.weight"),
+    "RRDBNet": ("body.0.rdb1.conv1.weight", "conv_up1.weight"),
+    "SwinIR": ("layers.0.residual_group.blocks.0.attn.qkv.weight",),
+}
+
+
+def checkpoint_arch(state: Mapping[str, torch.Tensor]) -> str | None:
+    """The generator arch whose keys a state dict has, when one matches."""
+    return next((arch for arch, keys in ARCH_SIGNATURES.items() if all(key in state for key in keys)), None)
+
+
 def _load_state(net: torch.nn.Module, state: Mapping[str, torch.Tensor], path: Path, strict: bool = True,
                 network_key: str = "network_g") -> None:
     own = net.state_dict()
@@ -90,11 +105,17 @@ def _load_state(net: torch.nn.Module, state: Mapping[str, torch.Tensor], path: P
     missing = sorted(own.keys() - state.keys())
     unexpected = sorted(state.keys() - own.keys())
     if strict and (missing or unexpected or wrong_shape):
+        arch = checkpoint_arch(state)
+        hint = (f"the checkpoint holds a {arch}: set {network_key}.type: {arch} with its sizes"
+                if arch is not None and arch != type(net).__name__ else f"check {network_key} against the checkpoint")
         raise OptionsError(
-            f"{path} does not fit {network_key} (missing {missing[:3]}, unexpected {unexpected[:3]}, "
-            f"other shape {wrong_shape[:3]}); check {network_key} against the checkpoint, "
-            "or set path.strict_load_g: false to load only the matching tensors"
+            f"{path} does not fit {network_key} ({len(missing)} tensors missing such as {missing[:3]}, "
+            f"{len(unexpected)} unexpected such as {unexpected[:3]}, {len(wrong_shape)} of another shape such as "
+            f"{wrong_shape[:3]}); {hint}. Loading only the matching tensors would leave the others random"
         )
+    if missing or wrong_shape:
+        log.warning("%s: %d tensors of %s are not in the file and stay at their random initialisation (%s)", path,
+                    len(missing) + len(wrong_shape), network_key, ", ".join((missing + wrong_shape)[:5]))
     net.load_state_dict({k: v for k, v in state.items() if k in own and k not in wrong_shape}, strict=False)
 
 
