@@ -68,3 +68,43 @@ def test_degradation_keys_are_checked(tmp_path: Path, demo_set):
         load_options(options_file, ["degradation={type: realesrgan, sinc_prob: high}"])
     with pytest.raises(OptionsError, match="'realesrgan' degradation needs at least 76"):
         load_options(options_file, ["degradation={type: realesrgan}"])
+
+
+def test_hggt_defaults_and_key_units_are_those_of_hggts_option_files(tmp_path: Path, demo_set):
+    # HGGT's train_*_PosNegGT_Blind_*_x4.yml: blur_kernel_size_min 1 and blur_kernel_size_max 4 are half-widths
+    # (its dataset draws sizes 2v+1), betag_range [0.1, 2.0], betap_range [0.1, 1.0].
+    hggt = HGGTDegradation()
+    assert (hggt.blur_kernel_size_min, hggt.blur_kernel_size_max) == (1, 4)
+    assert (hggt.betag_range, hggt.betap_range) == ([0.1, 2.0], [0.1, 1.0])
+    options_file = write_options(tmp_path / "o.yml", tiny_options(demo_set, tmp_path))
+    options = load_options(options_file, ["degradation={type: hggt, blur_kernel_size_min: 2, blur_kernel_size_max: 3}"])
+    narrow = DEGRADATION_TYPES["hggt"](**{k: v for k, v in options.degradation.items() if k != "type"})
+    assert narrow.kernel_sizes == [5, 7]
+    assert narrow.sample_kernels(np.random.default_rng(0))["kernel1"].shape == (7, 7)
+    with pytest.raises(OptionsError, match="'degradation': blur_kernel_size_min .* are half-widths"):
+        load_options(options_file, ["degradation={type: hggt, blur_kernel_size_min: 5, blur_kernel_size_max: 4}"])
+
+
+def test_hggts_final_resize_uses_the_interpolation_of_the_first(monkeypatch):
+    """HGGT's model draws one mode (area, bilinear or bicubic) and uses it for the random resize and the final
+    resize to 1/scale."""
+    import sr_iqa.data.degradations as degradations
+
+    modes: list[str] = []
+    real_interpolate = degradations.F.interpolate
+
+    def recording(*args, mode: str = "nearest", **kwargs):
+        modes.append(mode)
+        return real_interpolate(*args, mode=mode, **kwargs)
+
+    monkeypatch.setattr(degradations.F, "interpolate", recording)
+    degradation = HGGTDegradation()
+    gt = torch.rand(1, 3, 64, 64)
+    first_modes = set()
+    for seed in range(12):
+        modes.clear()
+        torch.manual_seed(seed)
+        degradation.apply(gt, _kernels(degradation, 1, seed), scale=4)
+        assert len(modes) == 2 and modes[0] == modes[1]
+        first_modes.add(modes[0])
+    assert len(first_modes) > 1  # the mode is drawn, not fixed

@@ -131,7 +131,10 @@ def _check_call_blocks(options: Options, source: str) -> None:
         check_call_block(options.train.optim_d, OPTIMIZER_TYPES, "train.optim_d", source, supplied=("params",))
         check_call_block(options.train.gan_opt, GAN_LOSS_TYPES, "train.gan_opt", source)
     check_call_block(options.degradation, DEGRADATION_TYPES, "degradation", source)
-    smallest = build_from_block(options.degradation, DEGRADATION_TYPES).smallest_gt_size(options.scale)
+    try:
+        smallest = build_from_block(options.degradation, DEGRADATION_TYPES).smallest_gt_size(options.scale)
+    except ValueError as error:
+        raise OptionsError(f"{source}: 'degradation': {error}") from None
     if options.datasets.train.gt_size < smallest:
         raise OptionsError(f"{source}: 'datasets.train.gt_size' is {options.datasets.train.gt_size}, but the "
                            f"'{options.degradation['type']}' degradation needs at least {smallest} at scale "

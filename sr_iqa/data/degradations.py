@@ -86,8 +86,9 @@ def _blur_kernel(rng: np.random.Generator, sizes: list[int], pad_to: int, kernel
 def _resize_noise_jpeg(out: torch.Tensor, jpeger: DiffJPEG, resize_prob: list[float], resize_range: list[float],
                        gaussian_noise_prob: float, noise_range: list[float], poisson_scale_range: list[float],
                        gray_noise_prob: float, jpeg_range: list[float] | None,
-                       size: tuple[int, int] | None = None) -> torch.Tensor:
-    """Random resize (to ``size`` times the drawn factor when given), noise, then JPEG when ``jpeg_range``."""
+                       size: tuple[int, int] | None = None) -> tuple[torch.Tensor, str]:
+    """Random resize (to ``size`` times the drawn factor when given), noise, then JPEG when ``jpeg_range``;
+    also returns the interpolation mode the resize drew (HGGT's final resize reuses it)."""
     direction = _choice(("up", "down", "keep"), resize_prob)
     factor = {"up": lambda: _draw((1, resize_range[1])), "down": lambda: _draw((resize_range[0], 1)),
               "keep": lambda: 1.0}[direction]()
@@ -105,7 +106,7 @@ def _resize_noise_jpeg(out: torch.Tensor, jpeger: DiffJPEG, resize_prob: list[fl
     if jpeg_range is not None:
         quality = out.new_zeros(out.size(0)).uniform_(*jpeg_range)
         out = jpeger(out.clamp(0, 1), quality=quality)
-    return out
+    return out, mode
 
 
 def _filter(image: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
@@ -136,16 +137,19 @@ class BicubicDegradation:
 
 @dataclass
 class HGGTDegradation:
-    """HGGT's one stage: blur, random resize, Gaussian or Poisson noise, JPEG, resize to 1/scale."""
+    """HGGT's one stage: blur, random resize, Gaussian or Poisson noise, JPEG, then resize to 1/scale with the
+    interpolation the first resize drew. Defaults are the values of HGGT's option files."""
 
-    blur_kernel_size: int = 9  # largest kernel; every kernel is zero-padded to it
-    blur_kernel_size_min: int = 3  # smallest; sizes are the odd numbers in between
+    # Half-widths, as in HGGT's option files: kernel sizes 2v+1 for v in [min, max] (1, 4: 3, 5, 7, 9);
+    # every kernel is zero-padded to the largest.
+    blur_kernel_size_min: int = 1
+    blur_kernel_size_max: int = 4
     kernel_list: list[str] = field(default_factory=lambda: ["iso", "aniso"])
     kernel_prob: list[float] = field(default_factory=lambda: [0.7, 0.3])
     sinc_prob: float = 0.01
     blur_sigma: list[float] = field(default_factory=lambda: [0.1, 1.0])
-    betag_range: list[float] = field(default_factory=lambda: [0.5, 4.0])
-    betap_range: list[float] = field(default_factory=lambda: [1.0, 2.0])
+    betag_range: list[float] = field(default_factory=lambda: [0.1, 2.0])
+    betap_range: list[float] = field(default_factory=lambda: [0.1, 1.0])
     resize_prob: list[float] = field(default_factory=lambda: [0.1, 0.85, 0.05])  # up, down, keep
     resize_range: list[float] = field(default_factory=lambda: [0.8, 1.2])
     gaussian_noise_prob: float = 0.5
@@ -155,15 +159,19 @@ class HGGTDegradation:
     jpeg_range: list[float] = field(default_factory=lambda: [75.0, 95.0])
 
     def __post_init__(self) -> None:
-        self.kernel_sizes = list(range(self.blur_kernel_size_min | 1, self.blur_kernel_size + 1, 2))
+        if not 0 <= self.blur_kernel_size_min <= self.blur_kernel_size_max:
+            raise ValueError(f"blur_kernel_size_min ({self.blur_kernel_size_min}) and blur_kernel_size_max "
+                             f"({self.blur_kernel_size_max}) are half-widths: 0 <= min <= max")
+        self.kernel_sizes = [2 * v + 1 for v in range(self.blur_kernel_size_min, self.blur_kernel_size_max + 1)]
+        self.largest_kernel = self.kernel_sizes[-1]
         self.jpeger = DiffJPEG(differentiable=False)
 
     def smallest_gt_size(self, scale: int) -> int:
         """The blur pads by half a kernel (reflect padding needs a larger image); it runs on the GT crop."""
-        return _round_up(self.blur_kernel_size // 2 + 1, scale)
+        return _round_up(self.largest_kernel // 2 + 1, scale)
 
     def sample_kernels(self, rng: np.random.Generator) -> Kernels:
-        kernel = _blur_kernel(rng, self.kernel_sizes, self.blur_kernel_size, self.kernel_list, self.kernel_prob,
+        kernel = _blur_kernel(rng, self.kernel_sizes, self.largest_kernel, self.kernel_list, self.kernel_prob,
                               self.sinc_prob, self.blur_sigma, self.betag_range, self.betap_range)
         return {"kernel1": torch.from_numpy(kernel).float()}
 
@@ -171,9 +179,10 @@ class HGGTDegradation:
         height, width = gt.shape[-2:]
         self.jpeger.to(gt.device)
         out = _filter(gt, kernels["kernel1"])
-        out = _resize_noise_jpeg(out, self.jpeger, self.resize_prob, self.resize_range, self.gaussian_noise_prob,
-                                 self.noise_range, self.poisson_scale_range, self.gray_noise_prob, self.jpeg_range)
-        out = F.interpolate(out, size=(height // scale, width // scale), mode=_choice(RESIZE_MODES))
+        out, mode = _resize_noise_jpeg(out, self.jpeger, self.resize_prob, self.resize_range,
+                                       self.gaussian_noise_prob, self.noise_range, self.poisson_scale_range,
+                                       self.gray_noise_prob, self.jpeg_range)
+        out = F.interpolate(out, size=(height // scale, width // scale), mode=mode)  # HGGT: the same mode
         return _quantize(out)
 
 
@@ -185,8 +194,8 @@ _REALESRGAN_KERNEL_PROB = (0.45, 0.25, 0.12, 0.03, 0.12, 0.03)
 class RealESRGANDegradation(HGGTDegradation):
     """Real-ESRGAN's two stages, with its defaults; the second stage ends with a sinc filter and JPEG."""
 
-    blur_kernel_size: int = 21
-    blur_kernel_size_min: int = 7
+    blur_kernel_size_min: int = 3  # kernel sizes 7..21, as Real-ESRGAN's dataset draws them
+    blur_kernel_size_max: int = 10
     kernel_list: list[str] = field(default_factory=lambda: list(_REALESRGAN_KERNELS))
     kernel_prob: list[float] = field(default_factory=lambda: list(_REALESRGAN_KERNEL_PROB))
     sinc_prob: float = 0.1
@@ -217,21 +226,21 @@ class RealESRGANDegradation(HGGTDegradation):
 
     def smallest_gt_size(self, scale: int) -> int:
         """The second blur runs after the first down-resize, the sinc filter at LR size; both pad by half a kernel."""
-        half = self.blur_kernel_size // 2 + 1
+        half = self.largest_kernel // 2 + 1
         return _round_up(max(math.ceil(half / self.resize_range[0]), scale * half), scale)
 
     def sample_kernels(self, rng: np.random.Generator) -> Kernels:
         kernels = super().sample_kernels(rng)
-        kernel2 = _blur_kernel(rng, self.kernel_sizes, self.blur_kernel_size, self.kernel_list2, self.kernel_prob2,
+        kernel2 = _blur_kernel(rng, self.kernel_sizes, self.largest_kernel, self.kernel_list2, self.kernel_prob2,
                                self.sinc_prob2, self.blur_sigma2, self.betag_range2, self.betap_range2)
         kernels["kernel2"] = torch.from_numpy(kernel2).float()
         if rng.random() < self.final_sinc_prob:
             with _global_rngs_from(rng):
                 sinc = circular_lowpass_kernel(rng.uniform(np.pi / 3, np.pi), int(rng.choice(self.kernel_sizes)),
-                                               pad_to=self.blur_kernel_size)
+                                               pad_to=self.largest_kernel)
         else:  # a pulse: no filtering
-            sinc = np.zeros((self.blur_kernel_size, self.blur_kernel_size))
-            sinc[self.blur_kernel_size // 2, self.blur_kernel_size // 2] = 1
+            sinc = np.zeros((self.largest_kernel, self.largest_kernel))
+            sinc[self.largest_kernel // 2, self.largest_kernel // 2] = 1
         kernels["sinc_kernel"] = torch.from_numpy(sinc).float()
         return kernels
 
@@ -239,13 +248,14 @@ class RealESRGANDegradation(HGGTDegradation):
         height, width = gt.shape[-2:]
         self.jpeger.to(gt.device)
         out = _filter(gt, kernels["kernel1"])
-        out = _resize_noise_jpeg(out, self.jpeger, self.resize_prob, self.resize_range, self.gaussian_noise_prob,
-                                 self.noise_range, self.poisson_scale_range, self.gray_noise_prob, self.jpeg_range)
+        out, _ = _resize_noise_jpeg(out, self.jpeger, self.resize_prob, self.resize_range,
+                                    self.gaussian_noise_prob, self.noise_range, self.poisson_scale_range,
+                                    self.gray_noise_prob, self.jpeg_range)
         if float(torch.rand(())) < self.second_blur_prob:
             out = _filter(out, kernels["kernel2"])
-        out = _resize_noise_jpeg(out, self.jpeger, self.resize_prob2, self.resize_range2, self.gaussian_noise_prob2,
-                                 self.noise_range2, self.poisson_scale_range2, self.gray_noise_prob2, None,
-                                 size=(height // scale, width // scale))
+        out, _ = _resize_noise_jpeg(out, self.jpeger, self.resize_prob2, self.resize_range2,
+                                    self.gaussian_noise_prob2, self.noise_range2, self.poisson_scale_range2,
+                                    self.gray_noise_prob2, None, size=(height // scale, width // scale))
         quality = out.new_zeros(out.size(0)).uniform_(*self.jpeg_range2)
         final_size = (height // scale, width // scale)
         if float(torch.rand(())) < 0.5:  # [resize back + sinc] then JPEG, or the other order
