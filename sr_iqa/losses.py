@@ -15,43 +15,58 @@ from sr_iqa.config.call_options import build_from_block
 
 
 def local_variance(image: torch.Tensor, window: int) -> torch.Tensor:
-    """Per-pixel variance over a ``window`` x ``window`` neighbourhood (Nx1xHxW)."""
-    pool = lambda x: F.avg_pool2d(x, window, stride=1, padding=window // 2, count_include_pad=False)  # noqa: E731
-    return (pool(image * image) - pool(image) ** 2).clamp_min(0)
+    """Per-pixel unbiased variance over the ``window`` x ``window`` neighbourhood (Nx1xHxW), borders reflected:
+    HGGT's local weight of a residual map."""
+    pad = window // 2
+    padded = F.pad(image, (pad, pad, pad, pad), mode="reflect")
+    mean = F.avg_pool2d(padded, window, stride=1)
+    mean_of_squares = F.avg_pool2d(padded * padded, window, stride=1)
+    count = window * window
+    return ((mean_of_squares - mean * mean) * count / (count - 1)).clamp_min(0)
 
 
-def negative_weight_map(original: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor,
-                        window: int) -> torch.Tensor:
-    """Where the Negative GT's changes are more textured than the supervising GT's, scaled to [0, 1] per image.
+def hggt_weight_maps(original: torch.Tensor, reference: torch.Tensor, negative: torch.Tensor,
+                     reference_votes: torch.Tensor, negative_votes: torch.Tensor, window: int = 3,
+                     power: float = 0.75) -> tuple[torch.Tensor, torch.Tensor]:
+    """HGGT's maps (``get_overall_map``): for the reference (a Positive GT, or the original) and the Negative GT,
+    the local variance of the channel-summed |original - GT|, to the power 3/4, times the GT's votes / 3."""
+    def overall(gt: torch.Tensor, votes: torch.Tensor) -> torch.Tensor:
+        residual = (original - gt).abs().sum(1, keepdim=True)
+        return votes.view(-1, 1, 1, 1).to(residual.dtype) / 3 * local_variance(residual, window) ** power
 
-    w = relu(V(|original - negative|) - V(|original - positive|)) / max, with V the local variance of the
-    channel-mean absolute difference. Elsewhere (w = 0) the negative term has no effect.
-    """
-    to_negative = (original - negative).abs().mean(1, keepdim=True)
-    to_positive = (original - positive).abs().mean(1, keepdim=True)
-    weight = (local_variance(to_negative, window) - local_variance(to_positive, window)).clamp_min(0)
-    peak = weight.flatten(1).amax(1).clamp_min(1e-12).view(-1, 1, 1, 1)
-    return weight / peak
+    return overall(reference, reference_votes), overall(negative, negative_votes)
 
 
 class NegativeGTLoss(torch.nn.Module):
-    """HGGT's negative-GT term: a masked L1 to the Negative GT, subtracted, so SR is pushed away from it.
+    """HGGT's negative-GT term (``Ours_PosNegGT_Model`` with ``neg_opt: {type: L1Loss, loss_weight: 300}``).
 
-    loss = -loss_weight * mean(w * |SR - negative|), w from ``negative_weight_map``; samples without a
-    Negative GT contribute zero.
+    For a sample whose group has a Negative GT: the map of a random Negative, zeroed where the map of a random
+    Positive (the reference) is at least as large (not refined when the group has no Positive; the original
+    is then the reference), weights an L1 distance between SR and that Negative, which is subtracted:
+
+        loss = -loss_weight / B * sum over samples with a Negative of mean_{c,h,w} |m * (SR - negative)|
+
+    so minimising it pushes SR away from the Negative GT where its changes are the textured ones. Samples
+    without a Negative count in B and add nothing.
     """
 
-    def __init__(self, loss_weight: float = 0.1, window_size: int = 7) -> None:
+    def __init__(self, loss_weight: float = 300.0, window_size: int = 3, power: float = 0.75) -> None:
         super().__init__()
         self.loss_weight = loss_weight
         self.window_size = window_size
+        self.power = power
 
-    def forward(self, sr: torch.Tensor, original: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor,
+    def forward(self, sr: torch.Tensor, original: torch.Tensor, reference: torch.Tensor, negative: torch.Tensor,
+                reference_votes: torch.Tensor, negative_votes: torch.Tensor, has_positive: torch.Tensor,
                 has_negative: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            weight = negative_weight_map(original, positive, negative, self.window_size)
-            weight = weight * has_negative.view(-1, 1, 1, 1).to(weight.dtype)
-        return -self.loss_weight * (weight * (sr - negative).abs()).mean()
+        with torch.no_grad(), torch.autocast(sr.device.type, enabled=False):
+            reference_map, negative_map = hggt_weight_maps(original.float(), reference.float(), negative.float(),
+                                                           reference_votes, negative_votes, self.window_size,
+                                                           self.power)
+            refine = has_positive.view(-1, 1, 1, 1) & (reference_map >= negative_map)
+            weight = negative_map.masked_fill(refine, 0.0)
+        per_sample = (weight * (sr.float() - negative.float())).abs().mean(dim=(1, 2, 3))
+        return -self.loss_weight * (per_sample * has_negative.to(per_sample.dtype)).mean()
 
 
 class VGGPerceptualLoss(torch.nn.Module):

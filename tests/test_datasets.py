@@ -67,10 +67,32 @@ def test_one_crop_box_for_original_chosen_gt_and_negative(split):
     assert torch.equal(sample["negative"], _expected_crop(group.gts[3].path, sample["box"], fitting[0]))
     assert bool(sample["has_negative"]) and int(sample["gt_index"]) == 2
     assert sample["labels"].tolist() == [-1, 0, 0, 2, 1]  # original, P, P, N, S
+    # HGGT's reference for the negative term: a Positive drawn on its own (01 or 02), at the same box; the
+    # votes are those of the aggregated labels: 01 (P, P, S), 02 (P, S, P) and the Negative 03 (N, N, S) have 2.
+    references = [i for i in (1, 2)
+                  if torch.equal(sample["reference"], _expected_crop(group.gts[i].path, sample["box"], fitting[0]))]
+    assert len(references) == 1 and bool(sample["has_positive"])
+    assert int(sample["reference_votes"]) == 2 and int(sample["negative_votes"]) == 2
+
+
+def test_the_negative_terms_reference_is_any_positive_independently_of_the_chosen_gt(split):
+    images, labels = split
+    dataset = MultiGTCropDataset(index_hggt(images, labels), gt_size=16, seed=3, choose_gt=FixedGT(1),
+                                 with_negative=True)
+    group = dataset.groups[0]
+    seen = set()
+    for epoch in range(40):
+        sample = dataset[(epoch, 0)]
+        flips = next(f for f in (np.array(b) for b in np.ndindex(2, 2, 2))
+                     if torch.equal(sample["original"], _expected_crop(group.gts[0].path, sample["box"], f)))
+        seen |= {i for i in (1, 2)
+                 if torch.equal(sample["reference"], _expected_crop(group.gts[i].path, sample["box"], flips))}
+    assert seen == {1, 2}  # not always the supervising GT (01)
 
 
 @pytest.mark.parametrize(("chosen", "with_negative", "reads"), [(0, False, 1), (1, False, 2), (1, True, 3)])
 def test_reads_only_the_images_the_sample_needs(split, monkeypatch, chosen, with_negative, reads):
+    """With the negative term: the Negative, and the reference Positive unless it is the chosen GT."""
     images, labels = split
     opened: list[Path] = []
     real_read = image_io.read_rgb_array
@@ -82,8 +104,9 @@ def test_reads_only_the_images_the_sample_needs(split, monkeypatch, chosen, with
     monkeypatch.setattr(datasets.image_io, "read_rgb_array", counting_read)
     dataset = MultiGTCropDataset(index_hggt(images, labels), gt_size=16, seed=0, choose_gt=FixedGT(chosen),
                                  with_negative=with_negative)
-    dataset[(0, 0)]
-    assert len(opened) == reads
+    sample = dataset[(0, 0)]
+    extra = with_negative and not torch.equal(sample["reference"], sample["gt"])
+    assert len(opened) == reads + extra
 
 
 def test_kernels_come_from_the_sample_rng(split):

@@ -116,6 +116,25 @@ class MultiGTCropDataset(Dataset):
         crop = self.images.crop(path, box.top, box.left, box.size)
         return image_io.array_to_tensor(augment(crop, flips, self.use_hflip, self.use_rot))
 
+    def _negative_gt_fields(self, group: Group, box: CropBox, flips: np.ndarray, rng: np.random.Generator,
+                            chosen: int, sample: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """What HGGT's negative-GT term needs: a random Negative GT and, independently, a random Positive as its
+        reference (the original when there is none), their crops at the same box and their vote counts. Crops
+        already read are reused; a sample without a Negative reads nothing more."""
+        negatives, positives = group.indices_labelled("Negative"), group.indices_labelled("Positive")
+        negative = int(rng.choice(negatives)) if negatives else 0
+        reference = int(rng.choice(positives)) if positives else 0
+
+        def crop(index: int) -> torch.Tensor:
+            if index == 0 or not negatives:
+                return sample["original"]
+            return sample["gt"] if index == chosen else self._crop(group.gts[index].path, box, flips)
+
+        return {"has_negative": torch.tensor(bool(negatives)), "has_positive": torch.tensor(bool(positives)),
+                "negative": crop(negative), "reference": crop(reference),
+                "negative_votes": torch.tensor(group.gts[negative].label_votes),
+                "reference_votes": torch.tensor(group.gts[reference].label_votes)}
+
     def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
         epoch, position = key
         rng = np.random.default_rng([self.seed, epoch, position])
@@ -140,11 +159,7 @@ class MultiGTCropDataset(Dataset):
             sample["chosen_q"] = torch.tensor(float(quality[chosen]))
             sample["best_q"] = torch.tensor(float(quality.max()))
         if self.with_negative:
-            negatives = group.indices_labelled("Negative")
-            has_negative = bool(negatives)
-            sample["has_negative"] = torch.tensor(has_negative)
-            sample["negative"] = (self._crop(group.gts[int(rng.choice(negatives))].path, box, flips)
-                                  if has_negative else torch.zeros_like(original_crop))
+            sample |= self._negative_gt_fields(group, box, flips, rng, chosen, sample)
         if self.with_candidates:  # online AMO scores every GT crop on the device
             crops = [original_crop] + [self._crop(gt.path, box, flips) for gt in group.gts[1:]]
             padding = self.max_gts - len(crops)

@@ -33,6 +33,15 @@ class GroundTruth:
             return sum(vote == "Positive" for vote in self.votes)
         return MIN_ANNOTATORS if self.label == "Positive" else 0
 
+    @property
+    def label_votes(self) -> int:
+        """How many annotators gave the aggregated label: 2 or 3 for a majority, 1 when all differed (HGGT's
+        ``label_num``); the original, and a label given without votes, count as unanimous."""
+        if self.label is None or not self.votes:
+            return MIN_ANNOTATORS
+        agreeing = sum(vote == self.label for vote in self.votes)
+        return agreeing if agreeing * 2 > len(self.votes) else 1
+
 
 @dataclass(frozen=True)
 class Group:

@@ -325,8 +325,9 @@ class Trainer:
             if self.perceptual_loss is not None:  # the chosen GT is the target, as for L1
                 loss_g = loss_g + self.perceptual_loss(sr, data["gt"])
             if self.negative_loss is not None:
-                loss_g = loss_g + self.negative_loss(sr, data["original"], data["gt"], data["negative"],
-                                                     data["has_negative"])
+                loss_g = loss_g + self.negative_loss(sr, data["original"], data["reference"], data["negative"],
+                                                     data["reference_votes"], data["negative_votes"],
+                                                     data["has_positive"], data["has_negative"])
             iteration = self.progress.iteration + 1
             if self.net_d is not None and iteration % self.options.train.net_d_iters == 0 \
                     and iteration > self.options.train.net_d_init_iters:
