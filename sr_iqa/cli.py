@@ -14,6 +14,8 @@ from pathlib import Path
 
 from sr_iqa.errors import SrIqaError
 
+log = logging.getLogger("sr_iqa.cli")
+
 
 class _RankFilter(logging.Filter):
     """Rank 0 logs everything; other ranks only records marked ``extra={"all_ranks": True}``."""
@@ -97,7 +99,7 @@ def _groups_of(args: argparse.Namespace) -> list:
         groups = group_index(options.datasets.train, options.scale).groups
         if options.datasets.val is not None:
             val = options.datasets.val
-            groups += group_index(val, options.scale, val.dataroot_lq).groups
+            groups += group_index(val, options.scale, with_lr=True).groups
         return groups
     from sr_iqa.data.check import discover_splits
 
@@ -215,11 +217,17 @@ def _eval_groups(args: argparse.Namespace) -> tuple[list, dict | None, object | 
             raise SrIqaError(f"{args.opt}: no datasets.val block to evaluate on; pass --dataset ROOT")
         val = options.datasets.val
         args.scale = options.scale
-        return group_index(val, options.scale, val.dataroot_lq).groups, options.network_g, options.iqa
+        return group_index(val, options.scale, with_lr=True).groups, options.network_g, options.iqa
     from sr_iqa.data.check import discover_splits
 
     splits = discover_splits(args.dataset, args.layout)
-    chosen = [index for name, index in splits.items() if name.startswith("Test/")] or list(splits.values())
+    # Of a release root: its multi-GT test sets (Test-100), not the flat validation folders beside them (Set5).
+    multi_gt_tests = [index for name, index in splits.items()
+                      if name.startswith("Test/") and any(len(group.gts) > 1 for group in index.groups)]
+    chosen = multi_gt_tests if len(splits) > 1 and multi_gt_tests else list(splits.values())
+    for index in chosen:
+        for note in index.notes:
+            log.warning("%s", note)
     return [group for index in chosen for group in validated(index, args.scale).groups], None, None
 
 

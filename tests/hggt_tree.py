@@ -42,3 +42,30 @@ VOTES = {
     "img2-0-0": {"A": [P, S, N, P], "B": [S, N, N, P], "C": [N, P, S, S]},  # all differ, all differ, N, P
     "img3-0-0": {"A": [P, S, S, N], "B": [S, P, S, N], "C": [S, S, P, N]},  # no GT with >1 Positive vote
 }
+
+
+SET5 = ("baby", "bird", "butterfly", "head", "woman")
+
+
+def write_hggt_release(root: Path, size: int = 24, scale: int = 4) -> Path:
+    """A small copy of the HGGT release as its README lays it out: two training sets, Test-100 with labels and
+    fixed LR images, and the flat Set5 validation folders (GT and LQ, same file names)."""
+    rng = np.random.default_rng(7)
+    write_hggt_split(root / "Train" / "images" / "0-100", root / "Train" / "labels" / "0-100", VOTES, size)
+    second = {f"img{n}-1-1": VOTES[f"img{n}-0-0"] for n in (1, 2)}
+    write_hggt_split(root / "Train" / "images" / "101-200", root / "Train" / "labels" / "101-200", second, size, 1)
+    test = root / "Test" / "GT" / "Test-100"
+    write_hggt_split(test / "images", test / "labels", VOTES, size, 2)
+    lr = root / "Test" / "Blind_Degradation_Benchmark_LQ" / "Test-100" / "Blind_LR"
+    lr.mkdir(parents=True)
+    for original in sorted((test / "images" / "original").glob("*.png")):
+        with Image.open(original) as image:
+            image.resize((size // scale, size // scale), Image.BICUBIC).save(lr / original.name)
+    set5_gt, set5_lq = root / "Test" / "GT" / "Set5", root / "Test" / "Blind_Degradation_Benchmark_LQ" / "Set5"
+    set5_gt.mkdir(parents=True)
+    set5_lq.mkdir(parents=True)
+    for name in SET5:
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(set5_gt / f"{name}.png")
+        Image.fromarray(rng.integers(0, 256, (size // scale, size // scale, 3), dtype=np.uint8)).save(
+            set5_lq / f"{name}.png")
+    return root

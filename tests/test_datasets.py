@@ -11,7 +11,7 @@ from conftest import run_cli, tiny_options, write_options
 from hggt_tree import VOTES, write_hggt_split
 from PIL import Image
 
-from sr_iqa.config.schema import DataSourceOptions
+from sr_iqa.config.schema import DataSourceOptions, ValDatasetOptions
 from sr_iqa.data import datasets, image_io
 from sr_iqa.data.datasets import EvalGroupDataset, MultiGTCropDataset, augment
 from sr_iqa.data.degradations import bicubic_downsample
@@ -122,10 +122,9 @@ def test_kernels_come_from_the_sample_rng(split):
 
 
 def test_test_mode_returns_whole_images_and_the_fixed_lr(demo_set):
-    from sr_iqa.config.schema import ValDatasetOptions
-
-    source = ValDatasetOptions(dataroot_gt=str(demo_set.test_images), dataroot_label=str(demo_set.test_labels))
-    item = EvalGroupDataset(group_index(source, 4, str(demo_set.test_lr)), 4)[0]
+    source = ValDatasetOptions(dataroot_gt=str(demo_set.test_images), dataroot_label=str(demo_set.test_labels),
+                               dataroot_lq=str(demo_set.test_lr))
+    item = EvalGroupDataset(group_index(source, 4, with_lr=True), 4)[0]
     with Image.open(item.group.original.path) as original:
         assert item.gt.shape[1:] == (original.height, original.width)
     assert torch.equal(item.lq, image_io.read_rgb_tensor(demo_set.test_lr / item.group.original.path.name))
@@ -138,8 +137,9 @@ def test_without_fixed_lr_the_eval_lr_is_bicubic(split):
     assert torch.equal(item.lq, bicubic_downsample(item.gt[None], 4)[0])
 
 
-def test_missing_original_folder_is_named(tmp_path: Path):
-    with pytest.raises(DataError, match=str(tmp_path / "nowhere" / "original")):
+def test_a_folder_without_images_is_named(tmp_path: Path):
+    (tmp_path / "nowhere").mkdir()
+    with pytest.raises(DataError, match=f"{tmp_path / 'nowhere'}: holds no images"):
         group_index(_source(tmp_path / "nowhere", tmp_path), scale=4)
 
 
@@ -162,7 +162,8 @@ def test_fixed_lr_of_the_wrong_size_and_missing_lr_are_listed(tmp_path: Path, de
     Image.new("RGB", (10, 10)).save(lq_root / names[0])
     (lq_root / names[1]).unlink()
     with pytest.raises(DataError) as caught:
-        group_index(_source(demo_set.test_images, demo_set.test_labels), 4, str(lq_root))
+        group_index(ValDatasetOptions(dataroot_gt=str(demo_set.test_images), dataroot_label=str(demo_set.test_labels),
+                                      dataroot_lq=str(lq_root)), 4, with_lr=True)
     message = str(caught.value)
     assert f"{lq_root / names[0]}: LR is 10x10" in message
     assert f"{lq_root / names[1]}: fixed LR image is missing" in message
@@ -182,5 +183,5 @@ def test_cli_refuses_a_missing_dataset_with_one_message(tmp_path: Path, demo_set
     result = run_cli("train", "-opt", str(write_options(tmp_path / "o.yml", options)))
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    assert str(tmp_path / "missing" / "original") in result.stderr
+    assert f"{tmp_path / 'missing'}: no such folder" in result.stderr
     assert not (tmp_path / "experiments" / "tiny").exists()

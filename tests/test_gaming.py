@@ -81,7 +81,7 @@ def test_stage1_reference_warns_when_the_metric_is_gamed(demo_set, caplog: pytes
 
     val_options = ValDatasetOptions(dataroot_gt=str(demo_set.test_images), dataroot_label=str(demo_set.test_labels),
                                     dataroot_lq=str(demo_set.test_lr))
-    val_set = EvalGroupDataset(group_index(val_options, 4, val_options.dataroot_lq), 4)
+    val_set = EvalGroupDataset(group_index(val_options, 4, with_lr=True), 4)
     cpu = torch.device("cpu")
     metric_set = MetricSet(["niqe", "piqe"], cpu)
     reference = Stage1Reference(lambda: bicubic_upscaler(4), val_set, metric_set, cpu)  # "stage 1" = bicubic

@@ -162,6 +162,12 @@ def _check_values(options: Options, source: str) -> None:
     for split, source_options in (("train", options.datasets.train), ("val", options.datasets.val)):
         if source_options is None:
             continue
+        for key in ("dataroot_gt", "dataroot_label", "dataroot_lq"):
+            value = getattr(source_options, key, None)
+            folders = value if isinstance(value, list) else [value]
+            if value is not None and not (folders and all(isinstance(folder, str) for folder in folders)):
+                raise OptionsError(f"{source}: 'datasets.{split}.{key}' must be a folder or a list of folders, "
+                                   f"got {value!r}")
         needed = "manifest" if source_options.type is DatasetLayout.manifest else "dataroot_gt"
         if getattr(source_options, needed) is None:
             raise OptionsError(f"{source}: 'datasets.{split}.{needed}' is required for type "

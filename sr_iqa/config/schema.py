@@ -33,8 +33,10 @@ class DataSourceOptions:
 
     name: str = "data"
     type: DatasetLayout = DatasetLayout.hggt
-    dataroot_gt: str | None = None  # hggt: the folder holding original/ and 01..04/
-    dataroot_label: str | None = None  # hggt: the folder holding A/ B/ C/ label files; none: unlabelled
+    # hggt: the folder holding original/ and 01..04/ (or Test/GT/<set>, or a flat folder of images), or a list of
+    # such folders; labels and LR (val) follow it, one entry per folder
+    dataroot_gt: Any = None
+    dataroot_label: Any = None  # hggt: the folder(s) holding A/ B/ C/ label files; none: unlabelled
     manifest: str | None = None  # manifest: the JSON Lines file
     positive_only: bool = False  # HGGT's filter: drop groups with no enhanced GT of more than one Positive vote
 
@@ -57,7 +59,9 @@ class TrainDatasetOptions(DataSourceOptions):
 @dataclass
 class ValDatasetOptions(DataSourceOptions):
     name: str = "val"
-    dataroot_lq: str | None = None  # hggt: fixed LR images named like the originals; synthesised when absent
+    # hggt: fixed LR images named like the originals (one folder per dataroot_gt folder); when absent, the release's
+    # (Test/Blind_Degradation_Benchmark_LQ/<set>) if it has them, else bicubic
+    dataroot_lq: Any = None
 
 
 @dataclass

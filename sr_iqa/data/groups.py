@@ -62,6 +62,7 @@ class GroupIndex:
     groups: list[Group]
     problems: list[str] = field(default_factory=list)
     dropped: dict[str, str] = field(default_factory=dict)  # group name -> why a filter dropped it
+    notes: list[str] = field(default_factory=list)  # not problems, but worth a line (a fixed LR the copy lacks)
 
 
 def aggregate_votes(votes: Sequence[str]) -> str:
@@ -98,12 +99,27 @@ def _enhanced_path(images: Path, slot: str, original: Path) -> Path:
     return images / slot / f"{original.stem}_{slot}{original.suffix}"
 
 
+def index_flat(images: Path, lr: Path | None = None) -> GroupIndex:
+    """Single-GT groups: every image of a flat folder (HGGT's Set5 validation set), with ``lr/<name>`` when given
+    (a paired set, as BasicSR's PairedImageDataset reads it)."""
+    groups, problems = [], []
+    for path in list_images(images):
+        lr_path = lr / path.name if lr is not None else None
+        if lr_path is not None and not lr_path.is_file():
+            problems.append(f"{lr_path}: LR image is missing (GT {path})")
+            lr_path = None
+        groups.append(Group(path.stem, (GroundTruth("original", path),), lr_path))
+    if not groups:
+        problems.append(f"{images}: holds no images")
+    return GroupIndex(groups, problems)
+
+
 def index_hggt(images: Path, labels: Path | None = None, lr: Path | None = None) -> GroupIndex:
     """Groups of an HGGT split: ``images/{original,01..04}``, ``labels/{A,B,C}/<name>.json``, ``lr/<name>``."""
     problems: list[str] = []
     if not (images / "original").is_dir():
-        return GroupIndex([], [f"{images / 'original'}: folder is missing; the images folder must hold original/ "
-                               "(the demo set is built by `sr-iqa demo`)"])
+        return GroupIndex([], [f"{images / 'original'}: folder is missing; an HGGT images folder holds original/ "
+                               "and 01..04/ (a folder of single images is read as such where it has no subfolders)"])
     annotators = sorted(p for p in labels.iterdir() if p.is_dir()) if labels is not None and labels.is_dir() else []
     if labels is not None and len(annotators) < MIN_ANNOTATORS:
         problems.append(f"{labels}: holds {len(annotators)} annotator folder(s); HGGT labels need at least "
@@ -203,4 +219,4 @@ def keep_positive_groups(index: GroupIndex) -> GroupIndex:
             kept.append(group)
         else:
             dropped[group.name] = "no enhanced GT has more than one Positive vote"
-    return GroupIndex(kept, list(index.problems), dropped)
+    return GroupIndex(kept, list(index.problems), dropped, list(index.notes))

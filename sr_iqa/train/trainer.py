@@ -195,7 +195,7 @@ class Trainer:
         val_options = options.datasets.val
         val_set = None
         if val_options is not None:
-            val_set = EvalGroupDataset(group_index(val_options, options.scale, val_options.dataroot_lq), options.scale)
+            val_set = EvalGroupDataset(group_index(val_options, options.scale, with_lr=True), options.scale)
         return train_set, val_set
 
     def _create_run_folder(self) -> None:
