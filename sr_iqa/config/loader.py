@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import types
 import typing
 from collections.abc import Sequence
@@ -18,9 +19,12 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException, ValidationError
 
-from sr_iqa.config.schema import CALL_BLOCKS, DatasetLayout, Options
+from sr_iqa.config.basicsr_keys import translate
+from sr_iqa.config.schema import CALL_BLOCKS, DatasetLayout, Options, SamplerType
 from sr_iqa.config.suggest import did_you_mean
 from sr_iqa.errors import OptionsError
+
+log = logging.getLogger("sr_iqa.config")
 
 
 def _unwrap_optional(annotation: Any) -> Any:
@@ -30,26 +34,31 @@ def _unwrap_optional(annotation: Any) -> Any:
     return annotation
 
 
-def check_keys(node: Any, schema: type, prefix: str, source: str) -> None:
-    """Reject keys the schema lacks; turn integral floats (BasicSR's ``!!float 5e3``) into ints."""
+def check_keys(node: Any, schema: type, prefix: str, source: str) -> list[str]:
+    """Every key the schema lacks, as problem lines; integral floats (BasicSR's ``!!float 5e3``) become ints."""
     if not isinstance(node, DictConfig):
-        return
+        return []
     hints = typing.get_type_hints(schema)
     names = [f.name for f in dataclasses.fields(schema)]
+    problems = []
     for key in list(node.keys()):
         dotted = f"{prefix}{key}"
         if key not in names:
-            raise OptionsError(f"{source}: unknown key '{dotted}'; {did_you_mean(str(key), names)}")
+            problems.append(f"{source}: unknown key '{dotted}'; {did_you_mean(str(key), names)}")
+            continue
         annotation = _unwrap_optional(hints[key])
         if OmegaConf.is_missing(node, key):
-            raise OptionsError(f"{source}: '{dotted}' is '???'; give it a value")
+            problems.append(f"{source}: '{dotted}' is '???'; give it a value")
+            continue
         value = node[key]
         if dataclasses.is_dataclass(annotation):
             if value is not None and not isinstance(value, DictConfig):
-                raise OptionsError(f"{source}: '{dotted}' expects a block of keys, got {value!r}")
-            check_keys(value, annotation, f"{dotted}.", source)
+                problems.append(f"{source}: '{dotted}' expects a block of keys, got {value!r}")
+                continue
+            problems += check_keys(value, annotation, f"{dotted}.", source)
         elif annotation is int and isinstance(value, float) and value.is_integer():
             node[key] = int(value)
+    return problems
 
 
 def read_yaml(path: Path) -> DictConfig:
@@ -224,24 +233,70 @@ def _check_speed(options: Options, source: str) -> None:
                            f"got {options.datasets.train.prefetch_factor}")
 
 
+def _translated(config: DictConfig, source: str, problems: list[str], mapped: list[str],
+                ignored: list[str]) -> DictConfig:
+    """BasicSR/HGGT keys moved to sr_iqa's (``basicsr_keys``), then the schema's key check; problems collected."""
+    translation = translate(config)
+    problems += [f"{source}: {problem}" for problem in translation.problems]
+    mapped += translation.mapped
+    ignored += translation.ignored
+    problems += check_keys(translation.config, Options, "", source)
+    return translation.config
+
+
+def _report_translation(source: str, mapped: list[str], ignored: list[str]) -> None:
+    for line in mapped:
+        log.info("%s: BasicSR/HGGT key %s", source, line)
+    if ignored:
+        log.warning("%s: ignored, no meaning in sr_iqa: %s", source, ", ".join(ignored))
+
+
 def load_options(path: str | Path, overrides: Sequence[str] = ()) -> Options:
-    """Load, validate and type an option file; schema checks come before the torch-importing ones."""
+    """Load, validate and type an option file; schema checks come before the torch-importing ones. Every key
+    problem of the file and the overrides is reported at once."""
     path = Path(path)
-    user = read_yaml(path)
-    check_keys(user, Options, "", str(path))
+    problems: list[str] = []
+    mapped: list[str] = []
+    ignored: list[str] = []
+    user = _translated(read_yaml(path), str(path), problems, mapped, ignored)
     for item in overrides:  # in order: a later override wins
-        single = _read_overrides([item])
-        check_keys(single, Options, "", "command line")
+        single = _translated(_read_overrides([item]), "command line", problems, mapped, ignored)
         key = item.split("=", 1)[0].strip()
         if key in CALL_BLOCKS:  # `train.scheduler={...}` replaces the block; `train.scheduler.gamma=...` edits it
             OmegaConf.update(user, key, _select(single, key), merge=False)
         else:
             user = OmegaConf.merge(user, single)
+    if problems:
+        raise OptionsError(problems[0] if len(problems) == 1 else
+                           f"{len(problems)} problems in the options:\n" + "\n".join(problems))
     source = f"{path}" + (" (with command-line overrides)" if overrides else "")
+    _report_translation(str(path), mapped, ignored)
     options = _merge_into_schema(user, source)
     _check_values(options, source)
     _check_call_blocks(options, source)
+    _warn_about_labels(options, str(path))
     return options
+
+
+def _warn_about_labels(options: Options, source: str) -> None:
+    """Labels that the sampler will not use, or a label filter with a sampler that ignores labels: legal (an
+    ablation may want it), but never silent (HGGT's Pos files once trained on the originals this way)."""
+    train, sampler = options.datasets.train, options.sampler.type
+    label_aware = sampler in (SamplerType.upos, SamplerType.smp)
+    uses = {SamplerType.original: "supervises every sample with the original GT",
+            SamplerType.rand: "draws among all GTs uniformly", SamplerType.sma: "draws by score among all GTs",
+            SamplerType.amo: "takes the best-scoring GT, whatever its label"}.get(sampler)
+    if label_aware:
+        return
+    filters = [name for name in ("positive_only", "effective_only") if getattr(train, name)]
+    if filters:
+        log.warning("%s: datasets.train.%s filters groups by their labels, but sampler '%s' %s; for HGGT's "
+                    "Positive-GT training set sampler.type: upos (or smp with scores)", source, filters[0],
+                    sampler.value, uses)
+    elif train.dataroot_label is not None and options.train.neg_opt is None:
+        log.warning("%s: labels are loaded (datasets.train.dataroot_label), but sampler '%s' %s and no neg_opt "
+                    "uses them; set sampler.type: upos for HGGT's Positive-GT training, or leave out "
+                    "dataroot_label", source, sampler.value, uses)
 
 
 def options_to_yaml(options: Options) -> str:

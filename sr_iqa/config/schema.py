@@ -39,6 +39,7 @@ class DataSourceOptions:
     dataroot_label: Any = None  # hggt: the folder(s) holding A/ B/ C/ label files; none: unlabelled
     manifest: str | None = None  # manifest: the JSON Lines file
     positive_only: bool = False  # HGGT's filter: drop groups with no enhanced GT of more than one Positive vote
+    effective_only: bool = False  # HGGT's Pos+Neg filter: drop groups whose enhanced GTs are all (effectively) Similar
 
 
 @dataclass

@@ -220,3 +220,15 @@ def keep_positive_groups(index: GroupIndex) -> GroupIndex:
         else:
             dropped[group.name] = "no enhanced GT has more than one Positive vote"
     return GroupIndex(kept, list(index.problems), dropped, list(index.notes))
+
+
+def keep_effective_groups(index: GroupIndex) -> GroupIndex:
+    """HGGT's filter for Pos+Neg training: drop a group when every enhanced GT is (effectively) Similar, i.e. no
+    enhanced GT has a majority Positive or Negative."""
+    kept, dropped = [], dict(index.dropped)
+    for group in index.groups:
+        if any(gt.label in ("Positive", "Negative") for gt in group.gts[1:]):
+            kept.append(group)
+        else:
+            dropped[group.name] = "every enhanced GT is Similar (no effective Positive or Negative)"
+    return GroupIndex(kept, list(index.problems), dropped, list(index.notes))

@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from sr_iqa.config.schema import DatasetLayout, DataSourceOptions
-from sr_iqa.data.groups import GroupIndex, index_flat, index_hggt, index_manifest, keep_positive_groups
+from sr_iqa.data.groups import (
+    GroupIndex,
+    index_flat,
+    index_hggt,
+    index_manifest,
+    keep_effective_groups,
+    keep_positive_groups,
+)
 from sr_iqa.data.release_layout import fixed_lr_of, release_images_folder
 from sr_iqa.data.validation import validated
 from sr_iqa.errors import OptionsError
@@ -79,4 +86,6 @@ def group_index(source: DataSourceOptions, scale: int, min_size: int = 0, with_l
         log.warning("%s", note)
     if source.positive_only:
         index = keep_positive_groups(index)
+    if source.effective_only:
+        index = keep_effective_groups(index)
     return validated(index, scale, min_size)

@@ -7,6 +7,7 @@ main process, which alone writes files.
 
 from __future__ import annotations
 
+import glob
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -41,17 +42,29 @@ class Method:
     produce: SrSource
 
 
+def sr_image_of(folder: Path, item: EvalGroup) -> Path:
+    """A group's SR image in ``folder``: named like its original (``<group>.png``), or as BasicSR and HGGT save
+    results, ``<group>_<suffix>.png`` (one such file)."""
+    for candidate in (folder / item.group.original.path.name, folder / f"{item.name}.png"):
+        if candidate.is_file():
+            return candidate
+    suffixed = sorted(folder.glob(f"{glob.escape(item.name)}_*.png"))
+    if len(suffixed) == 1:
+        return suffixed[0]
+    if suffixed:
+        raise DataError(f"{folder}: several SR images for group {item.name} ({', '.join(p.name for p in suffixed)}); "
+                        "keep one per group")
+    raise DataError(f"{folder}: no SR image for group {item.name} (expected {item.name}.png or "
+                    f"{item.name}_<suffix>.png, as BasicSR saves them)")
+
+
 def sr_dir_method(name: str, folder: Path) -> Method:
-    """SR images named like each group's original (``<group>.png``, or the original's own file name)."""
+    """SR images of any method, found by ``sr_image_of``."""
     if not folder.is_dir():
         raise SrIqaError(f"--sr-dir {folder}: no such folder")
 
     def produce(item: EvalGroup) -> torch.Tensor:
-        candidates = [folder / item.group.original.path.name, folder / f"{item.name}.png"]
-        path = next((c for c in candidates if c.is_file()), None)
-        if path is None:
-            raise DataError(f"{folder}: no SR image for group {item.name} (expected {candidates[0].name}); "
-                            "name SR files like the group's original")
+        path = sr_image_of(folder, item)
         sr = read_rgb_tensor(path)
         if sr.shape != item.gt.shape:
             raise DataError(f"{path}: {tuple(sr.shape[1:])} pixels, but the group's GTs are "

@@ -17,7 +17,7 @@ from pathlib import Path
 from sr_iqa.data.groups import Group
 from sr_iqa.evaluate.multi_gt import GOLD_STANDARD, ImageResult, distance_to_gold, mean_over_images
 
-LOW_LEVEL_FR = ("psnr", "ssim", "psnr_y", "ssimc", "ms_ssim")
+LOW_LEVEL_FR = ("psnr", "ssim", "psnr_y", "ssimc", "ms_ssim", "hggt_psnr", "hggt_ssim")
 MID_LEVEL_FR = ("lpips", "lpips-vgg", "stlpips", "stlpips-vgg", "dists", "topiq_fr")
 
 

@@ -21,6 +21,7 @@ import torch
 
 from sr_iqa.config.suggest import did_you_mean
 from sr_iqa.errors import MetricUnavailableError, OptionsError, WeightsUnavailableError
+from sr_iqa.iqa.hggt_metrics import HGGT_METRICS, create_hggt_metric
 from sr_iqa.iqa.weights import weight_lookup
 
 NIQE_METRICS = ("niqe",)
@@ -56,8 +57,8 @@ def _metric_kwargs(name: str, options: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def _check_name(name: str) -> None:
-    if name not in pyiqa.list_models():
-        raise OptionsError(f"unknown metric '{name}'; {did_you_mean(name, pyiqa.list_models())}")
+    if name not in HGGT_METRICS and name not in pyiqa.list_models():
+        raise OptionsError(f"unknown metric '{name}'; {did_you_mean(name, [*pyiqa.list_models(), *HGGT_METRICS])}")
 
 
 def create_metric(name: str, device: torch.device | str = "cpu", as_loss: bool = False,
@@ -68,6 +69,8 @@ def create_metric(name: str, device: torch.device | str = "cpu", as_loss: bool =
     ``pretrained_model_path``) come last and win. A weight that cannot be had raises WeightsUnavailableError.
     """
     _check_name(name)
+    if name in HGGT_METRICS:  # basicsr's functions as HGGT's scripts call them; nothing to load
+        return create_hggt_metric(name)
     given_path = (options or {}).get("pretrained_model_path")
     if given_path and not Path(given_path).is_file():
         raise WeightsUnavailableError(f"metric '{name}': pretrained_model_path {given_path} is not a file; "
@@ -93,6 +96,8 @@ def missing_weights(name: str, weights_dir: Path | None = None,
     """(file name, folder to put it in) for each weight file the metric would need to download; [] when ready.
     A package the metric needs and lacks raises MetricUnavailableError."""
     _check_name(name)
+    if name in HGGT_METRICS:
+        return []
     with weight_lookup(f"metric '{name}'", weights_dir, probe=True) as request, _missing_package_named(name):
         pyiqa.create_metric(name, device=torch.device("cpu"), **_metric_kwargs(name, options))
     return request.missing

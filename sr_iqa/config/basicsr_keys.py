@@ -1,0 +1,229 @@
+"""BasicSR and HGGT option files, read as they are: keys that mean the same here are moved to sr_iqa's place
+(with HGGT's units), keys that mean nothing here are dropped with one warning line, HGGT's dataset types
+become the sr_iqa settings that do what they did, and what cannot be honoured is a problem to report.
+
+This runs on the raw YAML before the strict schema check, and knows only key names: the facts of BasicSR's,
+Real-ESRGAN's and HGGT's option files (``PosNegGTSR/options/train/PosNegGTSR/*.yml``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+# Keys of a BasicSR/HGGT run that have no meaning here, and the values they may have (None: any value).
+# A value outside the set would change what the run does, so it is a problem instead.
+IGNORED_TOP_LEVEL = {
+    "model_type": None,  # BasicSR's model class; sr_iqa has one trainer, driven by the dataset type and losses
+    "num_gpu": None,  # `accelerate launch` decides the processes
+    "dist_params": None,
+    "dist": None,
+    "rank": None,
+    "world_size": None,
+    "is_train": None,
+    "auto_resume": None,
+    "pre_pad": None,  # HGGT's tiled validation: sr_iqa validates whole images (`sr-iqa eval --tile` for big ones)
+    "tile_size": None,
+    "tile_pad": None,
+    "tile_process": None,
+}
+IGNORED_IN_DATASETS = {
+    "dataset_enlarge_ratio": None,  # sr_iqa's sample order never ends: an epoch repeated changes nothing
+    "prefetch_mode": {None, "cpu", "cuda"},  # sr_iqa's own: datasets.train.prefetch_to_device
+    "pin_memory": None,
+    "phase": None,
+    "io_backend": {"disk"},  # only {type: disk}; lmdb is not read
+    "filename_tmpl": {"{}"},  # paired sets: the LQ file has the GT's name
+    "meta_info": None,
+}
+IGNORED_ELSEWHERE = {
+    "train.warmup_iter": {-1, 0},  # no warm-up
+    "logger.wandb": None,
+    "val.pbar": None,
+    "val.suffix": None,
+    "path.strict_load_d": {True},
+    "path.param_key_d": {"params"},
+}
+# Where HGGT and Real-ESRGAN keep their degradation keys: the model's (top level) and the dataset's.
+DEGRADATION_TOP_LEVEL = ("resize_prob", "resize_range", "gaussian_noise_prob", "noise_range", "poisson_scale_range",
+                         "gray_noise_prob", "jpeg_range", "second_blur_prob", "resize_prob2", "resize_range2",
+                         "gaussian_noise_prob2", "noise_range2", "poisson_scale_range2", "gray_noise_prob2",
+                         "jpeg_range2")
+DEGRADATION_IN_TRAIN_SET = ("blur_kernel_size_min", "blur_kernel_size_max", "kernel_list", "kernel_prob", "sinc_prob",
+                            "blur_sigma", "betag_range", "betap_range", "kernel_list2", "kernel_prob2", "sinc_prob2",
+                            "blur_sigma2", "betag_range2", "betap_range2", "final_sinc_prob")
+SECOND_STAGE = {key for key in (*DEGRADATION_TOP_LEVEL, *DEGRADATION_IN_TRAIN_SET)
+                if key.endswith("2") or key in ("second_blur_prob", "final_sinc_prob")}
+# Real-ESRGAN pads every kernel to 21 (sizes 7..21); sr_iqa pads to the largest size itself.
+REALESRGAN_PAD_KEYS = ("blur_kernel_size", "blur_kernel_size2")
+RENAMED_IN_DATASETS = {"dataroot_all_gt": "dataroot_gt", "dataroot_all_json": "dataroot_label"}
+# HGGT's training datasets and what they do, in sr_iqa's terms.
+HGGT_TRAIN_TYPES = {
+    "PosNegGTPosDataset": ({"positive_only": True}, "upos",
+                           "groups with an effective Positive, the GT drawn uniformly among the Positives"),
+    "PosNegGTPosNeg_Dataset": ({"effective_only": True}, "upos",
+                               "groups with an effective Positive or Negative, the GT drawn among the Positives, "
+                               "a Negative pushed away by neg_opt"),
+    "PosNegGTOriDataset": ({}, "original", "every group, supervised by its original GT"),
+}
+PAIRED_TYPE = "PairedImageDataset"
+
+
+@dataclass
+class Translation:
+    """The rewritten options and what the rewrite did: ``mapped`` and ``ignored`` become log lines, ``problems``
+    errors (reported together with the schema's)."""
+
+    config: DictConfig
+    mapped: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def _plain(value: Any) -> Any:
+    return OmegaConf.to_container(value) if isinstance(value, DictConfig) or OmegaConf.is_list(value) else value
+
+
+def _drop_ignored(node: DictConfig, prefix: str, allowed: dict[str, set | None], result: Translation) -> None:
+    for key, values in allowed.items():
+        if key not in node:
+            continue
+        value = _plain(node[key])
+        checked = value.get("type") if isinstance(value, dict) and key == "io_backend" else value
+        if values is not None and checked not in values:
+            result.problems.append(f"'{prefix}{key}: {value!r}' cannot be honoured here (sr_iqa supports only "
+                                   f"{', '.join(repr(v) for v in sorted(values, key=str))}); remove the key")
+        else:
+            result.ignored.append(f"{prefix}{key}")
+        node.pop(key)
+
+
+def _move(source: DictConfig, key: str, target_parent: DictConfig, target_key: str, source_name: str,
+          target_name: str, result: Translation) -> None:
+    value = source.pop(key)
+    if target_key in target_parent and _plain(target_parent[target_key]) != _plain(value):
+        result.problems.append(f"'{source_name}' ({_plain(value)!r}) and '{target_name}' "
+                               f"({_plain(target_parent[target_key])!r}) disagree; keep one of them")
+        return
+    target_parent[target_key] = value
+    result.mapped.append(f"{source_name} -> {target_name}")
+
+
+def _degradation_keys(config: DictConfig, result: Translation) -> None:
+    train = OmegaConf.select(config, "datasets.train")
+    found = [("", key) for key in DEGRADATION_TOP_LEVEL if key in config]
+    if isinstance(train, DictConfig):
+        found += [("datasets.train.", key) for key in DEGRADATION_IN_TRAIN_SET if key in train]
+        for key in REALESRGAN_PAD_KEYS:
+            if key in train:
+                train.pop(key)
+                result.ignored.append(f"datasets.train.{key} (every kernel is padded to the largest size)")
+    if not found:
+        return
+    if "degradation" not in config or config.degradation is None:
+        config.degradation = {"type": "realesrgan" if any(key in SECOND_STAGE for _, key in found) else "hggt"}
+        result.mapped.append(f"degradation.type: {config.degradation.type} (from the keys found)")
+    for prefix, key in found:
+        _move(train if prefix else config, key, config.degradation, key, f"{prefix}{key}", f"degradation.{key}",
+              result)
+
+
+def _dataset_types(config: DictConfig, result: Translation) -> None:
+    datasets = OmegaConf.select(config, "datasets")
+    if not isinstance(datasets, DictConfig):
+        return
+    train, val = datasets.get("train"), datasets.get("val")
+    if isinstance(train, DictConfig) and train.get("type") in HGGT_TRAIN_TYPES:
+        type_name = train.type
+        settings, sampler, meaning = HGGT_TRAIN_TYPES[type_name]
+        train.type = "hggt"
+        for key, value in settings.items():
+            train[key] = value
+        if type_name == "PosNegGTOriDataset" and "dataroot_label" in train:  # HGGT lists the groups from them
+            train.pop("dataroot_label")
+        given_sampler = OmegaConf.select(config, "sampler.type")
+        if given_sampler is None:
+            config.sampler = {**(_plain(config.get("sampler")) or {}), "type": sampler}
+        described = ", ".join(f"{k}: {str(v).lower()}" for k, v in settings.items())
+        result.mapped.append(f"datasets.train.type {type_name} ({meaning}) -> type: hggt"
+                             + (f", {described}" if described else "")
+                             + (f", sampler.type: {sampler}" if given_sampler is None else
+                                f"; sampler.type {given_sampler} as given (HGGT's is {sampler})"))
+    elif isinstance(train, DictConfig) and train.get("type") == PAIRED_TYPE:
+        result.problems.append(f"'datasets.train.type: {PAIRED_TYPE}': sr_iqa synthesises the training LR from "
+                               "the original GT; point dataroot_gt at the GT folder and remove dataroot_lq and type")
+    if isinstance(val, DictConfig) and val.get("type") == PAIRED_TYPE:
+        val.type = "hggt"  # a flat GT folder with its LQ folder is a paired set of single-GT groups
+        result.mapped.append(f"datasets.val.type {PAIRED_TYPE} -> type: hggt (a flat GT folder, LR from dataroot_lq)")
+
+
+def _negative_loss(config: DictConfig, result: Translation) -> None:
+    """HGGT writes its negative-GT term as ``neg_opt: {type: L1Loss, loss_weight: 300, reduction: mean}``."""
+    block = OmegaConf.select(config, "train.neg_opt")
+    if not isinstance(block, DictConfig) or block.get("type") != "L1Loss":
+        return
+    if block.get("reduction", "mean") != "mean":
+        result.problems.append(f"'train.neg_opt.reduction: {block.reduction}': HGGT's negative-GT term averages "
+                               "(mean); remove the key")
+        return
+    config.train.neg_opt = {"type": "NegativeGTLoss", "loss_weight": block.get("loss_weight", 1.0)}
+    result.mapped.append(f"train.neg_opt {{type: L1Loss, loss_weight: {block.get('loss_weight', 1.0)}}} -> "
+                         f"{{type: NegativeGTLoss, loss_weight: {block.get('loss_weight', 1.0)}}} (HGGT's term)")
+
+
+# BasicSR's metric functions, in the form HGGT's option files and scripts call them, and sr_iqa's names for them.
+BASICSR_METRICS = {("calculate_psnr", 4, False): "hggt_psnr", ("calculate_ssim", 4, False): "hggt_ssim",
+                   ("calculate_psnr", 0, True): "psnr", ("calculate_ssim", 0, True): "ssim"}
+
+
+def _validation_metrics(config: DictConfig, result: Translation) -> None:
+    """BasicSR's ``val.metrics: {psnr: {type: calculate_psnr, crop_border: 4, test_y_channel: false}, ...}``."""
+    metrics = OmegaConf.select(config, "val.metrics")
+    if not isinstance(metrics, DictConfig):
+        return
+    names = []
+    for label, spec in metrics.items():
+        spec = _plain(spec) or {}
+        key = (spec.get("type"), int(spec.get("crop_border", 0)), bool(spec.get("test_y_channel", False)))
+        name = BASICSR_METRICS.get(key)
+        if name is None:
+            result.problems.append(f"'val.metrics.{label}': {spec} has no sr_iqa counterpart; list pyiqa metric "
+                                   f"names instead, or hggt_psnr / hggt_ssim for {sorted(BASICSR_METRICS)[:2]}")
+            continue
+        names.append(name)
+    config.val.metrics = names
+    result.mapped.append(f"val.metrics (BasicSR's {', '.join(str(k) for k in metrics)}) -> {names}")
+
+
+def translate(config: DictConfig) -> Translation:
+    """Rewrite BasicSR/HGGT keys in place of a copy; see the module docstring."""
+    result = Translation(OmegaConf.create(OmegaConf.to_container(config)))
+    config = result.config
+    _drop_ignored(config, "", IGNORED_TOP_LEVEL, result)
+    for dotted, values in IGNORED_ELSEWHERE.items():
+        parent_key, _, key = dotted.rpartition(".")
+        parent = OmegaConf.select(config, parent_key)
+        if isinstance(parent, DictConfig):
+            _drop_ignored(parent, f"{parent_key}.", {key: values}, result)
+    for split in ("train", "val"):
+        node = OmegaConf.select(config, f"datasets.{split}")
+        if not isinstance(node, DictConfig):
+            continue
+        _drop_ignored(node, f"datasets.{split}.", IGNORED_IN_DATASETS, result)
+        for old, new in RENAMED_IN_DATASETS.items():
+            if old in node:
+                _move(node, old, node, new, f"datasets.{split}.{old}", f"datasets.{split}.{new}", result)
+    train = OmegaConf.select(config, "datasets.train")
+    for key in ("gt_size", "queue_size"):
+        if key in config:
+            if not isinstance(train, DictConfig):
+                config.datasets = {**(_plain(config.get("datasets")) or {}), "train": {}}
+                train = config.datasets.train
+            _move(config, key, train, key, key, f"datasets.train.{key}", result)
+    _degradation_keys(config, result)
+    _dataset_types(config, result)
+    _negative_loss(config, result)
+    _validation_metrics(config, result)
+    return result
