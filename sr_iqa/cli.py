@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from sr_iqa.errors import SrIqaError
+from sr_iqa.log_buffer import StartupLogBuffer
 
 log = logging.getLogger("sr_iqa.cli")
 
@@ -38,6 +39,9 @@ def configure_logging() -> None:
     logger = logging.getLogger("sr_iqa")
     logger.setLevel(logging.INFO)
     logger.addHandler(handler)
+    buffer = StartupLogBuffer()  # replayed into the run's train.log once the run folder exists
+    buffer.addFilter(_RankFilter(rank))
+    logger.addHandler(buffer)
     logger.propagate = False
 
 

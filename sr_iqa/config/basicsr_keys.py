@@ -124,10 +124,13 @@ def _degradation_keys(config: DictConfig, result: Translation) -> None:
         return
     if "degradation" not in config or config.degradation is None:
         config.degradation = {"type": "realesrgan" if any(key in SECOND_STAGE for _, key in found) else "hggt"}
-        result.mapped.append(f"degradation.type: {config.degradation.type} (from the keys found)")
+    moved = Translation(config)
     for prefix, key in found:
         _move(train if prefix else config, key, config.degradation, key, f"{prefix}{key}", f"degradation.{key}",
-              result)
+              moved)
+    result.problems += moved.problems
+    result.mapped.append(f"{len(found)} degradation keys (top level and datasets.train: "
+                         f"{', '.join(key for _, key in found)}) -> degradation (type {config.degradation.type})")
 
 
 def _dataset_types(config: DictConfig, result: Translation) -> None:

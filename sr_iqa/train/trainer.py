@@ -27,6 +27,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from sr_iqa.config import Options, options_to_yaml
 from sr_iqa.config.call_options import build_from_block
 from sr_iqa.config.schema import AmoMode, MixedPrecision, SamplerType
+from sr_iqa.data.check import summarize
 from sr_iqa.data.datasets import EvalGroupDataset, MultiGTCropDataset
 from sr_iqa.data.degradations import DEGRADATION_TYPES
 from sr_iqa.data.device_prefetch import DevicePrefetcher
@@ -38,6 +39,7 @@ from sr_iqa.data.validation import raise_problems
 from sr_iqa.errors import OptionsError, RunFolderError
 from sr_iqa.evaluate.scoring import MetricSet, Upscaler, evaluate_upscaler
 from sr_iqa.iqa.metrics import FrozenMetricLoss, create_metric
+from sr_iqa.log_buffer import replay_startup_log
 from sr_iqa.losses import (
     IqaObjective,
     build_gan_loss,
@@ -182,6 +184,11 @@ class Trainer:
         options = self.options
         train_options = options.datasets.train
         train_index = group_index(train_options, options.scale, min_size=train_options.gt_size)
+        for line in summarize("training data", train_index, positive_only=False):
+            log.info("%s", line.strip())
+        if train_index.dropped:
+            log.info("the label filter dropped %d groups (%s)", len(train_index.dropped),
+                     "; ".join(sorted(set(train_index.dropped.values()))))
         chooser = build_chooser(options.sampler, train_index.groups, train_options.gt_size)
         images = None
         if train_options.pack is not None:
@@ -204,6 +211,7 @@ class Trainer:
             self.folders.options_file.write_text(options_to_yaml(self.options))
             self.log_file = logging.FileHandler(self.folders.logs / "train.log")
             self.log_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+            replay_startup_log(logging.getLogger("sr_iqa"), self.log_file)  # the options and data summary too
             logging.getLogger("sr_iqa").addHandler(self.log_file)
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
