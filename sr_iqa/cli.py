@@ -48,7 +48,11 @@ def configure_logging() -> None:
 def _train(args: argparse.Namespace) -> int:
     from sr_iqa.config import load_options
 
-    options = load_options(args.opt, args.overrides)
+    if args.launcher not in (None, "none"):
+        log.warning("--launcher %s is BasicSR's; sr_iqa's processes come from `accelerate launch` (ignored)",
+                    args.launcher)
+    overrides = [*args.overrides, *(["path.resume_state=auto"] if args.auto_resume else [])]
+    options = load_options(args.opt, overrides)
     from sr_iqa.train.trainer import Trainer
 
     Trainer(options, source=str(args.opt)).train()
@@ -183,13 +187,15 @@ def _sampler_preview(args: argparse.Namespace) -> int:
     return 0
 
 
-def _network_g_of(args: argparse.Namespace) -> dict | None:
-    """``-opt``'s network_g (for weight files that do not record theirs, such as BasicSR .pth), else None."""
+def _network_of(args: argparse.Namespace) -> tuple[dict | None, str]:
+    """``-opt``'s network_g (for weight files that do not record theirs, such as BasicSR .pth) and param_key_g;
+    (None, "params") without -opt."""
     if args.opt is None:
-        return None
-    from sr_iqa.config import load_options
+        return None, "params"
+    from sr_iqa.config import load_inference_options
 
-    return load_options(args.opt, args.overrides).network_g
+    options = load_inference_options(args.opt, args.overrides)
+    return options.network_g, options.param_key
 
 
 def _check_tiles(args: argparse.Namespace) -> None:
@@ -202,26 +208,31 @@ def _export(args: argparse.Namespace) -> int:
 
     if args.adapter is not None and not args.merge:
         raise SrIqaError("--adapter needs --merge: the unmerged export of an adapter is the adapter file itself")
-    out = export_generator(args.checkpoint, args.adapter, args.out, _network_g_of(args))
+    out = export_generator(args.checkpoint, args.adapter, args.out, *_network_of(args))
     print(f"wrote {out}" + (" (adapter merged)" if args.adapter else ""))
     return 0
 
 
-def _eval_groups(args: argparse.Namespace) -> tuple[list, dict | None, object | None]:
-    """Test groups of ``--dataset`` (its Test splits, else every split) or of ``-opt``'s val block; also the
-    option file's network_g and iqa block when there is one (and its scale, into ``args.scale``)."""
+def _eval_groups(args: argparse.Namespace) -> tuple[list, dict | None, object | None, str]:
+    """Test groups of ``--dataset`` (its Test splits, else every split) or of ``-opt``'s val and test_* blocks;
+    also the option file's network_g and iqa block when there is one (its scale into ``args.scale``, and its
+    path.pretrain_network_g into ``args.checkpoint`` when none is given, as BasicSR's test files name it)."""
     from sr_iqa.data.validation import validated
 
     if args.opt is not None:
-        from sr_iqa.config import load_options
+        from sr_iqa.config import load_inference_options
         from sr_iqa.data.sources import group_index
 
-        options = load_options(args.opt, args.overrides)
-        if options.datasets.val is None:
-            raise SrIqaError(f"{args.opt}: no datasets.val block to evaluate on; pass --dataset ROOT")
-        val = options.datasets.val
+        options = load_inference_options(args.opt, args.overrides)
+        if not options.test_sets:
+            raise SrIqaError(f"{args.opt}: no datasets.val or datasets.test_* block to evaluate on; pass "
+                             "--dataset ROOT")
         args.scale = options.scale
-        return group_index(val, options.scale, with_lr=True).groups, options.network_g, options.iqa
+        if args.checkpoint is None and not args.sr_dir and options.checkpoint:
+            args.checkpoint = Path(options.checkpoint)
+        groups = [group for test_set in options.test_sets
+                  for group in group_index(test_set, options.scale, with_lr=True).groups]
+        return groups, options.network_g, options.iqa, options.param_key
     from sr_iqa.data.check import discover_splits
 
     splits = discover_splits(args.dataset, args.layout)
@@ -232,7 +243,7 @@ def _eval_groups(args: argparse.Namespace) -> tuple[list, dict | None, object | 
     for index in chosen:
         for note in index.notes:
             log.warning("%s", note)
-    return [group for index in chosen for group in validated(index, args.scale).groups], None, None
+    return [group for index in chosen for group in validated(index, args.scale).groups], None, None, "params"
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -245,17 +256,17 @@ def _eval(args: argparse.Namespace) -> int:
     )
     from sr_iqa.evaluate.tables import summary_markdown
 
+    _check_tiles(args)
+    groups, network_g, iqa, param_key = _eval_groups(args)
     if args.checkpoint is None and not args.sr_dir:
         raise SrIqaError("nothing to evaluate: pass --checkpoint FILE (with --adapter) and/or --sr-dir DIR")
-    _check_tiles(args)
-    groups, network_g, iqa = _eval_groups(args)
     methods = []
     if args.checkpoint is not None:
         import torch
 
         from sr_iqa.models.weight_files import load_upscaler
 
-        network, block = load_upscaler(args.checkpoint, args.adapter, network_g)
+        network, block = load_upscaler(args.checkpoint, args.adapter, network_g, param_key)
         name = args.name or (args.adapter or args.checkpoint).stem
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         methods.append(upscaler_method(name, network.to(device).eval(), device, args.tile, args.tile_overlap,
@@ -278,7 +289,7 @@ def _infer(args: argparse.Namespace) -> int:
 
     _check_tiles(args)
     run_infer(args.checkpoint, args.adapter, args.input, args.output, args.tile, args.tile_overlap,
-              _network_g_of(args))
+              *_network_of(args))
     return 0
 
 
@@ -312,6 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a generator from a BasicSR-style option file")
     train.add_argument("-opt", "--opt", required=True, type=Path, help="YAML option file")
     train.add_argument("overrides", nargs="*", metavar="key.sub=value", help="option overrides")
+    train.add_argument("--auto_resume", "--auto-resume", action="store_true",
+                       help="BasicSR's flag: continue from the newest training state (path.resume_state=auto)")
+    train.add_argument("--launcher", help="BasicSR's; ignored (processes come from `accelerate launch`)")
     train.set_defaults(handler=_train)
 
     demo = commands.add_parser("demo", help="build the demo set, train a small RRDB (stage 1), fine-tune it with "

@@ -49,17 +49,19 @@ def positive_indices(group: Group) -> list[int]:
     return group.indices_labelled("Positive")
 
 
-def probabilities(sampler: SamplerType, group: Group, q: np.ndarray | None, tau: float) -> np.ndarray:
-    """The probability of each GT of ``group``; ``q`` holds one "higher is better" score per GT (not for rand/upos)."""
+def probabilities(sampler: SamplerType, group: Group, q: np.ndarray | None, tau: float,
+                  exclude_labels: Sequence[str] = ()) -> np.ndarray:
+    """The probability of each GT of ``group``; ``q`` holds one "higher is better" score per GT (not for rand/upos).
+    GTs labelled with one of ``exclude_labels`` are never candidates (the original always is, for rand/sma/amo)."""
     count = len(group.gts)
     result = np.zeros(count)
     if sampler is SamplerType.original:
         result[0] = 1.0
         return result
+    candidates = [i for i, gt in enumerate(group.gts) if i == 0 or gt.label not in exclude_labels]
     if sampler is SamplerType.rand:
-        result[:] = 1.0 / count
+        result[candidates] = 1.0 / len(candidates)
         return result
-    candidates = list(range(count))
     if sampler in (SamplerType.upos, SamplerType.smp):
         candidates = positive_indices(group) or [0]
     if sampler is SamplerType.upos:
@@ -92,6 +94,7 @@ class CachedScoreSampler:
     full: list[np.ndarray] | None = None
     crops: list[np.ndarray] | None = None
     box_stride: int = 1
+    exclude_labels: tuple[str, ...] = ()
 
     def quality(self, position: int, group: Group, box: CropBox) -> np.ndarray | None:
         if self.sampler is SamplerType.amo:
@@ -99,7 +102,8 @@ class CachedScoreSampler:
         return self.full[position] if self.full is not None else None
 
     def choose(self, position: int, group: Group, box: CropBox, rng: np.random.Generator) -> int:
-        return draw(probabilities(self.sampler, group, self.quality(position, group, box), self.tau), rng)
+        return draw(probabilities(self.sampler, group, self.quality(position, group, box), self.tau,
+                                  self.exclude_labels), rng)
 
 
 def _missing_scores(metric: str, cache: ScoreCache, missing: list[str], hint: str) -> DataError:
@@ -156,8 +160,9 @@ def build_chooser(options: SamplerOptions, groups: Sequence[Group], gt_size: int
         without = sum(not positive_indices(group) for group in groups)
         log.info("%s: %d of %d groups have no Positive and fall back to the original GT", options.type.value,
                  without, len(groups))
+    exclude = tuple(options.exclude_labels)
     if options.type in (SamplerType.rand, SamplerType.upos):
-        return CachedScoreSampler(options.type, options.tau)
+        return CachedScoreSampler(options.type, options.tau, exclude_labels=exclude)
     if options.type is SamplerType.amo and options.mode is AmoMode.online:
         return OriginalGT()  # the dataset loads every GT crop; the trainer picks on the device
     path = Path(options.cache)
@@ -169,9 +174,10 @@ def build_chooser(options: SamplerOptions, groups: Sequence[Group], gt_size: int
     if options.type is SamplerType.amo:
         grids = crop_score_grids(groups, cache, options.metric, gt_size, options.grid_stride)
         return CachedScoreSampler(options.type, options.tau, crops=[goodness(g, lower_better) for g in grids],
-                                  box_stride=options.grid_stride)
+                                  box_stride=options.grid_stride, exclude_labels=exclude)
     full = full_image_scores(groups, cache, options.metric)
-    return CachedScoreSampler(options.type, options.tau, full=[goodness(f, lower_better) for f in full])
+    return CachedScoreSampler(options.type, options.tau, full=[goodness(f, lower_better) for f in full],
+                              exclude_labels=exclude)
 
 
 @torch.no_grad()

@@ -76,3 +76,20 @@ def hggt_option_file(arch: str, variant: str) -> dict:
     if not positive_only:
         options["train"]["neg_opt"] = {"type": "L1Loss", "loss_weight": 3e2, "reduction": "mean"}
     return options
+
+
+def hggt_test_option_file() -> dict:
+    """HGGT's options/test/PosNegGTSR/test_RRDBGAN_PosNegGT_Blind_Pos_x4.yml."""
+    return {
+        "name": "RRDBGAN_PosNegGT_Blind_Pos_x4", "model_type": "Ours_PosGT_Model", "scale": 4, "num_gpu": 1,
+        "manual_seed": 0, "pre_pad": 0, "tile_size": 800, "tile_pad": 32, "tile_process": True,
+        "datasets": {"test_1": {"name": "Test-100", "type": "PairedImageDataset",
+                                "dataroot_gt": "datasets/Test/GT/Test-100/images/Original",
+                                "dataroot_lq": "datasets/Test/Blind_Degradation_Benchmark_LQ/Test-100/Blind_LR",
+                                "io_backend": {"type": "disk"}}},
+        "network_g": copy.deepcopy(RRDB_G),
+        "path": {"pretrain_network_g": "experiments/pretrained_models/RRDB-GAN/Blind_GAN_PosNegGT_Pos/"
+                                       "RRDB_PosNegGT_Pos_GAN_x4.pth",
+                 "strict_load_g": True, "param_key_g": "params_ema"},
+        "val": {"save_img": True, "suffix": "RRDBGANPosNegGTBlindPos"},
+    }

@@ -10,13 +10,15 @@ import logging
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from conftest import run_cli
-from hggt_option_files import hggt_option_file
+from hggt_option_files import hggt_option_file, hggt_test_option_file
 from hggt_tree import SET5, write_hggt_release
 
 from sr_iqa.config import load_options
 from sr_iqa.errors import OptionsError
+from sr_iqa.models.generators import build_generator
 
 IGNORED = ("model_type", "num_gpu", "pre_pad", "tile_size", "tile_pad", "tile_process", "dist_params",
            "train.warmup_iter", "logger.wandb", "datasets.train.dataset_enlarge_ratio", "datasets.train.prefetch_mode",
@@ -133,3 +135,32 @@ def test_a_key_given_in_two_places_must_agree(tmp_path: Path):
         load_options(path)
     assert "'gt_size' (256) and 'datasets.train.gt_size' (128) disagree" in str(raised.value)
     assert "'noise_range' ([1, 12]) and 'degradation.noise_range' ([1, 30]) disagree" in str(raised.value)
+
+
+def test_hggts_test_file_evaluates_the_checkpoint_it_names_and_infer_needs_only_network_g(release: Path,
+                                                                                        tmp_path: Path):
+    options = hggt_test_option_file()
+    options["network_g"] |= {"num_feat": 8, "num_block": 1, "num_grow_ch": 4}  # shrunk for the CPU
+    test = options["datasets"]["test_1"]
+    test["dataroot_gt"] = str(release / "Test" / "GT" / "Test-100" / "images" / "original")
+    test["dataroot_lq"] = str(release / "Test" / "Blind_Degradation_Benchmark_LQ" / "Test-100" / "Blind_LR")
+    checkpoint = tmp_path / "RRDB_PosNegGT_Pos_GAN_x4.pth"
+    torch.manual_seed(0)
+    network = build_generator(options["network_g"], 4)
+    torch.save({"params": {k: torch.zeros_like(v) for k, v in network.state_dict().items()},
+                "params_ema": network.state_dict()}, checkpoint)  # BasicSR keeps both; HGGT reads params_ema
+    options["path"]["pretrain_network_g"] = str(checkpoint)
+    path = tmp_path / "test_RRDBGAN_PosNegGT_Blind_Pos_x4.yml"
+    path.write_text(yaml.safe_dump(options))
+    out = tmp_path / "eval"
+    result = run_cli("eval", "-opt", str(path), "--metrics", "hggt_psnr", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rows"][checkpoint.stem]["hggt_psnr"] < 80  # params_ema's network, not the zeroed params
+
+    minimal = tmp_path / "network.yml"
+    minimal.write_text(yaml.safe_dump({"scale": 4, "network_g": options["network_g"]}))
+    inferred = run_cli("infer", "--checkpoint", str(checkpoint), "-opt", str(minimal), "path.param_key_g=params_ema",
+                       "--input", test["dataroot_lq"], "--output", str(tmp_path / "sr"))
+    assert inferred.returncode == 0, inferred.stderr[-3000:]
+    assert len(list((tmp_path / "sr").glob("*.png"))) == 3

@@ -131,3 +131,19 @@ def test_upos_start_up_log_counts_groups_that_fall_back(caplog):
     with caplog.at_level(logging.INFO, logger="sr_iqa.sampling"):
         build_chooser(SamplerOptions(type=SamplerType.upos), groups, gt_size=8)
     assert "upos: 2 of 3 groups have no Positive and fall back to the original GT" in caplog.text
+
+
+def test_excluded_labels_are_never_candidates_and_the_rest_keep_the_formula():
+    # GROUP: original, P, S, P, N; the Negative (index 4) is excluded.
+    exclude = ("Negative",)
+    rand = _frequencies(CachedScoreSampler(SamplerType.rand, exclude_labels=exclude), GROUP)
+    uniform = np.array([0.25, 0.25, 0.25, 0.25, 0.0])
+    assert np.all(np.abs(rand - uniform) <= _tolerance(uniform))
+    tau = 2.0
+    expected = np.zeros(5)
+    expected[:4] = np.exp(SCORES[:4] / tau) / np.exp(SCORES[:4] / tau).sum()
+    sma = _frequencies(CachedScoreSampler(SamplerType.sma, tau, full=[SCORES], exclude_labels=exclude), GROUP)
+    assert np.all(np.abs(sma - expected) <= _tolerance(expected))
+    best_is_negative = np.array([1.0, 2.0, 3.0, 4.0, 9.0])  # the Negative has the best score
+    assert probabilities(SamplerType.amo, GROUP, best_is_negative, 1.0).argmax() == 4
+    assert probabilities(SamplerType.amo, GROUP, best_is_negative, 1.0, exclude).tolist() == [0, 0, 0, 1, 0]

@@ -241,7 +241,10 @@ def test_the_discriminator_sees_the_chosen_gt_as_real_and_sr_as_fake(options_fil
     # G's adversarial term (SR), then D's real (the chosen GT) and fake (SR) passes.
     assert len(seen) == 3 and torch.equal(seen[1], data["gt"]) and torch.equal(seen[0], seen[2])
     assert seen[0].shape == data["gt"].shape and not torch.equal(seen[0], data["gt"])
-    assert set(losses) == {"l_g", "l_d"}
+    # Each term under BasicSR's name, and the totals they add up to.
+    assert set(losses) == {"l_g", "l_g_pix", "l_g_gan", "l_d", "l_d_real", "l_d_fake"}
+    torch.testing.assert_close(losses["l_g"], losses["l_g_pix"] + losses["l_g_gan"])
+    torch.testing.assert_close(losses["l_d"], losses["l_d_real"] + losses["l_d_fake"])
 
 
 def test_gan_blocks_must_come_together(options_file: Path):
@@ -249,3 +252,12 @@ def test_gan_blocks_must_come_together(options_file: Path):
 
     with pytest.raises(OptionsError, match="missing 'train.optim_d', 'train.gan_opt'"):
         load_options(options_file, [GAN[0]])
+
+
+def test_basicsrs_auto_resume_flag_continues_the_run(options_file: Path):
+    first = run_cli("train", "-opt", str(options_file), "name=flags", "train.total_iter=2", "--launcher", "pytorch")
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "--launcher pytorch is BasicSR's" in first.stderr
+    second = run_cli("train", "-opt", str(options_file), "name=flags", "train.total_iter=4", "--auto_resume")
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "at iteration 2" in second.stderr and "resumed from" in second.stderr

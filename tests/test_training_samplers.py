@@ -97,3 +97,15 @@ def test_cached_and_online_amo_choose_the_same_gt_on_grid_aligned_crops(demo_set
         choices.append((int(sample["gt_index"]), int(online[0])))
     assert all(a == b for a, b in choices)
     assert len({a for a, _ in choices}) > 1  # the winner really varies with the crop
+
+
+@pytest.mark.parametrize("mode", ["cached", "online"])
+def test_amo_never_chooses_an_excluded_label(tmp_path, demo_set, scored, mode):
+    sampler = {"type": "amo", "mode": mode} | ({"cache": None} if mode == "online" else {})
+    (tmp_path / "free").mkdir()
+    (tmp_path / "excluded").mkdir()
+    free = _run(tmp_path / "free", demo_set, scored, sampler)
+    assert free["sampler/label_Negative"][0] > 0  # entropy likes the over-sharpened Negatives of the demo set
+    excluded = _run(tmp_path / "excluded", demo_set, scored, {**sampler, "exclude_labels": ["Negative"]})
+    assert excluded["sampler/label_Negative"] == [0.0]
+    assert excluded["sampler/label_Positive"][0] + excluded["sampler/label_Similar"][0] > 0

@@ -137,7 +137,7 @@ def _dataset_types(config: DictConfig, result: Translation) -> None:
     datasets = OmegaConf.select(config, "datasets")
     if not isinstance(datasets, DictConfig):
         return
-    train, val = datasets.get("train"), datasets.get("val")
+    train = datasets.get("train")
     if isinstance(train, DictConfig) and train.get("type") in HGGT_TRAIN_TYPES:
         type_name = train.type
         settings, sampler, meaning = HGGT_TRAIN_TYPES[type_name]
@@ -157,9 +157,12 @@ def _dataset_types(config: DictConfig, result: Translation) -> None:
     elif isinstance(train, DictConfig) and train.get("type") == PAIRED_TYPE:
         result.problems.append(f"'datasets.train.type: {PAIRED_TYPE}': sr_iqa synthesises the training LR from "
                                "the original GT; point dataroot_gt at the GT folder and remove dataroot_lq and type")
-    if isinstance(val, DictConfig) and val.get("type") == PAIRED_TYPE:
-        val.type = "hggt"  # a flat GT folder with its LQ folder is a paired set of single-GT groups
-        result.mapped.append(f"datasets.val.type {PAIRED_TYPE} -> type: hggt (a flat GT folder, LR from dataroot_lq)")
+    for split in [key for key in datasets if key == "val" or str(key).startswith("test")]:
+        node = datasets[split]
+        if isinstance(node, DictConfig) and node.get("type") == PAIRED_TYPE:
+            node.type = "hggt"  # a flat GT folder with its LQ folder is a paired set of single-GT groups
+            result.mapped.append(f"datasets.{split}.type {PAIRED_TYPE} -> type: hggt (a flat GT folder, LR from "
+                                 "dataroot_lq)")
 
 
 def _negative_loss(config: DictConfig, result: Translation) -> None:
@@ -210,8 +213,9 @@ def translate(config: DictConfig) -> Translation:
         parent = OmegaConf.select(config, parent_key)
         if isinstance(parent, DictConfig):
             _drop_ignored(parent, f"{parent_key}.", {key: values}, result)
-    for split in ("train", "val"):
-        node = OmegaConf.select(config, f"datasets.{split}")
+    datasets = OmegaConf.select(config, "datasets")
+    for split in list(datasets.keys()) if isinstance(datasets, DictConfig) else []:  # train, val, BasicSR's test_*
+        node = datasets[split]
         if not isinstance(node, DictConfig):
             continue
         _drop_ignored(node, f"datasets.{split}.", IGNORED_IN_DATASETS, result)

@@ -12,6 +12,7 @@ import logging
 import types
 import typing
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException, ValidationError
 
 from sr_iqa.config.basicsr_keys import translate
-from sr_iqa.config.schema import CALL_BLOCKS, DatasetLayout, Options, SamplerType
+from sr_iqa.config.schema import CALL_BLOCKS, DatasetLayout, IqaOptions, Options, SamplerType, ValDatasetOptions
 from sr_iqa.config.suggest import did_you_mean
 from sr_iqa.errors import OptionsError
 
@@ -193,6 +194,10 @@ def _check_values(options: Options, source: str) -> None:
                 raise OptionsError(f"{source}: the {sampler.type.value} sampler needs 'sampler.{key}'")
     if sampler.tau <= 0 or sampler.grid_stride < 1:
         raise OptionsError(f"{source}: 'sampler.tau' must be positive and 'sampler.grid_stride' at least 1")
+    unknown_labels = [label for label in sampler.exclude_labels if label not in ("Positive", "Similar", "Negative")]
+    if unknown_labels:
+        raise OptionsError(f"{source}: 'sampler.exclude_labels' holds {unknown_labels}; labels are Positive, "
+                           "Similar and Negative")
     if not 0 <= options.train.ema_decay < 1:
         raise OptionsError(f"{source}: 'train.ema_decay' must be in [0, 1), got {options.train.ema_decay}")
     _check_stage2(options, source)
@@ -297,6 +302,62 @@ def _warn_about_labels(options: Options, source: str) -> None:
         log.warning("%s: labels are loaded (datasets.train.dataroot_label), but sampler '%s' %s and no neg_opt "
                     "uses them; set sampler.type: upos for HGGT's Positive-GT training, or leave out "
                     "dataroot_label", source, sampler.value, uses)
+
+
+@dataclass
+class InferenceOptions:
+    """What `eval`, `infer` and `export` take from an option file: a training file, or a BasicSR/HGGT test file
+    (``datasets.test_*``, the checkpoint in ``path.pretrain_network_g``), or a file with ``network_g`` alone."""
+
+    network_g: dict[str, Any]
+    scale: int
+    test_sets: list[ValDatasetOptions]  # datasets.val and every datasets.test_*, in the file's order
+    iqa: IqaOptions
+    checkpoint: str | None  # path.pretrain_network_g
+    param_key: str  # path.param_key_g: the tensors inside a BasicSR .pth
+
+
+def _typed_block(node: Any, schema: type, key: str, source: str, problems: list[str]) -> Any:
+    problems += check_keys(node, schema, f"{key}.", source)
+    if problems:
+        return None
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), node or {}))
+    except ValidationError as error:
+        problems.append(f"{source}: '{key}.{error.full_key}' has the wrong type: {str(error.msg).splitlines()[0]}")
+        return None
+
+
+def load_inference_options(path: str | Path, overrides: Sequence[str] = ()) -> InferenceOptions:
+    """The network, the test sets and the metric options of an option file; its training keys are not needed
+    (nor checked beyond their names being known to BasicSR or sr_iqa)."""
+    from sr_iqa.models.generators import generator_block
+
+    path = Path(path)
+    config = read_yaml(path)
+    for item in overrides:
+        config = OmegaConf.merge(config, _read_overrides([item]))
+    translation = translate(config)
+    config, problems = translation.config, [f"{path}: {problem}" for problem in translation.problems]
+    network_g = _plain(config.get("network_g"))
+    if not isinstance(network_g, dict):
+        problems.append(f"{path}: needs a network_g block (the generator the checkpoint holds)")
+    datasets = config.get("datasets") or {}
+    test_sets = [_typed_block(datasets[key], ValDatasetOptions, f"datasets.{key}", str(path), problems)
+                 for key in datasets if key == "val" or str(key).startswith("test")]
+    iqa = _typed_block(config.get("iqa"), IqaOptions, "iqa", str(path), problems)
+    if problems:
+        raise OptionsError(problems[0] if len(problems) == 1 else
+                           f"{len(problems)} problems in the options:\n" + "\n".join(problems))
+    _report_translation(str(path), translation.mapped, translation.ignored)
+    scale = int(config.get("scale", 4))
+    return InferenceOptions(generator_block(network_g, scale, str(path)), scale, test_sets, iqa,
+                            OmegaConf.select(config, "path.pretrain_network_g"),
+                            OmegaConf.select(config, "path.param_key_g") or "params")
+
+
+def _plain(value: Any) -> Any:
+    return OmegaConf.to_container(value) if isinstance(value, DictConfig) else value
 
 
 def options_to_yaml(options: Options) -> str:

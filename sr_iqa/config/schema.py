@@ -154,6 +154,8 @@ class SamplerOptions:
     cache: str | None = None  # the SQLite score cache written by `sr-iqa score`
     grid_stride: int = 32  # amo: the STRIDE of `sr-iqa score --grid <gt_size>:STRIDE`
     mode: AmoMode = AmoMode.cached  # amo: read the crop grid from the cache, or score every GT crop on the device
+    # rand, sma, amo: GTs with these labels are never chosen (e.g. [Negative]); the original always can be
+    exclude_labels: list[str] = field(default_factory=list)
 
 
 @dataclass

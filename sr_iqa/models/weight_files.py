@@ -128,11 +128,12 @@ def _network_of(path: Path, metadata: dict[str, str], network_g: Mapping[str, An
     return json.loads(metadata[NETWORK_KEY])
 
 
-def generator_from_file(path: str | Path, network_g: Mapping[str, Any] | None = None
+def generator_from_file(path: str | Path, network_g: Mapping[str, Any] | None = None, param_key: str = "params"
                         ) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Build the generator a file (or run folder) holds and load it; also returns its network_g block."""
+    """Build the generator a file (or run folder) holds and load it; also returns its network_g block.
+    ``param_key``: the tensors inside a BasicSR ``.pth`` (``params_ema`` for HGGT's GAN models)."""
     path = resolve_weights_file(path)
-    state, metadata = read_weights_state(path)  # read once: the metadata names the network, the tensors fill it
+    state, metadata = read_weights_state(path, param_key)  # read once: the metadata names the network, the tensors
     block = _network_of(path, metadata, network_g)
     net = build_generator(block, generator_scale(block), str(path))
     _load_state(net, state, path)
@@ -160,10 +161,11 @@ def read_adapter(path: str | Path) -> tuple[dict[str, torch.Tensor], AdapterSett
 
 
 def load_upscaler(checkpoint: str | Path, adapter: str | Path | None = None,
-                  network_g: Mapping[str, Any] | None = None) -> tuple[torch.nn.Module, dict[str, Any]]:
+                  network_g: Mapping[str, Any] | None = None,
+                  param_key: str = "params") -> tuple[torch.nn.Module, dict[str, Any]]:
     """The generator of ``checkpoint``, with ``adapter`` merged into it when given: what eval, infer and export
     run. Merging once gives the same output as base plus adapter, at the base network's speed."""
-    net, block = generator_from_file(checkpoint, network_g)
+    net, block = generator_from_file(checkpoint, network_g, param_key)
     if adapter is None:
         return net, block
     state, settings, metadata = read_adapter(adapter)
@@ -174,9 +176,9 @@ def load_upscaler(checkpoint: str | Path, adapter: str | Path | None = None,
 
 
 def export_generator(checkpoint: str | Path, adapter: str | Path | None, out: Path,
-                     network_g: Mapping[str, Any] | None = None) -> Path:
+                     network_g: Mapping[str, Any] | None = None, param_key: str = "params") -> Path:
     """Write one plain generator file (adapter merged when given) that any sr_iqa command loads by itself."""
-    net, block = load_upscaler(checkpoint, adapter, network_g)
+    net, block = load_upscaler(checkpoint, adapter, network_g, param_key)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_weights(net, out, generator_metadata(block))
     return out

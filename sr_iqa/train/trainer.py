@@ -28,7 +28,7 @@ from sr_iqa.config import Options, options_to_yaml
 from sr_iqa.config.call_options import build_from_block
 from sr_iqa.config.schema import AmoMode, MixedPrecision, SamplerType
 from sr_iqa.data.check import summarize
-from sr_iqa.data.datasets import EvalGroupDataset, MultiGTCropDataset
+from sr_iqa.data.datasets import LABEL_CODES, EvalGroupDataset, MultiGTCropDataset
 from sr_iqa.data.degradations import DEGRADATION_TYPES
 from sr_iqa.data.device_prefetch import DevicePrefetcher
 from sr_iqa.data.image_io import write_rgb
@@ -125,6 +125,8 @@ class Trainer:
         resume_from = self._resume_folder()
         self.degradation = build_from_block(options.degradation, DEGRADATION_TYPES)
         self.online_amo = None  # Q for online AMO: inference form, never prepared, in eval
+        self.excluded_label_codes = (torch.tensor([LABEL_CODES[label] for label in options.sampler.exclude_labels],
+                                                  device=self.device) if options.sampler.exclude_labels else None)
         if options.sampler.type is SamplerType.amo and options.sampler.mode is AmoMode.online:
             self.online_amo = create_metric(options.sampler.metric, self.device,
                                             weights_dir=Path(options.iqa.weights_dir) if options.iqa.weights_dir
@@ -311,6 +313,8 @@ class Trainer:
             on_device["lq"] = self.degradation.apply(on_device["original"], kernels, self.options.scale)
         if self.online_amo is not None:
             candidates, mask = on_device.pop("candidates"), on_device.pop("candidate_mask")
+            if self.excluded_label_codes is not None:  # sampler.exclude_labels: never the argmax
+                mask = mask & ~torch.isin(on_device["labels"], self.excluded_label_codes)
             chosen, q = online_amo_choice(candidates, mask, self.online_amo, bool(self.online_amo.lower_better))
             rows = torch.arange(len(chosen), device=chosen.device)
             on_device |= {"gt": candidates[rows, chosen], "gt_index": chosen, "chosen_q": q[rows, chosen],
@@ -329,34 +333,35 @@ class Trainer:
         models = (self.net_g,) if self.net_d is None else (self.net_g, self.net_d)
         with self.accelerator.accumulate(*models):
             sr = self.net_g(data["lq"])
-            loss_g = self.pixel_loss(sr, data["gt"])
+            terms = {"l_g_pix": self.pixel_loss(sr, data["gt"])}  # BasicSR's names for each term
             if self.perceptual_loss is not None:  # the chosen GT is the target, as for L1
-                loss_g = loss_g + self.perceptual_loss(sr, data["gt"])
+                terms["l_g_percep"] = self.perceptual_loss(sr, data["gt"])
             if self.negative_loss is not None:
-                loss_g = loss_g + self.negative_loss(sr, data["original"], data["reference"], data["negative"],
-                                                     data["reference_votes"], data["negative_votes"],
-                                                     data["has_positive"], data["has_negative"])
+                terms["l_g_neg"] = self.negative_loss(sr, data["original"], data["reference"], data["negative"],
+                                                      data["reference_votes"], data["negative_votes"],
+                                                      data["has_positive"], data["has_negative"])
             iteration = self.progress.iteration + 1
             if self.net_d is not None and iteration % self.options.train.net_d_iters == 0 \
                     and iteration > self.options.train.net_d_init_iters:
-                loss_g = loss_g + self.gan_loss(self._frozen_discriminator(sr), True, is_disc=False)
+                terms["l_g_gan"] = self.gan_loss(self._frozen_discriminator(sr), True, is_disc=False)
             q = None
             if self.iqa_objective is not None:
-                iqa_term, q = self.iqa_objective(sr)
-                loss_g = loss_g + iqa_term
+                terms["l_g_iqa"], q = self.iqa_objective(sr)
+            loss_g = sum(terms.values())
             self.accelerator.backward(loss_g)
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
-            losses = {"l_g": loss_g.detach()}
+            losses = {"l_g": loss_g.detach()} | {name: term.detach() for name, term in terms.items()}
             if q is not None:
                 losses[f"q_{self.options.train.iqa_opt.metric}"] = q
             if self.net_d is not None:  # the chosen GT is the real sample
-                loss_d = (self.gan_loss(self.net_d(data["gt"]), True, is_disc=True)
-                          + self.gan_loss(self.net_d(sr.detach()), False, is_disc=True))
+                loss_real = self.gan_loss(self.net_d(data["gt"]), True, is_disc=True)
+                loss_fake = self.gan_loss(self.net_d(sr.detach()), False, is_disc=True)
+                loss_d = loss_real + loss_fake
                 self.accelerator.backward(loss_d)
                 self.optimizer_d.step()
                 self.optimizer_d.zero_grad(set_to_none=True)
-                losses["l_d"] = loss_d.detach()
+                losses |= {"l_d": loss_d.detach(), "l_d_real": loss_real.detach(), "l_d_fake": loss_fake.detach()}
         return losses
 
     def _frozen_discriminator(self, sr: torch.Tensor) -> torch.Tensor:
