@@ -21,20 +21,38 @@ def test_the_recipe_files_are_all_there():
         assert {f"{arch}_{s}_x4.yml" for s in ("rand", "upos", "sma", "smp", "amo")} <= names
 
 
+# HGGT's values (ChrisDud0257/HGGT, PosNegGTSR/options/train/PosNegGTSR/): the GAN stage
+# (train_{RRDB,SwinIR}GAN_PosNegGT_Blind_Pos_x4.yml) and the PSNR stage (train_{RRDB,SwinIR}_DF2K_OST_Blind_x4.yml).
+HGGT_GAN_MILESTONES = {"RRDB": [200_000], "SwinIR": [200_000, 250_000, 275_000, 287_500]}
+HGGT_PSNR = {"RRDB": (1e-4, [200_000]), "SwinIR": (2e-4, [150_000, 240_000, 270_000, 285_000])}
+HGGT_QUEUE = {"RRDB": 144, "SwinIR": 160}
+
+
 @pytest.mark.parametrize("path", OPTION_FILES, ids=lambda p: p.name)
 def test_option_file_validates(path: Path):
     options = load_options(path)
     assert options.name == path.stem or path.parent.name == "demo"
-    if path.parent.name == "train" and "PSNR" not in path.stem:  # the HGGT recipe values (DESIGN section 5)
-        assert options.train.total_iter == 300_000 and options.train.ema_decay == 0.999
-        assert options.train.optim_g == {"type": "Adam", "lr": 1e-4, "betas": [0.9, 0.99], "weight_decay": 0}
-        assert options.train.scheduler == {"type": "MultiStepLR", "milestones": [200_000], "gamma": 0.5}
-        assert options.train.gan_opt["loss_weight"] == 0.1 and options.network_d["type"] == "UNetDiscriminatorSN"
-        assert options.train.perceptual_opt["layer_weights"] == {
-            "conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1, "conv4_4": 1, "conv5_4": 1}
-        assert options.datasets.train.gt_size == 256
-        assert options.datasets.train.batch_size_per_gpu == (12 if path.stem.startswith("RRDB") else 8)
-        assert options.sampler.type.value == path.stem.split("_")[1]
+    if path.parent.name != "train":
+        return
+    arch = path.stem.split("_")[0]
+    train = options.datasets.train
+    assert options.train.total_iter == 300_000 and options.train.ema_decay == 0.999
+    assert (train.gt_size, train.use_hflip, train.use_rot) == (256, True, False)
+    assert (train.batch_size_per_gpu, train.queue_size) == (12 if arch == "RRDB" else 8, HGGT_QUEUE[arch])
+    assert options.network_g["type"] == ("RRDBPSNet" if arch == "RRDB" else "SwinIR")
+    assert options.degradation == {"type": "hggt"}  # the preset's defaults are HGGT's values
+    if "PSNR" in path.stem:
+        lr, milestones = HGGT_PSNR[arch]
+        assert options.train.optim_g["lr"] == lr and options.train.scheduler["milestones"] == milestones
+        assert options.path.param_key_g == "params_ema" and options.network_d is None
+        return
+    assert options.train.optim_g == {"type": "Adam", "lr": 1e-4, "betas": [0.9, 0.99], "weight_decay": 0}
+    assert options.train.scheduler == {"type": "MultiStepLR", "milestones": HGGT_GAN_MILESTONES[arch], "gamma": 0.5}
+    assert options.train.gan_opt["loss_weight"] == 0.1 and options.network_d["type"] == "UNetDiscriminatorSN"
+    assert options.train.perceptual_opt["layer_weights"] == {
+        "conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1, "conv4_4": 1, "conv5_4": 1}
+    assert options.sampler.type.value == path.stem.split("_")[1]
+    assert options.path.pretrain_network_g == f"experiments/{arch}_PSNR_x4"
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +72,7 @@ def test_rrdb_amo_trains_on_the_cpu_with_demo_data_and_niqe(tmp_path: Path, demo
         "datasets.train.num_worker_per_gpu=0", "datasets.train.queue_size=4",
         "sampler.metric=niqe", f"sampler.cache={cache}", "sampler.grid_stride=32",
         # small enough for a CPU test; VGG19 weights cannot be had offline, so no perceptual term here
-        "network_g={type: RRDBNet, num_in_ch: 3, num_out_ch: 3, num_feat: 8, num_block: 1, num_grow_ch: 4}",
+        "network_g={type: RRDBPSNet, num_in_ch: 3, num_out_ch: 3, num_feat: 8, num_block: 1, num_grow_ch: 4}",
         "network_d.num_feat=8", "train.perceptual_opt=null", "path.pretrain_network_g=null",
         f"path.experiments_root={tmp_path / 'experiments'}", "train.total_iter=3", "logger.print_freq=1",
         "logger.use_tb_logger=false",

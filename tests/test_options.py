@@ -179,3 +179,23 @@ def test_cli_typo_exits_nonzero_with_one_message_and_before_importing_torch(tmp_
 def test_speed_options_torch_would_refuse_late_are_refused_at_load(options_file: Path, override, key, hint):
     message = _error(options_file, ["train.compile=true", override])
     assert f"'{key}'" in message and hint in message
+
+
+def test_labels_that_decide_nothing_are_said(tmp_path: Path, demo_set, caplog: pytest.LogCaptureFixture):
+    import logging
+
+    path = write_options(tmp_path / "o.yml", tiny_options(demo_set, tmp_path))  # labels, default sampler
+    cases = {(): "labels are loaded (datasets.train.dataroot_label), but sampler 'original' supervises every "
+                 "sample with the original GT",
+             ("datasets.train.positive_only=true", "sampler.type=rand"): "datasets.train.positive_only filters "
+                                                                          "groups by their labels, but sampler 'rand'",
+             ("sampler.type=upos",): None,
+             ("datasets.train.dataroot_label=null",): None}
+    for overrides, warning in cases.items():
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="sr_iqa"):
+            load_options(path, list(overrides))
+        if warning is None:
+            assert not caplog.records, overrides
+        else:
+            assert warning in caplog.text and "sampler.type: upos" in caplog.text, overrides

@@ -284,24 +284,24 @@ def load_options(path: str | Path, overrides: Sequence[str] = ()) -> Options:
 
 
 def _warn_about_labels(options: Options, source: str) -> None:
-    """Labels that the sampler will not use, or a label filter with a sampler that ignores labels: legal (an
-    ablation may want it), but never silent (HGGT's Pos files once trained on the originals this way)."""
+    """Labels that decide nothing, or a label filter with a sampler that ignores labels: legal (an ablation may
+    want it), but never silent (HGGT's Pos files, converted by hand, once trained on the originals this way).
+    With rand, sma and amo, labels still feed the sampling statistics and sampler.exclude_labels."""
     train, sampler = options.datasets.train, options.sampler.type
-    label_aware = sampler in (SamplerType.upos, SamplerType.smp)
+    if sampler in (SamplerType.upos, SamplerType.smp):
+        return
     uses = {SamplerType.original: "supervises every sample with the original GT",
             SamplerType.rand: "draws among all GTs uniformly", SamplerType.sma: "draws by score among all GTs",
-            SamplerType.amo: "takes the best-scoring GT, whatever its label"}.get(sampler)
-    if label_aware:
-        return
+            SamplerType.amo: "takes the best-scoring GT, whatever its label"}[sampler]
     filters = [name for name in ("positive_only", "effective_only") if getattr(train, name)]
     if filters:
         log.warning("%s: datasets.train.%s filters groups by their labels, but sampler '%s' %s; for HGGT's "
                     "Positive-GT training set sampler.type: upos (or smp with scores)", source, filters[0],
                     sampler.value, uses)
-    elif train.dataroot_label is not None and options.train.neg_opt is None:
-        log.warning("%s: labels are loaded (datasets.train.dataroot_label), but sampler '%s' %s and no neg_opt "
-                    "uses them; set sampler.type: upos for HGGT's Positive-GT training, or leave out "
-                    "dataroot_label", source, sampler.value, uses)
+    elif sampler is SamplerType.original and train.dataroot_label is not None and options.train.neg_opt is None:
+        log.warning("%s: labels are loaded (datasets.train.dataroot_label), but sampler 'original' %s and no "
+                    "neg_opt uses them; set sampler.type: upos for HGGT's Positive-GT training, or leave out "
+                    "dataroot_label", source, uses)
 
 
 @dataclass

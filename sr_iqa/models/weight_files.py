@@ -70,8 +70,9 @@ def read_weights_state(path: Path, param_key: str = "params") -> tuple[dict[str,
         state, metadata = torch.load(path, map_location="cpu", weights_only=True), {}
         if param_key in state:
             state = state[param_key]
-        elif param_key == "params" and "params_ema" in state:
-            state = state["params_ema"]
+        elif other := next((key for key in ("params", "params_ema") if key in state), None):
+            log.info("%s has no '%s'; using its '%s' (as BasicSR does)", path, param_key, other)
+            state = state[other]
     return {k.removeprefix("module."): v for k, v in state.items()}, metadata
 
 
