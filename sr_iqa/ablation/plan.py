@@ -15,7 +15,7 @@ from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, ValidationError
 
 from sr_iqa.config import load_options
-from sr_iqa.config.loader import check_keys, read_yaml  # the same strict checks as option files
+from sr_iqa.config.loader import check_keys, raise_option_problems, read_yaml  # the same strict checks
 from sr_iqa.errors import OptionsError
 
 SAMPLER_NAMES = {"original": "Original", "rand": "Rand", "upos": "UPos", "sma": "SMA", "smp": "SMP", "amo": "AMO"}
@@ -57,9 +57,10 @@ class AblationOptions:
 
 def load_ablation(path: Path) -> AblationOptions:
     user = read_yaml(path)  # a missing file or bad YAML: one message
-    check_keys(user, AblationOptions, "", str(path))
+    problems = check_keys(user, AblationOptions, "", str(path))
     for arch, block in (user.get("archs") or {}).items():
-        check_keys(block, ArchOptions, f"archs.{arch}.", str(path))
+        problems += check_keys(block, ArchOptions, f"archs.{arch}.", str(path))
+    raise_option_problems(problems)
     try:
         options = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(AblationOptions), user))
     except MissingMandatoryValue as error:

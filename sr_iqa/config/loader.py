@@ -62,6 +62,13 @@ def check_keys(node: Any, schema: type, prefix: str, source: str) -> list[str]:
     return problems
 
 
+def raise_option_problems(problems: Sequence[str]) -> None:
+    """All problems found, in one error (a single one as it is)."""
+    if problems:
+        raise OptionsError(problems[0] if len(problems) == 1 else
+                           f"{len(problems)} problems in the options:\n" + "\n".join(problems))
+
+
 def read_yaml(path: Path) -> DictConfig:
     if not path.is_file():
         raise OptionsError(f"no option file at {path}")
@@ -271,9 +278,7 @@ def load_options(path: str | Path, overrides: Sequence[str] = ()) -> Options:
             OmegaConf.update(user, key, _select(single, key), merge=False)
         else:
             user = OmegaConf.merge(user, single)
-    if problems:
-        raise OptionsError(problems[0] if len(problems) == 1 else
-                           f"{len(problems)} problems in the options:\n" + "\n".join(problems))
+    raise_option_problems(problems)
     source = f"{path}" + (" (with command-line overrides)" if overrides else "")
     _report_translation(str(path), mapped, ignored)
     options = _merge_into_schema(user, source)
@@ -346,9 +351,7 @@ def load_inference_options(path: str | Path, overrides: Sequence[str] = ()) -> I
     test_sets = [_typed_block(datasets[key], ValDatasetOptions, f"datasets.{key}", str(path), problems)
                  for key in datasets if key == "val" or str(key).startswith("test")]
     iqa = _typed_block(config.get("iqa"), IqaOptions, "iqa", str(path), problems)
-    if problems:
-        raise OptionsError(problems[0] if len(problems) == 1 else
-                           f"{len(problems)} problems in the options:\n" + "\n".join(problems))
+    raise_option_problems(problems)
     _report_translation(str(path), translation.mapped, translation.ignored)
     scale = int(config.get("scale", 4))
     return InferenceOptions(generator_block(network_g, scale, str(path)), scale, test_sets, iqa,
