@@ -9,9 +9,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
 from hggt_tree import SET5, write_hggt_release
 
+from sr_iqa.cli import main
 from sr_iqa.config.schema import TrainDatasetOptions, ValDatasetOptions
 from sr_iqa.data.check import discover_splits
 from sr_iqa.data.sources import group_index
@@ -28,10 +28,9 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_hggt_release(tmp_path_factory.mktemp("release") / "HGGT")
 
 
-def _check(folder: Path) -> str:
-    result = run_cli("data", "check", str(folder))
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
+def _check(folder: Path, capsys: pytest.CaptureFixture) -> str:
+    assert main(["data", "check", str(folder)]) == 0
+    return capsys.readouterr().out
 
 
 @pytest.mark.parametrize(("level", "splits"), [
@@ -45,8 +44,9 @@ def _check(folder: Path) -> str:
     ("Test/GT/Test-100/images", ["Test/Test-100"]),
     ("Test/GT/Set5", ["Test/Set5"]),
 ])
-def test_data_check_on_every_level_of_the_release(release: Path, level: str, splits: list[str]):
-    printed = _check(release / level)
+def test_data_check_on_every_level_of_the_release(release: Path, level: str, splits: list[str],
+                                                  capsys: pytest.CaptureFixture):
+    printed = _check(release / level, capsys)
     assert [line.split(":")[0] for line in printed.splitlines() if line and not line.startswith(" ")
             and ": " in line and "GTs" in line] == splits
     expected = {"Train/0-100": FULL_SET, "Train/101-200": SECOND_SET, "Test/Test-100": FULL_SET,
@@ -59,7 +59,8 @@ def test_data_check_on_every_level_of_the_release(release: Path, level: str, spl
 
 
 def test_the_test_sets_fixed_lr_is_found_from_any_folder_and_its_absence_said(release: Path, tmp_path: Path,
-                                                                             caplog: pytest.LogCaptureFixture):
+                                                                             caplog: pytest.LogCaptureFixture,
+                                                                             capsys: pytest.CaptureFixture):
     lr = release / "Test" / "Blind_Degradation_Benchmark_LQ" / "Test-100" / "Blind_LR"
     for folder in (release / "Test" / "GT" / "Test-100", release / "Test" / "GT" / "Test-100" / "images"):
         groups = next(iter(discover_splits(folder).values())).groups
@@ -73,7 +74,7 @@ def test_the_test_sets_fixed_lr_is_found_from_any_folder_and_its_absence_said(re
     copy = tmp_path / "HGGT"
     shutil.copytree(release, copy)
     shutil.rmtree(copy / "Test" / "Blind_Degradation_Benchmark_LQ" / "Test-100")
-    printed = _check(copy / "Test" / "GT" / "Test-100")
+    printed = _check(copy / "Test" / "GT" / "Test-100", capsys)
     assert "note:" in printed and "no fixed LR images at" in printed and "bicubic" in printed
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="sr_iqa"):
