@@ -38,10 +38,13 @@ def configure_logging() -> None:
     handler.addFilter(_RankFilter(rank))
     logger = logging.getLogger("sr_iqa")
     logger.setLevel(logging.INFO)
-    logger.addHandler(handler)
+    for previous in [h for h in logger.handlers if getattr(h, "sr_iqa_cli", False)]:  # main() called again
+        logger.removeHandler(previous)
     buffer = StartupLogBuffer()  # replayed into the run's train.log once the run folder exists
     buffer.addFilter(_RankFilter(rank))
-    logger.addHandler(buffer)
+    for added in (handler, buffer):
+        added.sr_iqa_cli = True
+        logger.addHandler(added)
     logger.propagate = False
 
 
