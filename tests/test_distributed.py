@@ -23,23 +23,39 @@ def _launch(options_file: Path | None, port: int, *command: str) -> subprocess.C
     )
 
 
-def test_two_cpu_processes_train_and_only_rank_zero_writes(tmp_path: Path, demo_set):
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory: pytest.TempPathFactory, demo_set) -> tuple[Path, Path, str]:
+    """One 2-process GAN run with the pair pool (8 iterations, a state at 4 and 8), shared by the tests below:
+    (its option file, its run folder, what it printed)."""
+    tmp_path = tmp_path_factory.mktemp("ddp")
     options = tiny_options(demo_set, tmp_path / "experiments")
     options["val"]["val_freq"] = 4
     # With a GAN: the discriminator is DDP-wrapped too, and the generator's adversarial term must not trip it.
     options["network_d"] = {"type": "UNetDiscriminatorSN", "num_in_ch": 3, "num_feat": 8}
     options["train"] |= {"optim_d": {"type": "Adam", "lr": 1e-3},
                          "gan_opt": {"type": "GANLoss", "gan_type": "vanilla", "loss_weight": 0.1}}
+    options["datasets"]["train"]["queue_size"] = 4  # a per-rank pool, saved and resumed per rank
     options_file = write_options(tmp_path / "ddp.yml", options)
     result = _launch(options_file, 29517)
     assert result.returncode == 0, result.stderr[-3000:]
-    # Each rank reports itself; a launcher that started two lone processes would print "of 1" twice.
-    assert "process 0 of 2" in result.stderr and "process 1 of 2" in result.stderr
+    return options_file, tmp_path / "experiments" / "tiny", result.stderr
 
-    run = tmp_path / "experiments" / "tiny"
+
+def _random_states(state: Path, rank: int) -> dict:
+    return torch.load(state / f"random_states_{rank}.pkl", weights_only=False)  # Accelerate's own file
+
+
+def test_two_cpu_processes_train_and_only_rank_zero_writes(two_process_run):
+    _, run, printed = two_process_run
+    # Each rank reports itself; a launcher that started two lone processes would print "of 1" twice.
+    assert "process 0 of 2" in printed and "process 1 of 2" in printed
     for iteration in (4, 8):
         state = run / "training_states" / str(iteration)
         assert (state / "random_states_0.pkl").is_file() and (state / "random_states_1.pkl").is_file()
+        assert (state / "pair_pool_0.pt").is_file() and (state / "pair_pool_1.pt").is_file()
+        # Each rank draws its own degradations and pool orders (BasicSR: seed + rank).
+        assert not torch.equal(_random_states(state, 0)["torch_manual_seed"],
+                               _random_states(state, 1)["torch_manual_seed"])
     assert sorted(p.name for p in (run / "models").iterdir()) == [
         "net_d_4.safetensors", "net_d_8.safetensors", "net_g_4.safetensors", "net_g_8.safetensors",
         "net_g_ema_4.safetensors", "net_g_ema_8.safetensors"]
@@ -52,6 +68,22 @@ def test_two_cpu_processes_train_and_only_rank_zero_writes(tmp_path: Path, demo_
     weights = load_file(str(run / "models" / "net_g_8.safetensors"))
     initial = load_file(str(run / "models" / "net_g_4.safetensors"))
     assert not torch.equal(weights["conv_first.weight"], initial["conv_first.weight"])
+
+
+def test_a_two_process_run_resumed_equals_an_uninterrupted_one(two_process_run, tmp_path: Path):
+    """Per-rank pools and RNG come back on every rank: 4 iterations, then a resumed run to 8, equal the 8
+    uninterrupted ones bit for bit."""
+    options_file, straight, _ = two_process_run
+    root = f"path.experiments_root={tmp_path}"
+    first = _launch(None, 29520, "train", "-opt", str(options_file), root, "train.total_iter=4")
+    assert first.returncode == 0, first.stderr[-3000:]
+    resumed = _launch(None, 29521, "train", "-opt", str(options_file), root, "--auto_resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from" in resumed.stderr and "pool starts empty" not in resumed.stderr
+    for stem in ("net_g", "net_g_ema", "net_d"):
+        expected = load_file(str(straight / "models" / f"{stem}_8.safetensors"))
+        got = load_file(str(tmp_path / "tiny" / "models" / f"{stem}_8.safetensors"))
+        assert all(torch.equal(got[key], expected[key]) for key in expected), stem
 
 
 def test_two_cpu_processes_finetune_lora_against_niqe(tmp_path: Path, demo_set):

@@ -102,3 +102,17 @@ def test_pair_pool_passes_batches_until_full_then_returns_earlier_samples():
     expected = pool.exchange(batches[3])["lq"]
     torch.manual_seed(1)
     assert torch.equal(restored.exchange(batches[3])["lq"], expected)
+
+
+def test_pair_pool_exchanges_rows_in_place_without_copying_the_queue():
+    """At recipe sizes a queue tensor is about 140 MB: only the exchanged rows may move, not the whole queue."""
+    pool = TrainingPairPool(queue_size=8)
+    for i in range(4):
+        pool.exchange({"lq": torch.full((2, 3), float(i))})
+    storage = pool.queue["lq"].data_ptr()
+    before = pool.queue["lq"].clone()
+    out = pool.exchange({"lq": torch.full((2, 3), 9.0)})["lq"]
+    assert pool.queue["lq"].data_ptr() == storage  # the same tensor, updated in place
+    changed = (pool.queue["lq"] != before).any(dim=1)
+    assert int(changed.sum()) == 2 and torch.all(pool.queue["lq"][changed] == 9.0)
+    assert sorted(out[:, 0].tolist()) == sorted(before[changed][:, 0].tolist())  # what came out is what left

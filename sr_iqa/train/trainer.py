@@ -150,8 +150,14 @@ class Trainer:
         net_g = self._build_generator()  # wrong pretrained weights or LoRA targets stop the run before it writes
         self._create_run_folder()
         self._build_model(net_g)
+        # The networks start identical on every rank (seeded above); from here each rank draws its own resizes,
+        # noise, JPEG qualities, pool permutations and dropout masks, as BasicSR seeds seed + rank.
+        set_seed(options.manual_seed, device_specific=True)
         if resume_from is not None:
             self.accelerator.load_state(str(resume_from))
+            if self.pair_pool is not None and not self.pair_pool.load(resume_from, self.accelerator.process_index):
+                log.warning("%s holds no pair pool for process %d (saved by fewer processes?); its pool starts "
+                            "empty", resume_from, self.accelerator.process_index, extra={"all_ranks": True})
             log.info("resumed from %s at iteration %d", resume_from, self.progress.iteration)
         self.loader = self._build_loader()
         self.sampling_statistics = SamplingStatistics(
@@ -270,10 +276,9 @@ class Trainer:
         self.negative_loss = build_negative_loss(options.train.neg_opt) if options.train.neg_opt else None
 
         self.accelerator.register_for_checkpointing(self.progress)
-        self.pair_pool = None
+        self.pair_pool = None  # per rank: saved by every rank itself (Accelerate saves custom objects on rank 0)
         if options.datasets.train.queue_size:
             self.pair_pool = TrainingPairPool(options.datasets.train.queue_size)
-            self.accelerator.register_for_checkpointing(self.pair_pool)
         self.ema = None
         if options.train.ema_decay > 0:
             self.ema = AveragedModel(self.accelerator.unwrap_model(self.net_g),
@@ -520,9 +525,13 @@ class Trainer:
         """Weights (safetensors) and the full training state for the current iteration; keeps the last K."""
         iteration = self.progress.iteration
         states = self.folders.training_states
+        partial = checkpoints.partial_state_folder(states, iteration)
         self.accelerator.wait_for_everyone()
-        self.accelerator.save_state(str(checkpoints.partial_state_folder(states, iteration)))
+        self.accelerator.save_state(str(partial))
         self.accelerator.wait_for_everyone()
+        if self.pair_pool is not None:  # every rank its own queue, into the folder save_state made
+            self.pair_pool.save(partial, self.accelerator.process_index)
+            self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
             checkpoints.publish_state(states, iteration)
             models = self.folders.models
