@@ -416,7 +416,7 @@ class Trainer:
             saved = iteration % options.logger.save_checkpoint_freq == 0 or iteration == total
             if saved:
                 self.save()
-            if self._stop_requested(stop):
+            if self._stop_requested(stop, iteration):
                 if not saved:
                     self.save()
                 log.warning("interrupted at iteration %d; checkpoint saved, resume with path.resume_state=auto",
@@ -445,10 +445,14 @@ class Trainer:
         self.progress.iteration += 1
         return sums
 
-    def _stop_requested(self, stop: StopRequest) -> bool:
-        """Every rank must agree to stop at the same iteration, or the final save would deadlock."""
+    def _stop_requested(self, stop: StopRequest, iteration: int) -> bool:
+        """Every rank must agree to stop at the same iteration, or the final save would deadlock. Agreeing is an
+        all-reduce and a host sync, so several processes agree only at the logging iterations (which sync
+        anyway): a Ctrl-C stops within ``logger.print_freq`` iterations."""
         if self.accelerator.num_processes == 1:
             return stop.requested
+        if iteration % self.options.logger.print_freq:
+            return False
         flag = torch.tensor(float(stop.requested), device=self.device)
         return bool(self.accelerator.reduce(flag, reduction="sum").item() > 0)
 
