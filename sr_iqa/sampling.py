@@ -28,18 +28,23 @@ from sr_iqa.config.schema import AmoMode, SamplerOptions, SamplerType
 from sr_iqa.data.datasets import CropBox, GTChooser, OriginalGT
 from sr_iqa.data.groups import Group
 from sr_iqa.errors import DataError, OptionsError
+from sr_iqa.iqa.metrics import score_each
 from sr_iqa.iqa.score_cache import Region, ScoreCache
 
 log = logging.getLogger("sr_iqa.sampling")
 
 
 def goodness(scores: Sequence[float], lower_better: bool) -> np.ndarray:
-    """Scores turned into "higher is better"."""
+    """Scores turned into "higher is better"; a region the metric could not score (NaN) is the worst (-inf)."""
     values = np.asarray(scores, dtype=np.float64)
-    return -values if lower_better else values
+    values = -values if lower_better else values
+    return np.where(np.isnan(values), -np.inf, values)
 
 
 def softmax(values: np.ndarray, tau: float) -> np.ndarray:
+    """softmax(values / tau); uniform when no value is finite (no candidate could be scored)."""
+    if not np.isfinite(values).any():
+        return np.full(len(values), 1.0 / len(values))
     shifted = (values - values.max()) / tau
     weights = np.exp(shifted)
     return weights / weights.sum()
@@ -185,7 +190,7 @@ def online_amo_choice(candidates: torch.Tensor, mask: torch.Tensor, metric: torc
                       lower_better: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """The paper's AMO: Q of every GT crop (B x n x 3 x H x W) on the device; returns (argmax index, Q per GT)."""
     batch, count = candidates.shape[:2]
-    q = metric(candidates.flatten(0, 1)).float().view(batch, count)
+    q = score_each(metric, candidates.flatten(0, 1))[0].view(batch, count)  # NaN where a crop cannot be scored
     q = -q if lower_better else q
-    q = q.masked_fill(~mask, float("-inf"))
+    q = q.nan_to_num(nan=float("-inf")).masked_fill(~mask, float("-inf"))
     return q.argmax(dim=1), q  # argmax takes the first of equal maxima, as the cached AMO does

@@ -147,3 +147,10 @@ def test_excluded_labels_are_never_candidates_and_the_rest_keep_the_formula():
     best_is_negative = np.array([1.0, 2.0, 3.0, 4.0, 9.0])  # the Negative has the best score
     assert probabilities(SamplerType.amo, GROUP, best_is_negative, 1.0).argmax() == 4
     assert probabilities(SamplerType.amo, GROUP, best_is_negative, 1.0, exclude).tolist() == [0, 0, 0, 1, 0]
+
+
+def test_an_unscorable_gt_is_never_the_argmax_and_all_unscorable_is_uniform():
+    q = goodness([np.nan, 3.0, np.nan, 5.0, 4.0], lower_better=True)  # NIQE: lower is better; NaN: no score
+    assert probabilities(SamplerType.amo, GROUP, q, 1.0).tolist() == [0, 1, 0, 0, 0]
+    nothing = goodness([np.nan] * 5, lower_better=False)
+    assert probabilities(SamplerType.sma, GROUP, nothing, 1.0) == pytest.approx([0.2] * 5)

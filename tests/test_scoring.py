@@ -314,3 +314,39 @@ def test_a_weight_file_from_the_weights_dir_appears_in_the_cache_only_complete(t
     assert target.read_bytes() == source.read_bytes()
     assert copies and all(destination != target and not visible for destination, visible in copies)
     assert list(target.parent.iterdir()) == [target]  # no partial file left behind
+
+
+def test_a_crop_the_metric_cannot_score_is_stored_as_nan_and_not_planned_again(tree: Path, tmp_path: Path,
+                                                                             caplog: pytest.LogCaptureFixture):
+    """A flat GT has no NIQE: the job goes on, the flat image's regions are kept as NaN (SQLite's NULL, which a
+    NOT NULL column silently dropped before), a rerun plans nothing, and the export says nan."""
+    images = tree / "Train" / "images" / "s"
+    flat = images / "02" / "img1-0-0_02.png"
+    Image.fromarray(np.full((128, 128, 3), 128, dtype=np.uint8)).save(flat)
+    entries = gt_entries(index_hggt(images).groups)
+    cache_path = tmp_path / "nan.db"
+    with caplog.at_level(logging.WARNING, logger="sr_iqa"):
+        run_scoring(entries, ["niqe"], cache_path, Grid(96, 32), 4, 0, "cpu", None)
+    assert "niqe cannot score" in caplog.text and "stored as NaN" in caplog.text
+    assert len(_rows(cache_path)) == _expected_keys(tree, Grid(96, 32))  # every key, the flat ones included
+    cache = ScoreCache(cache_path)
+    record = cache.record(flat)
+    scores = cache.scores("niqe", [record.content_hash])[record.content_hash]
+    assert len(scores) == 5 and all(math.isnan(value) for value in scores.values())
+    assert plan(cache, entries, "niqe", Grid(96, 32), full_reference=False) == []
+    out = tmp_path / "nan.csv"
+    cache.export_csv(out)
+    assert sum(1 for line in out.read_text().splitlines() if line.split(",")[6] == "nan") == 5
+
+
+def test_a_cache_written_with_a_not_null_score_column_is_migrated(tmp_path: Path):
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:  # the schema of earlier sr_iqa versions
+        db.executescript("CREATE TABLE scores (content_hash TEXT NOT NULL, metric TEXT NOT NULL, x INTEGER NOT NULL,"
+                         " y INTEGER NOT NULL, w INTEGER NOT NULL, h INTEGER NOT NULL, score REAL NOT NULL,"
+                         " lower_better INTEGER NOT NULL, PRIMARY KEY (content_hash, metric, x, y, w, h));"
+                         "INSERT INTO scores VALUES ('a', 'niqe', 0, 0, 8, 8, 5.0, 1);")
+    cache = ScoreCache(path)
+    cache.put([("b", "niqe", 0, 0, 8, 8, math.nan, True)])
+    table = cache.scores("niqe", ["a", "b"])
+    assert table["a"] == {Region(0, 0, 8, 8): 5.0} and math.isnan(table["b"][Region(0, 0, 8, 8)])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -26,8 +27,20 @@ CREATE TABLE IF NOT EXISTS images (
     content_hash TEXT NOT NULL, width INTEGER NOT NULL, height INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS scores (
     content_hash TEXT NOT NULL, metric TEXT NOT NULL, x INTEGER NOT NULL, y INTEGER NOT NULL,
-    w INTEGER NOT NULL, h INTEGER NOT NULL, score REAL NOT NULL, lower_better INTEGER NOT NULL,
+    w INTEGER NOT NULL, h INTEGER NOT NULL, score REAL, lower_better INTEGER NOT NULL,
     PRIMARY KEY (content_hash, metric, x, y, w, h));
+"""
+# A NULL score is a region the metric could not score (NIQE on a flat crop): stored, so that it is not planned
+# again, and read back as NaN. Caches written before that had `score REAL NOT NULL`, where SQLite turned a NaN
+# into NULL and INSERT OR IGNORE dropped the row without a word; they are migrated once.
+_NULLABLE_SCORES = """
+ALTER TABLE scores RENAME TO scores_not_null;
+CREATE TABLE scores (
+    content_hash TEXT NOT NULL, metric TEXT NOT NULL, x INTEGER NOT NULL, y INTEGER NOT NULL,
+    w INTEGER NOT NULL, h INTEGER NOT NULL, score REAL, lower_better INTEGER NOT NULL,
+    PRIMARY KEY (content_hash, metric, x, y, w, h));
+INSERT INTO scores SELECT * FROM scores_not_null;
+DROP TABLE scores_not_null;
 """
 
 
@@ -84,6 +97,8 @@ class ScoreCache:
             self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")  # WAL: safe against a killed process, fast commits
         self.db.executescript(_SCHEMA)
+        if any(column[1] == "score" and column[3] for column in self.db.execute("PRAGMA table_info(scores)")):
+            self.db.executescript(f"BEGIN; {_NULLABLE_SCORES} COMMIT;")
         self.db.commit()
 
     def close(self) -> None:
@@ -110,8 +125,10 @@ class ScoreCache:
         return {Region(*row) for row in rows}
 
     def put(self, rows: Sequence[ScoreRow]) -> None:
+        """Store rows; a NaN score (the metric could not score the region) is kept as NULL."""
         self.db.executemany("INSERT OR IGNORE INTO scores VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                            [(h, m, x, y, w, hh, float(s), int(lb)) for h, m, x, y, w, hh, s, lb in rows])
+                            [(h, m, x, y, w, hh, None if math.isnan(s) else float(s), int(lb))
+                             for h, m, x, y, w, hh, s, lb in rows])
         self.db.commit()
 
     def metrics(self) -> list[str]:
@@ -128,7 +145,7 @@ class ScoreCache:
         for content_hash, x, y, w, h, score in self.db.execute(
                 "SELECT content_hash, x, y, w, h, score FROM scores WHERE metric = ?", (metric,)):
             if content_hash in wanted:
-                table[content_hash][Region(x, y, w, h)] = score
+                table[content_hash][Region(x, y, w, h)] = math.nan if score is None else score
         return table
 
     def export_csv(self, out: Path) -> int:
@@ -142,6 +159,7 @@ class ScoreCache:
             writer = csv.writer(handle)
             writer.writerow(["image", "metric", "x", "y", "w", "h", "score", "lower_better"])
             for path, metric, x, y, w, h, score, lower_better in rows:
-                writer.writerow([path, metric, x, y, w, h, repr(score), str(bool(lower_better)).lower()])
+                writer.writerow([path, metric, x, y, w, h, "nan" if score is None else repr(score),
+                                 str(bool(lower_better)).lower()])
                 count += 1
         return count

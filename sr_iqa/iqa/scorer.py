@@ -9,6 +9,7 @@ takes every n-th image, so no key is scored twice.
 from __future__ import annotations
 
 import logging
+import math
 import statistics
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -20,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from sr_iqa.data.groups import Group
 from sr_iqa.data.image_io import read_rgb_tensor
+from sr_iqa.iqa.metrics import score_each
 from sr_iqa.iqa.score_cache import ImageRecord, Region, ScoreCache, ScoreRow, grid_regions, metric_key
 from sr_iqa.progress import progress_bar
 
@@ -111,13 +113,20 @@ class BatchedScorer:
     @torch.no_grad()
     def _run(self, bucket: list) -> None:
         images = torch.stack([item[2] for item in bucket]).to(self.device)
-        if bucket[0][3] is not None:
-            scores = self.metric(images, torch.stack([item[3] for item in bucket]).to(self.device))
-        else:
-            scores = self.metric(images)
+        references = torch.stack([item[3] for item in bucket]).to(self.device) if bucket[0][3] is not None else None
+        # A crop the metric cannot score (NIQE on a flat one) is NaN, stored as such, instead of ending the job.
+        scores, reason = score_each(self.metric, images, references)
+        unscorable = [(content_hash, region) for (content_hash, region, _, _), score in zip(bucket, scores.tolist(),
+                                                                                            strict=True)
+                      if math.isnan(score)]
+        if unscorable:
+            log.warning("%s cannot score %d region(s) (%s); stored as NaN, never chosen by a sampler: %s", self.key,
+                        len(unscorable), reason or "NaN", ", ".join(f"{h[:8]}@{r.x},{r.y},{r.w}x{r.h}"
+                                                                    for h, r in unscorable[:5]),
+                        extra={"all_ranks": True})
         self.write([
             (content_hash, self.key, region.x, region.y, region.w, region.h, float(score), self.lower_better)
-            for (content_hash, region, _, _), score in zip(bucket, scores.flatten().tolist(), strict=True)])
+            for (content_hash, region, _, _), score in zip(bucket, scores.tolist(), strict=True)])
         bucket.clear()
 
 
@@ -196,7 +205,7 @@ def summary_lines(cache: ScoreCache, entries: Sequence[GTEntry], metrics: Sequen
         for entry in entries:
             record = records[entry.path]
             score = table[record.content_hash].get(record.full)
-            if score is not None:
+            if score is not None and not math.isnan(score):
                 by_label[entry.label].append(score)
         every = [s for values in by_label.values() for s in values]
         if not every:
