@@ -98,12 +98,13 @@ class CachedScoreSampler:
     tau: float = 1.0
     full: list[np.ndarray] | None = None
     crops: list[np.ndarray] | None = None
-    box_stride: int = 1
+    box_stride: int = 1  # the grid crop boxes are drawn on (a multiple of grid_stride for AMO)
     exclude_labels: tuple[str, ...] = ()
+    grid_stride: int = 1  # AMO: the stride of the crop-score grid
 
     def quality(self, position: int, group: Group, box: CropBox) -> np.ndarray | None:
         if self.sampler is SamplerType.amo:
-            return self.crops[position][:, box.top // self.box_stride, box.left // self.box_stride]
+            return self.crops[position][:, box.top // self.grid_stride, box.left // self.grid_stride]
         return self.full[position] if self.full is not None else None
 
     def choose(self, position: int, group: Group, box: CropBox, rng: np.random.Generator) -> int:
@@ -159,17 +160,18 @@ def crop_score_grids(groups: Sequence[Group], cache: ScoreCache, metric: str, si
 
 def build_chooser(options: SamplerOptions, groups: Sequence[Group], gt_size: int) -> GTChooser:
     """The ``GTChooser`` for training: scores are read from the cache once, here, never per sample."""
+    boxes = options.box_stride or 1  # every sampler's crop grid (cached AMO: its score grid when not given)
     if options.type is SamplerType.original:
-        return OriginalGT()
+        return OriginalGT(boxes)
     if options.type in (SamplerType.upos, SamplerType.smp):
         without = sum(not positive_indices(group) for group in groups)
         log.info("%s: %d of %d groups have no Positive and fall back to the original GT", options.type.value,
                  without, len(groups))
     exclude = tuple(options.exclude_labels)
     if options.type in (SamplerType.rand, SamplerType.upos):
-        return CachedScoreSampler(options.type, options.tau, exclude_labels=exclude)
+        return CachedScoreSampler(options.type, options.tau, box_stride=boxes, exclude_labels=exclude)
     if options.type is SamplerType.amo and options.mode is AmoMode.online:
-        return OriginalGT()  # the dataset loads every GT crop; the trainer picks on the device
+        return OriginalGT(boxes)  # the dataset loads every GT crop; the trainer picks on the device
     path = Path(options.cache)
     if not path.is_file():
         raise OptionsError(f"sampler.cache: no score cache at {path}; write it with `sr-iqa score`")
@@ -179,10 +181,11 @@ def build_chooser(options: SamplerOptions, groups: Sequence[Group], gt_size: int
     if options.type is SamplerType.amo:
         grids = crop_score_grids(groups, cache, options.metric, gt_size, options.grid_stride)
         return CachedScoreSampler(options.type, options.tau, crops=[goodness(g, lower_better) for g in grids],
-                                  box_stride=options.grid_stride, exclude_labels=exclude)
+                                  box_stride=options.box_stride or options.grid_stride, exclude_labels=exclude,
+                                  grid_stride=options.grid_stride)
     full = full_image_scores(groups, cache, options.metric)
     return CachedScoreSampler(options.type, options.tau, full=[goodness(f, lower_better) for f in full],
-                              exclude_labels=exclude)
+                              box_stride=boxes, exclude_labels=exclude)
 
 
 @torch.no_grad()

@@ -75,7 +75,8 @@ def test_amo_is_the_argmax_at_the_crop_for_either_direction(lower_better, best):
     raw = np.zeros((5, 3, 3))
     raw[:, 2, 1] = [60.0, 70.0, 65.0, 62.0, 50.0]
     raw[:, 0, 0] = [90.0, 10.0, 10.0, 10.0, 10.0]  # another crop with another winner must not matter
-    chooser = CachedScoreSampler(SamplerType.amo, crops=[goodness(raw, lower_better)], box_stride=16)
+    chooser = CachedScoreSampler(SamplerType.amo, crops=[goodness(raw, lower_better)], box_stride=16,
+                                 grid_stride=16)
     assert {chooser.choose(0, GROUP, box, np.random.default_rng(i)) for i in range(20)} == {best}
     assert chooser.quality(0, GROUP, box).tolist() == goodness(raw[:, 2, 1], lower_better).tolist()
 
@@ -154,3 +155,29 @@ def test_an_unscorable_gt_is_never_the_argmax_and_all_unscorable_is_uniform():
     assert probabilities(SamplerType.amo, GROUP, q, 1.0).tolist() == [0, 1, 0, 0, 0]
     nothing = goodness([np.nan] * 5, lower_better=False)
     assert probabilities(SamplerType.sma, GROUP, nothing, 1.0) == pytest.approx([0.2] * 5)
+
+
+def test_one_crop_grid_for_every_sampler_makes_an_ablation_fair(demo_set, tmp_path: Path):
+    """Cached AMO can only crop where the cache has scores; with sampler.box_stride every sampler crops there."""
+    from conftest import tiny_options, write_options
+
+    from sr_iqa.config import load_options
+    from sr_iqa.data.datasets import MultiGTCropDataset
+    from sr_iqa.data.groups import index_hggt
+    from sr_iqa.errors import OptionsError
+    from sr_iqa.sampling import build_chooser
+
+    index = index_hggt(demo_set.train_images, demo_set.train_labels)
+    options = load_options(write_options(tmp_path / "o.yml", tiny_options(demo_set, tmp_path)),
+                           ["sampler.type=upos", "sampler.box_stride=16"])
+
+    def corners(chooser) -> set[int]:
+        dataset = MultiGTCropDataset(index, 32, seed=0, choose_gt=chooser)
+        return {int(v) for epoch in range(4) for i in range(len(dataset)) for v in dataset[(epoch, i)]["box"][:2]}
+
+    assert all(v % 16 == 0 for v in corners(build_chooser(options.sampler, index.groups, 32)))
+    anywhere = load_options(tmp_path / "o.yml", ["sampler.type=upos"]).sampler
+    assert any(v % 16 for v in corners(build_chooser(anywhere, index.groups, 32)))
+    with pytest.raises(OptionsError, match="a multiple of 'sampler.grid_stride'"):
+        load_options(tmp_path / "o.yml", ["sampler={type: amo, metric: niqe, cache: c.db, grid_stride: 32}",
+                                          "sampler.box_stride=48"])

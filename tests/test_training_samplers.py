@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import run_cli, tiny_options, write_options
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -78,25 +79,53 @@ def test_online_amo_trains_and_always_takes_the_best_q(tmp_path, demo_set, score
     assert stats["sampler/chosen_q"] == pytest.approx(stats["sampler/best_q"])
 
 
-def test_cached_and_online_amo_choose_the_same_gt_on_grid_aligned_crops(demo_set, scored):
+@pytest.fixture(scope="module")
+def niqe_scored(demo_set, tmp_path_factory) -> Path:
+    """NIQE (which a flip or a transpose changes) of every demo GT on the 96:32 grid."""
+    cache = tmp_path_factory.mktemp("niqe") / "scores.db"
+    result = run_cli("score", "--dataset", str(demo_set.root), "--metric", "niqe", "--grid", "96:32",
+                     "--cache", str(cache), "--num-workers", "0")
+    assert result.returncode == 0, result.stderr[-2000:]
+    return cache
+
+
+def test_cached_and_online_amo_choose_the_same_gt_on_grid_aligned_crops(demo_set, niqe_scored):
+    """Both choose on the unaugmented crop (the cache holds regions of the files); flips come after the choice.
+    NIQE sees flips, so an online AMO that scored the flipped crops would disagree with the cache."""
     from sr_iqa.config.schema import SamplerOptions, SamplerType
-    from sr_iqa.data.datasets import MultiGTCropDataset
+    from sr_iqa.data.datasets import MultiGTCropDataset, augment_tensors
     from sr_iqa.data.groups import index_hggt
     from sr_iqa.iqa.metrics import create_metric
     from sr_iqa.sampling import build_chooser, online_amo_choice
 
     index = index_hggt(demo_set.train_images, demo_set.train_labels)
-    cached = build_chooser(SamplerOptions(type=SamplerType.amo, metric="entropy", cache=str(scored),
-                                          grid_stride=32), index.groups, 32)
-    dataset = MultiGTCropDataset(index, 32, seed=3, choose_gt=cached, with_candidates=True)
-    metric = create_metric("entropy")
-    choices = []
-    for key in [(epoch, position) for epoch in range(3) for position in range(len(dataset))]:
+    cached = build_chooser(SamplerOptions(type=SamplerType.amo, metric="niqe", cache=str(niqe_scored),
+                                          grid_stride=32), index.groups, 96)
+    dataset = MultiGTCropDataset(index, 96, seed=3, choose_gt=cached, with_candidates=True)
+    metric = create_metric("niqe")
+    choices, flipped = [], 0
+    for key in [(epoch, position) for epoch in range(2) for position in range(len(dataset))]:
         sample = dataset[key]
-        online, _ = online_amo_choice(sample["candidates"][None], sample["candidate_mask"][None], metric, False)
+        online, _ = online_amo_choice(sample["candidates"][None], sample["candidate_mask"][None], metric, True)
         choices.append((int(sample["gt_index"]), int(online[0])))
+        flipped += bool(sample["flips"].any())
+        chosen = augment_tensors(sample["candidates"][online], sample["flips"][None])[0]
+        assert torch.equal(chosen, sample["gt"]) or int(online[0]) != int(sample["gt_index"])
     assert all(a == b for a, b in choices)
-    assert len({a for a, _ in choices}) > 1  # the winner really varies with the crop
+    assert flipped > 0 and len({a for a, _ in choices}) > 1  # flips happened, and the winner varies
+
+
+def test_augment_tensors_is_basicsrs_augment_on_the_device():
+    import numpy as np
+
+    from sr_iqa.data.datasets import augment, augment_tensors
+
+    array = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    for bits in np.ndindex(2, 2, 2):
+        flips = np.array(bits, dtype=bool)
+        expected = torch.from_numpy(augment(array, flips, True, True)).permute(2, 0, 1)
+        got = augment_tensors(torch.from_numpy(array).permute(2, 0, 1)[None], torch.from_numpy(flips)[None])[0]
+        assert torch.equal(got, expected), bits
 
 
 @pytest.mark.parametrize("mode", ["cached", "online"])

@@ -201,6 +201,11 @@ def _check_values(options: Options, source: str) -> None:
                 raise OptionsError(f"{source}: the {sampler.type.value} sampler needs 'sampler.{key}'")
     if sampler.tau <= 0 or sampler.grid_stride < 1:
         raise OptionsError(f"{source}: 'sampler.tau' must be positive and 'sampler.grid_stride' at least 1")
+    cached_amo = sampler.type.value == "amo" and sampler.mode.value == "cached"
+    if sampler.box_stride is not None and (
+            sampler.box_stride < 1 or (cached_amo and sampler.box_stride % sampler.grid_stride)):
+        raise OptionsError(f"{source}: 'sampler.box_stride' ({sampler.box_stride}) must be at least 1, and with cached "
+                           f"AMO a multiple of 'sampler.grid_stride' ({sampler.grid_stride}): its boxes need scores")
     unknown_labels = [label for label in sampler.exclude_labels if label not in ("Positive", "Similar", "Negative")]
     if unknown_labels:
         raise OptionsError(f"{source}: 'sampler.exclude_labels' holds {unknown_labels}; labels are Positive, "

@@ -156,6 +156,9 @@ class SamplerOptions:
     mode: AmoMode = AmoMode.cached  # amo: read the crop grid from the cache, or score every GT crop on the device
     # rand, sma, amo: GTs with these labels are never chosen (e.g. [Negative]); the original always can be
     exclude_labels: list[str] = field(default_factory=list)
+    # Training crop boxes on this grid for every sampler (a fair ablation: cached AMO needs its score grid); null:
+    # anywhere, but cached AMO on its grid_stride. With cached AMO, a multiple of grid_stride.
+    box_stride: int | None = None
 
 
 @dataclass

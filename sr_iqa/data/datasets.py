@@ -43,10 +43,11 @@ class GTChooser(Protocol):
         """The "higher is better" Q of every GT that the choice was based on, or None without scores."""
 
 
+@dataclass
 class OriginalGT:
     """Supervise with the original GT (plain single-GT training)."""
 
-    box_stride = 1
+    box_stride: int = 1
 
     def choose(self, position: int, group: Group, box: CropBox, rng: np.random.Generator) -> int:
         return 0
@@ -88,6 +89,17 @@ def augment(array: np.ndarray, flips: np.ndarray, hflip: bool, rotation: bool) -
     if rotation and flips[2]:
         array = array.transpose(1, 0, 2)
     return np.ascontiguousarray(array)
+
+
+def augment_tensors(images: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
+    """``augment`` on a batch of CxHxW tensors (on any device), each with its own three effective coin tosses
+    (``flips``: Bx3 booleans, already masked by use_hflip / use_rot)."""
+    out = []
+    for image, (hflip, vflip, transpose) in zip(images, flips.tolist(), strict=True):
+        image = image.flip(-1) if hflip else image
+        image = image.flip(-2) if vflip else image
+        out.append(image.transpose(-1, -2) if transpose else image)
+    return torch.stack(out)
 
 
 class MultiGTCropDataset(Dataset):
@@ -160,11 +172,14 @@ class MultiGTCropDataset(Dataset):
             sample["best_q"] = torch.tensor(float(quality.max()))
         if self.with_negative:
             sample |= self._negative_gt_fields(group, box, flips, rng, chosen, sample)
-        if self.with_candidates:  # online AMO scores every GT crop on the device
-            crops = [original_crop] + [self._crop(gt.path, box, flips) for gt in group.gts[1:]]
+        if self.with_candidates:  # online AMO scores every GT crop on the device, unaugmented (as the cache holds
+            # regions of the files), and augments the one it chooses with these flips
+            unaugmented = np.zeros(3, dtype=bool)
+            crops = [self._crop(gt.path, box, unaugmented) for gt in group.gts]
             padding = self.max_gts - len(crops)
-            sample["candidates"] = torch.stack(crops + [original_crop] * padding)
+            sample["candidates"] = torch.stack(crops + [crops[0]] * padding)
             sample["candidate_mask"] = torch.tensor([True] * len(crops) + [False] * padding)
+            sample["flips"] = torch.from_numpy(flips & np.array([self.use_hflip, self.use_rot, self.use_rot]))
         if self.sample_kernels is not None:
             sample.update(self.sample_kernels(rng))
         return sample

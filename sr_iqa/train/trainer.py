@@ -28,7 +28,7 @@ from sr_iqa.config import Options, options_to_yaml
 from sr_iqa.config.call_options import build_from_block
 from sr_iqa.config.schema import AmoMode, MixedPrecision, SamplerType
 from sr_iqa.data.check import summarize
-from sr_iqa.data.datasets import LABEL_CODES, EvalGroupDataset, MultiGTCropDataset
+from sr_iqa.data.datasets import LABEL_CODES, EvalGroupDataset, MultiGTCropDataset, augment_tensors
 from sr_iqa.data.degradations import DEGRADATION_TYPES
 from sr_iqa.data.device_prefetch import DevicePrefetcher
 from sr_iqa.data.image_io import write_rgb
@@ -322,8 +322,9 @@ class Trainer:
                 mask = mask & ~torch.isin(on_device["labels"], self.excluded_label_codes)
             chosen, q = online_amo_choice(candidates, mask, self.online_amo, bool(self.online_amo.lower_better))
             rows = torch.arange(len(chosen), device=chosen.device)
-            on_device |= {"gt": candidates[rows, chosen], "gt_index": chosen, "chosen_q": q[rows, chosen],
-                          "best_q": q.max(dim=1).values}
+            # Chosen on the unaugmented crops, as cached AMO chooses; then the sample's flips, as for the others.
+            on_device |= {"gt": augment_tensors(candidates[rows, chosen], on_device.pop("flips")), "gt_index": chosen,
+                          "chosen_q": q[rows, chosen], "best_q": q.max(dim=1).values}
         if self.pair_pool is not None:
             on_device = self.pair_pool.exchange(on_device)
         if self.options.train.channels_last:  # images in NHWC, like the networks' weights
