@@ -271,7 +271,11 @@ def _eval(args: argparse.Namespace) -> int:
 
         network, block = load_upscaler(args.checkpoint, args.adapter, network_g, param_key)
         name = args.name or (args.adapter or args.checkpoint).stem
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        from accelerate import PartialState
+
+        # This process's device (cuda:<local rank> under accelerate launch), the one run_eval's Accelerator uses;
+        # a bare "cuda" would put every rank's network on GPU 0.
+        device = PartialState(cpu=not torch.cuda.is_available()).device
         methods.append(upscaler_method(name, network.to(device).eval(), device, args.tile, args.tile_overlap,
                                        args.scale))
     for entry in args.sr_dir:

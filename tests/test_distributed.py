@@ -118,11 +118,20 @@ def test_two_cpu_processes_evaluate_the_same_as_one(tmp_path: Path, demo_set):
 
     from conftest import run_cli
 
+    from sr_iqa.models.generators import build_generator
+    from sr_iqa.models.weight_files import generator_metadata
+    from sr_iqa.train.checkpoints import save_weights
+
     sr_dir = tmp_path / "sr"
     shutil.copytree(demo_set.test_images / "01", sr_dir)  # another method's outputs: the 01 GTs, renamed
     for path in sr_dir.iterdir():
         path.rename(sr_dir / path.name.replace("_01", ""))
-    arguments = ("eval", "--dataset", str(demo_set.root), "--sr-dir", f"m={sr_dir}", "--metrics", "psnr", "niqe")
+    block = tiny_options(demo_set, tmp_path)["network_g"] | {"scale": 4}
+    torch.manual_seed(2)
+    save_weights(build_generator(block, 4), tmp_path / "g.safetensors", generator_metadata(block))
+    # A checkpoint too: each rank puts it on its own device (cuda:<local rank> on GPUs).
+    arguments = ("eval", "--dataset", str(demo_set.root), "--sr-dir", f"m={sr_dir}", "--checkpoint",
+                 str(tmp_path / "g.safetensors"), "--metrics", "psnr", "niqe")
     single = run_cli(*arguments, "--out", str(tmp_path / "one"))
     assert single.returncode == 0, single.stderr[-2000:]
     double = _launch(None, 29519, *arguments, "--out", str(tmp_path / "two"))
@@ -132,4 +141,4 @@ def test_two_cpu_processes_evaluate_the_same_as_one(tmp_path: Path, demo_set):
     for method, row in one["rows"].items():
         assert two["rows"][method] == pytest.approx(row)
     lines = (tmp_path / "two" / "per_image.csv").read_text().splitlines()
-    assert len(lines) == 1 + len(list(sr_dir.iterdir()))  # every group once, gathered from both ranks
+    assert len(lines) == 1 + 2 * len(list(sr_dir.iterdir()))  # every group once per method, from both ranks
