@@ -142,7 +142,7 @@ def _scores_export(args: argparse.Namespace) -> int:
 
     if not args.cache.is_file():
         raise SrIqaError(f"{args.cache}: no score cache there")
-    count = ScoreCache(args.cache).export_csv(args.out)
+    count = ScoreCache(args.cache, read_only=True).export_csv(args.out)
     print(f"wrote {count} rows to {args.out}")
     return 0
 
@@ -170,7 +170,7 @@ def _agree(args: argparse.Namespace) -> int:
 
     if not args.cache.is_file():
         raise SrIqaError(f"{args.cache}: no score cache there")
-    print(agreement_table(_groups_of(args), ScoreCache(args.cache)))
+    print(agreement_table(_groups_of(args), ScoreCache(args.cache, read_only=True)))
     return 0
 
 
@@ -183,8 +183,8 @@ def _sampler_preview(args: argparse.Namespace) -> int:
         raise SrIqaError(f"{args.cache}: no score cache there; run `sr-iqa score` first")
     if args.tau <= 0:
         raise SrIqaError(f"--tau must be positive, got {args.tau}")
-    csv_text, summary = preview(_groups_of(args), ScoreCache(args.cache), args.metric, SamplerType(args.sampler),
-                                args.tau)
+    csv_text, summary = preview(_groups_of(args), ScoreCache(args.cache, read_only=True), args.metric,
+                                SamplerType(args.sampler), args.tau)
     write_or_print(csv_text, args.out)
     print(summary, file=sys.stderr if args.out is None else sys.stdout)
     return 0

@@ -175,7 +175,7 @@ def build_chooser(options: SamplerOptions, groups: Sequence[Group], gt_size: int
     path = Path(options.cache)
     if not path.is_file():
         raise OptionsError(f"sampler.cache: no score cache at {path}; write it with `sr-iqa score`")
-    cache = ScoreCache(path)
+    cache = ScoreCache(path, read_only=True)  # training ranks never write it (a read-only data mount will do)
     require_metric(cache, options.metric)
     lower_better = cache.lower_better(options.metric)
     if options.type is SamplerType.amo:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -54,3 +55,47 @@ def run_cli(*args: str, cwd: Path = REPO, env: dict | None = None, timeout: floa
     """``python -m sr_iqa ARGS`` in a fresh process, as a user would run it."""
     return subprocess.run([sys.executable, "-m", "sr_iqa", *args], cwd=cwd, capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=timeout)
+
+
+def start_two_nodes(command: list[str], port: int, scratch: Path) -> list[subprocess.Popen]:
+    """``accelerate launch --num_machines 2`` as two nodes on this host (main process on 127.0.0.1), one process
+    each (gloo), each with its own node-local scratch folder (TMPDIR under ``scratch``); data and experiments
+    are wherever ``command`` puts them, shared. Each node is its own process group, to be killed as a node."""
+    nodes = []
+    for rank in (0, 1):
+        local = scratch / f"node{rank}"
+        local.mkdir(parents=True, exist_ok=True)
+        nodes.append(subprocess.Popen(
+            [*ACCELERATE_LAUNCH, "--multi_gpu", "--num_machines", "2", "--machine_rank", str(rank),
+             "--num_processes", "2", "--main_process_ip", "127.0.0.1", "--main_process_port", str(port),
+             "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "sr_iqa", *command],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+            env={**os.environ, "TMPDIR": str(local), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}))
+    return nodes
+
+
+def kill_node(node: subprocess.Popen) -> None:
+    """SIGKILL a node's launcher and every process under it (torch's launcher starts each worker in a session of
+    its own, so the launcher's process group alone would leave the workers running)."""
+    import psutil
+
+    try:
+        processes = [*psutil.Process(node.pid).children(recursive=True), psutil.Process(node.pid)]
+    except psutil.NoSuchProcess:
+        return
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    psutil.wait_procs(processes, timeout=30)
+
+
+def finish_nodes(nodes: list[subprocess.Popen], timeout: float = 300) -> list[subprocess.CompletedProcess]:
+    results = []
+    for node in nodes:
+        stdout, stderr = node.communicate(timeout=timeout)
+        results.append(subprocess.CompletedProcess(node.args, node.returncode, stdout, stderr))
+    return results
+
+
+def run_two_nodes(command: list[str], port: int, scratch: Path) -> list[subprocess.CompletedProcess]:
+    return finish_nodes(start_two_nodes(command, port, scratch))

@@ -6,7 +6,6 @@ import csv
 import logging
 import math
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -17,14 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import ACCELERATE_LAUNCH, REPO, run_cli
+from conftest import finish_nodes, kill_node, run_cli, run_two_nodes, start_two_nodes
 from hggt_tree import VOTES, N, P, S, write_hggt_split  # noqa: F401
 from PIL import Image
 
 from sr_iqa.data.groups import index_hggt
 from sr_iqa.iqa.agreement import pairwise_agreement
 from sr_iqa.iqa.metrics import FrozenMetricLoss
-from sr_iqa.iqa.score_cache import Region, ScoreCache, grid_regions
+from sr_iqa.iqa.score_cache import Region, ScoreCache, grid_regions, spool_path
 from sr_iqa.iqa.scorer import Grid, gt_entries, plan, run_scoring
 
 
@@ -78,38 +77,50 @@ def test_score_then_rerun_does_nothing_and_export_has_each_key_once(tree: Path, 
     assert len(full) == 15 and all(r["x"] == r["y"] == "0" for r in full)
 
 
-def test_sigkill_then_rerun_scores_only_what_is_missing(tree: Path, tmp_path: Path):
+def test_two_nodes_killed_then_rerun_score_only_what_is_missing(tree: Path, tmp_path: Path):
+    """Scoring on two nodes: each process writes only its own file (node 1 a spool beside the cache), a kill
+    leaves the spool, and a rerun (here one process) merges it and scores only what is left, each key once."""
     cache = tmp_path / "killed.db"
-    args = [sys.executable, "-m", "sr_iqa", "score", "--dataset", str(tree), "--metric", "niqe", "--grid", "96:4",
-            "--cache", str(cache), "--batch-size", "4", "--num-workers", "0"]
-    process = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = ["score", "--dataset", str(tree), "--metric", "niqe", "--grid", "96:4", "--cache", str(cache),
+               "--batch-size", "4", "--num-workers", "0"]
+    nodes = start_two_nodes(command, 29541, tmp_path / "scratch")
+    spool = spool_path(cache, 1)
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and process.poll() is None:
-        if cache.exists() and _count(cache) >= 40:
+    while time.monotonic() < deadline and all(node.poll() is None for node in nodes):
+        if spool.exists() and _count(spool, while_written=True) >= 20:
             break
         time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    partial = _count(cache)
+    for node in nodes:  # both nodes die at once
+        kill_node(node)
+    finish_nodes(nodes)
     expected = _expected_keys(tree, Grid(96, 4))
-    assert process.returncode == -signal.SIGKILL and 0 < partial < expected
+    assert _count(spool) > 0 and _count(cache) + _count(spool) < expected  # interrupted, the spool kept its rows
 
-    assert subprocess.run(args, cwd=REPO, capture_output=True).returncode == 0
+    rerun = run_cli(*command)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
     complete = _rows(cache)
-    assert len(complete) == expected
-    assert len({row[:6] for row in complete}) == expected  # each key exactly once
+    assert len(complete) == expected and len({row[:6] for row in complete}) == expected  # each key exactly once
+    assert not list(tmp_path.glob("killed.db.spool-rank*"))
 
     reference = tmp_path / "straight.db"
-    assert run_cli("score", "--dataset", str(tree), "--metric", "niqe", "--grid", "96:4", "--cache",
-                   str(reference), "--batch-size", "4", "--num-workers", "0").returncode == 0
+    assert run_cli(*command[:-6], "--cache", str(reference), "--batch-size", "4", "--num-workers",
+                   "0").returncode == 0
     straight = _rows(reference)
     assert [row[:6] for row in straight] == [row[:6] for row in complete]
     np.testing.assert_allclose([row[6] for row in complete], [row[6] for row in straight], rtol=1e-6)
 
 
-def _count(cache: Path) -> int:
+def _count(cache: Path, while_written: bool = False) -> int:
+    """Rows in a cache file (a killed writer's journal rolled back first); ``while_written``: without taking locks,
+    an estimate while a writer commits."""
+    if not cache.is_file():
+        return 0
     try:
-        with sqlite3.connect(cache, timeout=5) as db:
+        if while_written:
+            db = sqlite3.connect(f"{cache.as_uri()}?mode=ro&immutable=1", uri=True)
+        else:
+            db = sqlite3.connect(cache, timeout=5)
+        with db:
             return db.execute("SELECT COUNT(*) FROM scores").fetchone()[0]
     except sqlite3.OperationalError:
         return 0
@@ -132,20 +143,41 @@ def test_changed_image_is_rescored_and_renamed_image_is_not(tree: Path, tmp_path
     assert jobs[0].regions == [Region(0, 0, 128, 128)]
 
 
-def test_two_processes_give_the_same_cache_as_one(tree: Path, tmp_path: Path):
+def test_two_nodes_give_the_same_cache_as_one_process_and_only_one_writes_it(tree: Path, tmp_path: Path):
     single, double = tmp_path / "one.db", tmp_path / "two.db"
     common = ["--dataset", str(tree), "--metric", "niqe", "--grid", "96:16", "--num-workers", "0"]
     assert run_cli("score", *common, "--cache", str(single)).returncode == 0
-    result = subprocess.run(
-        [*ACCELERATE_LAUNCH, "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-         "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29533",
-         "-m", "sr_iqa", "score", *common, "--cache", str(double)],
-        cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "in process 0 of 2" in result.stderr and "in process 1 of 2" in result.stderr
+    nodes = run_two_nodes(["score", *common, "--cache", str(double)], 29533, tmp_path / "scratch")
+    assert all(node.returncode == 0 for node in nodes), nodes[0].stderr[-2000:] + nodes[1].stderr[-2000:]
+    assert "in process 0 of 2" in nodes[0].stderr and "in process 1 of 2" in nodes[1].stderr
+    # The main process alone writes the cache; the other node's process writes a spool, merged at the end.
+    assert f"process 0 of 2 writes its rows to {double}\n" in nodes[0].stderr
+    assert f"process 1 of 2 writes its rows to {spool_path(double, 1)}\n" in nodes[1].stderr
+    assert not list(tmp_path.glob("two.db.spool-rank*"))
     one, two = _rows(single), _rows(double)
     assert [row[:6] for row in one] == [row[:6] for row in two]
     np.testing.assert_allclose([row[6] for row in one], [row[6] for row in two], rtol=1e-6)
+
+
+def test_readers_open_the_cache_read_only(tree: Path, tmp_path: Path):
+    """Training, agree, export and preview read a cache on a read-only mount: no schema change, no write."""
+    cache_path = tmp_path / "ro" / "scores.db"
+    entries = gt_entries(index_hggt(tree / "Train" / "images" / "s").groups)
+    run_scoring(entries, ["niqe"], cache_path, None, 8, 0, "cpu", None)
+    cache_path.chmod(0o444)
+    cache_path.parent.chmod(0o555)
+    try:
+        reader = ScoreCache(cache_path, read_only=True)
+        record = reader.record(entries[0].path)
+        assert len(reader.scores("niqe", [record.content_hash])[record.content_hash]) == 1
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            reader.db.execute("CREATE TABLE x (y)")
+        out = tmp_path / "export.csv"
+        assert run_cli("scores", "export", "--cache", str(cache_path), "--out", str(out)).returncode == 0
+        assert len(out.read_text().splitlines()) == 1 + 15
+    finally:
+        cache_path.parent.chmod(0o755)
+        cache_path.chmod(0o644)
 
 
 def test_scoring_in_cpu_workers_gives_the_same_cache_as_in_process(tree: Path, tmp_path: Path):

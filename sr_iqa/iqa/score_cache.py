@@ -1,10 +1,15 @@
-"""The score cache: one SQLite file (WAL) of IQA scores keyed by image content, metric and region.
+"""The score cache: one SQLite file of IQA scores keyed by image content, metric and region.
 
 A score's key is (content hash, metric key, x, y, w, h); the full image is the region
 (0, 0, width, height). Keys are unique, and rows are written with INSERT OR IGNORE in small
 committed batches, so a killed scoring job loses at most one batch and a rerun never
 duplicates. Paths map to content hashes in a second table, refreshed when a file's size or
 mtime changes: editing an image invalidates its scores, renaming it does not.
+
+One process writes a cache file at a time (rollback journal, no WAL: WAL needs shared memory, which
+processes on different nodes of a network file system do not share). Under ``accelerate launch`` the
+other ranks write their rows into spool files of their own beside it (``<cache>.spool-rank<k>``),
+which the main process merges; readers (training, ``agree``, ``export``) open the file read-only.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import csv
 import hashlib
 import json
 import math
+import re
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -86,16 +92,30 @@ def _file_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
+def spool_path(cache: Path, rank: int) -> Path:
+    """Where process ``rank`` writes its rows while the main process alone writes ``cache``."""
+    return cache.with_name(f"{cache.name}.spool-rank{rank}")
+
+
 class ScoreCache:
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    """A cache file, opened for writing (creating it, one process at a time) or ``read_only`` (many readers, also
+    on a read-only mount: no schema change, nothing written; image records of changed files are computed and
+    kept in ``unsaved`` for a writer to store)."""
+
+    def __init__(self, path: Path, read_only: bool = False) -> None:
         self.path = path
+        self.read_only = read_only
+        self.unsaved: dict[str, tuple] = {}  # read-only: path -> images row computed here
+        if read_only:
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: no score cache there")
+            self.db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=120)
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(path, timeout=120)
-        # Switching a new file to WAL takes a lock that the busy timeout does not cover; create the cache in one
-        # process first when several start together (run_scoring does), and only switch when it is not WAL yet.
-        if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")  # WAL: safe against a killed process, fast commits
+        if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "delete":  # caches before this were WAL
+            self.db.execute("PRAGMA journal_mode=DELETE")
+        self.db.execute("PRAGMA synchronous=NORMAL")  # safe against a killed process; commits stay cheap
         self.db.executescript(_SCHEMA)
         if any(column[1] == "score" and column[3] for column in self.db.execute("PRAGMA table_info(scores)")):
             self.db.executescript(f"BEGIN; {_NULLABLE_SCORES} COMMIT;")
@@ -114,10 +134,36 @@ class ScoreCache:
         with Image.open(path) as image:
             width, height = image.size
         record = ImageRecord(path, _file_hash(path), width, height)
-        self.db.execute("INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?, ?, ?)",
-                        (str(path), stat.st_size, stat.st_mtime_ns, record.content_hash, width, height))
-        self.db.commit()
+        values = (str(path), stat.st_size, stat.st_mtime_ns, record.content_hash, width, height)
+        if self.read_only:
+            self.unsaved[str(path)] = values
+        else:
+            self.store_images([values])
         return record
+
+    def store_images(self, rows: Iterable[tuple]) -> None:
+        self.db.executemany("INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?, ?, ?)", list(rows))
+        self.db.commit()
+
+    def merge(self, other: Path) -> None:
+        """Take in another cache file's images and scores (a spool); scores already here win."""
+        self.db.execute("ATTACH DATABASE ? AS other", (str(other),))
+        try:
+            self.db.execute("INSERT OR REPLACE INTO images SELECT * FROM other.images")
+            self.db.execute("INSERT OR IGNORE INTO scores SELECT * FROM other.scores")
+            self.db.commit()
+        finally:
+            self.db.execute("DETACH DATABASE other")
+
+    def merge_spools(self) -> int:
+        """Merge and delete every spool file beside this cache (a killed run's too); the number merged."""
+        pattern = re.compile(re.escape(self.path.name) + r"\.spool-rank\d+")
+        spools = sorted(p for p in self.path.parent.iterdir() if pattern.fullmatch(p.name))
+        for spool in spools:
+            self.merge(spool)  # a spool's leftover journal (a killed writer) is rolled back by SQLite on attach
+            spool.unlink()
+            spool.with_name(spool.name + "-journal").unlink(missing_ok=True)
+        return len(spools)
 
     def present(self, content_hash: str, metric: str) -> set[Region]:
         rows = self.db.execute("SELECT x, y, w, h FROM scores WHERE content_hash = ? AND metric = ?",

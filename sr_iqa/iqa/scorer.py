@@ -22,7 +22,15 @@ from torch.utils.data import DataLoader, Dataset
 from sr_iqa.data.groups import Group
 from sr_iqa.data.image_io import read_rgb_tensor
 from sr_iqa.iqa.metrics import score_each
-from sr_iqa.iqa.score_cache import ImageRecord, Region, ScoreCache, ScoreRow, grid_regions, metric_key
+from sr_iqa.iqa.score_cache import (
+    ImageRecord,
+    Region,
+    ScoreCache,
+    ScoreRow,
+    grid_regions,
+    metric_key,
+    spool_path,
+)
 from sr_iqa.progress import progress_bar
 
 log = logging.getLogger("sr_iqa.score")
@@ -244,22 +252,32 @@ def run_scoring(entries: Sequence[GTEntry], metric_names: Sequence[str], cache_p
     metrics = {name: create_metric(name, device, weights_dir=weights_dir, options=metric_options.get(name))
                for name in metric_names}  # every metric before any work: missing weights fail at once
     keys = {name: metric_key(name, metric_options.get(name)) for name in metric_names}
-    if accelerator.is_main_process:  # one process creates the file and its schema, then all open it
-        ScoreCache(cache_path).close()
+    rank, world = accelerator.process_index, accelerator.num_processes
+    if accelerator.is_main_process:  # creates or migrates the file, and takes in a killed run's spools
+        ScoreCache(cache_path).merge_spools()
     accelerator.wait_for_everyone()
-    cache = ScoreCache(cache_path)
-    shard = list(entries)[accelerator.process_index::accelerator.num_processes]
+    # Every process plans its share reading the file (nobody writes it meanwhile)...
+    reader = ScoreCache(cache_path, read_only=True)
+    shard = list(entries)[rank::world]
+    plans = {name: plan(reader, shard, keys[name], grid, is_full_reference(metric)) for name, metric in metrics.items()}
+    reader.close()
+    accelerator.wait_for_everyone()
+    # ... then writes only its own file: the main process the cache, the others their spools.
+    writer = ScoreCache(cache_path if accelerator.is_main_process else spool_path(cache_path, rank))
+    writer.store_images(reader.unsaved.values())
+    log.info("process %d of %d writes its rows to %s", rank, world, writer.path, extra={"all_ranks": True})
     for name, metric in metrics.items():
-        key = keys[name]
-        jobs = plan(cache, shard, key, grid, is_full_reference(metric))
-        regions = sum(len(job.regions) for job in jobs)
-        log.info("%s: %d image(s), %d region(s) to score in process %d of %d", key, len(jobs), regions,
-                 accelerator.process_index, accelerator.num_processes, extra={"all_ranks": True})
+        jobs = plans[name]
+        log.info("%s: %d image(s), %d region(s) to score in process %d of %d", keys[name], len(jobs),
+                 sum(len(job.regions) for job in jobs), rank, world, extra={"all_ranks": True})
         if jobs:
-            score_jobs(jobs, metric, key, cache, batch_size, device, num_workers,
+            score_jobs(jobs, metric, keys[name], writer, batch_size, device, num_workers,
                        show_progress=accelerator.is_main_process)
+    if not accelerator.is_main_process:
+        writer.close()
     accelerator.wait_for_everyone()
     accelerator.end_training()  # leave the process group before exit (a late gloo teardown can abort)
     if accelerator.is_main_process:
-        print("\n".join(summary_lines(cache, entries, list(keys.values()))), flush=True)
-    cache.close()
+        writer.merge_spools()
+        print("\n".join(summary_lines(writer, entries, list(keys.values()))), flush=True)
+        writer.close()
