@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import ACCELERATE_LAUNCH, REPO, tiny_options, write_options
+from conftest import (
+    ACCELERATE_LAUNCH,
+    REPO,
+    finish_nodes,
+    kill_node,
+    run_two_nodes,
+    start_two_nodes,
+    tiny_options,
+    write_options,
+)
 from safetensors.torch import load_file
 
 
@@ -23,33 +33,38 @@ def _launch(options_file: Path | None, port: int, *command: str) -> subprocess.C
     )
 
 
+ITERATIONS = 24  # long enough to kill a run between its first state and its end
+
+
 @pytest.fixture(scope="module")
-def two_process_run(tmp_path_factory: pytest.TempPathFactory, demo_set) -> tuple[Path, Path, str]:
-    """One 2-process GAN run with the pair pool (8 iterations, a state at 4 and 8), shared by the tests below:
-    (its option file, its run folder, what it printed)."""
+def two_node_run(tmp_path_factory: pytest.TempPathFactory, demo_set) -> tuple[Path, Path, list]:
+    """One GAN run with the pair pool on two nodes (one process each; data and experiments shared, each node its
+    own scratch folder), a state every 4 iterations, shared by the tests below: (its option file, its run
+    folder, each node's output)."""
     tmp_path = tmp_path_factory.mktemp("ddp")
     options = tiny_options(demo_set, tmp_path / "experiments")
-    options["val"]["val_freq"] = 4
+    options["val"]["val_freq"] = 12
     # With a GAN: the discriminator is DDP-wrapped too, and the generator's adversarial term must not trip it.
     options["network_d"] = {"type": "UNetDiscriminatorSN", "num_in_ch": 3, "num_feat": 8}
-    options["train"] |= {"optim_d": {"type": "Adam", "lr": 1e-3},
+    options["train"] |= {"total_iter": ITERATIONS, "optim_d": {"type": "Adam", "lr": 1e-3},
                          "gan_opt": {"type": "GANLoss", "gan_type": "vanilla", "loss_weight": 0.1}}
     options["datasets"]["train"]["queue_size"] = 4  # a per-rank pool, saved and resumed per rank
+    options["logger"] |= {"print_freq": 4, "keep_checkpoints": 2}
     options_file = write_options(tmp_path / "ddp.yml", options)
-    result = _launch(options_file, 29517)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return options_file, tmp_path / "experiments" / "tiny", result.stderr
+    nodes = run_two_nodes(["train", "-opt", str(options_file)], 29517, tmp_path / "scratch")
+    assert all(node.returncode == 0 for node in nodes), nodes[0].stderr[-3000:] + nodes[1].stderr[-3000:]
+    return options_file, tmp_path / "experiments" / "tiny", nodes
 
 
 def _random_states(state: Path, rank: int) -> dict:
     return torch.load(state / f"random_states_{rank}.pkl", weights_only=False)  # Accelerate's own file
 
 
-def test_two_cpu_processes_train_and_only_rank_zero_writes(two_process_run):
-    _, run, printed = two_process_run
+def test_two_nodes_train_and_only_rank_zero_writes(two_node_run):
+    _, run, nodes = two_node_run
     # Each rank reports itself; a launcher that started two lone processes would print "of 1" twice.
-    assert "process 0 of 2" in printed and "process 1 of 2" in printed
-    for iteration in (4, 8):
+    assert "process 0 of 2" in nodes[0].stderr and "process 1 of 2" in nodes[1].stderr
+    for iteration in (20, 24):
         state = run / "training_states" / str(iteration)
         assert (state / "random_states_0.pkl").is_file() and (state / "random_states_1.pkl").is_file()
         assert (state / "pair_pool_0.pt").is_file() and (state / "pair_pool_1.pt").is_file()
@@ -57,32 +72,41 @@ def test_two_cpu_processes_train_and_only_rank_zero_writes(two_process_run):
         assert not torch.equal(_random_states(state, 0)["torch_manual_seed"],
                                _random_states(state, 1)["torch_manual_seed"])
     assert sorted(p.name for p in (run / "models").iterdir()) == [
-        "net_d_4.safetensors", "net_d_8.safetensors", "net_g_4.safetensors", "net_g_8.safetensors",
-        "net_g_ema_4.safetensors", "net_g_ema_8.safetensors"]
+        "net_d_20.safetensors", "net_d_24.safetensors", "net_g_20.safetensors", "net_g_24.safetensors",
+        "net_g_ema_20.safetensors", "net_g_ema_24.safetensors"]
     assert not [p for p in (run / "training_states").iterdir() if p.name.startswith(".")]
     log = (run / "logs" / "train.log").read_text()
-    assert log.count("saved checkpoint at iteration") == 2  # written once, by rank 0
+    assert log.count("saved checkpoint at iteration") == ITERATIONS // 4  # written once, by rank 0
     assert log.count("validation at iter") == 2
     assert "process 0 of 2" in log and "process 1 of 2" not in log
 
-    weights = load_file(str(run / "models" / "net_g_8.safetensors"))
-    initial = load_file(str(run / "models" / "net_g_4.safetensors"))
+    weights = load_file(str(run / "models" / "net_g_24.safetensors"))
+    initial = load_file(str(run / "models" / "net_g_20.safetensors"))
     assert not torch.equal(weights["conv_first.weight"], initial["conv_first.weight"])
 
 
-def test_a_two_process_run_resumed_equals_an_uninterrupted_one(two_process_run, tmp_path: Path):
-    """Per-rank pools and RNG come back on every rank: 4 iterations, then a resumed run to 8, equal the 8
-    uninterrupted ones bit for bit."""
-    options_file, straight, _ = two_process_run
-    root = f"path.experiments_root={tmp_path}"
-    first = _launch(None, 29520, "train", "-opt", str(options_file), root, "train.total_iter=4")
-    assert first.returncode == 0, first.stderr[-3000:]
-    resumed = _launch(None, 29521, "train", "-opt", str(options_file), root, "--auto_resume")
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "resumed from" in resumed.stderr and "pool starts empty" not in resumed.stderr
+def test_a_two_node_run_killed_and_resumed_equals_an_uninterrupted_one(two_node_run, tmp_path: Path):
+    """Both nodes killed after a state was saved; resumed, the run ends bit for bit where the uninterrupted one
+    did: per-rank pools and RNG come back on every rank."""
+    options_file, straight, _ = two_node_run
+    command = ["train", "-opt", str(options_file), f"path.experiments_root={tmp_path}"]
+    states = tmp_path / "tiny" / "training_states"
+    nodes = start_two_nodes(command, 29520, tmp_path / "scratch")
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and all(node.poll() is None for node in nodes) and not (states / "4").is_dir():
+        time.sleep(0.05)
+    for node in nodes:
+        kill_node(node)
+    finish_nodes(nodes)
+    killed_at = max(int(p.name) for p in states.iterdir() if p.name.isdigit())
+    assert 4 <= killed_at < ITERATIONS
+
+    resumed = run_two_nodes([*command, "--auto_resume"], 29521, tmp_path / "scratch")
+    assert all(node.returncode == 0 for node in resumed), resumed[0].stderr[-3000:] + resumed[1].stderr[-3000:]
+    assert "resumed from" in resumed[0].stderr and "pool starts empty" not in resumed[1].stderr
     for stem in ("net_g", "net_g_ema", "net_d"):
-        expected = load_file(str(straight / "models" / f"{stem}_8.safetensors"))
-        got = load_file(str(tmp_path / "tiny" / "models" / f"{stem}_8.safetensors"))
+        expected = load_file(str(straight / "models" / f"{stem}_{ITERATIONS}.safetensors"))
+        got = load_file(str(tmp_path / "tiny" / "models" / f"{stem}_{ITERATIONS}.safetensors"))
         assert all(torch.equal(got[key], expected[key]) for key in expected), stem
 
 
@@ -112,7 +136,7 @@ def test_two_cpu_processes_finetune_lora_against_niqe(tmp_path: Path, demo_set):
     assert "gaming_gap" in (run / "logs" / "train.log").read_text()
 
 
-def test_two_cpu_processes_evaluate_the_same_as_one(tmp_path: Path, demo_set):
+def test_two_nodes_evaluate_the_same_as_one_process(tmp_path: Path, demo_set):
     import json
     import shutil
 
@@ -134,8 +158,8 @@ def test_two_cpu_processes_evaluate_the_same_as_one(tmp_path: Path, demo_set):
                  str(tmp_path / "g.safetensors"), "--metrics", "psnr", "niqe")
     single = run_cli(*arguments, "--out", str(tmp_path / "one"))
     assert single.returncode == 0, single.stderr[-2000:]
-    double = _launch(None, 29519, *arguments, "--out", str(tmp_path / "two"))
-    assert double.returncode == 0, double.stderr[-3000:]
+    nodes = run_two_nodes([*arguments, "--out", str(tmp_path / "two")], 29519, tmp_path / "scratch")
+    assert all(node.returncode == 0 for node in nodes), nodes[0].stderr[-3000:] + nodes[1].stderr[-3000:]
     one, two = (json.loads((tmp_path / name / "summary.json").read_text()) for name in ("one", "two"))
     assert two["rows"].keys() == one["rows"].keys()
     for method, row in one["rows"].items():
