@@ -29,7 +29,7 @@ from sr_iqa.data.datasets import CropBox, GTChooser, OriginalGT
 from sr_iqa.data.groups import Group
 from sr_iqa.errors import DataError, OptionsError
 from sr_iqa.iqa.metrics import score_each
-from sr_iqa.iqa.score_cache import Region, ScoreCache
+from sr_iqa.iqa.score_cache import ScoreCache
 
 log = logging.getLogger("sr_iqa.sampling")
 
@@ -126,33 +126,31 @@ def require_metric(cache: ScoreCache, metric: str) -> None:
 def full_image_scores(groups: Sequence[Group], cache: ScoreCache, metric: str) -> list[list[float]]:
     """Raw full-image score of every GT of every group; one DataError lists the images without one."""
     require_metric(cache, metric)
-    records = [[cache.record(gt.path) for gt in group.gts] for group in groups]
-    table = cache.scores(metric, {r.content_hash for group in records for r in group})
-    missing = [str(r.path) for group in records for r in group if r.full not in table[r.content_hash]]
+    records = cache.records([gt.path for group in groups for gt in group.gts])
+    table = cache.scores(metric, {r.content_hash for r in records})
+    missing = [str(r.path) for r in records if r.full not in table[r.content_hash]]
     if missing:
         raise _missing_scores(metric, cache, missing, "")
-    return [[table[r.content_hash][r.full] for r in group] for group in records]
+    scores = iter([table[r.content_hash][r.full] for r in records])
+    return [[next(scores) for _ in group.gts] for group in groups]
 
 
 def crop_score_grids(groups: Sequence[Group], cache: ScoreCache, metric: str, size: int,
                      stride: int) -> list[np.ndarray]:
     """Per group, raw scores shaped (GTs, rows, columns) for every ``size`` box on the ``stride`` grid."""
     require_metric(cache, metric)
-    records = [[cache.record(gt.path) for gt in group.gts] for group in groups]
-    table = cache.scores(metric, {r.content_hash for group in records for r in group})
-    grids, missing = [], []
-    for group_records in records:
-        rows = (group_records[0].height - size) // stride + 1
-        columns = (group_records[0].width - size) // stride + 1
-        grid = np.zeros((len(group_records), rows, columns))
-        for i, record in enumerate(group_records):
-            scores = table[record.content_hash]
-            try:
-                grid[i] = [[scores[Region(column * stride, row * stride, size, size)] for column in range(columns)]
-                           for row in range(rows)]
-            except KeyError:
-                missing.append(str(record.path))
-        grids.append(grid)
+    records = cache.records([gt.path for group in groups for gt in group.gts])
+    values, present, offsets = cache.grid_scores(metric, records, size, stride)
+    grids, missing, position = [], [], 0
+    for group in groups:
+        first = records[position]
+        rows, columns = (first.height - size) // stride + 1, (first.width - size) // stride + 1
+        start = offsets[position]
+        count = len(group.gts) * rows * columns  # a group's GTs share their size: their boxes follow each other
+        grids.append(values[start:start + count].reshape(len(group.gts), rows, columns))
+        complete = present[start:start + count].reshape(len(group.gts), -1).all(axis=1)
+        missing += [str(records[position + i].path) for i in np.flatnonzero(~complete)]
+        position += len(group.gts)
     if missing:
         raise _missing_scores(metric, cache, missing, f" --grid {size}:{stride}")
     return grids
