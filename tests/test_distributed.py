@@ -166,3 +166,16 @@ def test_two_nodes_evaluate_the_same_as_one_process(tmp_path: Path, demo_set):
         assert two["rows"][method] == pytest.approx(row)
     lines = (tmp_path / "two" / "per_image.csv").read_text().splitlines()
     assert len(lines) == 1 + 2 * len(list(sr_dir.iterdir()))  # every group once per method, from both ranks
+
+
+def test_bad_data_stops_both_nodes_with_one_message(tmp_path: Path, demo_set):
+    """The main process alone indexes and validates the data; its error reaches the other node, which would
+    otherwise wait for the index forever."""
+    options = tiny_options(demo_set, tmp_path / "experiments")
+    options["datasets"]["train"]["dataroot_gt"] = str(tmp_path / "missing")
+    options_file = write_options(tmp_path / "bad.yml", options)
+    nodes = run_two_nodes(["train", "-opt", str(options_file)], 29522, tmp_path / "scratch")  # no hang
+    assert all(node.returncode != 0 for node in nodes)  # the launchers report their worker's exit status 2
+    for node in nodes:  # sr_iqa's own one line on both nodes (the launcher adds its own report after it)
+        assert "sr-iqa train: error: 1 problem(s) in the data" in node.stderr, node.stderr[-2000:]
+        assert f"{tmp_path / 'missing'}: no such folder" in node.stderr

@@ -28,9 +28,10 @@ from sr_iqa.config import Options, options_to_yaml
 from sr_iqa.config.call_options import build_from_block
 from sr_iqa.config.schema import AmoMode, MixedPrecision, SamplerType
 from sr_iqa.data.check import summarize
-from sr_iqa.data.datasets import LABEL_CODES, EvalGroupDataset, MultiGTCropDataset, augment_tensors
+from sr_iqa.data.datasets import LABEL_CODES, EvalGroupDataset, GTChooser, MultiGTCropDataset, augment_tensors
 from sr_iqa.data.degradations import DEGRADATION_TYPES
 from sr_iqa.data.device_prefetch import DevicePrefetcher
+from sr_iqa.data.groups import GroupIndex
 from sr_iqa.data.image_io import write_rgb
 from sr_iqa.data.packed_store import PackedStore
 from sr_iqa.data.sources import group_index
@@ -55,6 +56,7 @@ from sr_iqa.progress import progress_bar
 from sr_iqa.sampling import build_chooser, online_amo_choice
 from sr_iqa.train import checkpoints, speed
 from sr_iqa.train.experiment import ExperimentFolders
+from sr_iqa.train.main_process import built_on_main
 from sr_iqa.train.optim import build_optimizer, build_scheduler
 from sr_iqa.train.pair_pool import TrainingPairPool
 from sr_iqa.train.stage1_reference import Stage1Reference
@@ -134,8 +136,9 @@ class Trainer:
         self.train_set, self.val_set = self._build_datasets()
         # Built before anything is written, so that missing metric or backbone weights stop the run at once.
         weights_dir = Path(options.iqa.weights_dir) if options.iqa.weights_dir else None
+        self.has_validation = options.datasets.val is not None  # the val split itself is the main process's
         self.metric_set = None
-        if self.val_set is not None and self.accelerator.is_main_process:
+        if self.val_set is not None:
             self.metric_set = MetricSet(self._validation_metrics(), self.device, weights_dir,
                                         options.iqa.metric_options)
         self.perceptual_loss = None  # frozen, in eval, outside DDP: nothing to synchronise
@@ -188,7 +191,25 @@ class Trainer:
         return folder
 
     def _build_datasets(self) -> tuple[MultiGTCropDataset, EvalGroupDataset | None]:
-        """Index and validate both splits before any work; bad data stops the run here."""
+        """Index and validate both splits before any work; bad data stops the run here. The main process does it
+        once and hands the index and the sampler (score grids included) to the others; the validation split is
+        the main process's alone (it validates)."""
+        options = self.options
+        train_options = options.datasets.train
+        train_index, chooser = built_on_main(self.accelerator, self._indexed_training_data)
+        images = PackedStore(Path(train_options.pack)) if train_options.pack is not None else None
+        train_set = MultiGTCropDataset(
+            train_index, train_options.gt_size, options.manual_seed, train_options.use_hflip, train_options.use_rot,
+            choose_gt=chooser, with_negative=options.train.neg_opt is not None,
+            with_candidates=self.online_amo is not None, sample_kernels=self.degradation.sample_kernels,
+            images=images)
+        val_options = options.datasets.val
+        val_set = None
+        if val_options is not None and self.accelerator.is_main_process:
+            val_set = EvalGroupDataset(group_index(val_options, options.scale, with_lr=True), options.scale)
+        return train_set, val_set
+
+    def _indexed_training_data(self) -> tuple[GroupIndex, GTChooser]:
         options = self.options
         train_options = options.datasets.train
         train_index = group_index(train_options, options.scale, min_size=train_options.gt_size)
@@ -197,21 +218,9 @@ class Trainer:
         if train_index.dropped:
             log.info("the label filter dropped %d groups (%s)", len(train_index.dropped),
                      "; ".join(sorted(set(train_index.dropped.values()))))
-        chooser = build_chooser(options.sampler, train_index.groups, train_options.gt_size)
-        images = None
         if train_options.pack is not None:
-            images = PackedStore(Path(train_options.pack))
-            raise_problems(images.stale())
-        train_set = MultiGTCropDataset(
-            train_index, train_options.gt_size, options.manual_seed, train_options.use_hflip, train_options.use_rot,
-            choose_gt=chooser, with_negative=options.train.neg_opt is not None,
-            with_candidates=self.online_amo is not None, sample_kernels=self.degradation.sample_kernels,
-            images=images)
-        val_options = options.datasets.val
-        val_set = None
-        if val_options is not None:
-            val_set = EvalGroupDataset(group_index(val_options, options.scale, with_lr=True), options.scale)
-        return train_set, val_set
+            raise_problems(PackedStore(Path(train_options.pack)).stale())
+        return train_index, build_chooser(options.sampler, train_index.groups, train_options.gt_size)
 
     def _create_run_folder(self) -> None:
         if self.accelerator.is_main_process:
@@ -498,7 +507,7 @@ class Trainer:
     def validate(self) -> dict[str, float] | None:
         """Score the eval network on the val set (main process), log and save the SR images. In stage 2 also
         the changes against stage 1, the gaming gap and the structured-noise score."""
-        if self.val_set is None:
+        if not self.has_validation:
             return None
         results = None
         if self.accelerator.is_main_process:
