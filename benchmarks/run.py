@@ -2,8 +2,8 @@
 when a target that applies to this kind of machine is missed or a benchmark failed.
 
 On a machine without a GPU: the CPU table (framework overhead, packed loader, cached-AMO step,
-scorer, plus the rows without a target: online AMO, HGGT-style loading, each speed option that
-acts on the CPU). With a GPU: the GPU table (GAN steps of SwinIR-M and RRDB with the best
+scorer, start-up at HGGT scale, plus the rows without a target: online AMO, HGGT-style loading, each
+speed option that acts on the CPU). With a GPU: the GPU table (GAN steps of SwinIR-M and RRDB with the best
 options against fp32 eager, TFLOP/s, peak memory, cached and online AMO against UPos, each speed
 option alone). Each kind's table sits between its own markers in RESULTS.md; the rest of the file
 (notes, experiments) is left as it is. The table is rewritten after every benchmark, and a failing
@@ -40,6 +40,7 @@ def cpu_benchmarks(quick: bool) -> list[Benchmark]:
         ("scorer_benchmark", "measure", {"rounds": rounds or 5, "grid": "96:32"}),
         ("loader_benchmark", "measure", {"rounds": rounds or 5}),
         ("gpu_step_benchmark", "option_effects", {"steps": 3 if quick else 5, "rounds": rounds or 3}),
+        ("startup_benchmark", "measure", {"sizes": [1000, 5000] if quick else [1000, 5000, 20000]}),
     ]
 
 

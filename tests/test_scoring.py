@@ -382,3 +382,24 @@ def test_a_cache_written_with_a_not_null_score_column_is_migrated(tmp_path: Path
     cache.put([("b", "niqe", 0, 0, 8, 8, math.nan, True)])
     table = cache.scores("niqe", ["a", "b"])
     assert table["a"] == {Region(0, 0, 8, 8): 5.0} and math.isnan(table["b"][Region(0, 0, 8, 8)])
+
+
+def test_score_packs_complete_grids_that_read_back_equal_to_the_score_rows(tree: Path, tmp_path: Path):
+    """`score --grid` ends by packing each image's grid into one row (what a training start reads); the packed
+    grids equal the grids read from the score rows."""
+    import shutil
+
+    entries = gt_entries(index_hggt(tree / "Train" / "images" / "s").groups)
+    cache_path = tmp_path / "packed.db"
+    run_scoring(entries, ["niqe"], cache_path, Grid(96, 16), 8, 0, "cpu", None)
+    with sqlite3.connect(cache_path) as db:
+        assert db.execute("SELECT COUNT(*) FROM grids WHERE size = 96 AND stride = 16").fetchone()[0] == 15
+    unpacked = tmp_path / "unpacked.db"
+    shutil.copy(cache_path, unpacked)
+    with sqlite3.connect(unpacked) as db:
+        db.execute("DROP TABLE grids")
+    records = ScoreCache(cache_path, read_only=True).records([entry.path for entry in entries])
+    packed_values, packed_present, _ = ScoreCache(cache_path, read_only=True).grid_scores("niqe", records, 96, 16)
+    row_values, row_present, _ = ScoreCache(unpacked, read_only=True).grid_scores("niqe", records, 96, 16)
+    assert packed_present.all() and row_present.all() and len(packed_values) == 15 * 3 * 3
+    np.testing.assert_array_equal(packed_values, row_values)

@@ -14,14 +14,19 @@ from sr_iqa.errors import DataError
 from sr_iqa.train.trainer import Trainer
 
 
-@pytest.fixture(scope="module")
-def scored(demo_set, tmp_path_factory) -> Path:
-    """Entropy (offline, works on 32-pixel crops) of every demo GT, full and on the 32:32 grid."""
-    cache = tmp_path_factory.mktemp("cache") / "scores.db"
-    result = run_cli("score", "--dataset", str(demo_set.root), "--metric", "entropy", "--grid", "32:32",
+def _scored(demo_set, folder: Path, metric: str, grid: str) -> Path:
+    """``sr-iqa score`` of every demo GT with ``metric``, full and on ``grid``."""
+    cache = folder / "scores.db"
+    result = run_cli("score", "--dataset", str(demo_set.root), "--metric", metric, "--grid", grid,
                      "--cache", str(cache), "--num-workers", "0")
     assert result.returncode == 0, result.stderr[-2000:]
     return cache
+
+
+@pytest.fixture(scope="module")
+def scored(demo_set, tmp_path_factory) -> Path:
+    """Entropy (offline, works on 32-pixel crops) on the 32:32 grid."""
+    return _scored(demo_set, tmp_path_factory.mktemp("cache"), "entropy", "32:32")
 
 
 def _run(tmp_path: Path, demo_set, cache: Path, sampler: dict) -> dict[str, list[float]]:
@@ -81,12 +86,8 @@ def test_online_amo_trains_and_always_takes_the_best_q(tmp_path, demo_set, score
 
 @pytest.fixture(scope="module")
 def niqe_scored(demo_set, tmp_path_factory) -> Path:
-    """NIQE (which a flip or a transpose changes) of every demo GT on the 96:32 grid."""
-    cache = tmp_path_factory.mktemp("niqe") / "scores.db"
-    result = run_cli("score", "--dataset", str(demo_set.root), "--metric", "niqe", "--grid", "96:32",
-                     "--cache", str(cache), "--num-workers", "0")
-    assert result.returncode == 0, result.stderr[-2000:]
-    return cache
+    """NIQE (which a flip or a transpose changes) on the 96:32 grid."""
+    return _scored(demo_set, tmp_path_factory.mktemp("niqe"), "niqe", "96:32")
 
 
 def test_cached_and_online_amo_choose_the_same_gt_on_grid_aligned_crops(demo_set, niqe_scored):

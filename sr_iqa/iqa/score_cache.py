@@ -94,6 +94,13 @@ def _file_hash(path: Path) -> str:
 
 
 _NULL_MARK = 1e308  # a NULL (unscorable) score in bulk reads: no IQA metric comes near it
+# One row per image and grid: its scores row by row, float64, NaN where not scorable; only complete grids.
+_GRIDS = """
+CREATE TABLE IF NOT EXISTS grids (
+    content_hash TEXT NOT NULL, metric TEXT NOT NULL, size INTEGER NOT NULL, stride INTEGER NOT NULL,
+    columns INTEGER NOT NULL, rows INTEGER NOT NULL, scores BLOB NOT NULL,
+    PRIMARY KEY (content_hash, metric, size, stride));
+"""
 
 
 def spool_path(cache: Path, rank: int) -> Path:
@@ -164,32 +171,72 @@ class ScoreCache:
         """Every record's scores on the ``size``:``stride`` grid in one flat float64 array (NaN: not scorable),
         with a mask of the boxes the cache has, and each record's offset into them (its boxes row by row).
 
-        The join runs inside SQLite and the rows land in arrays directly: millions of scores load in seconds
-        without a Python object per score."""
-        offsets, total = [], 0
+        Complete grids come from the ``grids`` table (one packed row per image, written after scoring by
+        ``store_grids``); the others from the score rows, joined inside SQLite and read into arrays in chunks.
+        Either way no Python object per score: millions of scores load in about a second or two."""
+        offsets, shapes, total = [], [], 0
         for record in records:
+            shape = (max(0, (record.height - size) // stride + 1), max(0, (record.width - size) // stride + 1))
             offsets.append(total)
-            total += ((record.height - size) // stride + 1) * ((record.width - size) // stride + 1)
+            shapes.append(shape)
+            total += shape[0] * shape[1]
+        values, present = np.full(total, np.nan), np.zeros(total, dtype=bool)
+        self._fill_wanted(records, offsets, shapes)
+        if self._has_table("grids"):
+            for base, count, packed in self.db.execute(
+                    "SELECT wanted.base, wanted.rows * wanted.columns, grids.scores FROM temp.wanted JOIN grids "
+                    "ON grids.content_hash = wanted.content_hash AND grids.metric = ? AND grids.size = ? "
+                    "AND grids.stride = ? AND grids.rows = wanted.rows AND grids.columns = wanted.columns",
+                    (metric, size, stride)):
+                values[base:base + count] = np.frombuffer(packed, dtype=np.float64)
+                present[base:base + count] = True
+        starts = np.asarray(offsets, dtype=np.int64)
+        if not present[starts[np.asarray([s[0] * s[1] for s in shapes]) > 0]].all():
+            self._grid_rows_into(values, present, metric, size, stride)
+        self.db.execute("DELETE FROM temp.wanted")
+        return values, present, offsets
+
+    def _fill_wanted(self, records: Sequence[ImageRecord], offsets: Sequence[int],
+                     shapes: Sequence[tuple[int, int]]) -> None:
         self.db.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (content_hash TEXT, base INTEGER, columns INTEGER, "
                         "rows INTEGER)")
         self.db.execute("DELETE FROM temp.wanted")
         self.db.executemany("INSERT INTO temp.wanted VALUES (?, ?, ?, ?)", [
-            (record.content_hash, offset, (record.width - size) // stride + 1, (record.height - size) // stride + 1)
-            for record, offset in zip(records, offsets, strict=True)])
+            (record.content_hash, offset, columns, rows)
+            for record, offset, (rows, columns) in zip(records, offsets, shapes, strict=True)])
+
+    def _grid_rows_into(self, values: np.ndarray, present: np.ndarray, metric: str, size: int, stride: int) -> None:
+        """The wanted images' grid boxes from the score rows (images without a packed grid)."""
         cursor = self.db.execute(
             f"SELECT wanted.base + (scores.y / ?) * wanted.columns + scores.x / ?, IFNULL(scores.score, {_NULL_MARK}) "
             "FROM temp.wanted JOIN scores ON scores.content_hash = wanted.content_hash AND scores.metric = ? "
             "AND scores.w = ? AND scores.h = ? WHERE scores.x % ? = 0 AND scores.y % ? = 0 "
             "AND scores.x / ? < wanted.columns AND scores.y / ? < wanted.rows",
             (stride, stride, metric, size, size, stride, stride, stride, stride))
-        values, present = np.full(total, np.nan), np.zeros(total, dtype=bool)
         while chunk := cursor.fetchmany(1 << 16):  # in chunks: no list of millions of tuples at once
             found = np.array(chunk, dtype=np.float64)
             index = found[:, 0].astype(np.int64)
             values[index] = np.where(found[:, 1] == _NULL_MARK, np.nan, found[:, 1])
             present[index] = True
-        self.db.execute("DELETE FROM temp.wanted")
-        return values, present, offsets
+
+    def store_grids(self, metric: str, records: Sequence[ImageRecord], size: int, stride: int) -> int:
+        """Pack every complete ``size``:``stride`` grid of ``records`` into one row per image (what training
+        reads). A score never changes for a content hash, so a packed grid stays valid. Returns how many."""
+        self.db.executescript(_GRIDS)
+        values, present, offsets = self.grid_scores(metric, records, size, stride)
+        ends = [*offsets[1:], len(values)]
+        rows = []
+        for record, start, end in zip(records, offsets, ends, strict=True):
+            if end > start and present[start:end].all():  # images smaller than the box have no grid
+                rows.append((record.content_hash, metric, size, stride, (record.width - size) // stride + 1,
+                             (record.height - size) // stride + 1, values[start:end].tobytes()))
+        self.db.executemany("INSERT OR REPLACE INTO grids VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        self.db.commit()
+        return len(rows)
+
+    def _has_table(self, name: str) -> bool:
+        return self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                               (name,)).fetchone() is not None
 
     def store_images(self, rows: Iterable[tuple]) -> None:
         self.db.executemany("INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?, ?, ?)", list(rows))

@@ -279,5 +279,9 @@ def run_scoring(entries: Sequence[GTEntry], metric_names: Sequence[str], cache_p
     accelerator.end_training()  # leave the process group before exit (a late gloo teardown can abort)
     if accelerator.is_main_process:
         writer.merge_spools()
+        if grid is not None:  # packed once here, so that every training start reads one row per image
+            records = writer.records([entry.path for entry in entries])
+            for key in keys.values():
+                writer.store_grids(key, records, grid.size, grid.stride)
         print("\n".join(summary_lines(writer, entries, list(keys.values()))), flush=True)
         writer.close()
