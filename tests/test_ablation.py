@@ -35,13 +35,14 @@ def test_paper_ablation_files_expand_to_the_sampler_grid():
 
 def test_the_demo_ablation_file_plans_both_stages():
     steps, methods = plan(load_ablation(REPO / "options" / "ablation" / "demo.yml"), REPO)
-    expected = []
+    expected = [("reference_0", "eval")]  # Real-ESRGAN x4plus: evaluated, not trained
     for sampler in ("upos", "amo"):
         run = f"RRDB_{sampler}_s0"
         expected += [(run, "stage1"), (run, "eval"), (f"{run}_ft", "stage2"), (f"{run}_ft", "eval")]
     assert [(s.run, s.kind) for s in steps] == expected
-    assert [m.label for m in methods] == ["RRDB UPos", "RRDB UPos+FT", "RRDB AMO", "RRDB AMO+FT"]
-    assert steps[0].done_when.name == "300" and steps[2].done_when.name == "100"  # per-stage overrides
+    assert [m.label for m in methods] == ["Real-ESRGAN x4plus", "RRDB UPos", "RRDB UPos+FT", "RRDB AMO",
+                                          "RRDB AMO+FT"]
+    assert steps[1].done_when.name == "60" and steps[3].done_when.name == "40"  # per-stage overrides
 
 
 def test_a_misspelt_ablation_key_is_named(tmp_path: Path):

@@ -68,30 +68,61 @@ def test_second_build_reuses_the_complete_set(demo_set):
     assert demo_set.marker.stat().st_mtime_ns == marker_time
 
 
-def test_demo_trains_both_stages_and_prints_the_table(tmp_path: Path, capsys: pytest.CaptureFixture):
+def test_demo_trains_both_stages_and_prints_the_table(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                      pretrained: Path):
     from sr_iqa.demo import run_demo
 
     table = run_demo(
         dataset_root=tmp_path / "demo",
         options_file=REPO / "options" / "demo" / "train_rrdb_demo.yml",
         finetune_file=REPO / "options" / "demo" / "finetune_rrdb_demo.yml",
-        overrides=[f"path.experiments_root={tmp_path / 'experiments'}", "train.total_iter=4",
-                   "network_g.num_feat=8", "network_g.num_block=1", "datasets.train.num_worker_per_gpu=0",
-                   "val.val_freq=0"],
+        overrides=[f"path.experiments_root={tmp_path / 'experiments'}", "train.total_iter=2",
+                   "network_g.num_block=1", "datasets.train.batch_size_per_gpu=2",
+                   "datasets.train.num_worker_per_gpu=0", "val.val_freq=0", "logger.save_checkpoint_freq=2"],
+        spec=SMALL_SPEC,
     )
     first_table = table.split("\n\n")[1]
     rows = [line for line in first_table.splitlines() if line.startswith("| ") and "**" not in line
             and "FR |" not in line]
     assert [row.split("|")[1].strip() for row in rows] == [
-        "Bicubic", "Stage 1: RRDBNet AMO (iter 4)", "Stage 2: + LoRA rank 4 FT vs NIQE (iter 4)", "Original GT",
+        "Bicubic", "Real-ESRGAN x4plus (pretrained, 23 blocks)",
+        "Stage 1 start: RRDBNet 64 feat, 1 block (pretrained, untrained)",
+        "Stage 1: RRDBNet 64 feat, 1 block, AMO (iter 2)",
+        "Stage 2: + LoRA rank 4 FT vs NIQE (iter 2)", "Stage 2: + full FT vs NIQE (iter 2)", "Original GT",
         "Gold Standard"]
     header = first_table.splitlines()[2]
-    assert all(f"{name} ↑" in header for name in ("psnr", "ssim")) and "niqe ↓" in header and "piqe ↓" in header
+    assert all(f"{name} ↑" in header for name in ("psnr", "ssim"))
+    assert all(f"{name} ↓" in header for name in ("niqe", "piqe", "vgg_dist"))
     bicubic_psnr = float(rows[0].split("|")[2])
     assert 15 < bicubic_psnr < 45
     assert rows[-1].split("|")[2].strip() == "—"  # no Gold Standard for FR metrics
     printed = capsys.readouterr().out
-    assert table in printed and "gaming gap" in printed and "structured noise" in printed
-    assert (tmp_path / "experiments" / "demo" / "demo_results.md").read_text().count("Stage 2") >= 2
+    assert table in printed and "gaming gap" in printed and printed.count("structured noise") == 2
+    assert "NR metrics that rank the original GTs above bicubic:" in printed
+    results = (tmp_path / "experiments" / "demo" / "demo_results.md").read_text()
+    assert "Stage 2: + LoRA rank 4 FT vs stage 1" in results and "Stage 2: + full FT vs stage 1" in results
     assert (tmp_path / "experiments" / "demo" / "eval" / "summary.csv").is_file()
-    assert (tmp_path / "experiments" / "demo_ft" / "models" / "lora_4.safetensors").is_file()
+    assert (tmp_path / "experiments" / "demo_ft" / "models" / "lora_2.safetensors").is_file()
+    assert (tmp_path / "experiments" / "demo_ft_full" / "models" / "net_g_2.safetensors").is_file()
+
+
+def test_findings_say_what_the_numbers_show():
+    """Hand-made table: NIQE ranks the originals above bicubic (4 < 6), PIQE does not (50 > 40); stage 1 beats
+    bicubic on NIQE (5 < 6); the LoRA row lowers NIQE (5 -> 4.5), the full row raises it (5 -> 7)."""
+    from sr_iqa.demo import findings
+    from sr_iqa.evaluate.tables import EvaluationSummary
+
+    rows = {"Bicubic": {"niqe": 6.0, "piqe": 40.0}, "S1": {"niqe": 5.0, "piqe": 45.0},
+            "LoRA": {"niqe": 4.5, "piqe": 44.0}, "Full": {"niqe": 7.0, "piqe": 30.0},
+            "Original": {"niqe": 4.0, "piqe": 50.0}}
+    against_original = {"Bicubic": {"psnr": 26.0}, "S1": {"psnr": 24.5}}
+    summary = EvaluationSummary(rows, against_original, {}, {"niqe": True, "piqe": True, "psnr": False},
+                                ["niqe", "piqe"])
+    lines = findings(summary, "Bicubic", "S1", "Original", [("LoRA", "niqe"), ("Full", "niqe")])
+    assert lines[1:] == [
+        "- NR metrics that rank the original GTs above bicubic: niqe (4.00 vs 6.00); not: piqe",
+        "- Stage 1 better than bicubic on niqe: 5.00 vs 6.00",
+        "- Stage 1 PSNR against the original: 24.50 dB, bicubic 26.00 dB (-1.50 dB)",
+        "- LoRA improves the niqe it optimises on the held-out groups: 5.00 -> 4.50",
+        "- Full does NOT improve the niqe it optimises on the held-out groups: 5.00 -> 7.00",
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -64,16 +65,19 @@ def niqe_cache(tmp_path_factory: pytest.TempPathFactory, demo_set) -> Path:
     return cache
 
 
-def test_rrdb_amo_trains_on_the_cpu_with_demo_data_and_niqe(tmp_path: Path, demo_set, niqe_cache: Path):
+def test_rrdb_amo_trains_on_the_cpu_with_demo_data_and_niqe(tmp_path: Path, demo_set, niqe_cache: Path,
+                                                            pretrained: Path):
+    """HGGT's GAN recipe as written (L1 + VGG19 perceptual + GAN), with the installed original VGG19."""
     cache = niqe_cache
     overrides = [
         f"datasets.train.dataroot_gt={demo_set.train_images}", f"datasets.train.dataroot_label={demo_set.train_labels}",
         "datasets.val=null", "datasets.train.gt_size=96", "datasets.train.batch_size_per_gpu=2",
         "datasets.train.num_worker_per_gpu=0", "datasets.train.queue_size=4",
         "sampler.metric=niqe", f"sampler.cache={cache}", "sampler.grid_stride=32",
-        # small enough for a CPU test; VGG19 weights cannot be had offline, so no perceptual term here
+        # small enough for a CPU test; torchvision's VGG19 cannot be downloaded here, the installed one is used
         "network_g={type: RRDBPSNet, num_in_ch: 3, num_out_ch: 3, num_feat: 8, num_block: 1, num_grow_ch: 4}",
-        "network_d.num_feat=8", "train.perceptual_opt=null", "path.pretrain_network_g=null",
+        "network_d.num_feat=8", "train.perceptual_opt.vgg_weights=pretrained:vgg19-caffe",
+        "path.pretrain_network_g=null",
         f"path.experiments_root={tmp_path / 'experiments'}", "train.total_iter=3", "logger.print_freq=1",
         "logger.use_tb_logger=false",
     ]
@@ -81,6 +85,8 @@ def test_rrdb_amo_trains_on_the_cpu_with_demo_data_and_niqe(tmp_path: Path, demo
     assert result.returncode == 0, result.stderr[-3000:]
     log = (tmp_path / "experiments" / "RRDB_amo_x4" / "logs" / "train.log").read_text()
     assert "l_d" in log and "Q chosen" in log
+    terms = dict(re.findall(r"(l_g_percep|l_g_gan|l_g_pix) ([0-9.]+)", log))
+    assert set(terms) == {"l_g_pix", "l_g_percep", "l_g_gan"} and all(float(v) > 0 for v in terms.values())
     assert (tmp_path / "experiments" / "RRDB_amo_x4" / "models" / "net_d_3.safetensors").is_file()
 
 

@@ -78,7 +78,7 @@ def test_misspelt_top_level_key_names_file_key_and_suggestion(tmp_path: Path):
     ("gt_size:", "gt_sise:", "datasets.train.gt_sise", "gt_size"),
     ("print_freq:", "print_frq:", "logger.print_frq", "print_freq"),
     ("num_feat:", "num_feats:", "network_g.num_feats", "num_feat"),
-    ("T_max:", "t_max:", "train.scheduler.t_max", "T_max"),
+    ("vgg_weights:", "vgg_weight:", "train.perceptual_opt.vgg_weight", "vgg_weights"),
 ])
 def test_misspelt_nested_key_gets_full_dotted_name(tmp_path: Path, old, new, dotted, suggestion):
     message = _error(_replace_in_file(DEMO_OPTIONS, tmp_path / "typo.yml", old, new))

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import run_cli, tiny_options, write_options
 
 BLOCKED = {"HF_HUB_OFFLINE": "1", "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9",
@@ -65,3 +66,43 @@ def test_hggt_perceptual_block_passes_option_validation(tmp_path: Path, demo_set
     options = tiny_options(demo_set, tmp_path)
     options["train"]["perceptual_opt"] = HGGT_VGG
     assert load_options(write_options(tmp_path / "o.yml", options)).train.perceptual_opt == HGGT_VGG
+
+
+def test_installed_vgg19_is_the_perceptual_backbone_without_any_download(tmp_path: Path, pretrained: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch):
+    """The loss's convolutions are the installed file's tensors (not torchvision's, not random), and building it
+    fetches nothing: torch's hub cache stays empty."""
+    import torch
+
+    from sr_iqa.losses import build_perceptual_loss
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    loss = build_perceptual_loss(dict(HGGT_VGG, vgg_weights="pretrained:vgg19-caffe"))
+    installed = torch.load(pretrained / "vgg19_caffe_features.pth", weights_only=True)
+    extractor = loss.loss.vgg.vgg_net
+    assert torch.equal(extractor.conv1_1.weight, installed["features.0.weight"])
+    assert torch.equal(extractor.conv5_4.bias, installed["features.34.bias"])
+    x, y = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32, requires_grad=True)
+    assert float(loss(x, x)) == 0.0
+    value = loss(y, x)
+    value.backward()
+    assert float(value) > 0 and y.grad.abs().sum() > 0 and not any(p.requires_grad for p in loss.parameters())
+    assert not (tmp_path / "torch").exists()
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    ({"vgg_weights": "pretrained:vgg19-caffe", "vgg_type": "vgg16"},
+     "vgg_weights is pretrained:vgg19-caffe, a VGG19, but vgg_type is vgg16"),
+    ({"vgg_weights": "{tmp}/nowhere.pth"}, "train.perceptual_opt.vgg_weights: no file at {tmp}/nowhere.pth"),
+    ({"vgg_weights": "{pretrained}/RealESRGAN_x4plus.pth"}, "is not a VGG19 features state dict"),
+])
+def test_vgg_weights_problems_are_one_line(tmp_path: Path, pretrained: Path, change: dict, expected: str):
+    from sr_iqa.errors import OptionsError
+    from sr_iqa.losses import build_perceptual_loss
+
+    def filled(text: str) -> str:
+        return text.format(tmp=tmp_path, pretrained=pretrained)
+
+    with pytest.raises(OptionsError) as caught:
+        build_perceptual_loss({**HGGT_VGG, **{key: filled(value) for key, value in change.items()}})
+    assert filled(expected) in str(caught.value) and "\n" not in str(caught.value)

@@ -50,6 +50,9 @@ class AblationOptions:
     stage2_overrides: list[str] = field(default_factory=list)  # ... and these for stage 2
     metrics: list[str] = field(default_factory=lambda: ["psnr", "ssim", "lpips", "stlpips", "dists", "musiq",
                                                        "nima", "qalign", "topiq_nr"])
+    # Label -> checkpoint evaluated once as a reference row (a file, a run folder, or pretrained:<name> such as
+    # pretrained:realesrgan-x4plus); not trained, so not averaged over seeds.
+    references: dict[str, str] = field(default_factory=dict)
     plot_metric: str = "musiq"  # the NR metric of the perception-distortion plot
     report_images: int = 4  # test images shown in the visual report
     launch: LaunchOptions = field(default_factory=LaunchOptions)
@@ -116,6 +119,10 @@ def plan(options: AblationOptions, base: Path) -> tuple[list[Step], list[Method]
     Option files are loaded here, so a typo in any of them stops the plan before anything runs."""
     root = Path(options.experiments_root) / options.name
     steps, methods = [], []
+    for number, (label, checkpoint) in enumerate(options.references.items()):
+        run = root / f"reference_{number}"
+        steps.append(_eval_step(options, run.name, label, checkpoint, None, run))
+        methods.append(Method(label, options.seeds[0], run / "eval"))
     for arch, files in options.archs.items():
         for sampler in options.samplers:
             for seed in options.seeds:
@@ -153,7 +160,7 @@ def plan(options: AblationOptions, base: Path) -> tuple[list[Step], list[Method]
     return steps, methods
 
 
-def _eval_step(options: AblationOptions, run_name: str, label: str, checkpoint: Path, adapter: Path | None,
+def _eval_step(options: AblationOptions, run_name: str, label: str, checkpoint: Path | str, adapter: Path | None,
                run: Path | None = None) -> Step:
     run = run or checkpoint
     adapter_arguments = ["--adapter", str(adapter)] if adapter is not None else []

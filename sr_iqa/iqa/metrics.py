@@ -23,15 +23,9 @@ from sr_iqa.config.suggest import did_you_mean
 from sr_iqa.errors import MetricUnavailableError, OptionsError, WeightsUnavailableError
 from sr_iqa.iqa.hggt_metrics import HGGT_METRICS, create_hggt_metric
 from sr_iqa.iqa.weights import weight_lookup
+from sr_iqa.user_cache import cache_dir
 
 NIQE_METRICS = ("niqe",)
-
-
-def cache_dir() -> Path:
-    """``$SR_IQA_CACHE``, else ``$XDG_CACHE_HOME/sr_iqa``, else ``~/.cache/sr_iqa``."""
-    if "SR_IQA_CACHE" in os.environ:
-        return Path(os.environ["SR_IQA_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sr_iqa"
 
 
 def niqe_parameters_from_basicsr() -> Path:
@@ -56,9 +50,13 @@ def _metric_kwargs(name: str, options: dict[str, Any] | None) -> dict[str, Any]:
     return kwargs
 
 
+VGG_DISTANCE = "vgg_dist"  # sr_iqa's own: HGGT's perceptual loss as a distance, with the installed Caffe VGG19
+LOCAL_METRICS = (*HGGT_METRICS, VGG_DISTANCE)
+
+
 def _check_name(name: str) -> None:
-    if name not in HGGT_METRICS and name not in pyiqa.list_models():
-        raise OptionsError(f"unknown metric '{name}'; {did_you_mean(name, [*pyiqa.list_models(), *HGGT_METRICS])}")
+    if name not in LOCAL_METRICS and name not in pyiqa.list_models():
+        raise OptionsError(f"unknown metric '{name}'; {did_you_mean(name, [*pyiqa.list_models(), *LOCAL_METRICS])}")
 
 
 def create_metric(name: str, device: torch.device | str = "cpu", as_loss: bool = False,
@@ -71,6 +69,10 @@ def create_metric(name: str, device: torch.device | str = "cpu", as_loss: bool =
     _check_name(name)
     if name in HGGT_METRICS:  # basicsr's functions as HGGT's scripts call them; nothing to load
         return create_hggt_metric(name)
+    if name == VGG_DISTANCE:
+        from sr_iqa.iqa.vgg_distance import VGGFeatureDistance
+
+        return VGGFeatureDistance().to(device)
     given_path = (options or {}).get("pretrained_model_path")
     if given_path and not Path(given_path).is_file():
         raise WeightsUnavailableError(f"metric '{name}': pretrained_model_path {given_path} is not a file; "
@@ -98,6 +100,11 @@ def missing_weights(name: str, weights_dir: Path | None = None,
     _check_name(name)
     if name in HGGT_METRICS:
         return []
+    if name == VGG_DISTANCE:
+        from sr_iqa.pretrained.install import installed_network, pretrained_dir
+
+        return [] if installed_network("vgg19-caffe") else [
+            ("vgg19_caffe_features.pth: sr-iqa weights install vgg19-caffe", pretrained_dir())]
     with weight_lookup(f"metric '{name}'", weights_dir, probe=True) as request, _missing_package_named(name):
         pyiqa.create_metric(name, device=torch.device("cpu"), **_metric_kwargs(name, options))
     return request.missing

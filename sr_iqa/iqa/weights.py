@@ -76,11 +76,11 @@ def weight_lookup(user: str, weights_dir: Path | None = None, probe: bool = Fals
 
     with contextlib.ExitStack() as stack:
         for module in (pyiqa_download, torch.hub):
-            stack.enter_context(_swapped(module, "download_url_to_file", fetch))
+            stack.enter_context(swapped_attribute(module, "download_url_to_file", fetch))
         # Backbones that timm fetches from the Hugging Face hub: its cache only, when probing or when the hub cannot
         # be reached (huggingface_hub would otherwise retry each file for about 45 s before giving up).
         if probe or not network_reaches(huggingface_hub.constants.ENDPOINT):
-            stack.enter_context(_swapped(huggingface_hub.constants, "HF_HUB_OFFLINE", True))
+            stack.enter_context(swapped_attribute(huggingface_hub.constants, "HF_HUB_OFFLINE", True))
         if probe:
             stack.enter_context(contextlib.redirect_stdout(io.StringIO()))  # pyiqa announces "Downloading"
         try:
@@ -129,7 +129,8 @@ def _copy_atomically(source: Path, target: Path) -> None:
 
 
 @contextlib.contextmanager
-def _swapped(module: object, name: str, replacement: Callable) -> Iterator[None]:
+def swapped_attribute(module: object, name: str, replacement: object) -> Iterator[None]:
+    """``module.name`` is ``replacement`` within the block."""
     original = getattr(module, name)
     setattr(module, name, replacement)
     try:

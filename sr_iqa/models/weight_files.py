@@ -20,6 +20,7 @@ from safetensors import safe_open
 from sr_iqa.errors import OptionsError
 from sr_iqa.models.generators import build_generator, generator_scale
 from sr_iqa.models.lora import AdapterSettings, adapter_state, merged_with_adapter
+from sr_iqa.pretrained.install import network_g_of_installed
 from sr_iqa.train.checkpoints import save_tensors, save_weights
 
 NETWORK_KEY = "sr_iqa.network_g"  # safetensors metadata: the network_g block, JSON
@@ -37,8 +38,10 @@ GENERATOR_STEMS = ("net_g_ema", "net_g")  # a run folder's generator: the EMA we
 
 def resolve_weights_file(path: str | Path, stems: tuple[str, ...] = GENERATOR_STEMS) -> Path:
     """A weights file as given, or for a run folder its newest ``<stem>_<iteration>.safetensors``, trying
-    ``stems`` in order."""
-    path = Path(path)
+    ``stems`` in order; ``pretrained:<name>`` for an installed pretrained network."""
+    from sr_iqa.pretrained.install import resolve_reference
+
+    path = resolve_reference(path)
     if path.is_file():
         return path
     if path.is_dir():
@@ -67,7 +70,12 @@ def read_weights_state(path: Path, param_key: str = "params") -> tuple[dict[str,
     if path.suffix == ".safetensors":
         state, metadata = _read_safetensors(path)
     else:
-        state, metadata = torch.load(path, map_location="cpu", weights_only=True), {}
+        try:
+            state, metadata = torch.load(path, map_location="cpu", weights_only=True), {}
+        except Exception as error:  # noqa: BLE001 - pickle, zip and torch errors alike mean an unusable file
+            first_line = (str(error).splitlines() or [type(error).__name__])[0]
+            raise OptionsError(f"{path}: not a weights file that loads without running code ({first_line}); "
+                               "give a .safetensors file or a .pth that holds tensors only") from None
         if param_key in state:
             state = state[param_key]
         elif other := next((key for key in ("params", "params_ema") if key in state), None):
@@ -123,6 +131,8 @@ def _load_state(net: torch.nn.Module, state: Mapping[str, torch.Tensor], path: P
 def _network_of(path: Path, metadata: dict[str, str], network_g: Mapping[str, Any] | None) -> dict[str, Any]:
     if network_g is not None:
         return dict(network_g)
+    if NETWORK_KEY not in metadata and (recorded := network_g_of_installed(path)) is not None:
+        return recorded  # an installed pretrained generator (sr-iqa weights install)
     if NETWORK_KEY not in metadata:
         raise OptionsError(f"{path} does not record its network_g (it was not written by sr_iqa); pass -opt with "
                            "the option file it was trained with")
