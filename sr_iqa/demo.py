@@ -134,9 +134,9 @@ def run_demo(dataset_root: Path, options_file: Path, overrides: Sequence[str] = 
         if path is not None and not path.is_file():
             raise OptionsError(f"no demo option file at {path}; run the demo from the root of an sr_iqa clone "
                                "or pass -opt / --finetune-opt FILE")
-    from sr_iqa.pretrained.install import ensure_installed
+    from sr_iqa.pretrained.install import install
 
-    ensure_installed(DEMO_PRETRAINED, say=log.info)
+    install(DEMO_PRETRAINED, say=log.info)
     log.info("building the demo set in %s (reused when complete)", dataset_root)
     paths = build_demo_set(dataset_root, spec or DemoSetSpec())
     data = _demo_data_overrides(paths)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -33,7 +34,7 @@ HGGT_QUEUE = {"RRDB": 144, "SwinIR": 160}
 def test_option_file_validates(path: Path):
     options = load_options(path)
     assert options.name == path.stem or path.parent.name == "demo"
-    if path.parent.name != "train":
+    if path.parent.name != "train" or path.stem.startswith("RealESRGAN"):  # RealESRGAN: the test below
         return
     arch = path.stem.split("_")[0]
     train = options.datasets.train
@@ -88,6 +89,23 @@ def test_rrdb_amo_trains_on_the_cpu_with_demo_data_and_niqe(tmp_path: Path, demo
     terms = dict(re.findall(r"(l_g_percep|l_g_gan|l_g_pix) ([0-9.]+)", log))
     assert set(terms) == {"l_g_pix", "l_g_percep", "l_g_gan"} and all(float(v) > 0 for v in terms.values())
     assert (tmp_path / "experiments" / "RRDB_amo_x4" / "models" / "net_d_3.safetensors").is_file()
+
+
+@pytest.mark.parametrize(("realesrgan", "rrdb"), [("train/RealESRGAN_amo_x4.yml", "train/RRDB_amo_x4.yml"),
+                                                  ("finetune/RealESRGAN_amo_FT_x4.yml", "finetune/RRDB_amo_FT_x4.yml")])
+def test_realesrgan_files_differ_from_the_rrdb_recipe_only_where_they_say(realesrgan: str, rrdb: str):
+    def flat(options: object, prefix: str = "") -> dict:
+        if dataclasses.is_dataclass(options):
+            options = dataclasses.asdict(options)
+        if not isinstance(options, dict):
+            return {prefix: options}
+        return {k: v for key, value in options.items() for k, v in flat(value, f"{prefix}{key}.").items()}
+
+    ours, theirs = (flat(load_options(REPO / "options" / name)) for name in (realesrgan, rrdb))
+    changed = {key for key in ours.keys() | theirs.keys() if ours.get(key) != theirs.get(key)}
+    assert changed == {"name.", "network_g.type.", "path.pretrain_network_g.", "train.perceptual_opt.vgg_weights."}
+    assert (ours["network_g.type."], ours["path.pretrain_network_g."]) == ("RRDBNet", "pretrained:realesrgan-x4plus")
+    assert ours["train.perceptual_opt.vgg_weights."] == "pretrained:vgg19-caffe"
 
 
 FINETUNE_VARIANTS = ("FT", "FT_HP", "FT_IG", "FT_full")

