@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from measurement import Measurement, print_rows
+from measurement import Measurement, benchmark_demo_set, print_rows
 
 from sr_iqa.data.datasets import MultiGTCropDataset
-from sr_iqa.data.demo_set import build_demo_set
 from sr_iqa.data.groups import aggregate_votes, index_hggt
 from sr_iqa.data.image_io import array_to_tensor, read_rgb_array
 from sr_iqa.sampling import CachedScoreSampler, SamplerType
@@ -49,7 +47,7 @@ class AllGTsLoader:
 
 
 def measure(samples: int = 400, rounds: int = 5, gt_size: int = 96) -> list[Measurement]:
-    paths = build_demo_set(Path(tempfile.gettempdir()) / "sr_iqa_bench_demo")
+    paths = benchmark_demo_set()
     baseline = AllGTsLoader(paths.train_images, paths.train_labels, gt_size)
     ours = MultiGTCropDataset(index_hggt(paths.train_images, paths.train_labels), gt_size, seed=0,
                               use_hflip=False, use_rot=False, choose_gt=CachedScoreSampler(SamplerType.upos))

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from sr_iqa.data.demo_set import DemoSetPaths
+
 
 @dataclass(frozen=True)
 class Target:
@@ -76,3 +78,14 @@ def today() -> str:
 def print_rows(rows: list[Measurement]) -> None:
     for row in rows:
         print(f"{row.what}: {row.baseline}; {row.ours}; ratio {row.ratio:.2f}x ({row.target or 'no target'})")
+
+
+def benchmark_demo_set() -> DemoSetPaths:
+    """The demo set the CPU benchmarks read: 42 groups of 128x128 (210 GTs), the same for every benchmark and
+    independent of the demo's own sizes (its held-out images are larger)."""
+    import tempfile
+
+    from sr_iqa.data.demo_set import DemoSetSpec, build_demo_set
+
+    spec = DemoSetSpec(crop_size=128, train_crops_per_photo=6, test_crops_per_photo=4, test_crop_size=128)
+    return build_demo_set(Path(tempfile.gettempdir()) / "sr_iqa_bench_demo", spec)

@@ -23,11 +23,10 @@ from pathlib import Path
 
 import torch
 import yaml
-from measurement import Measurement, Target, print_rows
+from measurement import Measurement, Target, benchmark_demo_set, print_rows
 
 from sr_iqa.config import load_options
 from sr_iqa.data.degradations import bicubic_downsample
-from sr_iqa.data.demo_set import build_demo_set
 from sr_iqa.models.generators import build_generator
 from sr_iqa.train.trainer import Trainer
 
@@ -36,7 +35,7 @@ BATCH, GT_SIZE, SCALE = 4, 64, 4
 
 
 def build_trainer(folder: Path) -> Trainer:
-    paths = build_demo_set(Path(tempfile.gettempdir()) / "sr_iqa_bench_demo")
+    paths = benchmark_demo_set()
     options = {
         "name": "overhead", "scale": SCALE, "manual_seed": 0, "network_g": NETWORK,
         "datasets": {"train": {"dataroot_gt": str(paths.train_images), "dataroot_label": str(paths.train_labels),

@@ -16,11 +16,10 @@ import time
 from pathlib import Path
 
 import yaml
-from measurement import Measurement, Target, print_rows
+from measurement import Measurement, Target, benchmark_demo_set, print_rows
 
 from sr_iqa.config import load_options
 from sr_iqa.data.check import discover_splits
-from sr_iqa.data.demo_set import build_demo_set
 from sr_iqa.iqa.scorer import Grid, gt_entries, run_scoring
 from sr_iqa.train.trainer import Trainer
 
@@ -43,7 +42,7 @@ def trainer_for(sampler: dict, paths, folder: Path, name: str) -> Trainer:
 
 
 def measure(steps: int = 20, rounds: int = 7) -> list[Measurement]:
-    paths = build_demo_set(Path(tempfile.gettempdir()) / "sr_iqa_bench_demo")
+    paths = benchmark_demo_set()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         cache = folder / "scores.db"

@@ -17,10 +17,9 @@ import time
 from pathlib import Path
 
 import torch
-from measurement import Measurement, Target, print_rows
+from measurement import Measurement, Target, benchmark_demo_set, print_rows
 
 from sr_iqa.data.check import discover_splits
-from sr_iqa.data.demo_set import build_demo_set
 from sr_iqa.data.image_io import read_rgb_tensor
 from sr_iqa.iqa.metrics import create_metric
 from sr_iqa.iqa.score_cache import grid_regions
@@ -45,7 +44,7 @@ def measure(rounds: int = 7, grid: str | None = None, batch_size: int | None = N
             num_workers: int = 2) -> list[Measurement]:
     """Who goes first alternates per round; the ratio is the median of the per-round ratios."""
     grid_boxes = Grid.parse(grid) if grid else None
-    paths = build_demo_set(Path(tempfile.gettempdir()) / "sr_iqa_bench_demo")
+    paths = benchmark_demo_set()
     entries = gt_entries([g for index in discover_splits(paths.root).values() for g in index.groups])
     metric = create_metric("niqe", "cpu")
     scored = 0

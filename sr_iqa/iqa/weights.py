@@ -5,6 +5,11 @@ through ``download_url_to_file`` into their caches. While a metric is created we
 one function: a file found in ``weights_dir`` is copied into the cache; otherwise the real
 download runs, and when it fails the error names the metric, the file and the folders to put
 it in. ``probe`` mode downloads nothing and only records what is missing (``weights check``).
+
+pyiqa loads its weight files with ``torch.load(..., weights_only=False)``, so a planted file would
+run code. Within the block every ``torch.load`` is ``weights_only=True`` (tensors, numbers and numpy
+arrays only), and a file from ``weights_dir`` is checked the same way before it is copied into the
+shared cache, where it would otherwise be trusted on later runs.
 """
 
 from __future__ import annotations
@@ -13,9 +18,11 @@ import contextlib
 import functools
 import io
 import os
+import pickle
 import shutil
 import socket
 import urllib.request
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +32,9 @@ import huggingface_hub
 import huggingface_hub.constants
 import huggingface_hub.errors
 import pyiqa.utils.download_util as pyiqa_download
+import torch
 import torch.hub
+from accelerate.utils.other import TORCH_SAFE_GLOBALS
 
 from sr_iqa.errors import WeightsUnavailableError
 
@@ -35,6 +44,48 @@ class WeightRequest:
     """What a metric asked for while being created."""
 
     missing: list[tuple[str, Path]] = field(default_factory=list)  # (file name, folder to put it in)
+
+
+WEIGHTS_ONLY_REFUSAL = "Weights only load failed"  # torch's words when weights_only=True meets other objects
+# The first bytes of torch's legacy (non-zip) format: its magic number, pickled with protocol 2.
+LEGACY_TORCH_PREFIX = pickle.dumps(torch.serialization.MAGIC_NUMBER, protocol=2)[:-1]
+
+
+def is_torch_file(path: Path) -> bool:
+    """Whether ``torch.load`` would read the file as a checkpoint (zip or legacy format), so it must be checked."""
+    if zipfile.is_zipfile(path):
+        return True
+    with open(path, "rb") as handle:
+        return handle.read(len(LEGACY_TORCH_PREFIX)) == LEGACY_TORCH_PREFIX
+
+
+def _refusal(user: str, path: object, error: BaseException) -> WeightsUnavailableError:
+    detail = next((line for line in str(error).splitlines() if "GLOBAL" in line or "Unsupported" in line), "")
+    return WeightsUnavailableError(
+        f"{user}: {path} holds pickled objects other than tensors and numbers, which could run code when loaded; "
+        f"refused{f' ({detail.strip()})' if detail else ''}. Use the weights file the metric publishes")
+
+
+def tensors_only_load(user: str, real_load: Callable) -> Callable:
+    """``torch.load`` with ``weights_only=True`` (numpy arrays allowed), one line naming ``user`` when refused."""
+
+    def load(f: object, *args: object, **kwargs: object) -> object:
+        kwargs["weights_only"] = True
+        try:
+            with torch.serialization.safe_globals(TORCH_SAFE_GLOBALS):
+                return real_load(f, *args, **kwargs)
+        except pickle.UnpicklingError as error:
+            if WEIGHTS_ONLY_REFUSAL in str(error):
+                raise _refusal(user, f, error) from None
+            raise
+
+    return load
+
+
+def check_tensors_only(user: str, path: Path) -> None:
+    """Refuse a torch checkpoint that would need full unpickling; other files (``.mat``, ``.npz``) pass."""
+    if is_torch_file(path):
+        tensors_only_load(user, torch.load)(path, map_location="cpu")
 
 
 class _ProbeStop(Exception):
@@ -59,6 +110,7 @@ def weight_lookup(user: str, weights_dir: Path | None = None, probe: bool = Fals
         file_name = Path(urlparse(url).path).name
         cache_file = Path(dst)
         if weights_dir is not None and (weights_dir / file_name).is_file():
+            check_tensors_only(user, weights_dir / file_name)  # before it reaches the shared cache
             _copy_atomically(weights_dir / file_name, cache_file)
             return
         if probe:
@@ -75,6 +127,7 @@ def weight_lookup(user: str, weights_dir: Path | None = None, probe: bool = Fals
             ) from None
 
     with contextlib.ExitStack() as stack:
+        stack.enter_context(swapped_attribute(torch, "load", tensors_only_load(user, torch.load)))
         for module in (pyiqa_download, torch.hub):
             stack.enter_context(swapped_attribute(module, "download_url_to_file", fetch))
         # Backbones that timm fetches from the Hugging Face hub: its cache only, when probing or when the hub cannot

@@ -4,17 +4,29 @@ A training state lives in ``training_states/<iteration>/`` (written by
 ``accelerator.save_state`` into a hidden temporary folder first and renamed when complete),
 so a run killed while saving never leaves a half-written state that ``resume_state: auto``
 would pick up.
+
+sr_iqa's own part of a state (the iteration, the EMA weights) is JSON and safetensors, not
+Accelerate's custom objects: Accelerate unpickles those with ``weights_only=False``, so a file
+planted in a state folder could run code on resume. Everything else Accelerate reads with
+``weights_only=True``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from sr_iqa.errors import RunFolderError
 
 _WEIGHTS_PATTERN = re.compile(r"^(?P<stem>.+)_(?P<iteration>\d+)\.safetensors$")
 
@@ -75,3 +87,69 @@ def prune(models: Path, training_states: Path, keep: int) -> None:
     for entries in by_stem.values():
         for _, path in sorted(entries)[:-keep]:
             path.unlink()
+
+
+PROGRESS_FILE = "progress.json"  # {"iteration": N}
+EMA_FILE = "ema.safetensors"  # the EMA model's state dict (AveragedModel: n_averaged and module.*)
+# States saved before these files existed hold the same data as Accelerate's custom objects 0 and 1.
+LEGACY_FILES = {PROGRESS_FILE: "custom_checkpoint_0.pkl", EMA_FILE: "custom_checkpoint_1.pkl"}
+
+
+def save_own_state(folder: Path, iteration: int, ema_state: dict[str, torch.Tensor] | None) -> None:
+    """The iteration and the EMA weights, into a state folder (main process)."""
+    (folder / PROGRESS_FILE).write_text(json.dumps({"iteration": iteration}) + "\n")
+    if ema_state is not None:
+        save_tensors(ema_state, folder / EMA_FILE)
+
+
+def damaged_state_error(path: Path, error: BaseException) -> RunFolderError:
+    """One line for a state file (or folder) that does not load with tensors only."""
+    first_line = (str(error).splitlines() or [type(error).__name__])[0]
+    return RunFolderError(f"{path}: damaged, or holds objects that would run code when loaded ({first_line}); "
+                          "resume from another state (path.resume_state: training_states/<iteration>) or start a "
+                          "new run")
+
+
+def _legacy(folder: Path, name: str) -> object | None:
+    path = folder / LEGACY_FILES[name]
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any refusal or damage means the same to the user
+        raise damaged_state_error(path, error) from None
+
+
+def read_iteration(folder: Path) -> int:
+    path = folder / PROGRESS_FILE
+    try:
+        state = json.loads(path.read_text()) if path.is_file() else _legacy(folder, PROGRESS_FILE)
+        return int(state["iteration"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+        raise damaged_state_error(path, error) from None
+
+
+def read_ema_state(folder: Path) -> dict[str, torch.Tensor] | None:
+    path = folder / EMA_FILE
+    if not path.is_file():
+        return _legacy(folder, EMA_FILE)
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as error:
+        raise damaged_state_error(path, error) from None
+
+
+@contextlib.contextmanager
+def accelerate_view(folder: Path) -> Iterator[Path]:
+    """The state folder as ``accelerator.load_state`` should see it: without ``custom_checkpoint_*.pkl``, which it
+    would unpickle with ``weights_only=False`` (states of older sr_iqa versions hold them, and sr_iqa reads those
+    itself, tensors only; anything else there is not sr_iqa's). Links in a temporary folder, the state untouched."""
+    pickles = set(folder.glob("custom_checkpoint_*.pkl"))
+    if not pickles:
+        yield folder
+        return
+    with tempfile.TemporaryDirectory(prefix="sr_iqa_state_") as view:
+        for entry in folder.iterdir():
+            if entry not in pickles:
+                (Path(view) / entry.name).symlink_to(entry.resolve())
+        yield Path(view)

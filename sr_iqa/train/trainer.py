@@ -66,16 +66,10 @@ log = logging.getLogger("sr_iqa.train")
 
 
 class TrainingProgress:
-    """The iteration counter; saved with the training state, it is also the data position."""
+    """The iteration counter; saved with the training state (``progress.json``), it is also the data position."""
 
     def __init__(self) -> None:
         self.iteration = 0
-
-    def state_dict(self) -> dict[str, int]:
-        return {"iteration": self.iteration}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self.iteration = int(state["iteration"])
 
 
 class StopRequest:
@@ -157,7 +151,7 @@ class Trainer:
         # noise, JPEG qualities, pool permutations and dropout masks, as BasicSR seeds seed + rank.
         set_seed(options.manual_seed, device_specific=True)
         if resume_from is not None:
-            self.accelerator.load_state(str(resume_from))
+            self._load_state(resume_from)
             if self.pair_pool is not None and not self.pair_pool.load(resume_from, self.accelerator.process_index):
                 log.warning("%s holds no pair pool for process %d (saved by fewer processes?); its pool starts "
                             "empty", resume_from, self.accelerator.process_index, extra={"all_ranks": True})
@@ -169,6 +163,21 @@ class Trainer:
         if self.metric_set is not None and self.pretrained_g is not None and self.iqa_objective is not None:
             self.stage1_reference = Stage1Reference(self._stage1_upscaler, self.val_set, self.metric_set,
                                                     self.device)
+
+    def _load_state(self, folder: Path) -> None:
+        """Accelerate's part of a training state (all read with ``weights_only``), then sr_iqa's own."""
+        try:
+            with checkpoints.accelerate_view(folder) as view:
+                self.accelerator.load_state(str(view))
+        except Exception as error:  # noqa: BLE001 - an unpickling refusal or a damaged file: one line
+            raise checkpoints.damaged_state_error(folder, error) from None
+        self.progress.iteration = checkpoints.read_iteration(folder)
+        if self.ema is not None:
+            ema_state = checkpoints.read_ema_state(folder)
+            if ema_state is None:
+                raise RunFolderError(f"{folder} holds no EMA weights but train.ema_decay is "
+                                     f"{self.options.train.ema_decay}; resume with ema_decay 0 or start a new run")
+            self.ema.load_state_dict(ema_state)
 
     # ----- setup -------------------------------------------------------------------------------
 
@@ -284,15 +293,13 @@ class Trainer:
         self.pixel_loss = build_pixel_loss(options.train.pixel_opt).to(self.device)
         self.negative_loss = build_negative_loss(options.train.neg_opt) if options.train.neg_opt else None
 
-        self.accelerator.register_for_checkpointing(self.progress)
-        self.pair_pool = None  # per rank: saved by every rank itself (Accelerate saves custom objects on rank 0)
+        self.pair_pool = None  # per rank: saved by every rank itself, tensors only
         if options.datasets.train.queue_size:
             self.pair_pool = TrainingPairPool(options.datasets.train.queue_size)
         self.ema = None
         if options.train.ema_decay > 0:
             self.ema = AveragedModel(self.accelerator.unwrap_model(self.net_g),
                                      multi_avg_fn=get_ema_multi_avg_fn(options.train.ema_decay), use_buffers=True)
-            self.accelerator.register_for_checkpointing(self.ema)
         # After the EMA copy, which stays eager: validation sees other image sizes than training.
         for network in (self.net_g, self.net_d):
             if network is not None:
@@ -547,6 +554,7 @@ class Trainer:
             self.pair_pool.save(partial, self.accelerator.process_index)
             self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
+            checkpoints.save_own_state(partial, iteration, self.ema.state_dict() if self.ema is not None else None)
             checkpoints.publish_state(states, iteration)
             models = self.folders.models
             generators = {"net_g": self.accelerator.unwrap_model(self.net_g)}
