@@ -23,3 +23,7 @@ class WeightsUnavailableError(MetricUnavailableError):
 
 class RunFolderError(SrIqaError):
     """The experiment folder is in a state that would lose work if we went on."""
+
+
+class NonFiniteError(SrIqaError):
+    """Training diverged (a NaN or infinite loss or weight), or a weights file holds such values."""

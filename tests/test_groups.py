@@ -73,7 +73,7 @@ def test_manifest_with_labels_votes_and_errors(tmp_path: Path):
     manifest = tmp_path / "groups.jsonl"
     manifest.write_text("\n".join(json.dumps(line) for line in lines) + "\nnot json\n")
     index = index_manifest(manifest)
-    assert [g.name for g in index.groups] == ["g1", "a", "a"]
+    assert [g.name for g in index.groups] == ["g1", "a"]  # line 4's group would also be "a": refused
     assert [gt.label for gt in index.groups[0].gts] == [None, P, S]
     assert index.groups[1].gts[1].label == N and index.groups[1].lr_path == tmp_path / "lr.png"
     problems = "\n".join(index.problems)
@@ -82,6 +82,26 @@ def test_manifest_with_labels_votes_and_errors(tmp_path: Path):
     assert f"{manifest}:5: unknown key(s) ['colour']" in problems
     assert f"{manifest}:6: every 'votes' entry needs at least 3 annotators' labels" in problems
     assert f"{manifest}:7: not valid JSON" in problems
+    assert f"{manifest}:4: group name 'a' is already used on line 2" in problems
+
+
+@pytest.mark.parametrize(("entry", "expected"), [
+    ({"name": "../escape"}, "'name' must be a plain file name without folders, not '../escape'"),
+    ({"name": "/abs/x"}, "'name' must be a plain file name without folders, not '/abs/x'"),
+    ({"name": ".."}, "'name' must be a plain file name without folders, not '..'"),
+    ({"name": 3}, "'name' must be a plain file name without folders, not 3"),
+    ({"gts": "a1.png"}, "'gts' must be a list of paths (strings)"),
+    ({"gts": [["a1.png"]]}, "'gts' must be a list of paths (strings)"),
+    ({"gts": ["a1.png"], "labels": "Positive"}, "'labels' must be a list of label strings"),
+    ({"gts": ["a1.png"], "votes": ["PPP"]}, "'votes' must be a list of lists of label strings"),
+    ({"lr": 5}, "'lr' must be a path (string)"),
+])
+def test_manifest_fields_of_the_wrong_type_or_unsafe_names_are_one_line(tmp_path: Path, entry: dict, expected: str):
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    manifest = tmp_path / "groups.jsonl"
+    manifest.write_text(json.dumps({"original": "a.png", **entry}) + "\n")
+    index = index_manifest(manifest)
+    assert index.groups == [] and index.problems == [f"{manifest}:1: {expected}"]
 
 
 def _truth_from_label_files(labels: Path) -> Counter:

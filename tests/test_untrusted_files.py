@@ -107,3 +107,65 @@ def test_states_of_older_versions_are_read_tensors_only(tmp_path: Path):
     with pytest.raises(RunFolderError, match="custom_checkpoint_0.pkl: damaged, or holds objects"):
         read_iteration(tmp_path)
     assert not marker.exists()
+
+
+def test_sixteen_bit_greyscale_is_scaled_and_a_pixel_bomb_is_one_line(tmp_path: Path):
+    import zlib
+
+    import numpy as np
+    import pytest
+    from PIL import Image
+
+    from sr_iqa.data.image_io import read_rgb_array, read_size
+    from sr_iqa.errors import DataError
+
+    levels = np.array([[0, 257 * 10, 65535], [257 * 128, 1000, 30000]], dtype=np.uint16)  # hand-picked values
+    path = tmp_path / "grey16.png"
+    Image.fromarray(levels).save(path)
+    with Image.open(path) as image:
+        assert image.mode.startswith("I")  # Pillow's 16-bit greyscale, which convert("RGB") clips
+    rgb = read_rgb_array(path)
+    expected = np.array([[0, 10, 255], [128, 4, 117]], dtype=np.uint8)  # round(v / 257)
+    assert rgb.shape == (2, 3, 3) and all(np.array_equal(rgb[..., c], expected) for c in range(3))
+
+    bomb = tmp_path / "bomb.png"
+    Image.new("L", (1, 1)).save(bomb)
+    data = bytearray(bomb.read_bytes())
+    data[16:24] = (100_000).to_bytes(4, "big") * 2  # IHDR width and height: 100000 x 100000
+    data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")  # the IHDR chunk's CRC, valid again
+    bomb.write_bytes(bytes(data))
+    for read in (read_rgb_array, read_size):
+        with pytest.raises(DataError, match="header claims more pixels than any image sr_iqa reads"):
+            read(bomb)
+
+
+def test_a_diverged_run_stops_in_one_line_saving_and_pruning_nothing(tmp_path: Path, demo_set):
+    """A NaN loss weight makes the loss and then the weights NaN: the run stops at the next report, the good
+    checkpoint stays, and a NaN weights file is refused by infer."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    options = tiny_options(demo_set, tmp_path / "experiments", total_iter=4)
+    options["logger"] |= {"save_checkpoint_freq": 2, "keep_checkpoints": 1}
+    option_file = write_options(tmp_path / "o.yml", options)
+    assert run_cli("train", "-opt", str(option_file)).returncode == 0
+    run = tmp_path / "experiments" / "tiny"
+    before = sorted(p.name for p in (run / "models").iterdir())
+    diverged = run_cli("train", "-opt", str(option_file), "path.resume_state=auto", "train.total_iter=8",
+                       "train.pixel_opt={type: L1Loss, loss_weight: .nan}")
+    assert diverged.returncode == 2 and "Traceback" not in diverged.stderr
+    assert "training diverged at iteration 6: loss l_g nan, l_g_pix nan" in diverged.stderr
+    assert "the last good checkpoint is iteration 4" in diverged.stderr
+    assert sorted(p.name for p in (run / "models").iterdir()) == before  # nothing saved, nothing pruned
+    assert [p.name for p in (run / "training_states").iterdir()] == ["4"]
+
+    weights = load_file(str(run / "models" / "net_g_4.safetensors"))
+    first = next(iter(weights))
+    weights[first] = weights[first] * float("nan")
+    broken = tmp_path / "broken.safetensors"
+    with safe_open(str(run / "models" / "net_g_4.safetensors"), framework="pt") as handle:
+        save_file(weights, str(broken), metadata=handle.metadata())  # the same network_g record
+    refused = run_cli("infer", "--checkpoint", str(broken), "--input", str(demo_set.test_lr), "--output",
+                      str(tmp_path / "out"))
+    assert refused.returncode == 2 and f"{broken}: holds NaN or infinite weights (first in {first})" in refused.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -155,6 +155,29 @@ def index_hggt(images: Path, labels: Path | None = None, lr: Path | None = None)
     return GroupIndex(groups, problems)
 
 
+def _is_list_of(value: object, kind: type) -> bool:
+    return isinstance(value, list) and all(isinstance(item, kind) for item in value)
+
+
+def _manifest_type_problem(entry: dict) -> str | None:
+    """What is of the wrong JSON type in a manifest entry; a name that is not a plain file name (it names output
+    files: ``a/../b`` or ``/x`` would write outside their folders)."""
+    name = entry.get("name")
+    if name is not None and (not isinstance(name, str) or Path(name).name != name or name in ("", ".", "..")
+                             or "\\" in name):
+        return f"'name' must be a plain file name without folders, not {name!r}"
+    if not _is_list_of(entry.get("gts", []), str):
+        return "'gts' must be a list of paths (strings)"
+    if entry.get("lr") is not None and not isinstance(entry["lr"], str):
+        return "'lr' must be a path (string)"
+    if entry.get("labels") is not None and not _is_list_of(entry["labels"], (str, type(None))):
+        return "'labels' must be a list of label strings"
+    votes = entry.get("votes")
+    if votes is not None and not (isinstance(votes, list) and all(_is_list_of(v, str) for v in votes)):
+        return "'votes' must be a list of lists of label strings"
+    return None
+
+
 def _manifest_group(entry: object, base: Path, where: str, problems: list[str]) -> Group | None:
     if not isinstance(entry, dict) or not isinstance(entry.get("original"), str):
         problems.append(f"{where}: needs an 'original' path")
@@ -162,6 +185,10 @@ def _manifest_group(entry: object, base: Path, where: str, problems: list[str]) 
     unknown = set(entry) - {"name", "original", "gts", "labels", "votes", "lr"}
     if unknown:
         problems.append(f"{where}: unknown key(s) {sorted(unknown)}; allowed: name, original, gts, labels, votes, lr")
+        return None
+    type_problem = _manifest_type_problem(entry)
+    if type_problem:
+        problems.append(f"{where}: {type_problem}")
         return None
     enhanced = entry.get("gts", [])
     labels, votes = entry.get("labels"), entry.get("votes")
@@ -195,6 +222,7 @@ def index_manifest(manifest: Path) -> GroupIndex:
     if not manifest.is_file():
         return GroupIndex([], [f"{manifest}: manifest file is missing"])
     groups, problems = [], []
+    first_line: dict[str, int] = {}
     for number, line in enumerate(manifest.read_text().splitlines(), start=1):
         if not line.strip():
             continue
@@ -205,8 +233,14 @@ def index_manifest(manifest: Path) -> GroupIndex:
             problems.append(f"{where}: not valid JSON ({error})")
             continue
         group = _manifest_group(entry, manifest.parent, where, problems)
-        if group is not None:
-            groups.append(group)
+        if group is None:
+            continue
+        if group.name in first_line:  # outputs are named after groups: one would overwrite the other
+            problems.append(f"{where}: group name {group.name!r} is already used on line {first_line[group.name]}; "
+                            "give each group its own 'name'")
+            continue
+        first_line[group.name] = number
+        groups.append(group)
     return GroupIndex(groups, problems)
 
 

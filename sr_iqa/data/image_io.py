@@ -13,15 +13,40 @@ from sr_iqa.errors import DataError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
+WIDE_INTEGER_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # 16-bit (and 32-bit) greyscale
+
+
+def _to_rgb(image: Image.Image) -> np.ndarray:
+    """HxWx3 uint8. 16-bit greyscale is scaled to 8 bits (``convert("RGB")`` would clip it to near-white)."""
+    if image.mode in WIDE_INTEGER_MODES:
+        grey = np.array(image, dtype=np.float64)
+        if image.mode == "I" and grey.max(initial=0) > 65535:
+            raise ValueError(f"32-bit greyscale values up to {grey.max():.0f}; save it as 8- or 16-bit")
+        if image.mode != "I" or grey.max(initial=0) > 255:
+            grey = grey / 257.0  # 0..65535 -> 0..255
+        return np.repeat(np.clip(np.rint(grey), 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+    return np.array(image.convert("RGB"))
+
+
+def _open_error(path: Path, error: BaseException) -> DataError:
+    if isinstance(error, FileNotFoundError):
+        return DataError(f"{path}: image file is missing")
+    if isinstance(error, Image.DecompressionBombError):
+        return DataError(f"{path}: its header claims more pixels than any image sr_iqa reads ({error}); a damaged or "
+                         "hostile file: replace or remove it")
+    return DataError(f"{path}: cannot decode image ({error}); replace or remove the file")
+
+
+READ_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
 def read_rgb_array(path: Path) -> np.ndarray:
-    """HxWx3 uint8. A missing, corrupt or truncated file raises DataError naming it."""
+    """HxWx3 uint8. A missing, corrupt, truncated or oversized file raises DataError naming it."""
     try:
         with Image.open(path) as image:
-            return np.array(image.convert("RGB"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: image file is missing") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise DataError(f"{path}: cannot decode image ({error}); replace or remove the file") from None
+            return _to_rgb(image)
+    except READ_ERRORS as error:
+        raise _open_error(path, error) from None
 
 
 def read_size(path: Path) -> tuple[int, int]:
@@ -29,10 +54,8 @@ def read_size(path: Path) -> tuple[int, int]:
     try:
         with Image.open(path) as image:
             return image.height, image.width
-    except FileNotFoundError:
-        raise DataError(f"{path}: image file is missing") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise DataError(f"{path}: cannot decode image ({error}); replace or remove the file") from None
+    except READ_ERRORS as error:
+        raise _open_error(path, error) from None
 
 
 def array_to_tensor(array: np.ndarray) -> torch.Tensor:

@@ -27,6 +27,8 @@ def _image_problem(path: Path, decode: bool) -> tuple[tuple[int, int] | None, st
                 image.load()
     except FileNotFoundError:
         return None, f"{path}: image file is missing"
+    except Image.DecompressionBombError as error:
+        return None, f"{path}: its header claims more pixels than any image sr_iqa reads ({error})"
     except (OSError, SyntaxError, ValueError) as error:
         return None, f"{path}: corrupt or truncated image ({error})"
     marker = _END_MARKERS.get(path.suffix.lower())

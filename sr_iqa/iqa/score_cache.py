@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+
+from sr_iqa.data.image_io import read_size
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (
@@ -142,8 +143,7 @@ class ScoreCache:
                               (str(path),)).fetchone()
         if row is not None and row[0] == stat.st_size and row[1] == stat.st_mtime_ns:
             return ImageRecord(path, row[2], row[3], row[4])
-        with Image.open(path) as image:
-            width, height = image.size
+        height, width = read_size(path)
         record = ImageRecord(path, _file_hash(path), width, height)
         values = (str(path), stat.st_size, stat.st_mtime_ns, record.content_hash, width, height)
         if self.read_only:

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from safetensors import safe_open
 
-from sr_iqa.errors import OptionsError
+from sr_iqa.errors import NonFiniteError, OptionsError
 from sr_iqa.models.generators import build_generator, generator_scale
 from sr_iqa.models.lora import AdapterSettings, adapter_state, merged_with_adapter
 from sr_iqa.pretrained.install import network_g_of_installed
@@ -109,6 +109,11 @@ def checkpoint_arch(state: Mapping[str, torch.Tensor]) -> str | None:
 
 def _load_state(net: torch.nn.Module, state: Mapping[str, torch.Tensor], path: Path, strict: bool = True,
                 network_key: str = "network_g") -> None:
+    broken = next((key for key, value in state.items()
+                   if value.is_floating_point() and not torch.isfinite(value).all()), None)
+    if broken is not None:
+        raise NonFiniteError(f"{path}: holds NaN or infinite weights (first in {broken}), as a diverged run leaves "
+                             "them; use an earlier checkpoint")
     own = net.state_dict()
     wrong_shape = sorted(k for k, v in state.items() if k in own and own[k].shape != v.shape)
     missing = sorted(own.keys() - state.keys())

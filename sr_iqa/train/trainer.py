@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import signal
 import time
 from collections.abc import Iterator
@@ -37,7 +38,7 @@ from sr_iqa.data.packed_store import PackedStore
 from sr_iqa.data.sources import group_index
 from sr_iqa.data.training_order import TrainingSampleOrder
 from sr_iqa.data.validation import raise_problems
-from sr_iqa.errors import OptionsError, RunFolderError
+from sr_iqa.errors import NonFiniteError, OptionsError, RunFolderError
 from sr_iqa.evaluate.scoring import MetricSet, Upscaler, evaluate_upscaler
 from sr_iqa.iqa.metrics import FrozenMetricLoss, create_metric
 from sr_iqa.log_buffer import replay_startup_log
@@ -475,6 +476,9 @@ class Trainer:
 
     def _log_training(self, mean_losses: dict[str, torch.Tensor], bar: tqdm, started: float) -> None:
         losses = {name: self.accelerator.reduce(value, reduction="mean").item() for name, value in mean_losses.items()}
+        diverged = [name for name, value in losses.items() if not math.isfinite(value)]
+        if diverged:  # the same reduced values on every rank: all stop together
+            raise self._diverged(f"loss {', '.join(f'{name} {losses[name]}' for name in diverged)}")
         lr = self.optimizer.param_groups[0]["lr"]
         iteration = self.progress.iteration
         bar.set_postfix(**{name: f"{value:.4f}" for name, value in losses.items()}, lr=f"{lr:.2e}")
@@ -542,8 +546,20 @@ class Trainer:
         self.accelerator.wait_for_everyone()
         return results
 
+    def _diverged(self, what: str) -> NonFiniteError:
+        last = checkpoints.saved_iterations(self.folders.training_states)
+        kept = f"the last good checkpoint is iteration {last[-1]}" if last else "no checkpoint was saved"
+        return NonFiniteError(f"training diverged at iteration {self.progress.iteration}: {what}; nothing of it was "
+                              f"saved and {kept}; resume from it with a lower train.optim_g.lr (or fix the loss)")
+
     def save(self) -> None:
-        """Weights (safetensors) and the full training state for the current iteration; keeps the last K."""
+        """Weights (safetensors) and the full training state for the current iteration; keeps the last K.
+        Non-finite weights are never saved (nor older checkpoints pruned for them)."""
+        networks = {"net_g": self.net_g, "net_g_ema": self.ema, "net_d": self.net_d}
+        broken = [name for name, network in networks.items() if network is not None
+                  and not all(torch.isfinite(p).all() for p in network.parameters())]
+        if broken:  # identical weights on every rank (DDP): all stop together
+            raise self._diverged(f"non-finite weights in {', '.join(broken)}")
         iteration = self.progress.iteration
         states = self.folders.training_states
         partial = checkpoints.partial_state_folder(states, iteration)
