@@ -4,8 +4,10 @@ weights is refused with one line (or never read), and the payload's command neve
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import run_cli, tiny_options, write_options
 
@@ -27,12 +29,27 @@ def _plant(path: Path, marker: Path, wrapped: object = None) -> None:
     torch.save(wrapped if wrapped is not None else {"iteration": Payload(marker)}, path)
 
 
-def test_training_state_payloads_never_run(tmp_path: Path, demo_set):
-    options = tiny_options(demo_set, tmp_path / "experiments", total_iter=4)
-    options["logger"]["save_checkpoint_freq"] = 2
-    option_file = write_options(tmp_path / "o.yml", options)
-    assert run_cli("train", "-opt", str(option_file)).returncode == 0
-    state = tmp_path / "experiments" / "tiny" / "training_states" / "4"
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory, demo_set) -> Path:
+    """A tiny run of 4 iterations, its state saved at iteration 4 only; tests work on copies of it."""
+    root = tmp_path_factory.mktemp("trained")
+    options = tiny_options(demo_set, root / "experiments", total_iter=4)
+    options["logger"] |= {"save_checkpoint_freq": 2, "keep_checkpoints": 1}
+    assert run_cli("train", "-opt", str(write_options(root / "o.yml", options))).returncode == 0
+    return root
+
+
+def _copy_of(trained_run: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """(option file, run folder) of a private copy of the trained run."""
+    shutil.copytree(trained_run / "experiments", tmp_path / "experiments")
+    text = (trained_run / "o.yml").read_text().replace(str(trained_run), str(tmp_path))
+    (tmp_path / "o.yml").write_text(text)
+    return tmp_path / "o.yml", tmp_path / "experiments" / "tiny"
+
+
+def test_training_state_payloads_never_run(tmp_path: Path, trained_run: Path):
+    option_file, run = _copy_of(trained_run, tmp_path)
+    state = run / "training_states" / "4"
     assert (state / "progress.json").is_file() and (state / "ema.safetensors").is_file()
     assert not list(state.glob("custom_checkpoint_*.pkl"))  # nothing of sr_iqa's own is pickled
 
@@ -53,7 +70,7 @@ def test_training_state_payloads_never_run(tmp_path: Path, demo_set):
     lines = [line for line in refused.stderr.splitlines() if "error:" in line]
     assert len(lines) == 1 and f"{state}: damaged, or holds objects that would run code when loaded" in lines[0]
     assert not marker.exists()
-    assert not (tmp_path / "experiments" / "tiny" / "training_states" / "8").exists()
+    assert not (run / "training_states" / "8").exists()
 
 
 def test_metric_weight_payloads_never_run_nor_reach_the_cache(tmp_path: Path, demo_set):
@@ -73,12 +90,12 @@ def test_metric_weight_payloads_never_run_nor_reach_the_cache(tmp_path: Path, de
     assert str(weights / "brisque_svm_weights.pth") in refused.stderr
     assert not marker.exists() and not cache_file.exists()
 
-    options = tiny_options(demo_set, tmp_path / "experiments")
-    planted = str(weights / "brisque_svm_weights.pth")
-    options["iqa"] = {"metric_options": {"brisque": {"pretrained_model_path": planted}}}
-    refused = run_cli("score", "-opt", str(write_options(tmp_path / "o.yml", options)), "--metric", "brisque",
-                      "--cache", str(tmp_path / "b.db"), "--num-workers", "0", env=env)
-    assert refused.returncode == 2 and "refused" in refused.stderr and not marker.exists()
+    from sr_iqa.errors import WeightsUnavailableError
+    from sr_iqa.iqa.metrics import create_metric
+
+    with pytest.raises(WeightsUnavailableError, match="metric 'brisque': .* holds pickled objects other than tensors"):
+        create_metric("brisque", options={"pretrained_model_path": str(weights / "brisque_svm_weights.pth")})
+    assert not marker.exists()
 
     torch.manual_seed(0)  # a genuine file: support-vector coefficients and vectors, tensors only
     torch.save((torch.rand(8) - 0.5, torch.rand(8, 36)), weights / "brisque_svm_weights.pth")
@@ -139,17 +156,13 @@ def test_sixteen_bit_greyscale_is_scaled_and_a_pixel_bomb_is_one_line(tmp_path: 
             read(bomb)
 
 
-def test_a_diverged_run_stops_in_one_line_saving_and_pruning_nothing(tmp_path: Path, demo_set):
+def test_a_diverged_run_stops_in_one_line_saving_and_pruning_nothing(tmp_path: Path, trained_run: Path, demo_set):
     """A NaN loss weight makes the loss and then the weights NaN: the run stops at the next report, the good
     checkpoint stays, and a NaN weights file is refused by infer."""
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
-    options = tiny_options(demo_set, tmp_path / "experiments", total_iter=4)
-    options["logger"] |= {"save_checkpoint_freq": 2, "keep_checkpoints": 1}
-    option_file = write_options(tmp_path / "o.yml", options)
-    assert run_cli("train", "-opt", str(option_file)).returncode == 0
-    run = tmp_path / "experiments" / "tiny"
+    option_file, run = _copy_of(trained_run, tmp_path)
     before = sorted(p.name for p in (run / "models").iterdir())
     diverged = run_cli("train", "-opt", str(option_file), "path.resume_state=auto", "train.total_iter=8",
                        "train.pixel_opt={type: L1Loss, loss_weight: .nan}")
