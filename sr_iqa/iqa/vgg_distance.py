@@ -9,8 +9,9 @@ It is a distortion measure beside PSNR and SSIM, not a no-reference quality scor
 from __future__ import annotations
 
 import torch
+from basicsr.losses.basic_loss import PerceptualLoss
 
-from sr_iqa.losses import VGGPerceptualLoss
+from sr_iqa.iqa.vgg_backbone import vgg_backbone
 
 HGGT_LAYER_WEIGHTS = {"conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1.0, "conv4_4": 1.0, "conv5_4": 1.0}
 VGG_DISTANCE_BACKBONE = "pretrained:vgg19-caffe"
@@ -24,9 +25,11 @@ class VGGFeatureDistance(torch.nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.loss = VGGPerceptualLoss(HGGT_LAYER_WEIGHTS, vgg_weights=VGG_DISTANCE_BACKBONE)
+        with vgg_backbone("vgg19", VGG_DISTANCE_BACKBONE):
+            self.loss = PerceptualLoss(HGGT_LAYER_WEIGHTS, "vgg19", style_weight=0.0, criterion="l1")
+        self.loss.requires_grad_(False).eval()
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
-        return torch.stack([self.loss(image[None].float(), reference[None].float())
+        return torch.stack([self.loss(image[None].float(), reference[None].float())[0]
                             for image, reference in zip(images, references, strict=True)])
