@@ -2,7 +2,7 @@
 # The GPU check: one command on a lent GPU machine that has torch but no network and no sr_iqa dependencies
 # beyond its image. Build the wheelhouse here first (`make wheelhouse`) and carry `wheelhouse/` along; then
 #   bash benchmarks/gpu_check.sh
-# Parts, in this order, each under its own time limit and all within GPU_CHECK_SECONDS (default 470 s):
+# Parts, in this order, each under its own time limit and all within GPU_CHECK_SECONDS (default 540 s):
 #   gpu         nvidia-smi and what torch sees
 #   install     the wheelhouse and sr_iqa into /tmp/sr_iqa_site without network, then an import check
 #   tests       the GPU-only tests (the speed options, compile with inductor)
@@ -11,6 +11,8 @@
 #   benchmarks  `benchmarks/run.py --kind gpu --quick` with what time is left: GAN steps of RRDB and SwinIR-M,
 #               fp32 eager vs the best options, TFLOP/s, peak memory, cached and online AMO against UPos,
 #               then each speed option alone; the GPU table is rewritten after each benchmark
+# GPU_CHECK_PARTS="gpu install tests" (names as above, "user path" as user_path) runs only those parts, for a
+# second call that redoes what failed; the others are reported as not run.
 # A failing or timed-out part does not stop the others. Everything lands in $OUT when it is set (the device
 # tool brings it back), else in benchmarks/gpu_check_out/: summary.txt (each part's status and time, and
 # the benchmark figures), gpu_check.log (all output), RESULTS.md (with the GPU table), benchmark_rows.json,
@@ -19,7 +21,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-python3}
 OUT_DIR=${OUT:-benchmarks/gpu_check_out}
-BUDGET=${GPU_CHECK_SECONDS:-470}
+BUDGET=${GPU_CHECK_SECONDS:-540}
+PARTS=${GPU_CHECK_PARTS:-gpu install tests user_path benchmarks}
 SITE=${SR_IQA_SITE:-/tmp/sr_iqa_site}
 WORK=/tmp/sr_iqa_user_path
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
@@ -35,6 +38,11 @@ failed=0
 part() {
   local name=$1 limit=$2
   shift 2
+  if [[ " $PARTS " != *" ${name// /_} "* ]]; then
+    echo "$name: NOT RUN (not in GPU_CHECK_PARTS)" | tee -a "$SUMMARY"
+    failed=1
+    return
+  fi
   local left=$((BUDGET - SECONDS - 10))
   ((limit > left)) && limit=$left
   if ((limit < 15)); then
@@ -61,7 +69,7 @@ print('torch', torch.__version__, 'CUDA', torch.version.cuda, 'GPU', torch.cuda.
 part install 120 env PY="$PY" bash benchmarks/gpu_install.sh wheelhouse "$SITE"
 export PYTHONPATH="$SITE"
 part tests 150 env SR_IQA_COMPILE_BACKEND=inductor "$PY" -m pytest -q -p no:cacheprovider tests/test_speed_options.py
-part "user path" 150 env PY="$PY" bash benchmarks/gpu_user_path.sh "$WORK"
+part "user path" 210 env PY="$PY" bash benchmarks/gpu_user_path.sh "$WORK"
 for stage in stage1 stage2; do
   [ -f "$WORK/eval_$stage/summary.md" ] && cp "$WORK/eval_$stage/summary.md" "$OUT_DIR/eval_$stage.md"
 done

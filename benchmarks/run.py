@@ -45,10 +45,14 @@ def cpu_benchmarks(quick: bool) -> list[Benchmark]:
 
 
 def gpu_benchmarks(quick: bool) -> list[Benchmark]:
-    """RRDB first, then SwinIR (its compilation is the longest), then each option alone: each in its own process,
-    so that what finished is kept when a time limit stops the rest (gpu_check.sh)."""
+    """RRDB's step first (the first figure, soonest), then RRDB's samplers, then SwinIR (its compilation is the
+    longest), then each option alone: each in its own process, so that what finished is kept when a time limit
+    stops the rest (gpu_check.sh)."""
     steps, rounds = (5, 2) if quick else (10, 5)
-    return [("gpu_step_benchmark", "measure", {"archs": ["RRDB"], "steps": steps, "rounds": rounds}),
+    return [("gpu_step_benchmark", "measure", {"archs": ["RRDB"], "steps": steps, "rounds": rounds,
+                                               "what": ["step"]}),
+            ("gpu_step_benchmark", "measure", {"archs": ["RRDB"], "steps": steps, "rounds": rounds,
+                                               "what": ["samplers"]}),
             ("gpu_step_benchmark", "measure", {"archs": ["SwinIR"], "steps": steps, "rounds": rounds}),
             ("gpu_step_benchmark", "option_effects", {"steps": steps, "rounds": 2 if quick else 3})]
 

