@@ -403,3 +403,30 @@ def test_score_packs_complete_grids_that_read_back_equal_to_the_score_rows(tree:
     row_values, row_present, _ = ScoreCache(unpacked, read_only=True).grid_scores("niqe", records, 96, 16)
     assert packed_present.all() and row_present.all() and len(packed_values) == 15 * 3 * 3
     np.testing.assert_array_equal(packed_values, row_values)
+
+
+def test_a_download_that_stalls_fails_in_one_line_naming_the_file(tmp_path: Path, monkeypatch):
+    """A server that accepts the connection and never answers (a firewall that drops packets, as on the GPU
+    machine) ends the download after the stall limit with the weights message, instead of hanging."""
+    import socket
+    import threading
+
+    from sr_iqa.errors import WeightsUnavailableError
+    from sr_iqa.iqa import weights
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(server.accept()), daemon=True).start()
+    monkeypatch.setattr(weights, "DOWNLOAD_STALL_SECONDS", 1.0)
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/models/vgg19-dcbb9e9d.pth"
+    target = tmp_path / "cache" / "vgg19-dcbb9e9d.pth"
+    target.parent.mkdir()
+    with pytest.raises(WeightsUnavailableError, match=r"train.perceptual_opt: weight file vgg19-dcbb9e9d.pth is not "
+                                                      r"on disk and cannot be downloaded \(.*timed out"):
+        with weights.weight_lookup("train.perceptual_opt"):
+            torch.hub.download_url_to_file(url, str(target))
+    assert accepted, "the download reached the server"
+    assert not target.exists() and socket.getdefaulttimeout() is None
+    server.close()

@@ -120,7 +120,8 @@ def weight_lookup(user: str, weights_dir: Path | None = None, probe: bool = Fals
             raise WeightsUnavailableError(_weights_message(user, file_name, cache_file, weights_dir,
                                                            f"no network connection to {urlparse(url).hostname}"))
         try:
-            real_download(url, dst, hash_prefix, progress=progress)
+            with _stall_limit(DOWNLOAD_STALL_SECONDS):
+                real_download(url, dst, hash_prefix, progress=progress)
         except Exception as error:  # noqa: BLE001 - any failure to fetch means the same to the user
             raise WeightsUnavailableError(
                 _weights_message(user, file_name, cache_file, weights_dir, f"{type(error).__name__}: {error}")
@@ -149,6 +150,23 @@ def weight_lookup(user: str, weights_dir: Path | None = None, probe: bool = Fals
                     f"{user}: a backbone it loads from the Hugging Face hub is not in {hub_cache} and "
                     "cannot be downloaded; run it once where the hub is reachable and copy that cache here"
                 ) from None
+
+
+# A download that receives nothing for this long fails (torch.hub and pyiqa open their URLs without a time-out:
+# behind a firewall that accepts the connection and then drops the packets, they waited for ever on a GPU machine).
+DOWNLOAD_STALL_SECONDS = 60.0
+
+
+@contextlib.contextmanager
+def _stall_limit(seconds: float) -> Iterator[None]:
+    """Within the block, a socket read or connect that waits ``seconds`` raises ``TimeoutError`` (urllib's
+    ``urlopen`` without ``timeout`` uses this process-wide default)."""
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
 
 
 @functools.cache
