@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from sr_iqa.errors import SrIqaError
@@ -392,10 +393,10 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--metric", action="append", required=True, help="pyiqa metric name (repeatable)")
     score.add_argument("--cache", type=Path, required=True, help="SQLite score cache (created when missing)")
     score.add_argument("--grid", metavar="SIZE:STRIDE", help="also score every SIZE crop on a STRIDE grid")
-    score.add_argument("--batch-size", type=int,
+    score.add_argument("--batch-size", type=_at_least(1),
                        help="crops per metric call; default 8 on the CPU (cache-friendly per worker), 16 on a GPU")
-    score.add_argument("--num-workers", type=int, default=2)
-    score.add_argument("--device", help="default: the process's accelerator device")
+    score.add_argument("--num-workers", type=_at_least(0), default=2)
+    score.add_argument("--device", type=_device_here, help="default: the process's accelerator device")
     score.add_argument("--weights-dir", type=Path, help="folder with metric weight files")
     score.set_defaults(handler=_score)
 
@@ -489,6 +490,37 @@ def build_parser() -> argparse.ArgumentParser:
     sampler_preview.add_argument("--out", type=Path, help="CSV file; standard output when omitted")
     sampler_preview.set_defaults(handler=_sampler_preview)
     return parser
+
+
+def _at_least(smallest: int) -> Callable[[str], int]:
+    """An argparse type: an integer of at least ``smallest`` (argparse then says which flag, in one line)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < smallest:
+            raise argparse.ArgumentTypeError(f"must be at least {smallest}, got {value}")
+        return value
+
+    return parse
+
+
+def _device_here(text: str) -> str:
+    """An argparse type: a torch device that this machine has (``cuda`` without a GPU is refused now, not at the
+    first tensor moved there)."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device name (cpu, cuda, cuda:1, ...)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text}: this machine has no CUDA GPU; use cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(f"{text}: this machine has {torch.cuda.device_count()} GPU(s)")
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:

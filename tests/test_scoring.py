@@ -423,10 +423,10 @@ def test_a_download_that_stalls_fails_in_one_line_naming_the_file(tmp_path: Path
     url = f"http://127.0.0.1:{server.getsockname()[1]}/models/vgg19-dcbb9e9d.pth"
     target = tmp_path / "cache" / "vgg19-dcbb9e9d.pth"
     target.parent.mkdir()
-    with pytest.raises(WeightsUnavailableError, match=r"train.perceptual_opt: weight file vgg19-dcbb9e9d.pth is not "
-                                                      r"on disk and cannot be downloaded \(.*timed out"):
-        with weights.weight_lookup("train.perceptual_opt"):
-            torch.hub.download_url_to_file(url, str(target))
+    expected = (r"train.perceptual_opt: weight file vgg19-dcbb9e9d.pth is not on disk and cannot be downloaded "
+                r"\(.*timed out")
+    with pytest.raises(WeightsUnavailableError, match=expected), weights.weight_lookup("train.perceptual_opt"):
+        torch.hub.download_url_to_file(url, str(target))
     assert accepted, "the download reached the server"
     assert not target.exists() and socket.getdefaulttimeout() is None
     server.close()

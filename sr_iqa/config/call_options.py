@@ -86,6 +86,33 @@ def check_call_block(
             raise OptionsError(f"{source}: '{key}.{name}' is required by {type_name}")
 
 
+# What a constructor (or a first step) raises for a value it refuses: torch's "Invalid learning rate", basicsr's
+# "Unsupported reduction mode", a convolution of zero channels, a scheduler's division by T_max 0.
+BUILD_ERRORS = (ValueError, TypeError, IndexError, KeyError, ZeroDivisionError, RuntimeError, AssertionError,
+                NotImplementedError)
+
+
+def trial_build(key: str, source: str, build: Callable[[], Any]) -> Any:
+    """Run ``build`` (make, and maybe run once, what the block at ``key`` names) at load time: a value that the
+    target refuses fails here, in one line naming the key, not as a traceback once the run folder exists."""
+    try:
+        return build()
+    except BUILD_ERRORS as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise OptionsError(f"{source}: '{key}' cannot be built: {reason}") from None
+
+
+def check_sizes(block: Mapping[str, Any], key: str, source: str) -> None:
+    """Network sizes (``num_feat``, ``num_block``, ``depths``, ``num_heads``, ...) of at least 1: basicsr builds an
+    RRDBNet of ``num_block: -1`` without a word (no blocks at all)."""
+    for name, value in block.items():
+        if not (name.startswith("num_") or name in ("depths", "embed_dim", "window_size")):
+            continue
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if any(isinstance(v, int) and not isinstance(v, bool) and v < 1 for v in values):
+            raise OptionsError(f"{source}: '{key}.{name}' must be at least 1, got {value!r}")
+
+
 def build_from_block(block: Mapping[str, Any], choices: Mapping[str, Callable[..., Any]], *args: Any) -> Any:
     """Call ``choices[block['type']](*args, **kwargs)``; the block was checked at load time."""
     kwargs = {name: value for name, value in block.items() if name != "type"}

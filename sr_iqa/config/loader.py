@@ -26,6 +26,7 @@ from sr_iqa.config.suggest import did_you_mean
 from sr_iqa.errors import OptionsError
 
 log = logging.getLogger("sr_iqa.config")
+SEED_LIMIT = 2**31  # numpy takes seeds below 2**32; a margin for the per-rank offsets
 
 
 def _unwrap_optional(annotation: Any) -> Any:
@@ -87,8 +88,9 @@ def _read_overrides(overrides: Sequence[str]) -> DictConfig:
             raise OptionsError(f"command line: override '{item}' is not of the form key.sub=value")
     try:
         return OmegaConf.from_dotlist(list(overrides))
-    except OmegaConfBaseException as error:
-        raise OptionsError(f"command line: cannot parse overrides {list(overrides)}: {error}") from None
+    except (OmegaConfBaseException, yaml.YAMLError) as error:  # an unclosed bracket is YAML's error
+        reason = " ".join(str(error).split())
+        raise OptionsError(f"command line: cannot parse overrides {list(overrides)}: {reason}") from None
 
 
 def _select(config: DictConfig, dotted: str) -> Any:
@@ -120,23 +122,29 @@ def _merge_into_schema(user: DictConfig, source: str) -> Options:
 
 def _check_call_blocks(options: Options, source: str) -> None:
     """Check ``{type: ..., **kwargs}`` blocks against the classes they name (imports torch and basicsr)."""
-    from sr_iqa.config.call_options import build_from_block, check_call_block
+    from sr_iqa.config.call_options import build_from_block, check_call_block, trial_build
     from sr_iqa.data.degradations import DEGRADATION_TYPES
     from sr_iqa.losses import GAN_LOSS_TYPES, NEGATIVE_LOSS_TYPES, PERCEPTUAL_LOSS_TYPES, PIXEL_LOSS_TYPES
-    from sr_iqa.models.discriminators import DISCRIMINATOR_TYPES
-    from sr_iqa.models.generators import generator_block
-    from sr_iqa.train.optim import OPTIMIZER_TYPES, SCHEDULER_TYPES
+    from sr_iqa.models.discriminators import DISCRIMINATOR_TYPES, check_discriminator_builds
+    from sr_iqa.models.generators import check_generator_builds, generator_block
+    from sr_iqa.train.optim import OPTIMIZER_TYPES, SCHEDULER_TYPES, check_optimizer_and_scheduler
 
     options.network_g = generator_block(options.network_g, options.scale, source)
+    check_generator_builds(options.network_g, options.scale, source)
     check_call_block(options.train.optim_g, OPTIMIZER_TYPES, "train.optim_g", source, supplied=("params",))
     if options.train.scheduler is not None:
         check_call_block(options.train.scheduler, SCHEDULER_TYPES, "train.scheduler", source,
                          supplied=("optimizer",))
+    check_optimizer_and_scheduler(options.train.optim_g, options.train.scheduler, "train.optim_g", source)
+    # The cheap losses are made once here (an unknown `reduction` is refused by the constructor); the perceptual
+    # loss loads a backbone, so only its keys are checked.
     check_call_block(options.train.pixel_opt, PIXEL_LOSS_TYPES, "train.pixel_opt", source)
+    trial_build("train.pixel_opt", source, lambda: build_from_block(options.train.pixel_opt, PIXEL_LOSS_TYPES))
     if options.train.perceptual_opt is not None:
         check_call_block(options.train.perceptual_opt, PERCEPTUAL_LOSS_TYPES, "train.perceptual_opt", source)
     if options.train.neg_opt is not None:
         check_call_block(options.train.neg_opt, NEGATIVE_LOSS_TYPES, "train.neg_opt", source)
+        trial_build("train.neg_opt", source, lambda: build_from_block(options.train.neg_opt, NEGATIVE_LOSS_TYPES))
     gan_parts = {"network_d": options.network_d, "train.optim_d": options.train.optim_d,
                  "train.gan_opt": options.train.gan_opt}
     if any(block is not None for block in gan_parts.values()):
@@ -145,8 +153,11 @@ def _check_call_blocks(options: Options, source: str) -> None:
             raise OptionsError(f"{source}: GAN training needs {', '.join(repr(k) for k in gan_parts)} together; "
                                f"missing {', '.join(repr(k) for k in absent)}")
         check_call_block(options.network_d, DISCRIMINATOR_TYPES, "network_d", source)
+        check_discriminator_builds(options.network_d, options.datasets.train.gt_size, source)
         check_call_block(options.train.optim_d, OPTIMIZER_TYPES, "train.optim_d", source, supplied=("params",))
+        check_optimizer_and_scheduler(options.train.optim_d, None, "train.optim_d", source)
         check_call_block(options.train.gan_opt, GAN_LOSS_TYPES, "train.gan_opt", source)
+        trial_build("train.gan_opt", source, lambda: build_from_block(options.train.gan_opt, GAN_LOSS_TYPES))
     check_call_block(options.degradation, DEGRADATION_TYPES, "degradation", source)
     try:
         smallest = build_from_block(options.degradation, DEGRADATION_TYPES).smallest_gt_size(options.scale)
@@ -173,6 +184,18 @@ def _check_values(options: Options, source: str) -> None:
     for key, value in positive.items():
         if value < 1:
             raise OptionsError(f"{source}: '{key}' must be at least 1, got {value}")
+    not_negative = {
+        "datasets.train.num_worker_per_gpu": options.datasets.train.num_worker_per_gpu,
+        "datasets.train.queue_size": options.datasets.train.queue_size,
+        "train.net_d_init_iters": options.train.net_d_init_iters,
+        "val.val_freq": options.val.val_freq,
+    }
+    for key, value in not_negative.items():
+        if value < 0:
+            raise OptionsError(f"{source}: '{key}' must be at least 0, got {value}")
+    if not 0 <= options.manual_seed < SEED_LIMIT:
+        raise OptionsError(f"{source}: 'manual_seed' must be in [0, {SEED_LIMIT}) (each process seeds with "
+                           f"manual_seed + its rank, within numpy's range), got {options.manual_seed}")
     if options.datasets.train.gt_size % options.scale:
         raise OptionsError(f"{source}: 'datasets.train.gt_size' ({options.datasets.train.gt_size}) "
                            f"must be a multiple of 'scale' ({options.scale})")

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from sr_iqa.data.image_io import read_size
+from sr_iqa.errors import DataError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (
@@ -122,16 +123,28 @@ class ScoreCache:
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: no score cache there")
             self.db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=120)
+            try:
+                self.db.execute("SELECT 1 FROM scores LIMIT 1").fetchall()
+            except sqlite3.Error as error:
+                raise DataError(f"{path}: not a score cache ({error}); give a cache written by `sr-iqa score`") \
+                    from None
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(path, timeout=120)
-        if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "delete":  # caches before this were WAL
-            self.db.execute("PRAGMA journal_mode=DELETE")
-        self.db.execute("PRAGMA synchronous=NORMAL")  # safe against a killed process; commits stay cheap
-        self.db.executescript(_SCHEMA)
-        if any(column[1] == "score" and column[3] for column in self.db.execute("PRAGMA table_info(scores)")):
-            self.db.executescript(f"BEGIN; {_NULLABLE_SCORES} COMMIT;")
-        self.db.commit()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(path, timeout=120)
+            if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "delete":  # caches before this were WAL
+                self.db.execute("PRAGMA journal_mode=DELETE")
+            self.db.execute("PRAGMA synchronous=NORMAL")  # safe against a killed process; commits stay cheap
+            # IMMEDIATE: the write lock is taken (waiting for it) before the first read, so that processes creating
+            # one new cache together queue up instead of one failing with "database is locked".
+            self.db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
+            if any(column[1] == "score" and column[3] for column in self.db.execute("PRAGMA table_info(scores)")):
+                self.db.executescript(f"BEGIN IMMEDIATE; {_NULLABLE_SCORES} COMMIT;")
+            self.db.commit()
+        except (sqlite3.Error, OSError) as error:
+            reason = getattr(error, "strerror", None) or str(error)
+            raise DataError(f"{path}: cannot be opened as a score cache ({reason}); give --cache a new file name "
+                            "or a cache written by `sr-iqa score`") from None
 
     def close(self) -> None:
         self.db.close()

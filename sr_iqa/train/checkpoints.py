@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
+from accelerate.utils.other import TORCH_SAFE_GLOBALS
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
@@ -137,6 +138,20 @@ def read_ema_state(folder: Path) -> dict[str, torch.Tensor] | None:
         return load_file(str(path))
     except (SafetensorError, OSError) as error:
         raise damaged_state_error(path, error) from None
+
+
+def random_state_problem(folder: Path, process_index: int) -> str | None:
+    """Why the process's random state in ``folder`` would not be restored, or None. Accelerate only logs a missing
+    or damaged ``random_states_<rank>.pkl`` at info level and goes on, which silently breaks an exact resume."""
+    path = folder / f"random_states_{process_index}.pkl"
+    if not path.is_file():
+        return f"{path.name} is missing"
+    try:
+        with torch.serialization.safe_globals(TORCH_SAFE_GLOBALS):
+            torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - damage of any kind means the same to the user
+        return f"{path.name} does not load ({(str(error).splitlines() or [type(error).__name__])[0]})"
+    return None
 
 
 @contextlib.contextmanager

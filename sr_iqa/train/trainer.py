@@ -55,7 +55,7 @@ from sr_iqa.models.lora import AdapterSettings, add_adapters
 from sr_iqa.models.weight_files import generator_metadata, load_network_weights, save_adapter
 from sr_iqa.progress import progress_bar
 from sr_iqa.sampling import build_chooser, online_amo_choice
-from sr_iqa.train import checkpoints, speed
+from sr_iqa.train import checkpoints, resume_check, run_lock, speed
 from sr_iqa.train.experiment import ExperimentFolders
 from sr_iqa.train.main_process import built_on_main
 from sr_iqa.train.optim import build_optimizer, build_scheduler
@@ -120,6 +120,8 @@ class Trainer:
         self.device = self.accelerator.device
         self.progress = TrainingProgress()
         resume_from = self._resume_folder()
+        if resume_from is not None:
+            resume_check.check_changed_options(options, resume_from)
         self.degradation = build_from_block(options.degradation, DEGRADATION_TYPES)
         self.online_amo = None  # Q for online AMO: inference form, never prepared, in eval
         self.excluded_label_codes = (torch.tensor([LABEL_CODES[label] for label in options.sampler.exclude_labels],
@@ -146,6 +148,9 @@ class Trainer:
                                       options.iqa.metric_options.get(iqa_opt.metric))
             self.iqa_objective = IqaObjective(metric, iqa_opt.loss_weight, iqa_opt.augment)
         net_g = self._build_generator()  # wrong pretrained weights or LoRA targets stop the run before it writes
+        # The first write: a second training under this name (reading the folder above is harmless) stops here.
+        self.run_lock = built_on_main(self.accelerator, lambda: run_lock.acquire(
+            Path(options.path.experiments_root), options.name))
         self._create_run_folder()
         self._build_model(net_g)
         # The networks start identical on every rank (seeded above); from here each rank draws its own resizes,
@@ -173,6 +178,11 @@ class Trainer:
         except Exception as error:  # noqa: BLE001 - an unpickling refusal or a damaged file: one line
             raise checkpoints.damaged_state_error(folder, error) from None
         self.progress.iteration = checkpoints.read_iteration(folder)
+        problem = checkpoints.random_state_problem(folder, self.accelerator.process_index)
+        if problem is not None:
+            log.warning("%s: %s; training goes on from the saved weights and optimizer, but its random draws "
+                        "(crops, degradations, sampler) are new: not bit-for-bit an uninterrupted run", folder, problem,
+                        extra={"all_ranks": True})
         if self.ema is not None:
             ema_state = checkpoints.read_ema_state(folder)
             if ema_state is None:
@@ -408,6 +418,8 @@ class Trainer:
         finally:
             bar.close()
             self.accelerator.end_training()
+            if self.accelerator.is_main_process:
+                run_lock.release(self.run_lock)
             if self.log_file is not None:
                 logging.getLogger("sr_iqa").removeHandler(self.log_file)
                 self.log_file.close()

@@ -1,0 +1,109 @@
+"""A run folder has one writer, and a resume either applies a changed option or refuses it in one error; a
+training state whose random state is missing or damaged is said, not silently resumed differently."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import REPO, tiny_options, write_options
+
+from sr_iqa.config import load_options
+from sr_iqa.errors import OptionsError
+from sr_iqa.train import run_lock
+from sr_iqa.train.trainer import Trainer
+
+
+@pytest.fixture(scope="module")
+def saved_run(tmp_path_factory: pytest.TempPathFactory, demo_set) -> Path:
+    """A tiny run of 2 iterations with its training state at 2; tests resume copies of it."""
+    root = tmp_path_factory.mktemp("saved")
+    options = tiny_options(demo_set, root / "experiments", total_iter=2)
+    options["logger"] |= {"save_checkpoint_freq": 2}
+    option_file = write_options(root / "o.yml", options)
+    Trainer(load_options(option_file)).train()
+    return root
+
+
+def _copy(saved_run: Path, tmp_path: Path) -> tuple[Path, Path]:
+    shutil.copytree(saved_run / "experiments", tmp_path / "experiments")
+    (tmp_path / "o.yml").write_text((saved_run / "o.yml").read_text().replace(str(saved_run), str(tmp_path)))
+    return tmp_path / "o.yml", tmp_path / "experiments" / "tiny"
+
+
+def test_changes_the_saved_state_decides_are_refused_together(saved_run: Path, tmp_path: Path):
+    option_file, run = _copy(saved_run, tmp_path)
+    with pytest.raises(OptionsError) as refused:
+        Trainer(load_options(option_file, ["path.resume_state=auto", "train.total_iter=4", "train.optim_g.lr=0.002",
+                                           "network_g.num_feat=16", "manual_seed=8"]))
+    message = str(refused.value)
+    assert f"resuming {run / 'training_states' / '2'}" in message
+    assert "'train.optim_g.lr' 0.001 -> 0.002: the optimizer continues from its saved state" in message
+    assert "'network_g.num_feat' 8 -> 16: the saved weights have the old network's shape" in message
+    assert "'manual_seed' 7 -> 8" in message
+    assert "total_iter" not in message  # applied, not refused
+    assert not (run / "training_states" / "4").exists()
+
+
+def test_other_changes_are_applied_and_said(saved_run: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    option_file, run = _copy(saved_run, tmp_path)
+    with caplog.at_level(logging.INFO, logger="sr_iqa"):
+        trainer = Trainer(load_options(option_file, ["path.resume_state=auto", "train.total_iter=3",
+                                                     "logger.print_freq=1"]))
+    assert "resume: changed since the saved state, applied: 'train.total_iter' 2 -> 3" in caplog.text
+    assert "'logger.print_freq' 2 -> 1" in caplog.text  # tiny_options' value
+    assert trainer.progress.iteration == 2
+    trainer.train()
+    assert "total_iter: 3" in (run / "options.yml").read_text()
+
+
+@pytest.mark.parametrize("damage", ["missing", "damaged"])
+def test_a_missing_or_damaged_random_state_is_said(saved_run: Path, tmp_path: Path, damage: str,
+                                                  caplog: pytest.LogCaptureFixture):
+    option_file, run = _copy(saved_run, tmp_path)
+    random_state = run / "training_states" / "2" / "random_states_0.pkl"
+    assert random_state.is_file()
+    if damage == "missing":
+        random_state.unlink()
+    else:
+        random_state.write_bytes(random_state.read_bytes()[:40])
+    with caplog.at_level(logging.WARNING, logger="sr_iqa"):
+        Trainer(load_options(option_file, ["path.resume_state=auto", "train.total_iter=3"]))
+    expected = "random_states_0.pkl is missing" if damage == "missing" else "random_states_0.pkl does not load"
+    assert expected in caplog.text and "not bit-for-bit an uninterrupted run" in caplog.text
+
+
+def test_a_second_training_under_one_name_stops_naming_the_first(demo_set, tmp_path: Path):
+    """Two trainings with one run name: the second stops at once with the first's pid; a killed holder leaves no
+    lock behind (the operating system drops it)."""
+    options = tiny_options(demo_set, tmp_path / "experiments", total_iter=100000)
+    options["logger"] |= {"print_freq": 1, "save_checkpoint_freq": 1000000}  # no state: the lock alone refuses
+    option_file = write_options(tmp_path / "o.yml", options)
+    command = [sys.executable, "-m", "sr_iqa", "train", "-opt", str(option_file)]
+    first = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)
+    try:
+        lock = run_lock.lock_path(tmp_path / "experiments", "tiny")
+        deadline = time.monotonic() + 120
+        while not (lock.is_file() and f"pid {first.pid} " in lock.read_text()):
+            assert first.poll() is None and time.monotonic() < deadline, "the first training did not start"
+            time.sleep(0.2)
+        second = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert second.returncode == 2 and "Traceback" not in second.stderr
+        errors = [line for line in second.stderr.splitlines() if "error:" in line]
+        assert len(errors) == 1
+        run = tmp_path / "experiments" / "tiny"
+        assert f"{run} is being written by another training (pid {first.pid} on" in errors[0]
+        assert first.poll() is None  # the first goes on
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    held = run_lock.acquire(tmp_path / "experiments", "tiny")  # free again once its holder is gone
+    run_lock.release(held)
