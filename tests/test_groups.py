@@ -95,13 +95,18 @@ def test_manifest_with_labels_votes_and_errors(tmp_path: Path):
     ({"gts": ["a1.png"], "labels": "Positive"}, "'labels' must be a list of label strings"),
     ({"gts": ["a1.png"], "votes": ["PPP"]}, "'votes' must be a list of lists of label strings"),
     ({"lr": 5}, "'lr' must be a path (string)"),
+    ({"gts": ["../outside.png"]}, "'../outside.png' lies outside the manifest's folder"),
+    ({"gts": ["/etc/hostname"]}, "'/etc/hostname' lies outside the manifest's folder"),
+    ({"lr": "sub/../../lr.png"}, "'sub/../../lr.png' lies outside the manifest's folder"),
 ])
 def test_manifest_fields_of_the_wrong_type_or_unsafe_names_are_one_line(tmp_path: Path, entry: dict, expected: str):
     Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    Image.new("RGB", (8, 8)).save(tmp_path.parent / "outside.png")  # exists, but is not the manifest's to read
     manifest = tmp_path / "groups.jsonl"
     manifest.write_text(json.dumps({"original": "a.png", **entry}) + "\n")
     index = index_manifest(manifest)
-    assert index.groups == [] and index.problems == [f"{manifest}:1: {expected}"]
+    assert index.groups == [] and len(index.problems) == 1
+    assert index.problems[0].startswith(f"{manifest}:1: {expected}")
 
 
 def _truth_from_label_files(labels: Path) -> Counter:
@@ -146,3 +151,24 @@ def test_data_check_lists_every_problem_and_exits_1(release: Path):
     assert f"{unknown}: unknown label 'Awful'" in report
     assert "GTs of group img2-0-0 differ in size" in report and "img2-0-0_02.png 30x24" in report
     assert "4 problem(s)" in report
+
+
+def test_an_empty_manifest_or_originals_folder_is_a_problem(tmp_path: Path):
+    manifest = tmp_path / "groups.jsonl"
+    manifest.write_text("\n")
+    assert index_manifest(manifest).problems == [f"{manifest}: holds no groups (one JSON object per line)"]
+    (tmp_path / "set" / "original").mkdir(parents=True)
+    assert index_hggt(tmp_path / "set").problems == [f"{tmp_path / 'set' / 'original'}: holds no images"]
+
+
+def test_a_group_whose_original_is_missing_is_named_not_dropped(release: Path):
+    images = release / "Train" / "images" / "set1"
+    original = images / "original" / "img2-0-0.png"
+    original.unlink()
+    index = index_hggt(images, release / "Train" / "labels" / "set1")
+    assert "img2-0-0" not in [group.name for group in index.groups]
+    orphans = [problem for problem in index.problems if "enhanced GT without its original" in problem]
+    assert len(orphans) == 4 and all(f"({original} is missing)" in problem for problem in orphans)
+    result = run_cli("data", "check", str(release))
+    assert result.returncode == 1 and f"{images / '01' / 'img2-0-0_01.png'}: enhanced GT without its original" \
+        in result.stdout

@@ -152,7 +152,22 @@ def index_hggt(images: Path, labels: Path | None = None, lr: Path | None = None)
             problems.append(f"{lr_path}: fixed LR image is missing (original {original})")
             lr_path = None
         groups.append(Group(original.stem, tuple(gts), lr_path))
+    problems += _orphaned_enhanced_gts(images, {original.stem for original in list_images(images / "original")})
+    if not groups:
+        problems.append(f"{images / 'original'}: holds no images")
     return GroupIndex(groups, problems)
+
+
+def _orphaned_enhanced_gts(images: Path, originals: set[str]) -> list[str]:
+    """Enhanced GTs whose original is missing: their group would otherwise vanish without a word."""
+    problems = []
+    for slot in HGGT_SLOTS[1:]:
+        for path in list_images(images / slot) if (images / slot).is_dir() else []:
+            stem = path.stem.removesuffix(f"_{slot}")
+            if stem not in originals:
+                problems.append(f"{path}: enhanced GT without its original ({images / 'original' / stem}"
+                                f"{path.suffix} is missing); add the original or remove the group's files")
+    return problems
 
 
 def _is_list_of(value: object, kind: type) -> bool:
@@ -199,6 +214,12 @@ def _manifest_group(entry: object, base: Path, where: str, problems: list[str]) 
     if votes is not None and any(len(gt_votes) < MIN_ANNOTATORS for gt_votes in votes):
         problems.append(f"{where}: every 'votes' entry needs at least {MIN_ANNOTATORS} annotators' labels")
         return None
+    outside = [path for path in (entry["original"], *enhanced, entry.get("lr") or ".")
+               if not (base / path).resolve().is_relative_to(base.resolve())]
+    if outside:
+        problems.append(f"{where}: {outside[0]!r} lies outside the manifest's folder {base}; a manifest names images "
+                        "by paths below its own folder (move the manifest up, or link the images below it)")
+        return None
     gts = [GroundTruth("original", base / entry["original"])]
     for position, relative in enumerate(enhanced):
         gt_votes = tuple(votes[position]) if votes is not None else ()
@@ -241,6 +262,8 @@ def index_manifest(manifest: Path) -> GroupIndex:
             continue
         first_line[group.name] = number
         groups.append(group)
+    if not groups and not problems:
+        problems.append(f"{manifest}: holds no groups (one JSON object per line)")
     return GroupIndex(groups, problems)
 
 
