@@ -4,9 +4,13 @@ plot and an HTML report that renders in headless Chromium."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -116,3 +120,30 @@ def test_the_runner_finishes_the_grid_and_skips_finished_steps_after_an_interrup
     assert 'data-images-rendered="3"' in dom
     assert dom.count('data-rendered="true"') == 3
     assert "<td>" in dom and "Gold Standard" in dom and 'id="ablation-table"' in dom
+
+
+def test_stopping_the_runner_stops_its_training_too(demo_set, tmp_path: Path):
+    """SIGTERM to `sr-iqa ablate` (a scheduler's stop) reaches the training it launched; the runner ends after
+    it, in one line, and no training is left running to meet the rerun in the same folder."""
+    options = tiny_options(demo_set, tmp_path / "unused")
+    options["train"]["total_iter"] = 100000
+    options["logger"] |= {"save_checkpoint_freq": 100000, "print_freq": 1}
+    ablation = {"name": "stopped", "experiments_root": str(tmp_path / "experiments"), "dataset": str(demo_set.root),
+                "archs": {"RRDB": {"stage1": str(write_options(tmp_path / "stage1.yml", options))}},
+                "samplers": ["original"], "seeds": [0], "metrics": ["psnr"]}
+    runner = subprocess.Popen([sys.executable, "-m", "sr_iqa", "ablate", "-opt",
+                               str(write_options(tmp_path / "ablation.yml", ablation))],
+                              cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lock = tmp_path / "experiments" / "stopped" / ".RRDB_original_s0.lock"
+    deadline = time.monotonic() + 180
+    while not (lock.is_file() and lock.read_text().startswith("pid ")):
+        assert runner.poll() is None and time.monotonic() < deadline, "the training did not start"
+        time.sleep(0.2)
+    training = int(lock.read_text().split()[1])
+    runner.send_signal(signal.SIGTERM)
+    stderr = runner.communicate(timeout=120)[1]
+    assert runner.returncode == 2 and "Traceback" not in stderr
+    errors = [line for line in stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "interrupted (SIGTERM); the step's processes have ended" in errors[0]
+    with pytest.raises(ProcessLookupError):
+        os.kill(training, 0)  # the training is gone, not orphaned

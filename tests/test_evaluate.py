@@ -160,3 +160,29 @@ def test_an_unreachable_hub_fails_at_once_without_retries(tmp_path: Path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
     assert "UNAVAILABLE" in result.stdout, result.stderr[-2000:]
     assert "Retrying" not in result.stdout + result.stderr
+
+
+def test_summary_json_comes_last_and_whole_and_leftovers_go(tmp_path: Path, mini_test_split: Path,
+                                                            monkeypatch: pytest.MonkeyPatch):
+    """summary.json proves to the ablation runner that an evaluation finished: an eval that dies while writing
+    the other files leaves none, and a rerun clears the `.partial` files of one killed mid-write."""
+    import sr_iqa.evaluate.run_eval as run_eval_module
+
+    originals = mini_test_split / "Test" / "GT" / "Test-mini" / "images" / "original"
+    out = tmp_path / "out"
+    argv = ["eval", "--dataset", str(mini_test_split), "--sr-dir", f"copy={originals}", "--metrics", "psnr", "--out",
+            str(out)]
+
+    def dies(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt  # as a kill between the tables and gt_scores.csv
+
+    with monkeypatch.context() as patch:
+        patch.setattr(run_eval_module, "write_gt_scores", dies)
+        assert main(argv) == 130
+    assert (out / "summary.csv").is_file() and not (out / "summary.json").exists()
+    leftover = out / f".summary.json.{os.getpid() + 1}.partial"
+    leftover.write_text('{"rows": {')  # a writer killed inside the write
+    assert main(argv) == 0
+    rows = json.loads((out / "summary.json").read_text())["rows"]
+    assert rows["copy"]["psnr"] == pytest.approx(float(_read_csv(out / "summary.csv")[0]["psnr"]))
+    assert (out / "gt_scores.csv").is_file() and not list(out.glob(".*.partial"))

@@ -107,3 +107,19 @@ def test_a_second_training_under_one_name_stops_naming_the_first(demo_set, tmp_p
         first.wait()
     held = run_lock.acquire(tmp_path / "experiments", "tiny")  # free again once its holder is gone
     run_lock.release(held)
+
+
+def test_leftovers_of_a_killed_save_or_prune_are_removed_on_resume(saved_run: Path, tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture):
+    option_file, run = _copy(saved_run, tmp_path)
+    states = run / "training_states"
+    shutil.copytree(states / "2", states / ".partial-4")  # a save killed before its rename
+    (states / ".pruned-1").mkdir()  # a prune killed during the removal
+    partial_weights = run / "models" / ".net_g_4.safetensors.12345.partial"
+    partial_weights.write_bytes(b"half")
+    with caplog.at_level(logging.INFO, logger="sr_iqa"):
+        trainer = Trainer(load_options(option_file, ["path.resume_state=auto", "train.total_iter=3"]))
+    assert trainer.progress.iteration == 2  # the leftover never counted as a state
+    assert not (states / ".partial-4").exists() and not (states / ".pruned-1").exists()
+    assert not partial_weights.exists()
+    assert f"removed {partial_weights}, left by a save or prune that was killed" in caplog.text

@@ -7,9 +7,13 @@ newest state. Interrupting and rerunning therefore never repeats finished work.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from sr_iqa.ablation.aggregate import aggregate
@@ -23,6 +27,52 @@ def _launch_here(command: list[str]) -> list[str]:
     """A planned ``accelerate launch ...`` run through this Python's accelerate: no ``accelerate`` script on PATH
     or beside the interpreter is needed (a ``pip install --target`` has none)."""
     return [sys.executable, "-m", "accelerate.commands.launch", *command[2:]]
+
+
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+GROUP_EXIT_SECONDS = 300  # what a training is given to save its state and exit after a forwarded signal
+
+
+def _run_step(command: list[str]) -> int:
+    """Run one step in its own process group and wait for the whole group. A signal to the runner (Ctrl-C, a
+    scheduler's SIGTERM, a closed terminal) goes to every process of the step (the launcher and the training it
+    started), and the runner ends only once they have: no training is left running as an orphan to meet a rerun
+    in the same folder. A training saves its state on Ctrl-C; a rerun resumes it."""
+    child = subprocess.Popen(command, start_new_session=True)
+    received: list[int] = []
+
+    def forward(signum: int, frame: object) -> None:
+        received.append(signum)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signum)
+
+    previous = {signum: signal.signal(signum, forward) for signum in FORWARDED_SIGNALS}
+    try:
+        code = child.wait()
+        _wait_for_group(child.pid)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if received:
+        raise SrIqaError(f"interrupted ({signal.Signals(received[0]).name}); the step's processes have ended; rerun "
+                         "the same command to continue (finished steps are skipped, training resumes)")
+    return code
+
+
+def _wait_for_group(group: int) -> None:
+    """Until no process of ``group`` is left (a launcher can exit before the training it started); those still
+    there after GROUP_EXIT_SECONDS are killed."""
+    deadline = time.monotonic() + GROUP_EXIT_SECONDS
+    while True:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
+            return
+        time.sleep(0.2)
 
 
 def run_ablation(path: Path, dry_run: bool = False) -> int:
@@ -40,7 +90,7 @@ def run_ablation(path: Path, dry_run: bool = False) -> int:
             log.info("[%d/%d] %s %s: done, skipped", number, len(steps), step.run, step.kind)
             continue
         log.info("[%d/%d] %s %s: %s", number, len(steps), step.run, step.kind, step.shell())
-        if subprocess.run(_launch_here(step.command)).returncode != 0:
+        if _run_step(_launch_here(step.command)) != 0:
             raise SrIqaError(f"{step.run} {step.kind} failed; fix the cause and rerun `sr-iqa ablate -opt {path}` "
                              f"(finished steps are skipped, training resumes): {step.shell()}")
     record = aggregate(methods, root, options.plot_metric, options.dataset, options.report_images)

@@ -18,13 +18,14 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import gather_object
 
+from sr_iqa.atomic_files import remove_leftovers
 from sr_iqa.data.datasets import EvalGroup, EvalGroupDataset
 from sr_iqa.data.groups import Group, GroupIndex
 from sr_iqa.data.image_io import read_rgb_tensor, write_rgb
 from sr_iqa.errors import DataError, SrIqaError
 from sr_iqa.evaluate.multi_gt import ImageResult, gold_standard, read_gts, score_gts, score_sr
 from sr_iqa.evaluate.scoring import MetricSet
-from sr_iqa.evaluate.tables import EvaluationSummary, folder_name, write_evaluation, write_gt_scores
+from sr_iqa.evaluate.tables import EvaluationSummary, folder_name, write_evaluation, write_gt_scores, write_summary_json
 from sr_iqa.progress import progress_bar
 
 log = logging.getLogger("sr_iqa.eval")
@@ -129,8 +130,10 @@ def run_eval(methods: Sequence[Method], groups: Sequence[Group], metric_names: S
     lower_better = {name: metric_set.lower_better(name) for name in names}
     gold = gold_standard(gt_scores, {name: lower_better[name] for name in no_reference})
     summary = EvaluationSummary.from_results(results, gold, lower_better, skipped)
+    remove_leftovers(out)  # of an evaluation killed while writing here
     write_evaluation(out, results, summary)
     write_gt_scores(out / "gt_scores.csv", groups, gt_scores, no_reference)
+    write_summary_json(out, summary)  # last: its presence means every file above is complete
     without_positive = sum(1 for r in results if r.positives == 0) // max(len(methods), 1)
     if without_positive:
         log.warning("%d groups have no Positive GT; their FR scores are against the original", without_positive)

@@ -7,6 +7,7 @@ HGGT paper: low-level FR, mid-level FR, NR.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import re
@@ -14,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from sr_iqa.atomic_files import write_text_atomically
 from sr_iqa.data.groups import Group
 from sr_iqa.evaluate.multi_gt import GOLD_STANDARD, ImageResult, distance_to_gold, mean_over_images
 
@@ -111,10 +113,11 @@ def write_gt_scores(path: Path, groups: Sequence[Group], gt_scores: Sequence[Seq
 
 
 def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    writer.writerows(rows)
+    write_text_atomically(path, buffer.getvalue())
 
 
 def write_evaluation(out: Path, results: Sequence[ImageResult], summary: EvaluationSummary) -> None:
@@ -131,5 +134,9 @@ def write_evaluation(out: Path, results: Sequence[ImageResult], summary: Evaluat
     _write_csv(out / "summary_original.csv", ["method", *full_reference],
                [[method, *(row.get(m, "") for m in full_reference)]
                 for method, row in summary.against_original.items()])
-    (out / "summary.md").write_text(summary_markdown(summary) + "\n")
-    (out / "summary.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n")
+    write_text_atomically(out / "summary.md", summary_markdown(summary) + "\n")
+
+
+def write_summary_json(out: Path, summary: EvaluationSummary) -> None:
+    """The proof that an evaluation finished (the ablation runner skips a step that has it): written last, whole."""
+    write_text_atomically(out / "summary.json", json.dumps(summary.to_json(), indent=2) + "\n")

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
-import os
 import pickle
 import shutil
 import socket
@@ -36,6 +35,7 @@ import torch
 import torch.hub
 from accelerate.utils.other import TORCH_SAFE_GLOBALS
 
+from sr_iqa.atomic_files import write_with
 from sr_iqa.errors import WeightsUnavailableError
 
 
@@ -111,7 +111,7 @@ def weight_lookup(user: str, weights_dir: Path | None = None, probe: bool = Fals
         cache_file = Path(dst)
         if weights_dir is not None and (weights_dir / file_name).is_file():
             check_tensors_only(user, weights_dir / file_name)  # before it reaches the shared cache
-            _copy_atomically(weights_dir / file_name, cache_file)
+            write_with(cache_file, lambda partial: shutil.copyfile(weights_dir / file_name, partial))
             return
         if probe:
             request.missing.append((file_name, cache_file.parent))
@@ -188,15 +188,6 @@ def network_reaches(url: str) -> bool:
     if parsed.hostname is None:
         return False
     return _connects(parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80))
-
-
-def _copy_atomically(source: Path, target: Path) -> None:
-    """Copy under a name of this process's own, then rename: processes that start together (ranks, benchmark
-    workers) see either no cache file (and copy too) or a complete one, never one half written."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    shutil.copyfile(source, partial)
-    os.replace(partial, target)
 
 
 @contextlib.contextmanager

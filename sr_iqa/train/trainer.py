@@ -245,6 +245,8 @@ class Trainer:
     def _create_run_folder(self) -> None:
         if self.accelerator.is_main_process:
             self.folders.create()
+            for leftover in checkpoints.remove_leftovers(self.folders.models, self.folders.training_states):
+                log.info("removed %s, left by a save or prune that was killed", leftover)
             self.folders.options_file.write_text(options_to_yaml(self.options))
             self.log_file = logging.FileHandler(self.folders.logs / "train.log")
             self.log_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
