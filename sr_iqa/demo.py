@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from sr_iqa.atomic_files import write_text_atomically
 from sr_iqa.config import Options, load_options
 from sr_iqa.data.demo_set import DemoSetPaths, DemoSetSpec, build_demo_set
 from sr_iqa.errors import OptionsError
@@ -198,6 +199,6 @@ def run_demo(dataset_root: Path, options_file: Path, overrides: Sequence[str] = 
     caption = (f"Demo: x{scale} SR on {len(groups)} held-out groups ({paths.test_images}), evaluated as in HGGT "
                f"(full tables in {experiments / DEMO_RUN_NAME / 'eval'}).")
     text = "\n\n".join([caption, table, *notes])
-    (experiments / DEMO_RUN_NAME / "demo_results.md").write_text(text + "\n")
+    write_text_atomically(experiments / DEMO_RUN_NAME / "demo_results.md", text + "\n")
     print(f"\n{text}\n", flush=True)
     return table

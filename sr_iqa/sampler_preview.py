@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sr_iqa.atomic_files import write_text_atomically
 from sr_iqa.data.groups import Group
 from sr_iqa.iqa.score_cache import ScoreCache
 from sr_iqa.sampling import SamplerType, full_image_scores, goodness, probabilities
@@ -48,4 +49,4 @@ def write_or_print(csv_text: str, out: Path | None) -> None:
         print(csv_text, end="")
     else:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(csv_text)
+        write_text_atomically(out, csv_text)

@@ -99,7 +99,7 @@ def test_the_runner_finishes_the_grid_and_skips_finished_steps_after_an_interrup
 
     # An interruption: the UPos run lost its final state and its evaluation never happened.
     shutil.rmtree(root / "RRDB_upos_s0" / "training_states" / "2")
-    (root / "RRDB_upos_s0" / "eval" / "summary.json").unlink()
+    (root / "RRDB_upos_s0" / "eval" / "summary.json").write_text('{"rows": {"RRDB')  # cut short (older versions)
     finished = root / "RRDB_original_s0" / "eval" / "summary.json"
     before = finished.stat().st_mtime_ns
     second = run_cli("ablate", "-opt", str(tiny_ablation), timeout=600)

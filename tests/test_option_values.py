@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import io
 import multiprocessing
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -52,7 +54,8 @@ BROKEN_VALUES = [
     (["train.ema_decay=1.5"], "'train.ema_decay' must be in [0, 1)"),
     (["train.optim_g.lr=abc"], "'train.optim_g.lr' expects float"),
     (["train.scheduler={type: MultiStepLR, milestones: [1], gamma: 0.5"], "cannot parse overrides"),
-    (["path.experiments_root=/proc/sr_iqa_runs"], "cannot write to path.experiments_root /proc/sr_iqa_runs"),
+    (["path.experiments_root=/proc/sr_iqa_runs"],
+     "cannot write to /proc/sr_iqa_runs (No such file or directory); set path.experiments_root"),
 ]
 
 
@@ -92,8 +95,8 @@ BROKEN_FLAGS = [
                                                         "file)"),
     (["score", "--metric", "niqe", "--cache", "{tmp}/text.db"], "cannot be opened as a score cache (file is not a "
                                                                "database)"),
-    (["score", "--metric", "niqe", "--cache", "/proc/sr_iqa.db"], "/proc/sr_iqa.db: cannot be opened as a score "
-                                                                  "cache"),
+    (["score", "--metric", "niqe", "--cache", "/proc/sr_iqa.db"], "cannot write to /proc (No such file or "
+                                                                  "directory); set --cache to a folder"),
     (["score", "--metric", "niqe", "--cache", "{tmp}/n.db", "--num-workers", "-1"],
      "argument --num-workers: must be at least 0, got -1"),
     (["score", "--metric", "niqe", "--cache", "{tmp}/n.db", "--batch-size", "0"],
@@ -152,3 +155,43 @@ def test_processes_creating_one_new_cache_together_all_succeed(tmp_path: Path):
             worker.join(60)
         outcomes += [results.get(timeout=10) for _ in workers]
     assert outcomes == ["ok"] * 60
+
+
+def test_every_broken_value_of_a_file_comes_in_one_error(option_file: tuple[Path, Path]):
+    from sr_iqa.config import load_options
+    from sr_iqa.errors import OptionsError
+
+    path, _ = option_file
+    with pytest.raises(OptionsError) as error:
+        load_options(path, ["manual_seed=-1", "val.val_freq=-1", "train.optim_g.lr=-1", "network_g.num_feat=0",
+                            "train.pixel_opt={type: L1Loss, reduction: foo}"])
+    message = str(error.value)
+    assert message.startswith("2 problems in the options:")  # the schema's ranges; the blocks come after them
+    assert "'manual_seed'" in message and "'val.val_freq'" in message
+    with pytest.raises(OptionsError) as error:
+        load_options(path, ["train.optim_g.lr=-1", "network_g.num_feat=0",
+                            "train.pixel_opt={type: L1Loss, reduction: foo}"])
+    message = str(error.value)
+    assert message.startswith("3 problems in the options:")
+    assert all(key in message for key in ("'network_g.num_feat'", "'train.optim_g'", "'train.pixel_opt'"))
+
+
+def test_a_second_scoring_job_on_one_cache_stops_naming_the_first(demo_set, tmp_path: Path):
+    cache = tmp_path / "scores.db"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pathlib import Path; from sr_iqa import writer_lock\n"
+        f"writer_lock.acquire(Path('{cache}.lock'), '{cache}', 'scoring job'); print('held', flush=True); "
+        "time.sleep(600)")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        errors = io.StringIO()
+        with contextlib.redirect_stderr(errors):
+            code = cli.main(["score", "--dataset", str(demo_set.train_images), "--metric", "niqe", "--cache",
+                             str(cache)])
+        lines = [line for line in errors.getvalue().splitlines() if "error:" in line]
+        assert code == 2 and len(lines) == 1
+        assert f"{cache} is being written by another scoring job (pid {holder.pid} on" in lines[0]
+        assert not cache.exists()
+    finally:
+        holder.kill()
+        holder.wait()

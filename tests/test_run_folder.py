@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from conftest import REPO, tiny_options, write_options
 
+from sr_iqa import writer_lock
 from sr_iqa.config import load_options
 from sr_iqa.errors import OptionsError
-from sr_iqa.train import run_lock
 from sr_iqa.train.trainer import Trainer
 
 
@@ -90,7 +90,7 @@ def test_a_second_training_under_one_name_stops_naming_the_first(demo_set, tmp_p
     first = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                              start_new_session=True)
     try:
-        lock = run_lock.lock_path(tmp_path / "experiments", "tiny")
+        lock = writer_lock.run_lock_file(tmp_path / "experiments", "tiny")
         deadline = time.monotonic() + 120
         while not (lock.is_file() and f"pid {first.pid} " in lock.read_text()):
             assert first.poll() is None and time.monotonic() < deadline, "the first training did not start"
@@ -105,8 +105,8 @@ def test_a_second_training_under_one_name_stops_naming_the_first(demo_set, tmp_p
     finally:
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
-    held = run_lock.acquire(tmp_path / "experiments", "tiny")  # free again once its holder is gone
-    run_lock.release(held)
+    held = writer_lock.acquire(lock, "the run", "training")  # free again once its holder is gone
+    writer_lock.release(held)
 
 
 def test_leftovers_of_a_killed_save_or_prune_are_removed_on_resume(saved_run: Path, tmp_path: Path,

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sr_iqa.ablation.plan import Method
+from sr_iqa.atomic_files import write_text_atomically, write_with
 from sr_iqa.errors import SrIqaError
 from sr_iqa.evaluate.multi_gt import GOLD_STANDARD
 from sr_iqa.evaluate.tables import folder_name, markdown_table
@@ -40,7 +41,7 @@ def aggregate(methods: Sequence[Method], root: Path, plot_metric: str, dataset: 
     table = markdown_table(rows, metrics, lower_better, no_reference)
     caption = (f"Methods averaged over seeds {seeds}; FR metrics against the Positive GTs; Gold Standard: the best "
                "GT per group, averaged.")
-    (root / "ablation_table.md").write_text(f"{caption}\n\n{table}\n")
+    write_text_atomically(root / "ablation_table.md", f"{caption}\n\n{table}\n")
     with (root / "ablation_table.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["method", *metrics])
@@ -56,7 +57,7 @@ def aggregate(methods: Sequence[Method], root: Path, plot_metric: str, dataset: 
         "sr_folders": {label: str(m.evaluation / "sr" / folder_name(label)) for label, m in first_seed.items()},
         "gt_scores": str(next(iter(first_seed.values())).evaluation / "gt_scores.csv"),
     }
-    (root / "ablation.json").write_text(json.dumps(record, indent=2) + "\n")
+    write_text_atomically(root / "ablation.json", json.dumps(record, indent=2) + "\n")
     return record
 
 
@@ -86,5 +87,5 @@ def perception_distortion_plot(rows: dict[str, dict[str, float]], nr_metric: str
     if lower_better:
         axes.invert_xaxis()  # better perception to the right, as for higher-better metrics
     figure.tight_layout()
-    figure.savefig(path)
+    write_with(path, lambda partial: figure.savefig(partial, format="png"))
     pyplot.close(figure)

@@ -8,6 +8,7 @@ newest state. Interrupting and rerunning therefore never repeats finished work.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -27,6 +28,20 @@ def _launch_here(command: list[str]) -> list[str]:
     """A planned ``accelerate launch ...`` run through this Python's accelerate: no ``accelerate`` script on PATH
     or beside the interpreter is needed (a ``pip install --target`` has none)."""
     return [sys.executable, "-m", "accelerate.commands.launch", *command[2:]]
+
+
+def _finished(proof: Path) -> bool:
+    """A step's proof exists and, for an eval's summary.json, reads (one written by an older version could be
+    half a file): a damaged proof means the step runs again, not a traceback in every rerun."""
+    if not proof.exists():
+        return False
+    if proof.suffix == ".json":
+        try:
+            json.loads(proof.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            log.warning("%s is damaged; its step runs again", proof)
+            return False
+    return True
 
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -81,12 +96,12 @@ def run_ablation(path: Path, dry_run: bool = False) -> int:
     root = Path(options.experiments_root) / options.name
     if dry_run:
         for step in steps:
-            status = "done" if step.done_when.exists() else "to run"
+            status = "done" if _finished(step.done_when) else "to run"
             print(f"# {step.run} {step.kind} ({status})\n{step.shell()}")
         return 0
     root.mkdir(parents=True, exist_ok=True)
     for number, step in enumerate(steps, start=1):
-        if step.done_when.exists():
+        if _finished(step.done_when):
             log.info("[%d/%d] %s %s: done, skipped", number, len(steps), step.run, step.kind)
             continue
         log.info("[%d/%d] %s %s: %s", number, len(steps), step.run, step.kind, step.shell())

@@ -11,7 +11,7 @@ import dataclasses
 import logging
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,7 +121,8 @@ def _merge_into_schema(user: DictConfig, source: str) -> Options:
 
 
 def _check_call_blocks(options: Options, source: str) -> None:
-    """Check ``{type: ..., **kwargs}`` blocks against the classes they name (imports torch and basicsr)."""
+    """Check ``{type: ..., **kwargs}`` blocks against the classes they name, and try to build them (imports torch
+    and basicsr); every block's problem in one error."""
     from sr_iqa.config.call_options import build_from_block, check_call_block, trial_build
     from sr_iqa.data.degradations import DEGRADATION_TYPES
     from sr_iqa.losses import GAN_LOSS_TYPES, NEGATIVE_LOSS_TYPES, PERCEPTUAL_LOSS_TYPES, PIXEL_LOSS_TYPES
@@ -129,47 +130,70 @@ def _check_call_blocks(options: Options, source: str) -> None:
     from sr_iqa.models.generators import check_generator_builds, generator_block
     from sr_iqa.train.optim import OPTIMIZER_TYPES, SCHEDULER_TYPES, check_optimizer_and_scheduler
 
-    options.network_g = generator_block(options.network_g, options.scale, source)
-    check_generator_builds(options.network_g, options.scale, source)
-    check_call_block(options.train.optim_g, OPTIMIZER_TYPES, "train.optim_g", source, supplied=("params",))
-    if options.train.scheduler is not None:
-        check_call_block(options.train.scheduler, SCHEDULER_TYPES, "train.scheduler", source,
-                         supplied=("optimizer",))
-    check_optimizer_and_scheduler(options.train.optim_g, options.train.scheduler, "train.optim_g", source)
+    problems: list[str] = []
+
+    def checked(*checks: Callable[[], object]) -> bool:
+        """Run the checks of one block in order, up to its first problem (collected); whether all passed."""
+        try:
+            for check in checks:
+                check()
+        except OptionsError as error:
+            problems.append(str(error))
+            return False
+        return True
+
+    def network_g() -> None:
+        options.network_g = generator_block(options.network_g, options.scale, source)
+
+    train = options.train
+    checked(network_g, lambda: check_generator_builds(options.network_g, options.scale, source))
+    checked(lambda: check_call_block(train.optim_g, OPTIMIZER_TYPES, "train.optim_g", source, supplied=("params",)),
+            lambda: train.scheduler is None or check_call_block(train.scheduler, SCHEDULER_TYPES, "train.scheduler",
+                                                                source, supplied=("optimizer",)),
+            lambda: check_optimizer_and_scheduler(train.optim_g, train.scheduler, "train.optim_g", source))
     # The cheap losses are made once here (an unknown `reduction` is refused by the constructor); the perceptual
     # loss loads a backbone, so only its keys are checked.
-    check_call_block(options.train.pixel_opt, PIXEL_LOSS_TYPES, "train.pixel_opt", source)
-    trial_build("train.pixel_opt", source, lambda: build_from_block(options.train.pixel_opt, PIXEL_LOSS_TYPES))
-    if options.train.perceptual_opt is not None:
-        check_call_block(options.train.perceptual_opt, PERCEPTUAL_LOSS_TYPES, "train.perceptual_opt", source)
-    if options.train.neg_opt is not None:
-        check_call_block(options.train.neg_opt, NEGATIVE_LOSS_TYPES, "train.neg_opt", source)
-        trial_build("train.neg_opt", source, lambda: build_from_block(options.train.neg_opt, NEGATIVE_LOSS_TYPES))
-    gan_parts = {"network_d": options.network_d, "train.optim_d": options.train.optim_d,
-                 "train.gan_opt": options.train.gan_opt}
+    checked(lambda: check_call_block(train.pixel_opt, PIXEL_LOSS_TYPES, "train.pixel_opt", source),
+            lambda: trial_build("train.pixel_opt", source, lambda: build_from_block(train.pixel_opt, PIXEL_LOSS_TYPES)))
+    if train.perceptual_opt is not None:
+        checked(lambda: check_call_block(train.perceptual_opt, PERCEPTUAL_LOSS_TYPES, "train.perceptual_opt", source))
+    if train.neg_opt is not None:
+        checked(lambda: check_call_block(train.neg_opt, NEGATIVE_LOSS_TYPES, "train.neg_opt", source),
+                lambda: trial_build("train.neg_opt", source,
+                                    lambda: build_from_block(train.neg_opt, NEGATIVE_LOSS_TYPES)))
+    gan_parts = {"network_d": options.network_d, "train.optim_d": train.optim_d, "train.gan_opt": train.gan_opt}
     if any(block is not None for block in gan_parts.values()):
         absent = [key for key, block in gan_parts.items() if block is None]
         if absent:
-            raise OptionsError(f"{source}: GAN training needs {', '.join(repr(k) for k in gan_parts)} together; "
-                               f"missing {', '.join(repr(k) for k in absent)}")
-        check_call_block(options.network_d, DISCRIMINATOR_TYPES, "network_d", source)
-        check_discriminator_builds(options.network_d, options.datasets.train.gt_size, source)
-        check_call_block(options.train.optim_d, OPTIMIZER_TYPES, "train.optim_d", source, supplied=("params",))
-        check_optimizer_and_scheduler(options.train.optim_d, None, "train.optim_d", source)
-        check_call_block(options.train.gan_opt, GAN_LOSS_TYPES, "train.gan_opt", source)
-        trial_build("train.gan_opt", source, lambda: build_from_block(options.train.gan_opt, GAN_LOSS_TYPES))
-    check_call_block(options.degradation, DEGRADATION_TYPES, "degradation", source)
-    try:
-        smallest = build_from_block(options.degradation, DEGRADATION_TYPES).smallest_gt_size(options.scale)
-    except ValueError as error:
-        raise OptionsError(f"{source}: 'degradation': {error}") from None
-    if options.datasets.train.gt_size < smallest:
-        raise OptionsError(f"{source}: 'datasets.train.gt_size' is {options.datasets.train.gt_size}, but the "
-                           f"'{options.degradation['type']}' degradation needs at least {smallest} at scale "
-                           f"{options.scale} (its blur kernels and resizes must fit the crop)")
+            problems.append(f"{source}: GAN training needs {', '.join(repr(k) for k in gan_parts)} together; "
+                            f"missing {', '.join(repr(k) for k in absent)}")
+        else:
+            checked(lambda: check_call_block(options.network_d, DISCRIMINATOR_TYPES, "network_d", source),
+                    lambda: check_discriminator_builds(options.network_d, options.datasets.train.gt_size, source))
+            checked(lambda: check_call_block(train.optim_d, OPTIMIZER_TYPES, "train.optim_d", source,
+                                             supplied=("params",)),
+                    lambda: check_optimizer_and_scheduler(train.optim_d, None, "train.optim_d", source))
+            checked(lambda: check_call_block(train.gan_opt, GAN_LOSS_TYPES, "train.gan_opt", source),
+                    lambda: trial_build("train.gan_opt", source,
+                                        lambda: build_from_block(train.gan_opt, GAN_LOSS_TYPES)))
+
+    def degradation_fits() -> None:
+        try:
+            smallest = build_from_block(options.degradation, DEGRADATION_TYPES).smallest_gt_size(options.scale)
+        except ValueError as error:
+            raise OptionsError(f"{source}: 'degradation': {error}") from None
+        if options.datasets.train.gt_size < smallest:
+            raise OptionsError(f"{source}: 'datasets.train.gt_size' is {options.datasets.train.gt_size}, but the "
+                               f"'{options.degradation['type']}' degradation needs at least {smallest} at scale "
+                               f"{options.scale} (its blur kernels and resizes must fit the crop)")
+
+    checked(lambda: check_call_block(options.degradation, DEGRADATION_TYPES, "degradation", source), degradation_fits)
+    raise_option_problems(problems)
 
 
 def _check_values(options: Options, source: str) -> None:
+    """Ranges and relations of the schema's values; every problem of the file in one error."""
+    problems: list[str] = []
     positive = {
         "scale": options.scale,
         "train.total_iter": options.train.total_iter,
@@ -183,7 +207,7 @@ def _check_values(options: Options, source: str) -> None:
     }
     for key, value in positive.items():
         if value < 1:
-            raise OptionsError(f"{source}: '{key}' must be at least 1, got {value}")
+            problems.append(f"{source}: '{key}' must be at least 1, got {value}")
     not_negative = {
         "datasets.train.num_worker_per_gpu": options.datasets.train.num_worker_per_gpu,
         "datasets.train.queue_size": options.datasets.train.queue_size,
@@ -192,12 +216,13 @@ def _check_values(options: Options, source: str) -> None:
     }
     for key, value in not_negative.items():
         if value < 0:
-            raise OptionsError(f"{source}: '{key}' must be at least 0, got {value}")
+            problems.append(f"{source}: '{key}' must be at least 0, got {value}")
     if not 0 <= options.manual_seed < SEED_LIMIT:
-        raise OptionsError(f"{source}: 'manual_seed' must be in [0, {SEED_LIMIT}) (each process seeds with "
+        problems.append(f"{source}: 'manual_seed' must be in [0, {SEED_LIMIT}) (each process seeds with "
                            f"manual_seed + its rank, within numpy's range), got {options.manual_seed}")
+    raise_option_problems(problems)  # the checks below divide by these sizes
     if options.datasets.train.gt_size % options.scale:
-        raise OptionsError(f"{source}: 'datasets.train.gt_size' ({options.datasets.train.gt_size}) "
+        problems.append(f"{source}: 'datasets.train.gt_size' ({options.datasets.train.gt_size}) "
                            f"must be a multiple of 'scale' ({options.scale})")
     for split, source_options in (("train", options.datasets.train), ("val", options.datasets.val)):
         if source_options is None:
@@ -206,58 +231,61 @@ def _check_values(options: Options, source: str) -> None:
             value = getattr(source_options, key, None)
             folders = value if isinstance(value, list) else [value]
             if value is not None and not (folders and all(isinstance(folder, str) for folder in folders)):
-                raise OptionsError(f"{source}: 'datasets.{split}.{key}' must be a folder or a list of folders, "
+                problems.append(f"{source}: 'datasets.{split}.{key}' must be a folder or a list of folders, "
                                    f"got {value!r}")
         needed = "manifest" if source_options.type is DatasetLayout.manifest else "dataroot_gt"
         if getattr(source_options, needed) is None:
-            raise OptionsError(f"{source}: 'datasets.{split}.{needed}' is required for type "
+            problems.append(f"{source}: 'datasets.{split}.{needed}' is required for type "
                                f"{source_options.type.value}")
     queue, batch = options.datasets.train.queue_size, options.datasets.train.batch_size_per_gpu
     if queue % batch:
-        raise OptionsError(f"{source}: 'datasets.train.queue_size' ({queue}) must be a multiple of "
+        problems.append(f"{source}: 'datasets.train.queue_size' ({queue}) must be a multiple of "
                            f"'datasets.train.batch_size_per_gpu' ({batch})")
     sampler = options.sampler
     online = sampler.type.value == "amo" and sampler.mode.value == "online"
     if sampler.type.value in ("sma", "smp", "amo"):
         for key in ("metric",) if online else ("metric", "cache"):
             if getattr(sampler, key) is None:
-                raise OptionsError(f"{source}: the {sampler.type.value} sampler needs 'sampler.{key}'")
+                problems.append(f"{source}: the {sampler.type.value} sampler needs 'sampler.{key}'")
     if sampler.tau <= 0 or sampler.grid_stride < 1:
-        raise OptionsError(f"{source}: 'sampler.tau' must be positive and 'sampler.grid_stride' at least 1")
+        problems.append(f"{source}: 'sampler.tau' must be positive and 'sampler.grid_stride' at least 1")
     cached_amo = sampler.type.value == "amo" and sampler.mode.value == "cached"
     if sampler.box_stride is not None and (
             sampler.box_stride < 1 or (cached_amo and sampler.box_stride % sampler.grid_stride)):
-        raise OptionsError(f"{source}: 'sampler.box_stride' ({sampler.box_stride}) must be at least 1, and with cached "
+        problems.append(f"{source}: 'sampler.box_stride' ({sampler.box_stride}) must be at least 1, and with cached "
                            f"AMO a multiple of 'sampler.grid_stride' ({sampler.grid_stride}): its boxes need scores")
     unknown_labels = [label for label in sampler.exclude_labels if label not in ("Positive", "Similar", "Negative")]
     if unknown_labels:
-        raise OptionsError(f"{source}: 'sampler.exclude_labels' holds {unknown_labels}; labels are Positive, "
+        problems.append(f"{source}: 'sampler.exclude_labels' holds {unknown_labels}; labels are Positive, "
                            "Similar and Negative")
     if not 0 <= options.train.ema_decay < 1:
-        raise OptionsError(f"{source}: 'train.ema_decay' must be in [0, 1), got {options.train.ema_decay}")
-    _check_stage2(options, source)
-    _check_speed(options, source)
+        problems.append(f"{source}: 'train.ema_decay' must be in [0, 1), got {options.train.ema_decay}")
+    problems += _stage2_problems(options, source) + _speed_problems(options, source)
+    raise_option_problems(problems)
 
 
-def _check_stage2(options: Options, source: str) -> None:
+def _stage2_problems(options: Options, source: str) -> list[str]:
+    problems: list[str] = []
     lora, iqa_opt = options.lora, options.train.iqa_opt
     if lora is not None and lora.enabled:
         if lora.rank < 1 or lora.alpha <= 0 or not 0 <= lora.dropout < 1:
-            raise OptionsError(f"{source}: 'lora' needs rank >= 1, alpha > 0 and dropout in [0, 1); got rank "
+            problems.append(f"{source}: 'lora' needs rank >= 1, alpha > 0 and dropout in [0, 1); got rank "
                                f"{lora.rank}, alpha {lora.alpha}, dropout {lora.dropout}")
         if options.path.pretrain_network_g is None:
-            raise OptionsError(f"{source}: LoRA adapts a trained generator; set 'path.pretrain_network_g' to the "
+            problems.append(f"{source}: LoRA adapts a trained generator; set 'path.pretrain_network_g' to the "
                                "stage-1 run folder or weights file (or lora.enabled: false)")
     if iqa_opt is not None and iqa_opt.loss_weight < 0:
-        raise OptionsError(f"{source}: 'train.iqa_opt.loss_weight' must be >= 0 (the sign follows the metric's "
+        problems.append(f"{source}: 'train.iqa_opt.loss_weight' must be >= 0 (the sign follows the metric's "
                            f"direction), got {iqa_opt.loss_weight}")
     if options.path.pretrain_network_d is not None and options.network_d is None:
-        raise OptionsError(f"{source}: 'path.pretrain_network_d' is set but there is no 'network_d'")
+        problems.append(f"{source}: 'path.pretrain_network_d' is set but there is no 'network_d'")
+    return problems
 
 
-def _check_speed(options: Options, source: str) -> None:
+def _speed_problems(options: Options, source: str) -> list[str]:
     """torch.compile would only refuse a mode or backend after the run folder exists. Checked only with
     compile on: importing inductor's mode list costs over a second per process."""
+    problems: list[str] = []
     train = options.train
     if train.compile:
         import torch._dynamo
@@ -267,10 +295,11 @@ def _check_speed(options: Options, source: str) -> None:
                    "train.compile_mode": (train.compile_mode, list(list_mode_options()))}
         for key, (value, valid) in choices.items():
             if value is not None and value not in valid:
-                raise OptionsError(f"{source}: '{key}' is '{value}'; {did_you_mean(value, valid)}")
+                problems.append(f"{source}: '{key}' is '{value}'; {did_you_mean(value, valid)}")
     if options.datasets.train.prefetch_factor < 1:
-        raise OptionsError(f"{source}: 'datasets.train.prefetch_factor' must be at least 1, "
+        problems.append(f"{source}: 'datasets.train.prefetch_factor' must be at least 1, "
                            f"got {options.datasets.train.prefetch_factor}")
+    return problems
 
 
 def _translated(config: DictConfig, source: str, problems: list[str], mapped: list[str],

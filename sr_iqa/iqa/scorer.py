@@ -240,8 +240,10 @@ def run_scoring(entries: Sequence[GTEntry], metric_names: Sequence[str], cache_p
     """Score what is missing; every process takes every n-th image. The main process prints the summary."""
     from accelerate import Accelerator
 
+    from sr_iqa import writer_lock
     from sr_iqa.errors import OptionsError
     from sr_iqa.iqa.metrics import create_metric, is_full_reference
+    from sr_iqa.main_process import built_on_main
 
     if grid is not None and grid.size < NIQE_BLOCK and any(name.startswith("niqe") for name in metric_names):
         raise OptionsError(f"--grid {grid.size}:{grid.stride}: NIQE needs crops of at least {NIQE_BLOCK} pixels")
@@ -253,6 +255,9 @@ def run_scoring(entries: Sequence[GTEntry], metric_names: Sequence[str], cache_p
                for name in metric_names}  # every metric before any work: missing weights fail at once
     keys = {name: metric_key(name, metric_options.get(name)) for name in metric_names}
     rank, world = accelerator.process_index, accelerator.num_processes
+    # One scoring job per cache: a second one (another terminal, another node) stops here, naming the first.
+    lock = built_on_main(accelerator, lambda: writer_lock.acquire(Path(f"{cache_path}.lock"), str(cache_path),
+                                                                  "scoring job", "--cache"))
     if accelerator.is_main_process:  # creates or migrates the file, and takes in a killed run's spools
         ScoreCache(cache_path).merge_spools()
     accelerator.wait_for_everyone()
@@ -285,3 +290,4 @@ def run_scoring(entries: Sequence[GTEntry], metric_names: Sequence[str], cache_p
                 writer.store_grids(key, records, grid.size, grid.stride)
         print("\n".join(summary_lines(writer, entries, list(keys.values()))), flush=True)
         writer.close()
+        writer_lock.release(lock)

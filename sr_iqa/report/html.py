@@ -10,6 +10,7 @@ import json
 import math
 from pathlib import Path
 
+from sr_iqa.atomic_files import write_text_atomically
 from sr_iqa.data.check import discover_splits
 from sr_iqa.errors import SrIqaError
 from sr_iqa.evaluate.multi_gt import best
@@ -98,5 +99,5 @@ def write_report(root: Path) -> Path:
                  "document.body.dataset.imagesRendered = images.filter(i => i.naturalWidth > 0).length; });</script>")
     parts.append("</body></html>")
     out = root / "report.html"
-    out.write_text("\n".join(parts))
+    write_text_atomically(out, "\n".join(parts))
     return out

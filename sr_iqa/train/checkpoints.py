@@ -28,7 +28,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from sr_iqa.atomic_files import remove_leftovers as remove_partial_files
-from sr_iqa.atomic_files import write_with
+from sr_iqa.atomic_files import write_text_atomically, write_with
 from sr_iqa.errors import RunFolderError
 
 _WEIGHTS_PATTERN = re.compile(r"^(?P<stem>.+)_(?P<iteration>\d+)\.safetensors$")
@@ -112,7 +112,7 @@ LEGACY_FILES = {PROGRESS_FILE: "custom_checkpoint_0.pkl", EMA_FILE: "custom_chec
 
 def save_own_state(folder: Path, iteration: int, ema_state: dict[str, torch.Tensor] | None) -> None:
     """The iteration and the EMA weights, into a state folder (main process)."""
-    (folder / PROGRESS_FILE).write_text(json.dumps({"iteration": iteration}) + "\n")
+    write_text_atomically(folder / PROGRESS_FILE, json.dumps({"iteration": iteration}) + "\n")
     if ema_state is not None:
         save_tensors(ema_state, folder / EMA_FILE)
 

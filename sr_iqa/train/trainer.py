@@ -25,6 +25,8 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from sr_iqa import writer_lock
+from sr_iqa.atomic_files import write_text_atomically
 from sr_iqa.config import Options, options_to_yaml
 from sr_iqa.config.call_options import build_from_block
 from sr_iqa.config.schema import AmoMode, MixedPrecision, SamplerType
@@ -49,15 +51,15 @@ from sr_iqa.losses import (
     build_perceptual_loss,
     build_pixel_loss,
 )
+from sr_iqa.main_process import built_on_main
 from sr_iqa.models.discriminators import build_discriminator
 from sr_iqa.models.generators import build_generator
 from sr_iqa.models.lora import AdapterSettings, add_adapters
 from sr_iqa.models.weight_files import generator_metadata, load_network_weights, save_adapter
 from sr_iqa.progress import progress_bar
 from sr_iqa.sampling import build_chooser, online_amo_choice
-from sr_iqa.train import checkpoints, resume_check, run_lock, speed
+from sr_iqa.train import checkpoints, resume_check, speed
 from sr_iqa.train.experiment import ExperimentFolders
-from sr_iqa.train.main_process import built_on_main
 from sr_iqa.train.optim import build_optimizer, build_scheduler
 from sr_iqa.train.pair_pool import TrainingPairPool
 from sr_iqa.train.stage1_reference import Stage1Reference
@@ -149,8 +151,9 @@ class Trainer:
             self.iqa_objective = IqaObjective(metric, iqa_opt.loss_weight, iqa_opt.augment)
         net_g = self._build_generator()  # wrong pretrained weights or LoRA targets stop the run before it writes
         # The first write: a second training under this name (reading the folder above is harmless) stops here.
-        self.run_lock = built_on_main(self.accelerator, lambda: run_lock.acquire(
-            Path(options.path.experiments_root), options.name))
+        self.run_lock = built_on_main(self.accelerator, lambda: writer_lock.acquire(
+            writer_lock.run_lock_file(Path(options.path.experiments_root), options.name), str(self.folders.root),
+            "training", "path.experiments_root"))
         self._create_run_folder()
         self._build_model(net_g)
         # The networks start identical on every rank (seeded above); from here each rank draws its own resizes,
@@ -247,7 +250,7 @@ class Trainer:
             self.folders.create()
             for leftover in checkpoints.remove_leftovers(self.folders.models, self.folders.training_states):
                 log.info("removed %s, left by a save or prune that was killed", leftover)
-            self.folders.options_file.write_text(options_to_yaml(self.options))
+            write_text_atomically(self.folders.options_file, options_to_yaml(self.options))
             self.log_file = logging.FileHandler(self.folders.logs / "train.log")
             self.log_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
             replay_startup_log(logging.getLogger("sr_iqa"), self.log_file)  # the options and data summary too
@@ -421,7 +424,7 @@ class Trainer:
             bar.close()
             self.accelerator.end_training()
             if self.accelerator.is_main_process:
-                run_lock.release(self.run_lock)
+                writer_lock.release(self.run_lock)
             if self.log_file is not None:
                 logging.getLogger("sr_iqa").removeHandler(self.log_file)
                 self.log_file.close()

@@ -1,0 +1,59 @@
+"""One writer at a time: an advisory lock (``flock``) on a small file, holding the writer's pid, host and start.
+
+A training holds ``<experiments_root>/.<name>.lock`` from its first write to its end, and ``sr-iqa score`` holds
+``<cache>.lock`` while it writes the cache: a second training under the same name (a rerun, a second `ablate`,
+a command on another node of the same file system) or a second scoring job on the same cache stops at once with
+the holder's name, instead of both writing the same files. The operating system drops the lock when its process
+ends, killed or not: there is no stale lock to remove."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import time
+from pathlib import Path
+
+from sr_iqa.errors import RunFolderError
+
+# Locks this process holds, by path: a second Trainer in one process (tests, an in-process resume) takes the
+# lock it already has instead of refusing itself.
+_HELD: dict[Path, int] = {}
+
+
+def acquire(lock_file: Path, resource: str, what: str, setting: str = "the folder") -> Path:
+    """Take the lock on ``lock_file`` (creating its folder) for writing ``resource``; held by another process,
+    or in a folder that cannot be written, it is a ``RunFolderError`` naming the holder (``what`` says what it
+    is doing: "training", "scoring job"; ``setting`` names the option that chose the folder)."""
+    path = lock_file.absolute()
+    if path in _HELD:
+        return path
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as error:
+        raise RunFolderError(f"cannot write to {path.parent} ({error.strerror}); set {setting} to a folder you can "
+                             "write") from None
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(descriptor, 512, 0).decode(errors="replace").strip() or "another process"
+        os.close(descriptor)
+        raise RunFolderError(f"{resource} is being written by another {what} ({holder}); wait for it to end, or "
+                             "choose another name") from None
+    os.ftruncate(descriptor, 0)
+    os.pwrite(descriptor, f"pid {os.getpid()} on {socket.gethostname()}, since "
+                          f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
+    _HELD[path] = descriptor
+    return path
+
+
+def release(path: Path | None) -> None:
+    descriptor = _HELD.pop(path, None) if path is not None else None
+    if descriptor is not None:
+        os.close(descriptor)  # closing drops the lock; the file stays (removing it would race a new holder)
+
+
+def run_lock_file(experiments_root: Path, name: str) -> Path:
+    """A training's lock: beside its run folder, so that taking it creates nothing inside."""
+    return experiments_root / f".{name}.lock"
