@@ -430,3 +430,36 @@ def test_a_download_that_stalls_fails_in_one_line_naming_the_file(tmp_path: Path
     assert accepted, "the download reached the server"
     assert not target.exists() and socket.getdefaulttimeout() is None
     server.close()
+
+
+def _grid_rows(cache: Path) -> list[tuple]:
+    with sqlite3.connect(cache) as db:
+        if not db.execute("SELECT name FROM sqlite_master WHERE name = 'grids'").fetchall():
+            return []  # the table is made when grids are first packed
+        return db.execute("SELECT * FROM grids ORDER BY 1, 2").fetchall()
+
+
+def test_a_score_stopped_before_packing_its_grids_packs_them_on_rerun(tree: Path, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch):
+    """A kill after the last score but before the grids are packed (fault injected at that point): the rerun
+    scores nothing and packs the same grids an uninterrupted run has."""
+    from sr_iqa.cli import main
+    from sr_iqa.iqa.score_cache import ScoreCache
+
+    def command(cache: Path) -> list[str]:
+        return ["score", "--dataset", str(tree), "--metric", "niqe", "--grid", "96:16", "--cache", str(cache),
+                "--num-workers", "0"]
+
+    assert main(command(tmp_path / "straight.db")) == 0
+
+    def killed(*args: object, **kwargs: object) -> int:
+        raise KeyboardInterrupt
+
+    cache = tmp_path / "stopped.db"
+    with monkeypatch.context() as patch:
+        patch.setattr(ScoreCache, "store_grids", killed)
+        assert main(command(cache)) == 130
+    assert _rows(cache) == _rows(tmp_path / "straight.db") and _grid_rows(cache) == []
+    assert main(command(cache)) == 0
+    assert _rows(cache) == _rows(tmp_path / "straight.db")
+    assert _grid_rows(cache) == _grid_rows(tmp_path / "straight.db") != []

@@ -7,12 +7,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from accelerate import init_empty_weights
 from basicsr.archs.rrdbnet_arch import RRDBNet
 from basicsr.archs.swinir_arch import SwinIR
 
-from sr_iqa.config.call_options import build_from_block, check_call_block, check_sizes, trial_build
+from sr_iqa.config.call_options import build_from_block, check_call_block, check_sizes
 from sr_iqa.errors import OptionsError
+from sr_iqa.models.meta_trial import run_on_meta
 from sr_iqa.models.rrdbps_arch import RRDBPSNet
 
 GENERATOR_TYPES = {"RRDBNet": RRDBNet, "RRDBPSNet": RRDBPSNet, "SwinIR": SwinIR}
@@ -53,18 +53,8 @@ def check_generator_builds(block: Mapping[str, Any], scale: int, source: str) ->
     and a network that upsamples by another factor than ``scale`` (RRDBNet always by 4 at ``scale: 3``), are one
     line now instead of a traceback at the first validation or step."""
     check_sizes(block, "network_g", source)
-    with init_empty_weights():  # parameters on the meta device; the constructor's own arithmetic (SwinIR's) on the CPU
-        net = trial_build("network_g", source, lambda: build_from_block(block, GENERATOR_TYPES))
-    with torch.device("meta"):
-        net.to("meta")
-        trial = torch.zeros(1, int(block.get("num_in_ch", 3)), TRIAL_SIZE, TRIAL_SIZE)
-        try:
-            out = net(trial)
-        except NotImplementedError:  # an operator without a meta kernel: the shape cannot be tried here
-            return
-        except (RuntimeError, ValueError, TypeError, IndexError, AssertionError) as error:
-            raise OptionsError(f"{source}: 'network_g' cannot run: {str(error).strip().splitlines()[0]}") from None
-    factor = out.shape[-1] / TRIAL_SIZE
+    shape = run_on_meta(block, GENERATOR_TYPES, TRIAL_SIZE, "network_g", source)
+    factor = shape[-1] / TRIAL_SIZE if shape is not None else scale
     if factor != scale:
         raise OptionsError(f"{source}: 'network_g' ({block['type']}) upsamples by {factor:g}, but 'scale' is {scale}; "
                            f"choose a 'scale' that {block['type']} supports")
