@@ -3,21 +3,22 @@ training state whose random state is missing or damaged is said, not silently re
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
-import os
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, tiny_options, write_options
+from conftest import tiny_options, write_options
 
-from sr_iqa import writer_lock
+from sr_iqa import cli, writer_lock
 from sr_iqa.config import load_options
 from sr_iqa.errors import OptionsError
+from sr_iqa.train.experiment import ExperimentFolders
 from sr_iqa.train.trainer import Trainer
 
 
@@ -80,33 +81,35 @@ def test_a_missing_or_damaged_random_state_is_said(saved_run: Path, tmp_path: Pa
     assert expected in caplog.text and "not bit-for-bit an uninterrupted run" in caplog.text
 
 
-def test_a_second_training_under_one_name_stops_naming_the_first(demo_set, tmp_path: Path):
-    """Two trainings with one run name: the second stops at once with the first's pid; a killed holder leaves no
-    lock behind (the operating system drops it)."""
-    options = tiny_options(demo_set, tmp_path / "experiments", total_iter=100000)
-    options["logger"] |= {"print_freq": 1, "save_checkpoint_freq": 1000000}  # no state: the lock alone refuses
-    option_file = write_options(tmp_path / "o.yml", options)
-    command = [sys.executable, "-m", "sr_iqa", "train", "-opt", str(option_file)]
-    first = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                             start_new_session=True)
+def test_a_second_training_under_one_name_stops_naming_the_first(saved_run: Path, tmp_path: Path):
+    """While another process holds a run's lock (as a running training does), a training under that name stops
+    at its first write, naming the holder's pid, and writes nothing; once the holder is killed the lock is free
+    (the operating system drops it), and a training that ends releases it too."""
+    option_file, run = _copy(saved_run, tmp_path)
+    lock = writer_lock.run_lock_file(tmp_path / "experiments", "tiny")
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import time; from pathlib import Path; from sr_iqa import writer_lock\n"
+        f"writer_lock.acquire(Path('{lock}'), 'the run', 'training'); print('held', flush=True); time.sleep(600)")],
+        stdout=subprocess.PIPE, text=True)
     try:
-        lock = writer_lock.run_lock_file(tmp_path / "experiments", "tiny")
-        deadline = time.monotonic() + 120
-        while not (lock.is_file() and f"pid {first.pid} " in lock.read_text()):
-            assert first.poll() is None and time.monotonic() < deadline, "the first training did not start"
-            time.sleep(0.2)
-        second = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
-        assert second.returncode == 2 and "Traceback" not in second.stderr
-        errors = [line for line in second.stderr.splitlines() if "error:" in line]
-        assert len(errors) == 1
-        run = tmp_path / "experiments" / "tiny"
-        assert f"{run} is being written by another training (pid {first.pid} on" in errors[0]
-        assert first.poll() is None  # the first goes on
+        assert holder.stdout.readline().strip() == "held"
+        errors = io.StringIO()
+        with contextlib.redirect_stderr(errors):
+            code = cli.main(["train", "-opt", str(option_file), "path.resume_state=auto", "train.total_iter=3"])
+        lines = [line for line in errors.getvalue().splitlines() if "error:" in line]
+        assert code == 2 and len(lines) == 1, errors.getvalue()
+        assert f"{run} is being written by another training (pid {holder.pid} on" in lines[0]
+        assert not (run / "training_states" / "3").exists()
     finally:
-        os.killpg(first.pid, signal.SIGKILL)
-        first.wait()
-    held = writer_lock.acquire(lock, "the run", "training")  # free again once its holder is gone
-    writer_lock.release(held)
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert Trainer(load_options(option_file, ["path.resume_state=auto", "train.total_iter=3"])).train() == \
+        ExperimentFolders(run)  # free once its holder is gone
+    assert (run / "training_states" / "3").is_dir()
+    taker = subprocess.run([sys.executable, "-c", (  # another process takes it at once: the training released it
+        f"from pathlib import Path; from sr_iqa import writer_lock; writer_lock.acquire(Path('{lock}'), 'r', 't')")],
+        capture_output=True, text=True, timeout=60)
+    assert taker.returncode == 0, taker.stderr
 
 
 def test_leftovers_of_a_killed_save_or_prune_are_removed_on_resume(saved_run: Path, tmp_path: Path,
