@@ -4,21 +4,18 @@ the perception-distortion plot, and ``ablation.json``, from which ``sr-iqa repor
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from sr_iqa.ablation.intervals import SeedSummary, summarise_seeds
 from sr_iqa.ablation.plan import Method
 from sr_iqa.atomic_files import write_text_atomically, write_with
 from sr_iqa.errors import SrIqaError
 from sr_iqa.evaluate.multi_gt import GOLD_STANDARD
 from sr_iqa.evaluate.tables import folder_name, markdown_table
-
-
-def _mean(values: Sequence[float]) -> float:
-    finite = [v for v in values if not math.isnan(v)]
-    return sum(finite) / len(finite) if finite else math.nan
 
 
 def aggregate(methods: Sequence[Method], root: Path, plot_metric: str, dataset: str, report_images: int) -> dict:
@@ -33,25 +30,35 @@ def aggregate(methods: Sequence[Method], root: Path, plot_metric: str, dataset: 
     lower_better, no_reference = first["lower_better"], first["no_reference"]
     metrics = [m for m in lower_better if m not in no_reference] + list(no_reference)
     labels = list(dict.fromkeys(method.label for method in methods))
-    rows = {label: {metric: _mean([summaries[m]["rows"][label][metric] for m in methods
-                                   if m.label == label and metric in summaries[m]["rows"][label]])
-                    for metric in metrics} for label in labels}
+    intervals = {label: {metric: summarise_seeds([summaries[m]["rows"][label][metric] for m in methods
+                                                  if m.label == label and metric in summaries[m]["rows"][label]])
+                         for metric in metrics} for label in labels}
+    rows = {label: {metric: summary.mean for metric, summary in by_metric.items()}
+            for label, by_metric in intervals.items()}
     rows[GOLD_STANDARD] = first["rows"][GOLD_STANDARD]
     seeds = sorted({method.seed for method in methods})
     table = markdown_table(rows, metrics, lower_better, no_reference)
     caption = (f"Methods averaged over seeds {seeds}; FR metrics against the Positive GTs; Gold Standard: the best "
                "GT per group, averaged.")
-    write_text_atomically(root / "ablation_table.md", f"{caption}\n\n{table}\n")
-    with (root / "ablation_table.csv").open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["method", *metrics])
-        writer.writerows([[label, *(row.get(m, "") for m in metrics)] for label, row in rows.items()])
+    text = f"{caption}\n\n{table}\n"
+    if len(seeds) > 1:
+        text += ("\nMean ± half width of the 95% interval over the seeds (Student's t with n - 1 degrees of freedom, "
+                 "n the seeds with a score; a NaN seed is left out and counted):\n\n"
+                 f"{interval_table(intervals, metrics, lower_better)}\n")
+    write_text_atomically(root / "ablation_table.md", text)
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    writer.writerow(["method", *metrics])
+    writer.writerows([[label, *(row.get(m, "") for m in metrics)] for label, row in rows.items()])
+    write_text_atomically(root / "ablation_table.csv", buffer.getvalue())
     plot = root / "perception_distortion.png"
     if plot_metric in no_reference and "psnr" in metrics:
         perception_distortion_plot(rows, plot_metric, bool(lower_better[plot_metric]), plot)
     first_seed = {m.label: m for m in methods if m.seed == seeds[0]}
     record = {
         "caption": caption, "table": table, "rows": rows, "metrics": metrics, "lower_better": lower_better,
+        "intervals": {label: {metric: summary.as_dict() for metric, summary in by_metric.items()}
+                      for label, by_metric in intervals.items()},
         "no_reference": no_reference, "plot": plot.name if plot.is_file() else None, "plot_metric": plot_metric,
         "dataset": dataset, "report_images": report_images,
         "sr_folders": {label: str(m.evaluation / "sr" / folder_name(label)) for label, m in first_seed.items()},
@@ -59,6 +66,15 @@ def aggregate(methods: Sequence[Method], root: Path, plot_metric: str, dataset: 
     }
     write_text_atomically(root / "ablation.json", json.dumps(record, indent=2) + "\n")
     return record
+
+
+def interval_table(intervals: dict[str, dict[str, SeedSummary]], metrics: Sequence[str],
+                   lower_better: dict[str, bool]) -> str:
+    header = ["Method"] + [f"{name} {'↓' if lower_better[name] else '↑'}" for name in metrics]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join([label] + [by_metric[name].cell() for name in metrics]) + " |"
+              for label, by_metric in intervals.items()]
+    return "\n".join(lines)
 
 
 def perception_distortion_plot(rows: dict[str, dict[str, float]], nr_metric: str, lower_better: bool,
