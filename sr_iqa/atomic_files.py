@@ -2,7 +2,7 @@
 
 A killed run, eval or install leaves the previous file or none, never half of one; processes that write the
 same file together (ranks, benchmark workers) each rename a complete file into place. The ``.partial`` names
-start with a dot, and ``remove_leftovers`` clears those of killed writers."""
+start with a dot, and ``remove_partial_files`` clears those of killed writers."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def write_with(path: Path, write: Callable[[Path], object]) -> None:
         write(partial)
 
 
-def remove_leftovers(folder: Path) -> list[Path]:
+def remove_partial_files(folder: Path) -> list[Path]:
     """The ``.partial`` files of killed writers in ``folder`` (not below it), removed; returns them."""
     leftovers = sorted(folder.glob(f".*{PARTIAL_SUFFIX}")) if folder.is_dir() else []
     for leftover in leftovers:

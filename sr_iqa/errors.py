@@ -27,3 +27,9 @@ class RunFolderError(SrIqaError):
 
 class NonFiniteError(SrIqaError):
     """Training diverged (a NaN or infinite loss or weight), or a weights file holds such values."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none): what a one-line error quotes
+    of a library's refusal."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from sr_iqa.config.suggest import did_you_mean
-from sr_iqa.errors import OptionsError
+from sr_iqa.errors import OptionsError, first_line
 
 _VALUE_TYPE_NAMES = {bool: "bool", int: "int", float: "float", str: "str", tuple: "list", list: "list"}
 
@@ -98,8 +98,7 @@ def trial_build(key: str, source: str, build: Callable[[], Any]) -> Any:
     try:
         return build()
     except BUILD_ERRORS as error:
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise OptionsError(f"{source}: '{key}' cannot be built: {reason}") from None
+        raise OptionsError(f"{source}: '{key}' cannot be built: {first_line(error)}") from None
 
 
 def check_sizes(block: Mapping[str, Any], key: str, source: str) -> None:

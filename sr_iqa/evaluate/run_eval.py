@@ -18,7 +18,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import gather_object
 
-from sr_iqa.atomic_files import remove_leftovers
+from sr_iqa.atomic_files import remove_partial_files
 from sr_iqa.data.datasets import EvalGroup, EvalGroupDataset
 from sr_iqa.data.groups import Group, GroupIndex
 from sr_iqa.data.image_io import read_rgb_tensor, write_rgb
@@ -130,7 +130,7 @@ def run_eval(methods: Sequence[Method], groups: Sequence[Group], metric_names: S
     lower_better = {name: metric_set.lower_better(name) for name in names}
     gold = gold_standard(gt_scores, {name: lower_better[name] for name in no_reference})
     summary = EvaluationSummary.from_results(results, gold, lower_better, skipped)
-    remove_leftovers(out)  # of an evaluation killed while writing here
+    remove_partial_files(out)  # of an evaluation killed while writing here
     write_evaluation(out, results, summary)
     write_gt_scores(out / "gt_scores.csv", groups, gt_scores, no_reference)
     write_summary_json(out, summary)  # last: its presence means every file above is complete

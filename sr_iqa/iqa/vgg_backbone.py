@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from sr_iqa.errors import OptionsError
+from sr_iqa.errors import OptionsError, first_line
 
 TORCHVISION_VGG = "torchvision"  # torchvision's ImageNet weights (vgg19-dcbb9e9d.pth): what BasicSR and HGGT use
 
@@ -27,8 +27,8 @@ def _read_state(path: Path) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - pickle, zip and safetensors errors alike mean an unusable file
-        first_line = (str(error).splitlines() or [type(error).__name__])[0]
-        raise OptionsError(f"{path}: not a weights file that loads without running code ({first_line})") from None
+        raise OptionsError(f"{path}: not a weights file that loads without running code ({first_line(error)})") \
+            from None
     if not isinstance(state, dict):
         raise OptionsError(f"{path}: holds a {type(state).__name__}, not a state dict")
     return state

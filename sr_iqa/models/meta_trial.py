@@ -14,43 +14,38 @@ from typing import Any
 import torch
 from accelerate import init_empty_weights
 
-from sr_iqa.config.call_options import BUILD_ERRORS, build_from_block
-from sr_iqa.errors import OptionsError
+from sr_iqa.config.call_options import BUILD_ERRORS
+from sr_iqa.errors import OptionsError, first_line
 
 
 @functools.lru_cache(maxsize=64)
-def _outcome(block_json: str, types_id: int, side: int) -> tuple[str | None, str | None, tuple[int, ...] | None]:
+def _outcome(target: Callable[..., torch.nn.Module], kwargs_json: str,
+             side: int) -> tuple[str | None, str | None, tuple[int, ...] | None]:
     """(what the constructor refused, what the forward refused, the output's shape)."""
-    block, choices = json.loads(block_json), _TYPES[types_id]
+    kwargs = json.loads(kwargs_json)
     try:
         with init_empty_weights():  # parameters on the meta device; the constructor's own arithmetic on the CPU
-            net = build_from_block(block, choices)
+            net = target(**kwargs)
     except BUILD_ERRORS as error:
-        return _first_line(error), None, None
+        return first_line(error), None, None
     with torch.device("meta"):
         net.to("meta")
         try:
-            out = net(torch.zeros(1, int(block.get("num_in_ch", 3)), side, side))
+            out = net(torch.zeros(1, int(kwargs.get("num_in_ch", 3)), side, side))
         except NotImplementedError:  # an operator without a meta kernel: the forward cannot be tried here
             return None, None, None
         except BUILD_ERRORS as error:
-            return None, _first_line(error), None
+            return None, first_line(error), None
     return None, None, tuple(out.shape) if isinstance(out, torch.Tensor) else None
-
-
-_TYPES: dict[int, Mapping[str, Callable[..., Any]]] = {}
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def run_on_meta(block: Mapping[str, Any], choices: Mapping[str, Callable[..., Any]], side: int, key: str,
                 source: str, input_name: str = "") -> tuple[int, ...] | None:
-    """Build ``block`` and run it on a ``side`` x ``side`` input on the meta device; the output's shape (None when
-    an operator has no meta kernel). A refusal is an ``OptionsError`` naming ``key`` (and ``input_name``)."""
-    _TYPES[id(choices)] = choices
-    built, ran, shape = _outcome(json.dumps(dict(block), sort_keys=True, default=str), id(choices), side)
+    """Build ``block`` (checked against ``choices``) and run it on a ``side`` x ``side`` input on the meta device;
+    the output's shape (None when an operator has no meta kernel). A refusal is an ``OptionsError`` naming ``key``
+    (and ``input_name``)."""
+    kwargs = {name: value for name, value in block.items() if name != "type"}
+    built, ran, shape = _outcome(choices[block["type"]], json.dumps(kwargs, sort_keys=True, default=str), side)
     if built is not None:
         raise OptionsError(f"{source}: '{key}' cannot be built: {built}")
     if ran is not None:

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from safetensors import safe_open
 
-from sr_iqa.errors import NonFiniteError, OptionsError
+from sr_iqa.errors import NonFiniteError, OptionsError, first_line
 from sr_iqa.models.generators import build_generator, generator_scale
 from sr_iqa.models.lora import AdapterSettings, adapter_state, merged_with_adapter
 from sr_iqa.pretrained.install import network_g_of_installed
@@ -73,8 +73,7 @@ def read_weights_state(path: Path, param_key: str = "params") -> tuple[dict[str,
         try:
             state, metadata = torch.load(path, map_location="cpu", weights_only=True), {}
         except Exception as error:  # noqa: BLE001 - pickle, zip and torch errors alike mean an unusable file
-            first_line = (str(error).splitlines() or [type(error).__name__])[0]
-            raise OptionsError(f"{path}: not a weights file that loads without running code ({first_line}); "
+            raise OptionsError(f"{path}: not a weights file that loads without running code ({first_line(error)}); "
                                "give a .safetensors file or a .pth that holds tensors only") from None
         if param_key in state:
             state = state[param_key]

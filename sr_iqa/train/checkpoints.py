@@ -27,9 +27,8 @@ from accelerate.utils.other import TORCH_SAFE_GLOBALS
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from sr_iqa.atomic_files import remove_leftovers as remove_partial_files
-from sr_iqa.atomic_files import write_text_atomically, write_with
-from sr_iqa.errors import RunFolderError
+from sr_iqa.atomic_files import remove_partial_files, write_text_atomically, write_with
+from sr_iqa.errors import RunFolderError, first_line
 
 _WEIGHTS_PATTERN = re.compile(r"^(?P<stem>.+)_(?P<iteration>\d+)\.safetensors$")
 
@@ -119,8 +118,7 @@ def save_own_state(folder: Path, iteration: int, ema_state: dict[str, torch.Tens
 
 def damaged_state_error(path: Path, error: BaseException) -> RunFolderError:
     """One line for a state file (or folder) that does not load with tensors only."""
-    first_line = (str(error).splitlines() or [type(error).__name__])[0]
-    return RunFolderError(f"{path}: damaged, or holds objects that would run code when loaded ({first_line}); "
+    return RunFolderError(f"{path}: damaged, or holds objects that would run code when loaded ({first_line(error)}); "
                           "resume from another state (path.resume_state: training_states/<iteration>) or start a "
                           "new run")
 
@@ -164,7 +162,7 @@ def random_state_problem(folder: Path, process_index: int) -> str | None:
         with torch.serialization.safe_globals(TORCH_SAFE_GLOBALS):
             torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - damage of any kind means the same to the user
-        return f"{path.name} does not load ({(str(error).splitlines() or [type(error).__name__])[0]})"
+        return f"{path.name} does not load ({first_line(error)})"
     return None
 
 
