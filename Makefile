@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint clean-demo system-deps wheelhouse
+.PHONY: demo experiment test lint clean-demo system-deps wheelhouse
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 
 demo: $(VENV)/.installed
 	$(BIN)/sr-iqa demo
+
+# The paper's orderings measured (experiments/RESULTS.md): PRESET=cpu (about an hour on 2 cores), gpu or tiny.
+PRESET ?= cpu
+experiment: $(VENV)/.installed
+	$(BIN)/sr-iqa experiment --preset $(PRESET)
 
 # The HTML-report test opens the report in headless Chromium: Debian's package, installed when missing.
 system-deps:

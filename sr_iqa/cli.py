@@ -327,6 +327,15 @@ def _ablate(args: argparse.Namespace) -> int:
     return run_ablation(args.opt, args.dry_run)
 
 
+def _experiment(args: argparse.Namespace) -> int:
+    from sr_iqa.ablation.experiment import preset_file, run_experiment
+
+    results = run_experiment(args.opt or preset_file(args.preset), args.dry_run)
+    if results is not None:
+        print(f"wrote {results}")
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     from sr_iqa.report.html import write_report
 
@@ -464,6 +473,15 @@ def build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("-opt", "--opt", type=Path, required=True, help="ablation file (options/ablation/)")
     ablate.add_argument("--dry-run", action="store_true", help="print the accelerate launch commands only")
     ablate.set_defaults(handler=_ablate)
+
+    experiment = commands.add_parser(
+        "experiment", help="the paper's orderings on photos scikit-image ships: samplers, stage-2 variants, Gold "
+                           "Standard, over seeds with 95%% intervals; writes experiments/RESULTS.md (resumable)")
+    which = experiment.add_mutually_exclusive_group(required=True)
+    which.add_argument("--preset", help="options/experiment/PRESET.yml: cpu (about an hour on 2 cores), gpu, tiny")
+    which.add_argument("-opt", "--opt", type=Path, help="an experiment file of your own")
+    experiment.add_argument("--dry-run", action="store_true", help="print the planned commands only")
+    experiment.set_defaults(handler=_experiment)
 
     report = commands.add_parser("report", help="write the HTML report of a finished ablation")
     report.add_argument("--ablation", type=Path, required=True, help="the ablation's folder (experiments/NAME)")

@@ -31,7 +31,7 @@ FULL_FINETUNE_RUN_NAME = "demo_ft_full"
 DEMO_PRETRAINED = ("realesrgan-x4plus", "vgg19-caffe")  # stage 1's start and its perceptual loss; a table row
 
 
-def _demo_data_overrides(paths: DemoSetPaths) -> list[str]:
+def demo_data_overrides(paths: DemoSetPaths) -> list[str]:
     return [
         f"datasets.train.dataroot_gt={paths.train_images}",
         f"datasets.train.dataroot_label={paths.train_labels}",
@@ -140,7 +140,7 @@ def run_demo(dataset_root: Path, options_file: Path, overrides: Sequence[str] = 
     install(DEMO_PRETRAINED, say=log.info)
     log.info("building the demo set in %s (reused when complete)", dataset_root)
     paths = build_demo_set(dataset_root, spec or DemoSetSpec())
-    data = _demo_data_overrides(paths)
+    data = demo_data_overrides(paths)
     # Run names apart from the option files' own, so `sr-iqa train -opt` on them starts afresh.
     stage1_options = load_options(options_file, [*data, f"name={DEMO_RUN_NAME}", *overrides])
     experiments = Path(stage1_options.path.experiments_root)

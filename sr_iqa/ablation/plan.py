@@ -7,11 +7,12 @@ finished steps and reruns the others, which resume (``path.resume_state=auto``).
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from omegaconf import MISSING, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, ValidationError
 
 from sr_iqa.config import load_options
@@ -22,6 +23,16 @@ SAMPLER_NAMES = {"original": "Original", "rand": "Rand", "upos": "UPos", "sma": 
 
 
 @dataclass
+class FinetuneOptions:
+    """One stage-2 variant: its option file (``{sampler}`` allowed), the samplers whose model it fine-tunes
+    (default: all) and overrides that make it this variant (``lora.enabled=false`` for full fine-tuning)."""
+
+    file: str = MISSING
+    samplers: list[str] | None = None
+    overrides: list[str] = field(default_factory=list)
+
+
+@dataclass
 class ArchOptions:
     """Option files may contain ``{sampler}`` (one file per sampler, used as written); without it the file's
     ``sampler.type`` is overridden and its sampler block supplies metric / cache / tau."""
@@ -29,12 +40,19 @@ class ArchOptions:
     stage1: str = MISSING  # stage-1 option file
     stage2: str | None = None  # stage-2 option file, or none
     stage2_samplers: list[str] | None = None  # the samplers whose model gets stage 2 (default: all)
+    # More stage-2 variants of one stage-1 model, by name (the label's suffix: "RRDB UPos+FT_HP"); each its own run.
+    finetunes: dict[str, FinetuneOptions] = field(default_factory=dict)
+
+
 
 
 @dataclass
 class LaunchOptions:
     num_processes: int = 1
     extra_args: list[str] = field(default_factory=list)  # e.g. [--multi_gpu] or [--num_machines, "2", ...]
+    # Run every step inside the runner's process (one process only): no interpreter and library start-up per
+    # step, which dominates a grid of many short CPU runs. The same commands are still what --dry-run prints.
+    in_process: bool = False
 
 
 @dataclass
@@ -59,19 +77,26 @@ class AblationOptions:
 
 
 def load_ablation(path: Path) -> AblationOptions:
-    user = read_yaml(path)  # a missing file or bad YAML: one message
-    problems = check_keys(user, AblationOptions, "", str(path))
+    return ablation_from_config(read_yaml(path), str(path))  # a missing file or bad YAML: one message
+
+
+def ablation_from_config(user: DictConfig, path: str, prefix: str = "") -> AblationOptions:
+    """Checked options from a parsed file (``prefix``: where the block sits in it, for the messages)."""
+    problems = check_keys(user, AblationOptions, prefix, path)
     for arch, block in (user.get("archs") or {}).items():
-        problems += check_keys(block, ArchOptions, f"archs.{arch}.", str(path))
+        problems += check_keys(block, ArchOptions, f"{prefix}archs.{arch}.", path)
+        for variant, finetune in ((block or {}).get("finetunes") or {}).items():
+            problems += check_keys(finetune, FinetuneOptions, f"{prefix}archs.{arch}.finetunes.{variant}.", path)
     raise_option_problems(problems)
     try:
         options = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(AblationOptions), user))
     except MissingMandatoryValue as error:
-        raise OptionsError(f"{path}: required key '{error.full_key}' is missing") from None
+        raise OptionsError(f"{path}: required key '{prefix}{error.full_key}' is missing") from None
     except ValidationError as error:
-        raise OptionsError(f"{path}: '{error.full_key}' has the wrong type: {str(error.msg).splitlines()[0]}") from None
+        raise OptionsError(f"{path}: '{prefix}{error.full_key}' has the wrong type: "
+                           f"{str(error.msg).splitlines()[0]}") from None
     if not options.archs:
-        raise OptionsError(f"{path}: 'archs' is empty; name at least one arch with its stage1 option file")
+        raise OptionsError(f"{path}: '{prefix}archs' is empty; name at least one arch with its stage1 option file")
     return options
 
 
@@ -95,6 +120,7 @@ class Method:
     label: str  # e.g. "RRDB AMO" or "RRDB AMO+FT"
     seed: int
     evaluation: Path  # the eval folder holding summary.json
+    base: str | None = None  # a stage-2 row: the label of the stage-1 model it fine-tunes (same seed)
 
 
 def _launch(options: AblationOptions, *arguments: str) -> list[str]:
@@ -139,25 +165,47 @@ def plan(options: AblationOptions, base: Path) -> tuple[list[Step], list[Method]
                                   _final_state(run, stage1.train.total_iter)))
                 steps.append(_eval_step(options, run_name, label, run, None))
                 methods.append(Method(label, seed, run / "eval"))
-                if files.stage2 is None or (files.stage2_samplers is not None and sampler not in files.stage2_samplers):
-                    continue
-                stage2_file, sampler_override = _option_file(base, files.stage2, sampler)
-                ft_name = f"{run_name}_ft"
-                stage2_overrides = [f"name={ft_name}", *sampler_override, f"path.pretrain_network_g={run}", *shared,
-                                    *options.stage2_overrides]
-                stage2 = load_options(stage2_file, stage2_overrides)
-                ft_run = root / ft_name
-                steps.append(Step(ft_name, "stage2", _launch(options, "train", "-opt", str(stage2_file),
-                                                             *stage2_overrides),
-                                  _final_state(ft_run, stage2.train.total_iter)))
-                stem = "lora_ema" if stage2.train.ema_decay > 0 else "lora"
-                adapter = None
-                if stage2.lora is not None and stage2.lora.enabled:
-                    adapter = ft_run / "models" / f"{stem}_{stage2.train.total_iter}.safetensors"
-                checkpoint = run if adapter is not None else ft_run
-                steps.append(_eval_step(options, ft_name, f"{label}+FT", checkpoint, adapter, ft_run))
-                methods.append(Method(f"{label}+FT", seed, ft_run / "eval"))
+                for variant, finetune in _finetunes(files).items():
+                    if finetune.samplers is not None and sampler not in finetune.samplers:
+                        continue
+                    steps += _stage2_steps(options, base, finetune, sampler, run, shared, label, variant)
+                    methods.append(Method(f"{label}+{variant}", seed, root / f"{run_name}_{_slug(variant)}" / "eval",
+                                          base=label))
     return steps, methods
+
+
+def _finetunes(files: ArchOptions) -> dict[str, FinetuneOptions]:
+    """The arch's stage-2 variants; ``stage2`` is the variant named FT."""
+    variants = {} if files.stage2 is None else {"FT": FinetuneOptions(files.stage2, files.stage2_samplers)}
+    return variants | files.finetunes
+
+
+def _slug(variant: str) -> str:
+    """A variant's run-folder suffix: FT -> ft, "full FT" -> full_ft."""
+    return re.sub(r"[^a-z0-9]+", "_", variant.lower()).strip("_")
+
+
+def _stage2_steps(options: AblationOptions, base: Path, finetune: FinetuneOptions, sampler: str, stage1_run: Path,
+                  shared: list[str], base_label: str, variant: str) -> list[Step]:
+    """The stage-2 training of one variant on a stage-1 model, and the evaluation of its result (the adapter
+    merged into the stage-1 model with LoRA, the run's own generator without)."""
+    stage2_file, sampler_override = _option_file(base, finetune.file, sampler)
+    ft_name = f"{stage1_run.name}_{_slug(variant)}"
+    overrides = [f"name={ft_name}", *sampler_override, f"path.pretrain_network_g={stage1_run}", *shared,
+                 *options.stage2_overrides, *finetune.overrides]
+    stage2 = load_options(stage2_file, overrides)
+    if stage2.network_d is not None:  # a variant that keeps the GAN term continues stage 1's discriminator
+        overrides.insert(overrides.index(f"path.pretrain_network_g={stage1_run}") + 1,
+                         f"path.pretrain_network_d={stage1_run}")
+    ft_run = stage1_run.parent / ft_name
+    stem = "lora_ema" if stage2.train.ema_decay > 0 else "lora"
+    adapter = None
+    if stage2.lora is not None and stage2.lora.enabled:
+        adapter = ft_run / "models" / f"{stem}_{stage2.train.total_iter}.safetensors"
+    return [Step(ft_name, "stage2", _launch(options, "train", "-opt", str(stage2_file), *overrides),
+                 _final_state(ft_run, stage2.train.total_iter)),
+            _eval_step(options, ft_name, f"{base_label}+{variant}", stage1_run if adapter is not None else ft_run,
+                       adapter, ft_run)]
 
 
 def _eval_step(options: AblationOptions, run_name: str, label: str, checkpoint: Path | str, adapter: Path | None,

@@ -15,10 +15,12 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from sr_iqa.ablation.aggregate import aggregate
-from sr_iqa.ablation.plan import load_ablation, plan
+from sr_iqa.ablation.plan import AblationOptions, Method, load_ablation, plan
+from sr_iqa.atomic_files import write_text_atomically
 from sr_iqa.errors import SrIqaError
 
 log = logging.getLogger("sr_iqa.ablate")
@@ -90,27 +92,81 @@ def _wait_for_group(group: int) -> None:
         time.sleep(0.2)
 
 
+def _run_in_process(command: list[str]) -> int:
+    """A planned step run by this process's CLI entry point (``launch.in_process``). Accelerate keeps one
+    precision per process, so its state is forgotten after each step (the device is kept)."""
+    from accelerate.state import AcceleratorState
+
+    from sr_iqa.cli import main
+
+    try:
+        return main(command[command.index("sr_iqa") + 1:])
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=False)
+
+
 def run_ablation(path: Path, dry_run: bool = False) -> int:
     options = load_ablation(path)
+    finished = execute(options, f"sr-iqa ablate -opt {path}", dry_run)
+    if finished is not None:
+        record = finished.record
+        from sr_iqa.report.html import write_report
+
+        root = Path(options.experiments_root) / options.name
+        report = write_report(root)
+        print(f"{record['caption']}\n\n{record['table']}\n\nwrote {root / 'ablation_table.md'}, {report}")
+    return 0
+
+
+@dataclass(frozen=True)
+class FinishedAblation:
+    record: dict  # what ablation.json holds
+    methods: list[Method]  # the table's rows before averaging over seeds
+    step_seconds: dict[str, float]  # "<run> <kind>" -> seconds the step took (over every invocation)
+
+
+STEP_SECONDS = "step_seconds.json"  # in the ablation's folder
+
+
+def execute(options: AblationOptions, rerun: str, dry_run: bool = False) -> FinishedAblation | None:
+    """Run the unfinished steps of the plan in order, then aggregate (None with ``dry_run``, which prints the
+    steps). ``rerun``: the command that continues after a failure."""
     steps, methods = plan(options, Path())  # option-file paths as written, relative to here
     root = Path(options.experiments_root) / options.name
     if dry_run:
         for step in steps:
             status = "done" if _finished(step.done_when) else "to run"
             print(f"# {step.run} {step.kind} ({status})\n{step.shell()}")
-        return 0
+        return None
+    if options.launch.in_process and options.launch.num_processes != 1:
+        raise SrIqaError("launch.in_process runs one process; set launch.num_processes: 1 or in_process: false")
     root.mkdir(parents=True, exist_ok=True)
+    seconds_file = root / STEP_SECONDS
+    step_seconds = _read_step_seconds(seconds_file)
     for number, step in enumerate(steps, start=1):
         if _finished(step.done_when):
             log.info("[%d/%d] %s %s: done, skipped", number, len(steps), step.run, step.kind)
             continue
         log.info("[%d/%d] %s %s: %s", number, len(steps), step.run, step.kind, step.shell())
-        if _run_step(_launch_here(step.command)) != 0:
-            raise SrIqaError(f"{step.run} {step.kind} failed; fix the cause and rerun `sr-iqa ablate -opt {path}` "
+        started = time.monotonic()
+        code = (_run_in_process(step.command) if options.launch.in_process
+                else _run_step(_launch_here(step.command)))
+        if code == 130:
+            raise SrIqaError(f"interrupted; rerun `{rerun}` to continue (finished steps are skipped, training "
+                             "resumes)")
+        if code != 0:
+            raise SrIqaError(f"{step.run} {step.kind} failed; fix the cause and rerun `{rerun}` "
                              f"(finished steps are skipped, training resumes): {step.shell()}")
+        key = f"{step.run} {step.kind}"
+        step_seconds[key] = step_seconds.get(key, 0.0) + time.monotonic() - started  # a resumed step adds up
+        write_text_atomically(seconds_file, json.dumps(step_seconds, indent=1) + "\n")
     record = aggregate(methods, root, options.plot_metric, options.dataset, options.report_images)
-    from sr_iqa.report.html import write_report
+    return FinishedAblation(record, methods, step_seconds)
 
-    report = write_report(root)
-    print(f"{record['caption']}\n\n{record['table']}\n\nwrote {root / 'ablation_table.md'}, {report}")
-    return 0
+
+def _read_step_seconds(path: Path) -> dict[str, float]:
+    """What earlier invocations recorded; an unreadable file only loses timings, never work."""
+    try:
+        return {str(k): float(v) for k, v in json.loads(path.read_text()).items()}
+    except (OSError, ValueError, AttributeError):
+        return {}

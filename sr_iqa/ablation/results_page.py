@@ -1,0 +1,194 @@
+"""An experiment's section of ``experiments/RESULTS.md``: how it was run (command, machine, versions, time), its
+design, the tables with 95% intervals over seeds, each claim's verdict and the perception-distortion plot.
+
+The section sits between two markers naming the experiment, so a rerun replaces its own section and leaves the
+others (another preset, the authors' interpretation outside the markers) as they are.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import math
+import os
+import platform
+import subprocess
+import time
+from importlib import metadata
+from pathlib import Path
+
+from sr_iqa.ablation.experiment import Experiment
+from sr_iqa.ablation.findings import Findings
+from sr_iqa.ablation.plan import AblationOptions
+from sr_iqa.atomic_files import write_text_atomically, write_with
+from sr_iqa.evaluate.multi_gt import GOLD_STANDARD
+
+PACKAGES = ("sr_iqa", "torch", "basicsr", "pyiqa", "peft", "accelerate")
+HEADER = """# Experiments: the paper's orderings measured with sr_iqa
+
+Each section between `<!-- begin ... -->` and `<!-- end ... -->` is written by `sr-iqa experiment` (a rerun
+replaces it); the text outside the markers is the authors' reading of it.
+"""
+
+
+def write_results(experiment: Experiment, ablation: AblationOptions, findings: Findings,
+                  step_seconds: dict[str, float], started: float) -> Path:
+    results = Path(experiment.settings.results)
+    plot = results.parent / "results" / f"{ablation.name}_perception_distortion.png"
+    perception_distortion_plot(findings, plot)
+    section = render(experiment, ablation, findings, step_seconds, time.time() - started,
+                     plot.relative_to(results.parent))
+    replace_section(results, ablation.name, section)
+    return results
+
+
+def replace_section(path: Path, name: str, section: str) -> None:
+    begin, end = f"<!-- begin {name} -->", f"<!-- end {name} -->"
+    text = path.read_text() if path.is_file() else HEADER
+    block = f"{begin}\n{section.rstrip()}\n{end}"
+    if begin in text and end in text:
+        text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip() + f"\n\n{block}\n"
+    write_text_atomically(path, text)
+
+
+def _arrow(findings: Findings, measure: str) -> str:
+    return "↑" if findings.higher_better[measure] else "↓"
+
+
+def _table(findings: Findings, labels: list[str], measures: list[str], gold: bool) -> str:
+    header = ["Method", *(f"{m.replace('Q', findings.q.upper()) if m == 'Q' else m} {_arrow(findings, m)}"
+                          for m in measures)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for label in labels:
+        cells = [findings.summaries[label][m].cell() if m in findings.summaries[label] else "" for m in measures]
+        lines.append("| " + " | ".join([label, *cells]) + " |")
+    if gold:
+        cells = [f"{findings.gold[m]:.4f}" if m in findings.gold else "" for m in measures]
+        lines.append("| " + " | ".join([f"{GOLD_STANDARD} (best GT per group)", *cells]) + " |")
+    return "\n".join(lines)
+
+
+def _claims_table(findings: Findings, section: str) -> str:
+    lines = ["| Claim | Paper (MUSIQ ↑ unless named) | Measure | Difference, mean ± 95% interval | Verdict |",
+             "|---|---|---|---|---|"]
+    for result in findings.claims[section]:
+        measure = findings.q.upper() if result.claim.measure == "Q" else result.claim.measure
+        difference = "" if result.difference is None else result.difference.cell()
+        lines.append(f"| {result.arch}: {result.claim.text} | {result.claim.paper} | {measure} | {difference} | "
+                     f"{result.verdict} |")
+    return "\n".join(lines)
+
+
+def _machine() -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError, StopIteration):
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    gpu = f"; GPU: {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "; no GPU"
+    return f"{cpu}, {os.cpu_count()} cores{gpu}; {platform.system()} {platform.release()}"
+
+
+def _versions() -> str:
+    found = []
+    for name in PACKAGES:
+        try:
+            found.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            found.append(f"{name} (not installed)")
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                check=True, timeout=10).stdout.strip()
+        found.append(f"commit {commit}")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return f"Python {platform.python_version()}, " + ", ".join(found)
+
+
+def _code(overrides: list[str]) -> str:
+    return f"`{' '.join(overrides)}`" if overrides else "none"
+
+
+def _minutes(step_seconds: dict[str, float], kind: str) -> float:
+    return sum(seconds for key, seconds in step_seconds.items() if key.endswith(f" {kind}")) / 60
+
+
+def render(experiment: Experiment, ablation: AblationOptions, findings: Findings, step_seconds: dict[str, float],
+           wall_seconds: float, plot: Path) -> str:
+    settings = experiment.settings
+    stage1 = [label for label in findings.summaries if label not in findings.bases]
+    stage2 = list(findings.bases)
+    total = sum(step_seconds.values()) / 60
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    parts = [
+        f"## Preset `{settings.preset}` (`{ablation.name}`)",
+        f"Written by `sr-iqa experiment --preset {settings.preset}` (option file `{experiment.source}`) on {now}.",
+        f"- Machine: {_machine()}.\n- Versions: {_versions()}.\n"
+        f"- Time: {total:.1f} min of steps (stage 1 {_minutes(step_seconds, 'stage1'):.1f}, stage 2 "
+        f"{_minutes(step_seconds, 'stage2'):.1f}, evaluation {_minutes(step_seconds, 'eval'):.1f}; summed over "
+        f"every invocation, {len(step_seconds)} steps); this invocation {wall_seconds / 60:.1f} min with the data "
+        "and the analysis.",
+        "### Design (fixed before the first run)",
+        settings.design.strip(),
+        f"- Q: {settings.q} (samplers and stage 2); monitors, never trained on: {', '.join(settings.monitors)}; "
+        f"distortion against the original GT: {', '.join(settings.distortion)}.\n"
+        f"- {findings.held_out_groups} held-out groups; seeds {findings.seeds}; every cell is the mean over seeds "
+        "± the half width of its 95% interval (Student's t, n - 1 degrees of freedom).\n"
+        f"- Overrides of every run (after the option files): {_code(ablation.overrides)}; stage 1: "
+        f"{_code(ablation.stage1_overrides)}; stage 2: {_code(ablation.stage2_overrides)}.",
+        "### 1. Samplers (stage 1), on the held-out groups",
+        _table(findings, stage1, findings.stage1_measures, gold=True),
+        _claims_table(findings, "Samplers"),
+        "### 2. Stage 2, against the stage-1 model each run fine-tunes (same seed)",
+        f"Q gain: {settings.q} of the fine-tuned model minus its stage-1 model's, positive = better. Gaming gap: "
+        f"the change of {settings.q} minus the mean change of the monitors, in percent of the stage-1 values "
+        "(positive: Q rose more than the metrics it was not trained on). Structured noise: RMS of the periodic "
+        "high-frequency part of SR(fine-tuned) - SR(stage 1), grey levels. PSNR change: against the original, "
+        "fine-tuned minus stage 1.",
+        _table(findings, stage2, findings.stage2_measures, gold=False),
+        _claims_table(findings, "Stage 2"),
+        "### 3. Against the Gold Standard",
+        _claims_table(findings, "Gold Standard"),
+        f"![perception-distortion]({plot.as_posix()})",
+    ]
+    return "\n\n".join(part for part in parts if part) + "\n"
+
+
+def perception_distortion_plot(findings: Findings, path: Path) -> None:
+    """Q against PSNR to the original, each method at its mean with its 95% intervals as error bars; the Gold
+    Standard is the vertical line at its Q."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    figure, axes = pyplot.subplots(figsize=(7, 5), dpi=120)
+    for label, measures in findings.summaries.items():
+        q, psnr = measures["Q"], measures.get("psnr vs original")
+        if psnr is None or math.isnan(q.mean) or math.isnan(psnr.mean):
+            continue
+        axes.errorbar(q.mean, psnr.mean, xerr=_bar(q.half_width), yerr=_bar(psnr.half_width),
+                      fmt="s" if label in findings.bases else "o", capsize=3, markersize=5)
+        axes.annotate(label, (q.mean, psnr.mean), textcoords="offset points", xytext=(5, 4), fontsize=7)
+    gold = findings.gold.get("Q", math.nan)
+    if not math.isnan(gold):
+        axes.axvline(gold, linestyle="--", color="grey")
+        axes.annotate(GOLD_STANDARD, (gold, axes.get_ylim()[0]), textcoords="offset points", xytext=(4, 6),
+                      fontsize=8, color="grey")
+    higher = findings.higher_better["Q"]
+    axes.set_xlabel(f"{findings.q} of the SR images ({'higher' if higher else 'lower'} is better)")
+    axes.set_ylabel("PSNR against the original GT (dB)")
+    axes.set_title("Perception-distortion, held-out groups (95% intervals over seeds)")
+    if not higher:
+        axes.invert_xaxis()  # better perception to the right
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_with(path, lambda partial: figure.savefig(partial, format="png"))
+    pyplot.close(figure)
+
+
+def _bar(half_width: float) -> float | None:
+    return None if math.isnan(half_width) else half_width
