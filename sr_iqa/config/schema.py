@@ -29,7 +29,7 @@ class DatasetLayout(str, Enum):
 
 @dataclass
 class DataSourceOptions:
-    """Where a split's groups come from (see README "Data layouts")."""
+    """Where a split's groups come from (see docs/data.md "Data layouts")."""
 
     name: str = "data"
     type: DatasetLayout = DatasetLayout.hggt
@@ -146,7 +146,7 @@ class AmoMode(str, Enum):
 
 @dataclass
 class SamplerOptions:
-    """Which GT supervises each sample (see README "Samplers")."""
+    """Which GT supervises each sample (see docs/training.md "Samplers")."""
 
     type: SamplerType = SamplerType.original
     metric: str | None = None  # the metric key in the score cache (sma, smp, amo)
