@@ -76,7 +76,7 @@ def _peak_gib() -> float:
 def _worker(spec: dict) -> None:
     from torch.utils.flop_counter import FlopCounterMode
 
-    from sr_iqa.config import load_options
+    from sr_iqa.checked_options import load_options
     from sr_iqa.train.trainer import Trainer
 
     replies, sys.stdout = sys.stdout, sys.stderr  # whatever else prints must not mix with the replies

@@ -25,7 +25,7 @@ import torch
 import yaml
 from measurement import Measurement, Target, benchmark_demo_set, print_rows
 
-from sr_iqa.config import load_options
+from sr_iqa.checked_options import load_options
 from sr_iqa.data.degradations import bicubic_downsample
 from sr_iqa.models.generators import build_generator
 from sr_iqa.train.trainer import Trainer

@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 from measurement import Measurement, Target, benchmark_demo_set, print_rows
 
-from sr_iqa.config import load_options
+from sr_iqa.checked_options import load_options
 from sr_iqa.data.check import discover_splits
 from sr_iqa.iqa.scorer import Grid, gt_entries, run_scoring
 from sr_iqa.train.trainer import Trainer

@@ -205,7 +205,7 @@ def _trainer_worker(groups: int) -> None:
     """Under accelerate launch: build the Trainer (what precedes the first step) and report this rank's counts."""
     import yaml
 
-    from sr_iqa.config import load_options
+    from sr_iqa.checked_options import load_options
     from sr_iqa.train.trainer import Trainer
 
     split = synthetic_split(groups)

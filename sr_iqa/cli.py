@@ -50,7 +50,7 @@ def configure_logging() -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from sr_iqa.config import load_options
+    from sr_iqa.checked_options import load_options
 
     if args.launcher not in (None, "none"):
         log.warning("--launcher %s is BasicSR's; sr_iqa's processes come from `accelerate launch` (ignored)",
@@ -104,7 +104,7 @@ def _groups_of(args: argparse.Namespace) -> list:
     from sr_iqa.data.validation import validated
 
     if args.opt is not None:
-        from sr_iqa.config import load_options
+        from sr_iqa.checked_options import load_options
         from sr_iqa.data.sources import group_index
 
         options = load_options(args.opt, args.overrides)
@@ -128,7 +128,7 @@ def _score(args: argparse.Namespace) -> int:
         raise SrIqaError(str(error)) from None
     weights_dir, metric_options = args.weights_dir, {}
     if args.opt is not None:  # the option file's iqa block applies; --weights-dir wins over it
-        from sr_iqa.config import load_options
+        from sr_iqa.checked_options import load_options
 
         iqa = load_options(args.opt, args.overrides).iqa
         weights_dir = weights_dir or (Path(iqa.weights_dir) if iqa.weights_dir else None)
@@ -216,7 +216,7 @@ def _network_of(args: argparse.Namespace) -> tuple[dict | None, str]:
     (None, "params") without -opt."""
     if args.opt is None:
         return None, "params"
-    from sr_iqa.config import load_inference_options
+    from sr_iqa.checked_options import load_inference_options
 
     options = load_inference_options(args.opt, args.overrides)
     return options.network_g, options.param_key
@@ -244,7 +244,7 @@ def _eval_groups(args: argparse.Namespace) -> tuple[list, dict | None, object | 
     from sr_iqa.data.validation import validated
 
     if args.opt is not None:
-        from sr_iqa.config import load_inference_options
+        from sr_iqa.checked_options import load_inference_options
         from sr_iqa.data.sources import group_index
 
         options = load_inference_options(args.opt, args.overrides)
@@ -324,13 +324,14 @@ def _infer(args: argparse.Namespace) -> int:
 def _ablate(args: argparse.Namespace) -> int:
     from sr_iqa.ablation.runner import run_ablation
 
-    return run_ablation(args.opt, args.dry_run)
+    return run_ablation(args.opt, args.dry_run, entry=main)
 
 
 def _experiment(args: argparse.Namespace) -> int:
-    from sr_iqa.ablation.experiment import preset_file, run_experiment
+    from sr_iqa.ablation.experiment import run_experiment
+    from sr_iqa.ablation.experiment_options import preset_file
 
-    results = run_experiment(args.opt or preset_file(args.preset), args.dry_run)
+    results = run_experiment(args.opt or preset_file(args.preset), args.dry_run, entry=main)
     if results is not None:
         print(f"wrote {results}")
     return 0

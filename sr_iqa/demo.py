@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 
 from sr_iqa.atomic_files import write_text_atomically
-from sr_iqa.config import Options, load_options
+from sr_iqa.checked_options import load_options
+from sr_iqa.config import Options
 from sr_iqa.data.demo_set import DemoSetPaths, DemoSetSpec, build_demo_set
 from sr_iqa.errors import OptionsError
 from sr_iqa.evaluate.run_eval import Method
@@ -31,31 +32,16 @@ FULL_FINETUNE_RUN_NAME = "demo_ft_full"
 DEMO_PRETRAINED = ("realesrgan-x4plus", "vgg19-caffe")  # stage 1's start and its perceptual loss; a table row
 
 
-def demo_data_overrides(paths: DemoSetPaths) -> list[str]:
-    return [
-        f"datasets.train.dataroot_gt={paths.train_images}",
-        f"datasets.train.dataroot_label={paths.train_labels}",
-        f"datasets.val.dataroot_gt={paths.test_images}",
-        f"datasets.val.dataroot_label={paths.test_labels}",
-        f"datasets.val.dataroot_lq={paths.test_lr}",
-        f"sampler.cache={paths.root / 'scores.db'}",
-        "path.resume_state=auto",
-    ]
-
-
 def _score_for_sampler(options: Options, paths: DemoSetPaths) -> None:
     """Score what the sampler reads; a rerun finds everything in the cache and scores nothing."""
     sampler = options.sampler
     if sampler.type.value not in ("sma", "smp", "amo") or sampler.mode.value != "cached":
         return
-    from sr_iqa.data.check import discover_splits
-    from sr_iqa.iqa.scorer import Grid, gt_entries, run_scoring
+    from sr_iqa.iqa.scorer import Grid, score_data_set
 
     log.info("scoring the demo set with %s into %s", sampler.metric, sampler.cache)
-    groups = [group for index in discover_splits(paths.root).values() for group in index.groups]
     grid = Grid(options.datasets.train.gt_size, sampler.grid_stride) if sampler.type.value == "amo" else None
-    run_scoring(gt_entries(groups), [sampler.metric], Path(sampler.cache), grid, batch_size=None, num_workers=2,
-                device_name=None, weights_dir=None)
+    score_data_set(paths.root, sampler.metric, Path(sampler.cache), grid)
 
 
 def _stage2_line(label: str, run_folder: Path, optimised: str, monitors: Sequence[str]) -> str:
@@ -140,7 +126,7 @@ def run_demo(dataset_root: Path, options_file: Path, overrides: Sequence[str] = 
     install(DEMO_PRETRAINED, say=log.info)
     log.info("building the demo set in %s (reused when complete)", dataset_root)
     paths = build_demo_set(dataset_root, spec or DemoSetSpec())
-    data = demo_data_overrides(paths)
+    data = paths.option_overrides()
     # Run names apart from the option files' own, so `sr-iqa train -opt` on them starts afresh.
     stage1_options = load_options(options_file, [*data, f"name={DEMO_RUN_NAME}", *overrides])
     experiments = Path(stage1_options.path.experiments_root)

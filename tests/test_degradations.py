@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import tiny_options, write_options
 
-from sr_iqa.config import load_options
+from sr_iqa.checked_options import load_options
 from sr_iqa.data.degradations import DEGRADATION_TYPES, HGGTDegradation, RealESRGANDegradation
 from sr_iqa.errors import OptionsError
 

@@ -114,7 +114,7 @@ def test_two_cpu_processes_finetune_lora_against_niqe(tmp_path: Path, demo_set):
     """Frozen backbone + IQA term under DDP: no unused-parameter errors, both ranks step the same adapters."""
     from sr_iqa.models.generators import build_generator
     from sr_iqa.models.weight_files import generator_metadata
-    from sr_iqa.train.checkpoints import save_weights
+    from sr_iqa.tensor_files import save_weights
 
     options = tiny_options(demo_set, tmp_path / "experiments")
     base = tmp_path / "base.safetensors"
@@ -144,7 +144,7 @@ def test_two_nodes_evaluate_the_same_as_one_process(tmp_path: Path, demo_set):
 
     from sr_iqa.models.generators import build_generator
     from sr_iqa.models.weight_files import generator_metadata
-    from sr_iqa.train.checkpoints import save_weights
+    from sr_iqa.tensor_files import save_weights
 
     sr_dir = tmp_path / "sr"
     shutil.copytree(demo_set.test_images / "01", sr_dir)  # another method's outputs: the 01 GTs, renamed

@@ -111,7 +111,7 @@ def test_checkpoint_and_missing_weights(tmp_path: Path, mini_test_split: Path,
                                                      capsys: pytest.CaptureFixture):
     from sr_iqa.models.generators import build_generator
     from sr_iqa.models.weight_files import generator_metadata
-    from sr_iqa.train.checkpoints import save_weights
+    from sr_iqa.tensor_files import save_weights
 
     block = {"type": "RRDBNet", "num_in_ch": 3, "num_out_ch": 3, "num_feat": 8, "num_block": 1, "num_grow_ch": 4,
              "scale": 4}

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from conftest import REPO, run_cli
 
-from sr_iqa.ablation.experiment import load_experiment
+from sr_iqa.ablation.experiment_options import load_experiment
 from sr_iqa.ablation.findings import verdict
 from sr_iqa.ablation.intervals import SeedSummary
 from sr_iqa.ablation.plan import plan

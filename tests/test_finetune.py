@@ -13,8 +13,8 @@ from conftest import tiny_options, write_options
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from sr_iqa.checked_options import load_options
 from sr_iqa.cli import main
-from sr_iqa.config import load_options
 from sr_iqa.errors import OptionsError
 from sr_iqa.iqa.metrics import FrozenMetricLoss
 from sr_iqa.losses import IqaObjective, random_view, transformed_view
@@ -117,7 +117,7 @@ def test_export_refuses_what_it_cannot_merge(stage1: Path, stage2: Trainer, tmp_
     assert "is not an sr_iqa LoRA adapter" in capsys.readouterr().err
     other_base = tmp_path / "other.safetensors"
     from sr_iqa.models.weight_files import generator_metadata
-    from sr_iqa.train.checkpoints import save_weights
+    from sr_iqa.tensor_files import save_weights
 
     block = {**TINY_NET, "num_feat": 16, "scale": 4}
     save_weights(build_generator(block, 4), other_base, generator_metadata(block))

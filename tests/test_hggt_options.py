@@ -15,8 +15,8 @@ import yaml
 from hggt_option_files import hggt_option_file, hggt_test_option_file
 from hggt_tree import SET5, write_hggt_release
 
+from sr_iqa.checked_options import load_options
 from sr_iqa.cli import main
-from sr_iqa.config import load_options
 from sr_iqa.errors import OptionsError
 from sr_iqa.models.generators import build_generator
 

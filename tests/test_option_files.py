@@ -11,7 +11,7 @@ import torch
 from conftest import REPO, run_cli
 from safetensors.torch import load_file
 
-from sr_iqa.config import load_options
+from sr_iqa.checked_options import load_options
 
 # Not option files: ablation grids and experiment presets (their own loaders and tests).
 OPTION_FILES = sorted(path for path in (REPO / "options").rglob("*.yml")
@@ -138,7 +138,7 @@ def test_finetune_variants_differ_only_where_the_paper_says(arch: str):
 def test_rrdb_ft_trains_on_the_cpu_under_bf16_and_writes_fp32_adapters(tmp_path: Path, demo_set, niqe_cache: Path):
     from sr_iqa.models.generators import build_generator
     from sr_iqa.models.weight_files import generator_metadata
-    from sr_iqa.train.checkpoints import save_weights
+    from sr_iqa.tensor_files import save_weights
 
     tiny = {"type": "RRDBNet", "num_in_ch": 3, "num_out_ch": 3, "num_feat": 8, "num_block": 1, "num_grow_ch": 4}
     stage1 = tmp_path / "stage1" / "models" / "net_g_ema_5.safetensors"

@@ -81,7 +81,7 @@ def test_a_broken_value_is_one_line_naming_its_key(option_file: tuple[Path, Path
 
 def test_the_trial_builds_accept_the_shipped_recipes():
     """The recipe files build on the meta device (SwinIR-M and RRDB at full size) and keep their values."""
-    from sr_iqa.config import load_options
+    from sr_iqa.checked_options import load_options
 
     repo = Path(__file__).resolve().parent.parent
     for name in ("SwinIR_amo_x4.yml", "RRDB_upos_x4.yml", "RealESRGAN_amo_x4.yml"):
@@ -158,7 +158,7 @@ def test_processes_creating_one_new_cache_together_all_succeed(tmp_path: Path):
 
 
 def test_every_broken_value_of_a_file_comes_in_one_error(option_file: tuple[Path, Path]):
-    from sr_iqa.config import load_options
+    from sr_iqa.checked_options import load_options
     from sr_iqa.errors import OptionsError
 
     path, _ = option_file

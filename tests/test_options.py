@@ -10,7 +10,8 @@ import pytest
 import yaml
 from conftest import REPO, tiny_options, write_options
 
-from sr_iqa.config import load_options, options_to_yaml
+from sr_iqa.checked_options import load_options
+from sr_iqa.config import options_to_yaml
 from sr_iqa.config.schema import MixedPrecision
 from sr_iqa.errors import OptionsError
 

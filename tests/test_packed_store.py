@@ -11,7 +11,7 @@ import torch
 from conftest import run_cli, tiny_options, write_options
 from safetensors.torch import load_file
 
-from sr_iqa.config import load_options
+from sr_iqa.checked_options import load_options
 from sr_iqa.data.check import discover_splits
 from sr_iqa.data.datasets import MultiGTCropDataset
 from sr_iqa.data.packed_store import PackedStore

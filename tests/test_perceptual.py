@@ -61,7 +61,7 @@ print("ok")
 
 
 def test_hggt_perceptual_block_passes_option_validation(tmp_path: Path, demo_set):
-    from sr_iqa.config import load_options
+    from sr_iqa.checked_options import load_options
 
     options = tiny_options(demo_set, tmp_path)
     options["train"]["perceptual_opt"] = HGGT_VGG

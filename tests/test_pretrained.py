@@ -193,7 +193,7 @@ def test_realesrgan_starts_stage1_and_carries_a_lora_stage(tmp_path: Path, demo_
     from conftest import tiny_options, write_options
     from safetensors.torch import load_file
 
-    from sr_iqa.config import load_options
+    from sr_iqa.checked_options import load_options
     from sr_iqa.models.weight_files import load_upscaler, read_weights_state
     from sr_iqa.train.trainer import Trainer
 

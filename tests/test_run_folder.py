@@ -16,7 +16,7 @@ import pytest
 from conftest import tiny_options, write_options
 
 from sr_iqa import cli, writer_lock
-from sr_iqa.config import load_options
+from sr_iqa.checked_options import load_options
 from sr_iqa.errors import OptionsError
 from sr_iqa.train.experiment import ExperimentFolders
 from sr_iqa.train.trainer import Trainer

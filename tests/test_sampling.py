@@ -161,7 +161,7 @@ def test_one_crop_grid_for_every_sampler_makes_an_ablation_fair(demo_set, tmp_pa
     """Cached AMO can only crop where the cache has scores; with sampler.box_stride every sampler crops there."""
     from conftest import tiny_options, write_options
 
-    from sr_iqa.config import load_options
+    from sr_iqa.checked_options import load_options
     from sr_iqa.data.datasets import MultiGTCropDataset
     from sr_iqa.data.groups import index_hggt
     from sr_iqa.errors import OptionsError

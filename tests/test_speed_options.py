@@ -11,7 +11,7 @@ import torch
 from conftest import tiny_options, write_options
 from safetensors.torch import load_file
 
-from sr_iqa.config import load_options
+from sr_iqa.checked_options import load_options
 from sr_iqa.config.schema import MixedPrecision
 from sr_iqa.data.device_prefetch import DevicePrefetcher
 from sr_iqa.train.speed import resolved_precision

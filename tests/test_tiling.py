@@ -57,7 +57,7 @@ def test_infer_writes_any_size_and_tiled_matches_whole(tmp_path):
     from sr_iqa.cli import main
     from sr_iqa.data.image_io import read_rgb_tensor
     from sr_iqa.models.weight_files import generator_metadata
-    from sr_iqa.train.checkpoints import save_weights
+    from sr_iqa.tensor_files import save_weights
 
     block = {"type": "RRDBNet", "num_in_ch": 3, "num_out_ch": 3, "num_feat": 8, "num_block": 1, "num_grow_ch": 4,
              "scale": 4}

@@ -14,7 +14,7 @@ import torch
 from conftest import REPO, run_cli, tiny_options, write_options
 from safetensors.torch import load_file
 
-from sr_iqa.config import load_options
+from sr_iqa.checked_options import load_options
 from sr_iqa.errors import RunFolderError
 from sr_iqa.train.trainer import Trainer
 

@@ -9,7 +9,7 @@ import torch
 from conftest import run_cli, tiny_options, write_options
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from sr_iqa.config import load_options
+from sr_iqa.checked_options import load_options
 from sr_iqa.errors import DataError
 from sr_iqa.train.trainer import Trainer
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sr_iqa.ablation.experiment import ExperimentSettings
+from sr_iqa.ablation.experiment_options import ExperimentSettings
 from sr_iqa.ablation.intervals import SeedSummary, summarise_seeds
 from sr_iqa.ablation.plan import Method
 from sr_iqa.data.image_io import read_rgb_tensor

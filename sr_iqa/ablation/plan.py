@@ -15,7 +15,7 @@ from pathlib import Path
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, ValidationError
 
-from sr_iqa.config import load_options
+from sr_iqa.checked_options import load_options
 from sr_iqa.config.loader import check_keys, raise_option_problems, read_yaml  # the same strict checks
 from sr_iqa.errors import OptionsError
 

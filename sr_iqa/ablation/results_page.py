@@ -17,7 +17,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from sr_iqa.ablation.experiment import Experiment
+from sr_iqa.ablation.experiment_options import Experiment
 from sr_iqa.ablation.findings import Findings
 from sr_iqa.ablation.plan import AblationOptions
 from sr_iqa.atomic_files import write_text_atomically, write_with

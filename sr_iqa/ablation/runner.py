@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,22 +93,25 @@ def _wait_for_group(group: int) -> None:
         time.sleep(0.2)
 
 
-def _run_in_process(command: list[str]) -> int:
-    """A planned step run by this process's CLI entry point (``launch.in_process``). Accelerate keeps one
+CommandLine = Callable[[list[str]], int]  # sr-iqa's entry point: arguments after `sr-iqa` -> exit status
+
+
+def _run_in_process(command: list[str], entry: CommandLine) -> int:
+    """A planned step run by the CLI entry point in this process (``launch.in_process``). Accelerate keeps one
     precision per process, so its state is forgotten after each step (the device is kept)."""
     from accelerate.state import AcceleratorState
 
-    from sr_iqa.cli import main
-
     try:
-        return main(command[command.index("sr_iqa") + 1:])
+        return entry(command[command.index("sr_iqa") + 1:])
     finally:
         AcceleratorState._reset_state(reset_partial_state=False)
 
 
-def run_ablation(path: Path, dry_run: bool = False) -> int:
+def run_ablation(path: Path, dry_run: bool = False, entry: CommandLine | None = None) -> int:
+    """``entry``: the CLI's entry point, for ``launch.in_process`` (passed down so that this layer does not
+    import the CLI above it)."""
     options = load_ablation(path)
-    finished = execute(options, f"sr-iqa ablate -opt {path}", dry_run)
+    finished = execute(options, f"sr-iqa ablate -opt {path}", dry_run, entry)
     if finished is not None:
         record = finished.record
         from sr_iqa.report.html import write_report
@@ -128,7 +132,8 @@ class FinishedAblation:
 STEP_SECONDS = "step_seconds.json"  # in the ablation's folder
 
 
-def execute(options: AblationOptions, rerun: str, dry_run: bool = False) -> FinishedAblation | None:
+def execute(options: AblationOptions, rerun: str, dry_run: bool = False,
+            entry: CommandLine | None = None) -> FinishedAblation | None:
     """Run the unfinished steps of the plan in order, then aggregate (None with ``dry_run``, which prints the
     steps). ``rerun``: the command that continues after a failure."""
     steps, methods = plan(options, Path())  # option-file paths as written, relative to here
@@ -138,8 +143,9 @@ def execute(options: AblationOptions, rerun: str, dry_run: bool = False) -> Fini
             status = "done" if _finished(step.done_when) else "to run"
             print(f"# {step.run} {step.kind} ({status})\n{step.shell()}")
         return None
-    if options.launch.in_process and options.launch.num_processes != 1:
-        raise SrIqaError("launch.in_process runs one process; set launch.num_processes: 1 or in_process: false")
+    if options.launch.in_process and (options.launch.num_processes != 1 or entry is None):
+        raise SrIqaError("launch.in_process runs every step in this one process: set launch.num_processes: 1 "
+                         "(or in_process: false)")
     root.mkdir(parents=True, exist_ok=True)
     seconds_file = root / STEP_SECONDS
     step_seconds = _read_step_seconds(seconds_file)
@@ -149,7 +155,7 @@ def execute(options: AblationOptions, rerun: str, dry_run: bool = False) -> Fini
             continue
         log.info("[%d/%d] %s %s: %s", number, len(steps), step.run, step.kind, step.shell())
         started = time.monotonic()
-        code = (_run_in_process(step.command) if options.launch.in_process
+        code = (_run_in_process(step.command, entry) if options.launch.in_process and entry is not None
                 else _run_step(_launch_here(step.command)))
         if code == 130:
             raise SrIqaError(f"interrupted; rerun `{rerun}` to continue (finished steps are skipped, training "

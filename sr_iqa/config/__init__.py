@@ -1,6 +1,7 @@
-"""Typed, strict options (see ``schema`` for the keys and ``loader`` for the rules)."""
+"""Typed, strict options: ``schema`` holds the keys, ``loader`` the key and value rules. Loading a file to run it
+goes through ``sr_iqa.checked_options.load_options``, which also tries the classes the blocks name."""
 
-from sr_iqa.config.loader import InferenceOptions, load_inference_options, load_options, options_to_yaml
+from sr_iqa.config.loader import InferenceOptions, options_to_yaml, read_inference_options, read_options
 from sr_iqa.config.schema import Options
 
-__all__ = ["InferenceOptions", "Options", "load_inference_options", "load_options", "options_to_yaml"]
+__all__ = ["InferenceOptions", "Options", "options_to_yaml", "read_inference_options", "read_options"]

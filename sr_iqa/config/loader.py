@@ -11,7 +11,7 @@ import dataclasses
 import logging
 import types
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException, ValidationError
 
 from sr_iqa.config.basicsr_keys import translate
-from sr_iqa.config.schema import CALL_BLOCKS, DatasetLayout, IqaOptions, Options, SamplerType, ValDatasetOptions
+from sr_iqa.config.schema import CALL_BLOCKS, DatasetLayout, IqaOptions, Options, ValDatasetOptions
 from sr_iqa.config.suggest import did_you_mean
 from sr_iqa.errors import OptionsError
 
@@ -118,77 +118,6 @@ def _merge_into_schema(user: DictConfig, source: str) -> Options:
     except ValidationError as error:
         reason = str(error.msg).splitlines()[0]
         raise OptionsError(f"{source}: '{error.full_key}' has the wrong type: {reason}") from None
-
-
-def _check_call_blocks(options: Options, source: str) -> None:
-    """Check ``{type: ..., **kwargs}`` blocks against the classes they name, and try to build them (imports torch
-    and basicsr); every block's problem in one error."""
-    from sr_iqa.config.call_options import build_from_block, check_call_block, trial_build
-    from sr_iqa.data.degradations import DEGRADATION_TYPES
-    from sr_iqa.losses import GAN_LOSS_TYPES, NEGATIVE_LOSS_TYPES, PERCEPTUAL_LOSS_TYPES, PIXEL_LOSS_TYPES
-    from sr_iqa.models.discriminators import DISCRIMINATOR_TYPES, check_discriminator_builds
-    from sr_iqa.models.generators import check_generator_builds, generator_block
-    from sr_iqa.train.optim import OPTIMIZER_TYPES, SCHEDULER_TYPES, check_optimizer_and_scheduler
-
-    problems: list[str] = []
-
-    def checked(*checks: Callable[[], object]) -> bool:
-        """Run the checks of one block in order, up to its first problem (collected); whether all passed."""
-        try:
-            for check in checks:
-                check()
-        except OptionsError as error:
-            problems.append(str(error))
-            return False
-        return True
-
-    def network_g() -> None:
-        options.network_g = generator_block(options.network_g, options.scale, source)
-
-    train = options.train
-    checked(network_g, lambda: check_generator_builds(options.network_g, options.scale, source))
-    checked(lambda: check_call_block(train.optim_g, OPTIMIZER_TYPES, "train.optim_g", source, supplied=("params",)),
-            lambda: train.scheduler is None or check_call_block(train.scheduler, SCHEDULER_TYPES, "train.scheduler",
-                                                                source, supplied=("optimizer",)),
-            lambda: check_optimizer_and_scheduler(train.optim_g, train.scheduler, "train.optim_g", source))
-    # The cheap losses are made once here (an unknown `reduction` is refused by the constructor); the perceptual
-    # loss loads a backbone, so only its keys are checked.
-    checked(lambda: check_call_block(train.pixel_opt, PIXEL_LOSS_TYPES, "train.pixel_opt", source),
-            lambda: trial_build("train.pixel_opt", source, lambda: build_from_block(train.pixel_opt, PIXEL_LOSS_TYPES)))
-    if train.perceptual_opt is not None:
-        checked(lambda: check_call_block(train.perceptual_opt, PERCEPTUAL_LOSS_TYPES, "train.perceptual_opt", source))
-    if train.neg_opt is not None:
-        checked(lambda: check_call_block(train.neg_opt, NEGATIVE_LOSS_TYPES, "train.neg_opt", source),
-                lambda: trial_build("train.neg_opt", source,
-                                    lambda: build_from_block(train.neg_opt, NEGATIVE_LOSS_TYPES)))
-    gan_parts = {"network_d": options.network_d, "train.optim_d": train.optim_d, "train.gan_opt": train.gan_opt}
-    if any(block is not None for block in gan_parts.values()):
-        absent = [key for key, block in gan_parts.items() if block is None]
-        if absent:
-            problems.append(f"{source}: GAN training needs {', '.join(repr(k) for k in gan_parts)} together; "
-                            f"missing {', '.join(repr(k) for k in absent)}")
-        else:
-            checked(lambda: check_call_block(options.network_d, DISCRIMINATOR_TYPES, "network_d", source),
-                    lambda: check_discriminator_builds(options.network_d, options.datasets.train.gt_size, source))
-            checked(lambda: check_call_block(train.optim_d, OPTIMIZER_TYPES, "train.optim_d", source,
-                                             supplied=("params",)),
-                    lambda: check_optimizer_and_scheduler(train.optim_d, None, "train.optim_d", source))
-            checked(lambda: check_call_block(train.gan_opt, GAN_LOSS_TYPES, "train.gan_opt", source),
-                    lambda: trial_build("train.gan_opt", source,
-                                        lambda: build_from_block(train.gan_opt, GAN_LOSS_TYPES)))
-
-    def degradation_fits() -> None:
-        try:
-            smallest = build_from_block(options.degradation, DEGRADATION_TYPES).smallest_gt_size(options.scale)
-        except ValueError as error:
-            raise OptionsError(f"{source}: 'degradation': {error}") from None
-        if options.datasets.train.gt_size < smallest:
-            raise OptionsError(f"{source}: 'datasets.train.gt_size' is {options.datasets.train.gt_size}, but the "
-                               f"'{options.degradation['type']}' degradation needs at least {smallest} at scale "
-                               f"{options.scale} (its blur kernels and resizes must fit the crop)")
-
-    checked(lambda: check_call_block(options.degradation, DEGRADATION_TYPES, "degradation", source), degradation_fits)
-    raise_option_problems(problems)
 
 
 def _check_values(options: Options, source: str) -> None:
@@ -320,9 +249,10 @@ def _report_translation(source: str, mapped: list[str], ignored: list[str]) -> N
         log.warning("%s: ignored, no meaning in sr_iqa: %s", source, ", ".join(ignored))
 
 
-def load_options(path: str | Path, overrides: Sequence[str] = ()) -> Options:
-    """Load, validate and type an option file; schema checks come before the torch-importing ones. Every key
-    problem of the file and the overrides is reported at once."""
+def read_options(path: str | Path, overrides: Sequence[str] = ()) -> tuple[Options, str]:
+    """An option file and its overrides as typed ``Options`` with every key and value checked (what needs no
+    other layer of sr_iqa), and the source name for messages. ``sr_iqa.checked_options.load_options`` adds the
+    checks that build the named classes."""
     path = Path(path)
     problems: list[str] = []
     mapped: list[str] = []
@@ -340,30 +270,7 @@ def load_options(path: str | Path, overrides: Sequence[str] = ()) -> Options:
     _report_translation(str(path), mapped, ignored)
     options = _merge_into_schema(user, source)
     _check_values(options, source)
-    _check_call_blocks(options, source)
-    _warn_about_labels(options, str(path))
-    return options
-
-
-def _warn_about_labels(options: Options, source: str) -> None:
-    """Labels that decide nothing, or a label filter with a sampler that ignores labels: legal (an ablation may
-    want it), but never silent (HGGT's Pos files, converted by hand, once trained on the originals this way).
-    With rand, sma and amo, labels still feed the sampling statistics and sampler.exclude_labels."""
-    train, sampler = options.datasets.train, options.sampler.type
-    if sampler in (SamplerType.upos, SamplerType.smp):
-        return
-    uses = {SamplerType.original: "supervises every sample with the original GT",
-            SamplerType.rand: "draws among all GTs uniformly", SamplerType.sma: "draws by score among all GTs",
-            SamplerType.amo: "takes the best-scoring GT, whatever its label"}[sampler]
-    filters = [name for name in ("positive_only", "effective_only") if getattr(train, name)]
-    if filters:
-        log.warning("%s: datasets.train.%s filters groups by their labels, but sampler '%s' %s; for HGGT's "
-                    "Positive-GT training set sampler.type: upos (or smp with scores)", source, filters[0],
-                    sampler.value, uses)
-    elif sampler is SamplerType.original and train.dataroot_label is not None and options.train.neg_opt is None:
-        log.warning("%s: labels are loaded (datasets.train.dataroot_label), but sampler 'original' %s and no "
-                    "neg_opt uses them; set sampler.type: upos for HGGT's Positive-GT training, or leave out "
-                    "dataroot_label", source, uses)
+    return options, source
 
 
 @dataclass
@@ -390,11 +297,10 @@ def _typed_block(node: Any, schema: type, key: str, source: str, problems: list[
         return None
 
 
-def load_inference_options(path: str | Path, overrides: Sequence[str] = ()) -> InferenceOptions:
+def read_inference_options(path: str | Path, overrides: Sequence[str] = ()) -> InferenceOptions:
     """The network, the test sets and the metric options of an option file; its training keys are not needed
-    (nor checked beyond their names being known to BasicSR or sr_iqa)."""
-    from sr_iqa.models.generators import generator_block
-
+    (nor checked beyond their names being known to BasicSR or sr_iqa). ``network_g`` as written:
+    ``sr_iqa.checked_options.load_inference_options`` checks it against its arch."""
     path = Path(path)
     config = read_yaml(path)
     for item in overrides:
@@ -411,7 +317,7 @@ def load_inference_options(path: str | Path, overrides: Sequence[str] = ()) -> I
     raise_option_problems(problems)
     _report_translation(str(path), translation.mapped, translation.ignored)
     scale = int(config.get("scale", 4))
-    return InferenceOptions(generator_block(network_g, scale, str(path)), scale, test_sets, iqa,
+    return InferenceOptions(network_g, scale, test_sets, iqa,
                             OmegaConf.select(config, "path.pretrain_network_g"),
                             OmegaConf.select(config, "path.param_key_g") or "params")
 
@@ -421,5 +327,5 @@ def _plain(value: Any) -> Any:
 
 
 def options_to_yaml(options: Options) -> str:
-    """The resolved options, loadable again with ``load_options``."""
+    """The resolved options, loadable again with ``read_options`` / ``load_options``."""
     return OmegaConf.to_yaml(OmegaConf.structured(options))

@@ -97,6 +97,19 @@ class DemoSetPaths:
     def marker(self) -> Path:
         return self.root / ".complete.json"
 
+    def option_overrides(self) -> list[str]:
+        """Option overrides that point a training at this set (train and held-out split, the score cache), resuming
+        a run that was stopped."""
+        return [
+            f"datasets.train.dataroot_gt={self.train_images}",
+            f"datasets.train.dataroot_label={self.train_labels}",
+            f"datasets.val.dataroot_gt={self.test_images}",
+            f"datasets.val.dataroot_label={self.test_labels}",
+            f"datasets.val.dataroot_lq={self.test_lr}",
+            f"sampler.cache={self.root / 'scores.db'}",
+            "path.resume_state=auto",
+        ]
+
 
 def load_photo(name: str) -> np.ndarray:
     if name == "motorcycle":

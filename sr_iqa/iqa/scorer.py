@@ -291,3 +291,13 @@ def run_scoring(entries: Sequence[GTEntry], metric_names: Sequence[str], cache_p
         print("\n".join(summary_lines(writer, entries, list(keys.values()))), flush=True)
         writer.close()
         writer_lock.release(lock)
+
+
+def score_data_set(root: Path, metric: str, cache_path: Path, grid: Grid | None) -> None:
+    """Every GT of every split under ``root`` (and its crop grid) into the cache, in this process with two CPU
+    workers: what the demo and the experiment score before training; a rerun scores nothing."""
+    from sr_iqa.data.check import discover_splits
+
+    groups = [group for index in discover_splits(root).values() for group in index.groups]
+    run_scoring(gt_entries(groups), [metric], cache_path, grid, batch_size=None, num_workers=2, device_name=None,
+                weights_dir=None)

@@ -21,7 +21,7 @@ from sr_iqa.errors import NonFiniteError, OptionsError, first_line
 from sr_iqa.models.generators import build_generator, generator_scale
 from sr_iqa.models.lora import AdapterSettings, adapter_state, merged_with_adapter
 from sr_iqa.pretrained.install import network_g_of_installed
-from sr_iqa.train.checkpoints import save_tensors, save_weights
+from sr_iqa.tensor_files import save_tensors, save_weights
 
 NETWORK_KEY = "sr_iqa.network_g"  # safetensors metadata: the network_g block, JSON
 LORA_KEY = "sr_iqa.lora"  # adapter files: the LoRA settings, JSON

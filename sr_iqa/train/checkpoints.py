@@ -25,10 +25,11 @@ from pathlib import Path
 import torch
 from accelerate.utils.other import TORCH_SAFE_GLOBALS
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from sr_iqa.atomic_files import remove_partial_files, write_text_atomically, write_with
+from sr_iqa.atomic_files import remove_partial_files, write_text_atomically
 from sr_iqa.errors import RunFolderError, first_line
+from sr_iqa.tensor_files import save_tensors
 
 _WEIGHTS_PATTERN = re.compile(r"^(?P<stem>.+)_(?P<iteration>\d+)\.safetensors$")
 
@@ -63,16 +64,6 @@ def publish_state(training_states: Path, iteration: int) -> Path:
 
 def weights_path(models: Path, stem: str, iteration: int) -> Path:
     return models / f"{stem}_{iteration}.safetensors"
-
-
-def save_tensors(state: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
-    """Write a safetensors file atomically: a killed run leaves the previous file or none, never half of one."""
-    tensors = {name: tensor.detach().contiguous().cpu() for name, tensor in state.items()}
-    write_with(path, lambda partial: save_file(tensors, str(partial), metadata=metadata))
-
-
-def save_weights(module: torch.nn.Module, path: Path, metadata: dict[str, str] | None = None) -> None:
-    save_tensors(module.state_dict(), path, metadata)
 
 
 def prune(models: Path, training_states: Path, keep: int) -> None:

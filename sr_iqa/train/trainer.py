@@ -56,11 +56,12 @@ from sr_iqa.models.discriminators import build_discriminator
 from sr_iqa.models.generators import build_generator
 from sr_iqa.models.lora import AdapterSettings, add_adapters
 from sr_iqa.models.weight_files import generator_metadata, load_network_weights, save_adapter
+from sr_iqa.optim import build_optimizer, build_scheduler
 from sr_iqa.progress import progress_bar
 from sr_iqa.sampling import build_chooser, online_amo_choice
+from sr_iqa.tensor_files import save_weights
 from sr_iqa.train import checkpoints, resume_check, speed
 from sr_iqa.train.experiment import ExperimentFolders
-from sr_iqa.train.optim import build_optimizer, build_scheduler
 from sr_iqa.train.pair_pool import TrainingPairPool
 from sr_iqa.train.stage1_reference import Stage1Reference
 from sr_iqa.train.statistics import SamplingStatistics
@@ -598,10 +599,10 @@ class Trainer:
                     save_adapter(network, checkpoints.weights_path(models, stem.replace("net_g", "lora"), iteration),
                                  self.adapter_settings, self.options.network_g, self.pretrained_g)
                 else:
-                    checkpoints.save_weights(network, checkpoints.weights_path(models, stem, iteration),
+                    save_weights(network, checkpoints.weights_path(models, stem, iteration),
                                              generator_metadata(self.options.network_g))
             if self.net_d is not None:
-                checkpoints.save_weights(self.accelerator.unwrap_model(self.net_d),
+                save_weights(self.accelerator.unwrap_model(self.net_d),
                                          checkpoints.weights_path(models, "net_d", iteration))
             checkpoints.prune(models, states, self.options.logger.keep_checkpoints)
             log.info("saved checkpoint at iteration %d", iteration)
