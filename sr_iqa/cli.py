@@ -121,6 +121,7 @@ def _groups_of(args: argparse.Namespace) -> list:
 
 def _score(args: argparse.Namespace) -> int:
     from sr_iqa.iqa.scorer import Grid, gt_entries, run_scoring
+    from sr_iqa.iqa.weights import weights_folder
 
     try:
         grid = Grid.parse(args.grid) if args.grid else None
@@ -131,7 +132,7 @@ def _score(args: argparse.Namespace) -> int:
         from sr_iqa.checked_options import load_options
 
         iqa = load_options(args.opt, args.overrides).iqa
-        weights_dir = weights_dir or (Path(iqa.weights_dir) if iqa.weights_dir else None)
+        weights_dir = weights_folder(weights_dir, iqa)
         metric_options = iqa.metric_options
     run_scoring(gt_entries(_groups_of(args)), args.metric, args.cache, grid, args.batch_size, args.num_workers,
                 args.device, weights_dir, metric_options)
@@ -279,6 +280,7 @@ def _eval(args: argparse.Namespace) -> int:
         upscaler_method,
     )
     from sr_iqa.evaluate.tables import summary_markdown
+    from sr_iqa.iqa.weights import weights_folder
 
     _check_tiles(args)
     groups, network_g, iqa, param_key = _eval_groups(args)
@@ -302,7 +304,7 @@ def _eval(args: argparse.Namespace) -> int:
     for entry in args.sr_dir:
         name, _, folder = entry.rpartition("=")
         methods.append(sr_dir_method(name or Path(folder).name, Path(folder)))
-    weights_dir = args.weights_dir or (Path(iqa.weights_dir) if iqa is not None and iqa.weights_dir else None)
+    weights_dir = weights_folder(args.weights_dir, iqa)
     metrics = args.metrics or [*DEFAULT_FULL_REFERENCE, *DEFAULT_NO_REFERENCE]
     summary = run_eval(methods, groups, metrics, args.out, args.scale, weights_dir,
                        iqa.metric_options if iqa is not None else {}, args.strict, args.save_sr)

@@ -24,6 +24,7 @@ from sr_iqa.errors import OptionsError
 from sr_iqa.evaluate.run_eval import Method
 from sr_iqa.evaluate.scoring import bicubic_upscaler
 from sr_iqa.evaluate.tables import EvaluationSummary
+from sr_iqa.score_rules import is_better
 
 log = logging.getLogger("sr_iqa.demo")
 DEMO_RUN_NAME = "demo"
@@ -89,7 +90,7 @@ def findings(summary: EvaluationSummary, bicubic: str, stage1: str, original: st
     rows, vs_original = summary.rows, summary.against_original
 
     def better(metric: str, a: float, b: float) -> bool:
-        return a < b if summary.lower_better[metric] else a > b
+        return is_better(a, b, summary.lower_better[metric])
 
     sound = [m for m in summary.no_reference if better(m, rows[original][m], rows[bicubic][m])]
     unsound = [m for m in summary.no_reference if m not in sound]

@@ -13,6 +13,7 @@ from basicsr.losses.gan_loss import GANLoss
 
 from sr_iqa.config.call_options import build_from_block
 from sr_iqa.iqa.vgg_backbone import TORCHVISION_VGG, vgg_backbone
+from sr_iqa.score_rules import oriented
 
 
 def local_variance(image: torch.Tensor, window: int) -> torch.Tensor:
@@ -161,7 +162,7 @@ class IqaObjective(torch.nn.Module):
         self.metric = metric
         self.loss_weight = loss_weight
         self.augment = augment
-        self.sign = 1.0 if bool(metric.lower_better) else -1.0
+        self.sign = -oriented(1.0, bool(metric.lower_better))  # the loss falls as Q gets better
         self.skipped = 0
 
     def _scores(self, images: torch.Tensor) -> torch.Tensor:

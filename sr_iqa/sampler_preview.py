@@ -19,6 +19,7 @@ from sr_iqa.atomic_files import write_text_atomically
 from sr_iqa.data.groups import Group
 from sr_iqa.iqa.score_cache import ScoreCache
 from sr_iqa.sampling import SamplerType, full_image_scores, goodness, probabilities
+from sr_iqa.score_rules import in_words
 
 
 def preview(groups: Sequence[Group], cache: ScoreCache, metric: str, sampler: SamplerType,
@@ -37,7 +38,7 @@ def preview(groups: Sequence[Group], cache: ScoreCache, metric: str, sampler: Sa
                              repr(score), repr(float(p))])
         expected.append(float(np.dot(probability, scores)))
         best.append(scores[int(np.argmax(q))])
-    direction = "lower is better" if lower_better else "higher is better"
+    direction = in_words(lower_better)
     summary = (f"{sampler.value} (tau {tau}) on {len(groups)} groups, {metric} ({direction}): "
                f"mean score of the expected chosen GT {statistics.fmean(expected):.4f}, "
                f"mean per-group best {statistics.fmean(best):.4f}")

@@ -30,6 +30,7 @@ from sr_iqa.data.groups import Group
 from sr_iqa.errors import DataError, OptionsError
 from sr_iqa.iqa.metrics import score_each
 from sr_iqa.iqa.score_cache import ScoreCache
+from sr_iqa.score_rules import oriented
 
 log = logging.getLogger("sr_iqa.sampling")
 
@@ -37,7 +38,7 @@ log = logging.getLogger("sr_iqa.sampling")
 def goodness(scores: Sequence[float], lower_better: bool) -> np.ndarray:
     """Scores turned into "higher is better"; a region the metric could not score (NaN) is the worst (-inf)."""
     values = np.asarray(scores, dtype=np.float64)
-    values = -values if lower_better else values
+    values = oriented(values, lower_better)
     return np.where(np.isnan(values), -np.inf, values)
 
 
@@ -192,6 +193,6 @@ def online_amo_choice(candidates: torch.Tensor, mask: torch.Tensor, metric: torc
     """The paper's AMO: Q of every GT crop (B x n x 3 x H x W) on the device; returns (argmax index, Q per GT)."""
     batch, count = candidates.shape[:2]
     q = score_each(metric, candidates.flatten(0, 1))[0].view(batch, count)  # NaN where a crop cannot be scored
-    q = -q if lower_better else q
+    q = oriented(q, lower_better)
     q = q.nan_to_num(nan=float("-inf")).masked_fill(~mask, float("-inf"))
     return q.argmax(dim=1), q  # argmax takes the first of equal maxima, as the cached AMO does

@@ -16,6 +16,7 @@ from sr_iqa.atomic_files import write_text_atomically, write_with
 from sr_iqa.errors import SrIqaError
 from sr_iqa.evaluate.multi_gt import GOLD_STANDARD
 from sr_iqa.evaluate.tables import folder_name, markdown_table
+from sr_iqa.score_rules import arrow, in_words
 
 
 def aggregate(methods: Sequence[Method], root: Path, plot_metric: str, dataset: str, report_images: int) -> dict:
@@ -70,7 +71,7 @@ def aggregate(methods: Sequence[Method], root: Path, plot_metric: str, dataset: 
 
 def interval_table(intervals: dict[str, dict[str, SeedSummary]], metrics: Sequence[str],
                    lower_better: dict[str, bool]) -> str:
-    header = ["Method"] + [f"{name} {'↓' if lower_better[name] else '↑'}" for name in metrics]
+    header = ["Method"] + [f"{name} {arrow(lower_better[name])}" for name in metrics]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join([label] + [by_metric[name].cell() for name in metrics]) + " |"
               for label, by_metric in intervals.items()]
@@ -97,7 +98,7 @@ def perception_distortion_plot(rows: dict[str, dict[str, float]], nr_metric: str
         axes.axvline(gold, linestyle="--", color="grey")
         axes.annotate(GOLD_STANDARD, (gold, axes.get_ylim()[0]), textcoords="offset points", xytext=(4, 6),
                       fontsize=8, color="grey")
-    axes.set_xlabel(f"{nr_metric} ({'lower' if lower_better else 'higher'} is better)")
+    axes.set_xlabel(f"{nr_metric} ({in_words(lower_better)})")
     axes.set_ylabel("PSNR vs Positive GTs (dB)")
     axes.set_title("Perception-distortion")
     if lower_better:

@@ -21,6 +21,7 @@ from sr_iqa.data.image_io import read_rgb_tensor
 from sr_iqa.evaluate.gaming import gaming_report, structured_noise_score
 from sr_iqa.evaluate.multi_gt import GOLD_STANDARD
 from sr_iqa.evaluate.tables import folder_name
+from sr_iqa.score_rules import oriented
 
 Q_GAIN, GAMING_GAP, STRUCTURED_NOISE, PSNR_CHANGE = "Q gain", "gaming gap", "structured noise", "PSNR change"
 
@@ -86,7 +87,7 @@ class ClaimResult:
 @dataclass(frozen=True)
 class Findings:
     q: str
-    higher_better: dict[str, bool]  # per measure
+    lower_better: dict[str, bool]  # per measure
     stage1_measures: list[str]
     stage2_measures: list[str]
     summaries: dict[str, dict[str, SeedSummary]]  # label -> measure -> over seeds
@@ -112,9 +113,10 @@ def verdict(difference: SeedSummary, equal: bool) -> str:
 
 def _per_seed(methods: Sequence[Method], settings: ExperimentSettings
               ) -> tuple[dict[str, dict[int, dict[str, float]]], dict[str, bool], dict[str, float], int]:
-    """label -> seed -> measure -> value, each measure's direction, the Gold Standard, the held-out groups."""
+    """label -> seed -> measure -> value, whether each measure is lower-better, the Gold Standard, the held-out
+    groups."""
     values: dict[str, dict[int, dict[str, float]]] = {}
-    higher_better: dict[str, bool] = {}
+    lower_better: dict[str, bool] = {}
     gold: dict[str, float] = {}
     groups = 0
     summaries = {m: json.loads((m.evaluation / "summary.json").read_text()) for m in methods}
@@ -123,8 +125,8 @@ def _per_seed(methods: Sequence[Method], settings: ExperimentSettings
         lower = summary["lower_better"]
         measures = {"Q": row[settings.q]} | {name: row[name] for name in settings.monitors}
         measures |= {f"{name} vs original": original[name] for name in settings.distortion}
-        higher_better |= {"Q": not lower[settings.q]} | {name: not lower[name] for name in settings.monitors}
-        higher_better |= {f"{name} vs original": not lower[name] for name in settings.distortion}
+        lower_better |= {"Q": lower[settings.q]} | {name: lower[name] for name in settings.monitors}
+        lower_better |= {f"{name} vs original": lower[name] for name in settings.distortion}
         values.setdefault(method.label, {})[method.seed] = measures
         gold = {"Q": summary["rows"][GOLD_STANDARD][settings.q]} | {
             name: summary["rows"][GOLD_STANDARD][name] for name in settings.monitors}
@@ -134,8 +136,7 @@ def _per_seed(methods: Sequence[Method], settings: ExperimentSettings
             continue
         base = values[method.base][method.seed]
         mine = values[method.label][method.seed]
-        sign = 1.0 if higher_better["Q"] else -1.0
-        mine[Q_GAIN] = sign * (mine["Q"] - base["Q"])
+        mine[Q_GAIN] = oriented(mine["Q"] - base["Q"], lower_better["Q"])
         lower = summary["lower_better"]
         report = gaming_report({settings.q: mine["Q"]} | {m: mine[m] for m in settings.monitors},
                                {settings.q: base["Q"]} | {m: base[m] for m in settings.monitors},
@@ -145,8 +146,8 @@ def _per_seed(methods: Sequence[Method], settings: ExperimentSettings
                                                                 and m.seed == method.seed))
         if "psnr vs original" in mine:
             mine[PSNR_CHANGE] = mine["psnr vs original"] - base["psnr vs original"]
-    higher_better |= {Q_GAIN: True, GAMING_GAP: False, STRUCTURED_NOISE: False, PSNR_CHANGE: True}
-    return values, higher_better, gold, groups
+    lower_better |= {Q_GAIN: False, GAMING_GAP: True, STRUCTURED_NOISE: True, PSNR_CHANGE: False}
+    return values, lower_better, gold, groups
 
 
 def sr_folder(method: Method) -> Path:
@@ -163,7 +164,7 @@ def _structured_noise(method: Method, base: Method) -> float:
 
 
 def analyse(methods: Sequence[Method], settings: ExperimentSettings, archs: Sequence[str]) -> Findings:
-    values, higher_better, gold, groups = _per_seed(methods, settings)
+    values, lower_better, gold, groups = _per_seed(methods, settings)
     summaries = {label: {measure: summarise_seeds([by_seed[s].get(measure, math.nan) for s in sorted(by_seed)])
                          for measure in next(iter(by_seed.values()))}
                  for label, by_seed in values.items()}
@@ -171,14 +172,14 @@ def analyse(methods: Sequence[Method], settings: ExperimentSettings, archs: Sequ
     stage1 = ["Q", *settings.monitors, *(f"{name} vs original" for name in settings.distortion)]
     stage2 = ["Q", Q_GAIN, GAMING_GAP, STRUCTURED_NOISE, *(f"{name} vs original" for name in settings.distortion),
               PSNR_CHANGE]
-    claims = {section: [_decide(claim, arch, values, higher_better, gold) for arch in archs for claim in listed]
+    claims = {section: [_decide(claim, arch, values, lower_better, gold) for arch in archs for claim in listed]
               for section, listed in CLAIMS.items()}
-    return Findings(settings.q, higher_better, stage1, [m for m in stage2 if m in higher_better], summaries, bases,
+    return Findings(settings.q, lower_better, stage1, [m for m in stage2 if m in lower_better], summaries, bases,
                     gold, claims, sorted({m.seed for m in methods}), groups)
 
 
 def _decide(claim: Claim, arch: str, values: dict[str, dict[int, dict[str, float]]],
-            higher_better: dict[str, bool], gold: dict[str, float]) -> ClaimResult:
+            lower_better: dict[str, bool], gold: dict[str, float]) -> ClaimResult:
     def side(name: str) -> dict[int, float] | None:
         if name == GOLD_STANDARD:
             return None  # a constant: the held-out set's best GTs
@@ -187,11 +188,11 @@ def _decide(claim: Claim, arch: str, values: dict[str, dict[int, dict[str, float
 
     better, worse = side(claim.better), side(claim.worse)
     present = all(name == GOLD_STANDARD or f"{arch} {name}" in values for name in (claim.better, claim.worse))
-    if not present or claim.measure not in higher_better:
+    if not present or claim.measure not in lower_better:
         return ClaimResult(claim, arch, None, "not run in this preset")
     seeds = sorted((better or worse or {}).keys())
     constant = gold.get(claim.measure, math.nan)
-    sign = 1.0 if higher_better[claim.measure] else -1.0
-    differences = [sign * ((better or {}).get(s, constant) - (worse or {}).get(s, constant)) for s in seeds]
+    differences = [oriented((better or {}).get(s, constant) - (worse or {}).get(s, constant),
+                            lower_better[claim.measure]) for s in seeds]
     difference = summarise_seeds(differences)
     return ClaimResult(claim, arch, difference, verdict(difference, claim.equal))

@@ -1,6 +1,6 @@
 """Seeds summarised as a mean and a 95% confidence interval (Student's t): how far an ablation's ordering can be
-trusted. The rule, stated once: a NaN score (a metric that could not score a run) is left out of the mean and the
-interval and counted, never silently dropped."""
+trusted. A NaN score (a metric that could not score a run) is left out of the mean and the interval and counted
+(``sr_iqa.score_rules``)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from scipy import stats
+
+from sr_iqa.score_rules import nan_aware_mean
 
 CONFIDENCE = 0.95
 
@@ -33,14 +35,11 @@ class SeedSummary:
 
 def summarise_seeds(values: Sequence[float]) -> SeedSummary:
     """Mean and the half width t_{0.975, n-1} * s / sqrt(n) of the finite values (s: the sample standard deviation)."""
+    average = nan_aware_mean(values)  # the rule for NaN, stated once in score_rules
     finite = [float(v) for v in values if not math.isnan(v)]
-    nan_seeds = len(values) - len(finite)
-    if not finite:
-        return SeedSummary(math.nan, math.nan, 0, nan_seeds)
-    n = len(finite)
-    mean = sum(finite) / n
+    n, mean = average.values, average.mean
     if n < 2:
-        return SeedSummary(mean, math.nan, n, nan_seeds)
+        return SeedSummary(mean, math.nan, n, average.nan_values)
     deviation = math.sqrt(sum((v - mean) ** 2 for v in finite) / (n - 1))
     half_width = float(stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * deviation / math.sqrt(n)
-    return SeedSummary(mean, half_width, n, nan_seeds)
+    return SeedSummary(mean, half_width, n, average.nan_values)

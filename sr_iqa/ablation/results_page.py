@@ -22,6 +22,7 @@ from sr_iqa.ablation.findings import Findings
 from sr_iqa.ablation.plan import AblationOptions
 from sr_iqa.atomic_files import write_text_atomically, write_with
 from sr_iqa.evaluate.multi_gt import GOLD_STANDARD
+from sr_iqa.score_rules import arrow, in_words
 
 PACKAGES = ("sr_iqa", "torch", "basicsr", "pyiqa", "peft", "accelerate")
 HEADER = """# Experiments: the paper's orderings measured with sr_iqa
@@ -53,12 +54,8 @@ def replace_section(path: Path, name: str, section: str) -> None:
     write_text_atomically(path, text)
 
 
-def _arrow(findings: Findings, measure: str) -> str:
-    return "↑" if findings.higher_better[measure] else "↓"
-
-
 def _table(findings: Findings, labels: list[str], measures: list[str], gold: bool) -> str:
-    header = ["Method", *(f"{m.replace('Q', findings.q.upper()) if m == 'Q' else m} {_arrow(findings, m)}"
+    header = ["Method", *(f"{m.replace('Q', findings.q.upper()) if m == 'Q' else m} {arrow(findings.lower_better[m])}"
                           for m in measures)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for label in labels:
@@ -178,11 +175,11 @@ def perception_distortion_plot(findings: Findings, path: Path) -> None:
         axes.axvline(gold, linestyle="--", color="grey")
         axes.annotate(GOLD_STANDARD, (gold, axes.get_ylim()[0]), textcoords="offset points", xytext=(4, 6),
                       fontsize=8, color="grey")
-    higher = findings.higher_better["Q"]
-    axes.set_xlabel(f"{findings.q} of the SR images ({'higher' if higher else 'lower'} is better)")
+    lower_better = findings.lower_better["Q"]
+    axes.set_xlabel(f"{findings.q} of the SR images ({in_words(lower_better)})")
     axes.set_ylabel("PSNR against the original GT (dB)")
     axes.set_title("Perception-distortion, held-out groups (95% intervals over seeds)")
-    if not higher:
+    if lower_better:
         axes.invert_xaxis()  # better perception to the right
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

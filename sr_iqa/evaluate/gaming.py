@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from scipy.ndimage import median_filter
 
+from sr_iqa.score_rules import oriented
+
 HIGH_FREQUENCY = 0.25  # cycles per pixel (Nyquist is 0.5)
 PEAK_FACTOR = 10.0  # a bin is a peak when its power exceeds this multiple of the local median
 NEIGHBOURHOOD = 9  # bins, side of the median window
@@ -49,7 +51,7 @@ def structured_noise_score(change: torch.Tensor) -> float:
 def relative_change(new: float, reference: float, lower_better: bool) -> float:
     """Percent change from ``reference``, positive when ``new`` is better."""
     change = 100.0 * (new - reference) / max(abs(reference), 1e-12)
-    return -change if lower_better else change
+    return oriented(change, lower_better)
 
 
 def gaming_report(results: Mapping[str, float], reference: Mapping[str, float], optimised: str,

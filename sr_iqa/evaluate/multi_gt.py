@@ -9,7 +9,6 @@ with itself is perfect).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -18,6 +17,7 @@ import torch
 from sr_iqa.data.groups import Group
 from sr_iqa.data.image_io import read_rgb_tensor
 from sr_iqa.evaluate.scoring import MetricSet
+from sr_iqa.score_rules import best, nan_aware_means, oriented
 
 GOLD_STANDARD = "Gold Standard"
 
@@ -66,31 +66,22 @@ def score_gts(group: Group, gts: torch.Tensor, metric_set: MetricSet) -> list[di
     return [{name: values[i] for name, values in scores.items()} for i in range(len(group.gts))]
 
 
-def best(values: Sequence[float], lower_better: bool) -> float:
-    finite = [v for v in values if math.isfinite(v)]
-    if not finite:
-        return math.nan
-    return min(finite) if lower_better else max(finite)
-
-
 def gold_standard(gt_scores: Iterable[Sequence[Mapping[str, float]]],
                   lower_better: Mapping[str, bool]) -> dict[str, float]:
     """Per metric, the best GT value of each group, averaged over the groups."""
     per_group = [{name: best([gt[name] for gt in group], lower_better[name]) for name in lower_better}
                  for group in gt_scores]
-    return {name: sum(group[name] for group in per_group) / len(per_group) for name in lower_better}
+    return nan_aware_means(per_group)[0]
 
 
 def distance_to_gold(summary: Mapping[str, float], gold: Mapping[str, float],
                      lower_better: Mapping[str, bool]) -> dict[str, float]:
     """How much worse than the Gold Standard a method is, per metric (negative: it beats the Gold Standard)."""
-    return {name: (summary[name] - gold[name]) if lower_better[name] else (gold[name] - summary[name])
+    return {name: oriented(gold[name], lower_better[name]) - oriented(summary[name], lower_better[name])
             for name in gold if name in summary}
 
 
-def mean_over_images(results: Iterable[ImageResult], against_original: bool = False) -> dict[str, float]:
-    totals: dict[str, list[float]] = {}
-    for result in results:
-        for name, value in (result.against_original if against_original else result.scores).items():
-            totals.setdefault(name, []).append(value)
-    return {name: sum(values) / len(values) for name, values in totals.items()}
+def mean_over_images(results: Iterable[ImageResult], against_original: bool = False
+                     ) -> tuple[dict[str, float], dict[str, int]]:
+    """Per metric, the mean over the images (NaN scores left out) and how many were left out."""
+    return nan_aware_means(result.against_original if against_original else result.scores for result in results)

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from sr_iqa.data.datasets import EvalGroup
 from sr_iqa.errors import MetricUnavailableError
 from sr_iqa.iqa.metrics import create_metric, is_full_reference, score_each
+from sr_iqa.score_rules import nan_aware_means
 
 log = logging.getLogger("sr_iqa.evaluate")
 
@@ -71,14 +72,6 @@ class MetricSet:
         return {metric_name: values[0] for metric_name, values in batch.items()}
 
 
-def mean_scores(rows: Iterable[dict[str, float]]) -> dict[str, float]:
-    totals: dict[str, list[float]] = {}
-    for row in rows:
-        for name, value in row.items():
-            totals.setdefault(name, []).append(value)
-    return {name: sum(values) / len(values) for name, values in totals.items()}
-
-
 Upscaler = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -96,4 +89,4 @@ def evaluate_upscaler(upscale: Upscaler, pairs: Iterable[EvalGroup], metric_set:
         sr = sr[:, : pair.gt.shape[-2], : pair.gt.shape[-1]]
         outputs[pair.name] = sr.cpu()
         rows.append(metric_set.score(sr, pair.gt, pair.name))
-    return mean_scores(rows), outputs
+    return nan_aware_means(rows)[0], outputs  # NaN images left out (validation logs them as they happen)

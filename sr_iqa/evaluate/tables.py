@@ -18,6 +18,7 @@ from pathlib import Path
 from sr_iqa.atomic_files import write_text_atomically
 from sr_iqa.data.groups import Group
 from sr_iqa.evaluate.multi_gt import GOLD_STANDARD, ImageResult, distance_to_gold, mean_over_images
+from sr_iqa.score_rules import arrow
 
 LOW_LEVEL_FR = ("psnr", "ssim", "psnr_y", "ssimc", "ms_ssim", "hggt_psnr", "hggt_ssim")
 MID_LEVEL_FR = ("lpips", "lpips-vgg", "stlpips", "stlpips-vgg", "dists", "topiq_fr")
@@ -39,17 +40,24 @@ class EvaluationSummary:
     lower_better: dict[str, bool]
     no_reference: list[str]
     skipped: dict[str, str] = field(default_factory=dict)
+    # method -> metric -> images whose score was NaN, left out of its mean (score_rules); absent when none
+    nan_images: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @classmethod
     def from_results(cls, results: Sequence[ImageResult], gold: Mapping[str, float],
                      lower_better: Mapping[str, bool], skipped: Mapping[str, str]) -> EvaluationSummary:
         methods = list(dict.fromkeys(result.method for result in results))
-        rows = {m: mean_over_images(r for r in results if r.method == m) for m in methods}
-        original = {m: mean_over_images((r for r in results if r.method == m), against_original=True)
-                    for m in methods}
+        rows, original, nan_images = {}, {}, {}
+        for method in methods:
+            rows[method], nan_scores = mean_over_images(r for r in results if r.method == method)
+            original[method], nan_original = mean_over_images((r for r in results if r.method == method),
+                                                               against_original=True)
+            counts = nan_scores | {f"{name} vs original": n for name, n in nan_original.items()}
+            if counts:
+                nan_images[method] = counts
         distance = {m: distance_to_gold(rows[m], gold, lower_better) for m in methods}
         return cls({**rows, GOLD_STANDARD: dict(gold)}, original, distance, dict(lower_better), list(gold),
-                   dict(skipped))
+                   dict(skipped), nan_images)
 
     @property
     def metrics(self) -> list[str]:
@@ -73,7 +81,7 @@ def markdown_table(rows: Mapping[str, Mapping[str, float]], metrics: Sequence[st
     """Methods as rows, metrics as columns (with their direction), the paper's column groups above them."""
     groups = [metric_group(name, name in no_reference) for name in metrics]
     groups = [group if i == 0 or group != groups[i - 1] else "" for i, group in enumerate(groups)]  # label once
-    header = [first_column] + [f"{name} {'↓' if lower_better[name] else '↑'}" for name in metrics]
+    header = [first_column] + [f"{name} {arrow(lower_better[name])}" for name in metrics]
     lines = ["| " + " | ".join([""] + groups) + " |", "|" + "|".join("---" for _ in header) + "|",
              "| " + " | ".join(f"**{h}**" for h in header) + " |"]
     for method, scores in rows.items():
@@ -93,6 +101,10 @@ def summary_markdown(summary: EvaluationSummary) -> str:
         parts += ["Distance to the Gold Standard (positive: worse than the best GT; negative: better):",
                   markdown_table(summary.distance_to_gold, summary.no_reference, summary.lower_better,
                                  summary.no_reference)]
+    if summary.nan_images:
+        parts.append("Images whose score is NaN (left out of the mean, per the rule in sr_iqa/score_rules.py): "
+                     + "; ".join(f"{method}: " + ", ".join(f"{name} {count}" for name, count in counts.items())
+                                 for method, counts in summary.nan_images.items()))
     if summary.skipped:
         parts.append("Skipped (cannot run here): " + "; ".join(f"{n}: {m}" for n, m in summary.skipped.items()))
     return "\n\n".join(parts)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from sr_iqa.data.groups import Group
 from sr_iqa.iqa.score_cache import ScoreCache
+from sr_iqa.score_rules import oriented
 
 PAIRS = (("Positive", "original"), ("original", "Negative"), ("Positive", "Negative"))
 
@@ -22,7 +23,7 @@ def _label(group: Group, position: int) -> str | None:
 def pairwise_agreement(groups: Sequence[Group], cache: ScoreCache,
                        metric: str) -> dict[tuple[str, str], tuple[float, int]]:
     """(preferred label, other label) -> (pairs where the metric agrees, pairs with both scores)."""
-    sign = -1.0 if cache.lower_better(metric) else 1.0
+    sign = oriented(1.0, cache.lower_better(metric))
     records = {gt.path: cache.record(gt.path) for group in groups for gt in group.gts}
     table = cache.scores(metric, {record.content_hash for record in records.values()})
     result = {}

@@ -32,6 +32,7 @@ from sr_iqa.iqa.score_cache import (
     spool_path,
 )
 from sr_iqa.progress import progress_bar
+from sr_iqa.score_rules import in_words
 
 log = logging.getLogger("sr_iqa.score")
 
@@ -218,7 +219,7 @@ def summary_lines(cache: ScoreCache, entries: Sequence[GTEntry], metrics: Sequen
         every = [s for values in by_label.values() for s in values]
         if not every:
             continue
-        direction = "lower is better" if cache.lower_better(key) else "higher is better"
+        direction = in_words(cache.lower_better(key))
         lines.append(f"{key} ({direction}): mean {statistics.fmean(every):.4f}, "
                      f"std {statistics.pstdev(every):.4f} over {len(every)} GTs")
         lines.append("  mean by label: " + ", ".join(

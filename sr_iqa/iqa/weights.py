@@ -36,6 +36,7 @@ import torch.hub
 from accelerate.utils.other import TORCH_SAFE_GLOBALS
 
 from sr_iqa.atomic_files import write_with
+from sr_iqa.config.schema import IqaOptions
 from sr_iqa.errors import WeightsUnavailableError
 
 
@@ -199,4 +200,11 @@ def swapped_attribute(module: object, name: str, replacement: object) -> Iterato
         yield
     finally:
         setattr(module, name, original)
+
+
+def weights_folder(flag: str | Path | None, iqa: IqaOptions | None) -> Path | None:
+    """Where metric weight files are looked for: the command's --weights-dir, else the option file's
+    ``iqa.weights_dir``, else nowhere but pyiqa's cache."""
+    chosen = flag if flag is not None else (iqa.weights_dir if iqa is not None else None)
+    return Path(chosen) if chosen else None
 

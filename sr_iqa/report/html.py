@@ -13,8 +13,8 @@ from pathlib import Path
 from sr_iqa.atomic_files import write_text_atomically
 from sr_iqa.data.check import discover_splits
 from sr_iqa.errors import SrIqaError
-from sr_iqa.evaluate.multi_gt import best
 from sr_iqa.report.sheets import crop_sheet
+from sr_iqa.score_rules import arrow, best
 
 
 def _inline_png(path: Path) -> str:
@@ -23,7 +23,7 @@ def _inline_png(path: Path) -> str:
 
 def _table_html(record: dict) -> str:
     metrics, lower_better = record["metrics"], record["lower_better"]
-    head = "".join(f"<th>{html.escape(m)} {'↓' if lower_better[m] else '↑'}</th>" for m in metrics)
+    head = "".join(f"<th>{html.escape(m)} {arrow(lower_better[m])}</th>" for m in metrics)
     body = []
     for method, row in record["rows"].items():
         cells = []

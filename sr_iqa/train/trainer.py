@@ -43,6 +43,7 @@ from sr_iqa.data.validation import raise_problems
 from sr_iqa.errors import NonFiniteError, OptionsError, RunFolderError
 from sr_iqa.evaluate.scoring import MetricSet, Upscaler, evaluate_upscaler
 from sr_iqa.iqa.metrics import FrozenMetricLoss, create_metric
+from sr_iqa.iqa.weights import weights_folder
 from sr_iqa.log_buffer import replay_startup_log
 from sr_iqa.losses import (
     IqaObjective,
@@ -131,11 +132,11 @@ class Trainer:
                                                   device=self.device) if options.sampler.exclude_labels else None)
         if options.sampler.type is SamplerType.amo and options.sampler.mode is AmoMode.online:
             self.online_amo = create_metric(options.sampler.metric, self.device,
-                                            weights_dir=Path(options.iqa.weights_dir) if options.iqa.weights_dir
-                                            else None, options=options.iqa.metric_options.get(options.sampler.metric))
+                                            weights_dir=weights_folder(None, options.iqa),
+                                            options=options.iqa.metric_options.get(options.sampler.metric))
         self.train_set, self.val_set = self._build_datasets()
         # Built before anything is written, so that missing metric or backbone weights stop the run at once.
-        weights_dir = Path(options.iqa.weights_dir) if options.iqa.weights_dir else None
+        weights_dir = weights_folder(None, options.iqa)
         self.has_validation = options.datasets.val is not None  # the val split itself is the main process's
         self.metric_set = None
         if self.val_set is not None:
