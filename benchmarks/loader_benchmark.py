@@ -18,10 +18,11 @@ from pathlib import Path
 import numpy as np
 from measurement import Measurement, benchmark_demo_set, print_rows
 
+from sr_iqa.config.schema import SamplerType
 from sr_iqa.data.datasets import MultiGTCropDataset
 from sr_iqa.data.groups import aggregate_votes, index_hggt
 from sr_iqa.data.image_io import array_to_tensor, read_rgb_array
-from sr_iqa.sampling import CachedScoreSampler, SamplerType
+from sr_iqa.sampling.choosers import CachedScoreSampler
 
 
 class AllGTsLoader:

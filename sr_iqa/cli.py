@@ -197,9 +197,9 @@ def _agree(args: argparse.Namespace) -> int:
 
 
 def _sampler_preview(args: argparse.Namespace) -> int:
+    from sr_iqa.config.schema import SamplerType
     from sr_iqa.iqa.score_cache import ScoreCache
-    from sr_iqa.sampler_preview import preview, write_or_print
-    from sr_iqa.sampling import SamplerType
+    from sr_iqa.sampling.preview import preview, write_or_print
 
     if not args.cache.is_file():
         raise SrIqaError(f"{args.cache}: no score cache there; run `sr-iqa score` first")

@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sr_iqa.config.schema import SamplerType
 from sr_iqa.data.datasets import CropBox
 from sr_iqa.data.groups import GroundTruth, Group
-from sr_iqa.sampling import CachedScoreSampler, SamplerType, goodness, probabilities, softmax
+from sr_iqa.sampling.choosers import CachedScoreSampler, as_quality, probabilities, softmax
 
 DRAWS = 20_000
 
@@ -75,10 +76,10 @@ def test_amo_is_the_argmax_at_the_crop_for_either_direction(lower_better, best):
     raw = np.zeros((5, 3, 3))
     raw[:, 2, 1] = [60.0, 70.0, 65.0, 62.0, 50.0]
     raw[:, 0, 0] = [90.0, 10.0, 10.0, 10.0, 10.0]  # another crop with another winner must not matter
-    chooser = CachedScoreSampler(SamplerType.amo, crops=[goodness(raw, lower_better)], box_stride=16,
+    chooser = CachedScoreSampler(SamplerType.amo, crops=[as_quality(raw, lower_better)], box_stride=16,
                                  grid_stride=16)
     assert {chooser.choose(0, GROUP, box, np.random.default_rng(i)) for i in range(20)} == {best}
-    assert chooser.quality(0, GROUP, box).tolist() == goodness(raw[:, 2, 1], lower_better).tolist()
+    assert chooser.quality(0, GROUP, box).tolist() == as_quality(raw[:, 2, 1], lower_better).tolist()
 
 
 def test_ties_resolve_to_the_lowest_index():
@@ -86,8 +87,8 @@ def test_ties_resolve_to_the_lowest_index():
     assert probabilities(SamplerType.amo, GROUP, tied, 1.0).tolist() == [0, 1, 0, 0, 0]
 
 
-def test_goodness_turns_lower_better_scores_around():
-    assert goodness([3.0, 5.0], lower_better=True).tolist() == [-3.0, -5.0]
+def test_as_quality_turns_lower_better_scores_around():
+    assert as_quality([3.0, 5.0], lower_better=True).tolist() == [-3.0, -5.0]
     assert np.allclose(softmax(np.array([0.0, 0.0]), 1.0), [0.5, 0.5])
 
 
@@ -126,7 +127,7 @@ def test_upos_start_up_log_counts_groups_that_fall_back(caplog):
     import logging
 
     from sr_iqa.config.schema import SamplerOptions
-    from sr_iqa.sampling import build_chooser
+    from sr_iqa.sampling.build import build_chooser
 
     groups = [GROUP, _group(["Similar", "Negative", "Similar", "Similar"]), _group(["Negative"] * 4)]
     with caplog.at_level(logging.INFO, logger="sr_iqa.sampling"):
@@ -151,9 +152,9 @@ def test_excluded_labels_are_never_candidates_and_the_rest_keep_the_formula():
 
 
 def test_an_unscorable_gt_is_never_the_argmax_and_all_unscorable_is_uniform():
-    q = goodness([np.nan, 3.0, np.nan, 5.0, 4.0], lower_better=True)  # NIQE: lower is better; NaN: no score
+    q = as_quality([np.nan, 3.0, np.nan, 5.0, 4.0], lower_better=True)  # NIQE: lower is better; NaN: no score
     assert probabilities(SamplerType.amo, GROUP, q, 1.0).tolist() == [0, 1, 0, 0, 0]
-    nothing = goodness([np.nan] * 5, lower_better=False)
+    nothing = as_quality([np.nan] * 5, lower_better=False)
     assert probabilities(SamplerType.sma, GROUP, nothing, 1.0) == pytest.approx([0.2] * 5)
 
 
@@ -165,7 +166,7 @@ def test_one_crop_grid_for_every_sampler_makes_an_ablation_fair(demo_set, tmp_pa
     from sr_iqa.data.datasets import MultiGTCropDataset
     from sr_iqa.data.groups import index_hggt
     from sr_iqa.errors import OptionsError
-    from sr_iqa.sampling import build_chooser
+    from sr_iqa.sampling.build import build_chooser
 
     index = index_hggt(demo_set.train_images, demo_set.train_labels)
     options = load_options(write_options(tmp_path / "o.yml", tiny_options(demo_set, tmp_path)),

@@ -222,7 +222,7 @@ def test_negative_loss_takes_part_in_training(options_file: Path):
 
 
 def test_the_discriminator_sees_the_chosen_gt_as_real_and_sr_as_fake(options_file: Path):
-    from sr_iqa.data.datasets import OriginalGT
+    from sr_iqa.sampling.choosers import OriginalGT
 
     class ChooseThird(OriginalGT):
         def choose(self, position, group, box, rng) -> int:

@@ -97,7 +97,8 @@ def test_cached_and_online_amo_choose_the_same_gt_on_grid_aligned_crops(demo_set
     from sr_iqa.data.datasets import MultiGTCropDataset, augment_tensors
     from sr_iqa.data.groups import index_hggt
     from sr_iqa.iqa.metrics import create_metric
-    from sr_iqa.sampling import build_chooser, online_amo_choice
+    from sr_iqa.sampling.build import build_chooser
+    from sr_iqa.sampling.online_amo import online_amo_choice
 
     index = index_hggt(demo_set.train_images, demo_set.train_labels)
     cached = build_chooser(SamplerOptions(type=SamplerType.amo, metric="niqe", cache=str(niqe_scored),

@@ -32,7 +32,8 @@ class CropBox:
 
 
 class GTChooser(Protocol):
-    """The sampler hook: which GT of a group supervises a sample, decided before any image is read."""
+    """The sampler hook: which GT of a group supervises a sample, decided before any image is read. The dataset
+    declares what it calls; the samplers implement it (``sr_iqa.sampling``). Without one, the original."""
 
     box_stride: int  # crop boxes are drawn on this grid (cached AMO needs its score grid); 1 for any box
 
@@ -41,19 +42,6 @@ class GTChooser(Protocol):
 
     def quality(self, position: int, group: Group, box: CropBox) -> np.ndarray | None:
         """The "higher is better" Q of every GT that the choice was based on, or None without scores."""
-
-
-@dataclass
-class OriginalGT:
-    """Supervise with the original GT (plain single-GT training)."""
-
-    box_stride: int = 1
-
-    def choose(self, position: int, group: Group, box: CropBox, rng: np.random.Generator) -> int:
-        return 0
-
-    def quality(self, position: int, group: Group, box: CropBox) -> np.ndarray | None:
-        return None
 
 
 class ImageSource(Protocol):
@@ -116,7 +104,7 @@ class MultiGTCropDataset(Dataset):
         self.seed = seed
         self.use_hflip = use_hflip
         self.use_rot = use_rot
-        self.choose_gt = choose_gt if choose_gt is not None else OriginalGT()
+        self.choose_gt = choose_gt
         self.with_negative = with_negative
         self.with_candidates = with_candidates
         self.sample_kernels = sample_kernels
@@ -152,11 +140,11 @@ class MultiGTCropDataset(Dataset):
         rng = np.random.default_rng([self.seed, epoch, position])
         group = self.groups[position]
         height, width = self.images.shape(group.original.path)
-        stride = self.choose_gt.box_stride
+        stride = self.choose_gt.box_stride if self.choose_gt is not None else 1
         box = CropBox(stride * int(rng.integers(0, (height - self.gt_size) // stride + 1)),
                       stride * int(rng.integers(0, (width - self.gt_size) // stride + 1)), self.gt_size)
         flips = rng.random(3) < 0.5
-        chosen = self.choose_gt.choose(position, group, box, rng)
+        chosen = self.choose_gt.choose(position, group, box, rng) if self.choose_gt is not None else 0
         original_crop = self._crop(group.original.path, box, flips)
         sample = {
             "original": original_crop,
@@ -166,7 +154,7 @@ class MultiGTCropDataset(Dataset):
             "box": torch.tensor([box.top, box.left, box.size]),
             "key": torch.tensor([epoch, position]),
         }
-        quality = self.choose_gt.quality(position, group, box)
+        quality = self.choose_gt.quality(position, group, box) if self.choose_gt is not None else None
         if quality is not None:  # for the training statistics: Q of the chosen GT and the best Q at this crop
             sample["chosen_q"] = torch.tensor(float(quality[chosen]))
             sample["best_q"] = torch.tensor(float(quality.max()))

@@ -30,16 +30,16 @@ def pairwise_agreement(groups: Sequence[Group], cache: ScoreCache,
     for better, worse in PAIRS:
         agree, total = 0.0, 0
         for group in groups:
-            goodness = {}
+            quality = {}
             for position, gt in enumerate(group.gts):
                 record = records[gt.path]
                 score = table[record.content_hash].get(record.full)
                 if score is not None:
-                    goodness[position] = sign * score
-            for high in (p for p in goodness if _label(group, p) == better):
-                for low in (p for p in goodness if _label(group, p) == worse):
+                    quality[position] = sign * score
+            for high in (p for p in quality if _label(group, p) == better):
+                for low in (p for p in quality if _label(group, p) == worse):
                     total += 1
-                    agree += 1.0 if goodness[high] > goodness[low] else 0.5 if goodness[high] == goodness[low] else 0.0
+                    agree += 1.0 if quality[high] > quality[low] else 0.5 if quality[high] == quality[low] else 0.0
         result[(better, worse)] = (agree, total)
     return result
 

@@ -29,9 +29,9 @@ from sr_iqa import writer_lock
 from sr_iqa.atomic_files import write_text_atomically
 from sr_iqa.config import Options, options_to_yaml
 from sr_iqa.config.call_options import build_from_block
-from sr_iqa.config.schema import AmoMode, MixedPrecision, SamplerType
+from sr_iqa.config.schema import MixedPrecision
 from sr_iqa.data.check import summarize
-from sr_iqa.data.datasets import LABEL_CODES, EvalGroupDataset, GTChooser, MultiGTCropDataset, augment_tensors
+from sr_iqa.data.datasets import EvalGroupDataset, GTChooser, MultiGTCropDataset
 from sr_iqa.data.degradations import DEGRADATION_TYPES
 from sr_iqa.data.device_prefetch import DevicePrefetcher
 from sr_iqa.data.groups import GroupIndex
@@ -42,7 +42,7 @@ from sr_iqa.data.training_order import TrainingSampleOrder
 from sr_iqa.data.validation import raise_problems
 from sr_iqa.errors import NonFiniteError, OptionsError, RunFolderError
 from sr_iqa.evaluate.scoring import MetricSet, Upscaler, evaluate_upscaler
-from sr_iqa.iqa.metrics import FrozenMetricLoss, create_metric
+from sr_iqa.iqa.metrics import FrozenMetricLoss
 from sr_iqa.iqa.weights import weights_folder
 from sr_iqa.log_buffer import replay_startup_log
 from sr_iqa.losses import (
@@ -59,13 +59,14 @@ from sr_iqa.models.lora import AdapterSettings, add_adapters
 from sr_iqa.models.weight_files import generator_metadata, load_network_weights, save_adapter
 from sr_iqa.optim import build_optimizer, build_scheduler
 from sr_iqa.progress import progress_bar
-from sr_iqa.sampling import build_chooser, online_amo_choice
+from sr_iqa.sampling.build import build_chooser
+from sr_iqa.sampling.online_amo import OnlineAmo
+from sr_iqa.sampling.statistics import SamplingStatistics
 from sr_iqa.tensor_files import save_weights
 from sr_iqa.train import checkpoints, resume_check, speed
 from sr_iqa.train.experiment import ExperimentFolders
 from sr_iqa.train.pair_pool import TrainingPairPool
 from sr_iqa.train.stage1_reference import Stage1Reference
-from sr_iqa.train.statistics import SamplingStatistics
 
 log = logging.getLogger("sr_iqa.train")
 
@@ -127,13 +128,7 @@ class Trainer:
         if resume_from is not None:
             resume_check.check_changed_options(options, resume_from)
         self.degradation = build_from_block(options.degradation, DEGRADATION_TYPES)
-        self.online_amo = None  # Q for online AMO: inference form, never prepared, in eval
-        self.excluded_label_codes = (torch.tensor([LABEL_CODES[label] for label in options.sampler.exclude_labels],
-                                                  device=self.device) if options.sampler.exclude_labels else None)
-        if options.sampler.type is SamplerType.amo and options.sampler.mode is AmoMode.online:
-            self.online_amo = create_metric(options.sampler.metric, self.device,
-                                            weights_dir=weights_folder(None, options.iqa),
-                                            options=options.iqa.metric_options.get(options.sampler.metric))
+        self.online_amo = OnlineAmo.from_options(options.sampler, options.iqa, self.device)  # None unless online
         self.train_set, self.val_set = self._build_datasets()
         # Built before anything is written, so that missing metric or backbone weights stop the run at once.
         weights_dir = weights_folder(None, options.iqa)
@@ -350,15 +345,8 @@ class Trainer:
         kernels = {name: on_device.pop(name) for name in ("kernel1", "kernel2", "sinc_kernel") if name in on_device}
         with torch.no_grad(), torch.autocast(self.device.type, enabled=False):
             on_device["lq"] = self.degradation.apply(on_device["original"], kernels, self.options.scale)
-        if self.online_amo is not None:
-            candidates, mask = on_device.pop("candidates"), on_device.pop("candidate_mask")
-            if self.excluded_label_codes is not None:  # sampler.exclude_labels: never the argmax
-                mask = mask & ~torch.isin(on_device["labels"], self.excluded_label_codes)
-            chosen, q = online_amo_choice(candidates, mask, self.online_amo, bool(self.online_amo.lower_better))
-            rows = torch.arange(len(chosen), device=chosen.device)
-            # Chosen on the unaugmented crops, as cached AMO chooses; then the sample's flips, as for the others.
-            on_device |= {"gt": augment_tensors(candidates[rows, chosen], on_device.pop("flips")), "gt_index": chosen,
-                          "chosen_q": q[rows, chosen], "best_q": q.max(dim=1).values}
+        if self.online_amo is not None:  # chosen on the unflipped crops, as cached AMO chooses; then flipped
+            on_device = self.online_amo.choose(on_device)
         if self.pair_pool is not None:
             on_device = self.pair_pool.exchange(on_device)
         if self.options.train.channels_last:  # images in NHWC, like the networks' weights

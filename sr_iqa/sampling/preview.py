@@ -16,9 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from sr_iqa.atomic_files import write_text_atomically
+from sr_iqa.config.schema import SamplerType
 from sr_iqa.data.groups import Group
 from sr_iqa.iqa.score_cache import ScoreCache
-from sr_iqa.sampling import SamplerType, full_image_scores, goodness, probabilities
+from sr_iqa.sampling.cached_scores import full_image_scores
+from sr_iqa.sampling.choosers import as_quality, probabilities
 from sr_iqa.score_rules import in_words
 
 
@@ -31,7 +33,7 @@ def preview(groups: Sequence[Group], cache: ScoreCache, metric: str, sampler: Sa
     writer.writerow(["group", "slot", "label", "score", "probability"])
     expected, best = [], []
     for group, scores in zip(groups, full_image_scores(groups, cache, metric), strict=True):
-        q = goodness(scores, lower_better)
+        q = as_quality(scores, lower_better)
         probability = probabilities(sampler, group, q, tau)
         for gt, score, p in zip(group.gts, scores, probability, strict=True):
             writer.writerow([group.name, gt.slot, gt.label or ("original" if gt.slot == "original" else ""),

@@ -1,0 +1,56 @@
+"""Scores for the samplers, read from the score cache once, before training: the full-image Q of every GT (SMA,
+SMP) and every GT's crop grid (cached AMO). A missing score is an error naming what to score."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from sr_iqa.data.groups import Group
+from sr_iqa.errors import DataError
+from sr_iqa.iqa.score_cache import ScoreCache
+
+
+def _missing_scores(metric: str, cache: ScoreCache, missing: list[str], hint: str) -> DataError:
+    return DataError(f"{len(missing)} image(s) have no '{metric}' score in {cache.path}; run `sr-iqa score "
+                     f"--metric {metric}{hint}` first:\n" + "\n".join(missing[:20]))
+
+
+def require_metric(cache: ScoreCache, metric: str) -> None:
+    if metric not in cache.metrics():
+        raise DataError(f"{cache.path} holds no '{metric}' scores (it has: {', '.join(cache.metrics()) or 'none'}); "
+                        f"run `sr-iqa score --metric {metric}`")
+
+
+def full_image_scores(groups: Sequence[Group], cache: ScoreCache, metric: str) -> list[list[float]]:
+    """Raw full-image score of every GT of every group; one DataError lists the images without one."""
+    require_metric(cache, metric)
+    records = cache.records([gt.path for group in groups for gt in group.gts])
+    table = cache.scores(metric, {r.content_hash for r in records})
+    missing = [str(r.path) for r in records if r.full not in table[r.content_hash]]
+    if missing:
+        raise _missing_scores(metric, cache, missing, "")
+    scores = iter([table[r.content_hash][r.full] for r in records])
+    return [[next(scores) for _ in group.gts] for group in groups]
+
+
+def crop_score_grids(groups: Sequence[Group], cache: ScoreCache, metric: str, size: int,
+                     stride: int) -> list[np.ndarray]:
+    """Per group, raw scores shaped (GTs, rows, columns) for every ``size`` box on the ``stride`` grid."""
+    require_metric(cache, metric)
+    records = cache.records([gt.path for group in groups for gt in group.gts])
+    values, present, offsets = cache.grid_scores(metric, records, size, stride)
+    grids, missing, position = [], [], 0
+    for group in groups:
+        first = records[position]
+        rows, columns = (first.height - size) // stride + 1, (first.width - size) // stride + 1
+        start = offsets[position]
+        count = len(group.gts) * rows * columns  # a group's GTs share their size: their boxes follow each other
+        grids.append(values[start:start + count].reshape(len(group.gts), rows, columns))
+        complete = present[start:start + count].reshape(len(group.gts), -1).all(axis=1)
+        missing += [str(records[position + i].path) for i in np.flatnonzero(~complete)]
+        position += len(group.gts)
+    if missing:
+        raise _missing_scores(metric, cache, missing, f" --grid {size}:{stride}")
+    return grids
