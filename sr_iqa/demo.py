@@ -21,8 +21,8 @@ from sr_iqa.checked_options import load_options
 from sr_iqa.config import Options
 from sr_iqa.data.demo_set import DemoSetPaths, DemoSetSpec, build_demo_set
 from sr_iqa.errors import OptionsError
-from sr_iqa.evaluate.run_eval import Method
-from sr_iqa.evaluate.scoring import bicubic_upscaler
+from sr_iqa.evaluate.metric_set import bicubic_upscaler
+from sr_iqa.evaluate.run_eval import SrMethod
 from sr_iqa.evaluate.tables import EvaluationSummary
 from sr_iqa.score_rules import is_better
 
@@ -65,7 +65,7 @@ def _untrained_start(options: Options) -> torch.nn.Module:
     return network.eval()
 
 
-def _pretrained_row(name: str, device: torch.device, scale: int) -> Method:
+def _pretrained_row(name: str, device: torch.device, scale: int) -> SrMethod:
     from sr_iqa.evaluate.run_eval import upscaler_method
     from sr_iqa.models.weight_files import generator_from_file
 

@@ -76,7 +76,7 @@ def test_stage1_reference_warns_when_the_metric_is_gamed(demo_set, caplog: pytes
     from sr_iqa.config.schema import ValDatasetOptions
     from sr_iqa.data.datasets import EvalGroupDataset
     from sr_iqa.data.sources import group_index
-    from sr_iqa.evaluate.scoring import MetricSet, bicubic_upscaler, evaluate_upscaler
+    from sr_iqa.evaluate.metric_set import MetricSet, bicubic_upscaler, evaluate_upscaler
     from sr_iqa.train.stage1_reference import Stage1Reference
 
     val_options = ValDatasetOptions(dataroot_gt=str(demo_set.test_images), dataroot_label=str(demo_set.test_labels),

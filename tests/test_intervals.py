@@ -38,7 +38,7 @@ def test_the_ablation_table_gives_each_method_its_interval_over_seeds(tmp_path):
     import json
 
     from sr_iqa.ablation.aggregate import aggregate
-    from sr_iqa.ablation.plan import Method
+    from sr_iqa.ablation.plan import AblationRow
     from sr_iqa.evaluate.multi_gt import GOLD_STANDARD
     from sr_iqa.evaluate.tables import EvaluationSummary, write_summary_json
 
@@ -50,7 +50,7 @@ def test_the_ablation_table_gives_each_method_its_interval_over_seeds(tmp_path):
             rows={"RRDB UPos": {"psnr": psnr, "niqe": niqe}, GOLD_STANDARD: {"niqe": 4.0}},
             against_original={}, distance_to_gold={}, lower_better={"psnr": False, "niqe": True},
             no_reference=["niqe"]))
-        methods.append(Method("RRDB UPos", seed, folder))
+        methods.append(AblationRow("RRDB UPos", seed, folder))
     record = aggregate(methods, tmp_path, "niqe", "unused", 0)
     psnr, niqe = record["intervals"]["RRDB UPos"]["psnr"], record["intervals"]["RRDB UPos"]["niqe"]
     assert psnr["mean"] == 21.0 and psnr["half_width"] == pytest.approx(4.303 / math.sqrt(3), abs=5e-4)

@@ -312,7 +312,7 @@ def test_unknown_metric_names_get_one_line_with_a_suggestion(tree: Path, tmp_pat
 
 
 def test_a_metric_that_cannot_score_an_image_gives_nan_and_a_warning(caplog: pytest.LogCaptureFixture):
-    from sr_iqa.evaluate.scoring import MetricSet
+    from sr_iqa.evaluate.metric_set import MetricSet
 
     metric_set = MetricSet(["niqe", "psnr"], torch.device("cpu"))
     flat = torch.zeros(3, 128, 128)  # no finite NIQE features

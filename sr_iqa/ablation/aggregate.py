@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sr_iqa.ablation.intervals import SeedSummary, summarise_seeds
-from sr_iqa.ablation.plan import Method
+from sr_iqa.ablation.plan import AblationRow
 from sr_iqa.atomic_files import write_text_atomically, write_with
 from sr_iqa.errors import SrIqaError
 from sr_iqa.evaluate.multi_gt import GOLD_STANDARD
@@ -19,7 +19,7 @@ from sr_iqa.evaluate.tables import folder_name, markdown_table
 from sr_iqa.score_rules import arrow, in_words
 
 
-def aggregate(methods: Sequence[Method], root: Path, plot_metric: str, dataset: str, report_images: int) -> dict:
+def aggregate(methods: Sequence[AblationRow], root: Path, plot_metric: str, dataset: str, report_images: int) -> dict:
     """Write ``ablation_table.{md,csv}``, ``perception_distortion.png`` and ``ablation.json`` in ``root``."""
     summaries = {}
     for method in methods:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from sr_iqa.ablation.experiment_options import ExperimentSettings
 from sr_iqa.ablation.intervals import SeedSummary, summarise_seeds
-from sr_iqa.ablation.plan import Method
+from sr_iqa.ablation.plan import AblationRow
 from sr_iqa.data.image_io import read_rgb_tensor
 from sr_iqa.evaluate.gaming import gaming_report, structured_noise_score
 from sr_iqa.evaluate.multi_gt import GOLD_STANDARD
@@ -111,7 +111,7 @@ def verdict(difference: SeedSummary, equal: bool) -> str:
     return "not decidable at this size (the interval contains 0)"
 
 
-def _per_seed(methods: Sequence[Method], settings: ExperimentSettings
+def _per_seed(methods: Sequence[AblationRow], settings: ExperimentSettings
               ) -> tuple[dict[str, dict[int, dict[str, float]]], dict[str, bool], dict[str, float], int]:
     """label -> seed -> measure -> value, whether each measure is lower-better, the Gold Standard, the held-out
     groups."""
@@ -150,12 +150,12 @@ def _per_seed(methods: Sequence[Method], settings: ExperimentSettings
     return values, lower_better, gold, groups
 
 
-def sr_folder(method: Method) -> Path:
+def sr_folder(method: AblationRow) -> Path:
     """Where the method's evaluation saved its SR images (``sr-iqa eval --save-sr``)."""
     return method.evaluation / "sr" / folder_name(method.label)
 
 
-def _structured_noise(method: Method, base: Method) -> float:
+def _structured_noise(method: AblationRow, base: AblationRow) -> float:
     """The periodic high-frequency part of SR(fine-tuned) - SR(stage 1), mean over the held-out images."""
     mine, theirs = sr_folder(method), sr_folder(base)
     scores = [structured_noise_score(read_rgb_tensor(path) - read_rgb_tensor(theirs / path.name))
@@ -163,7 +163,7 @@ def _structured_noise(method: Method, base: Method) -> float:
     return sum(scores) / len(scores) if scores else math.nan
 
 
-def analyse(methods: Sequence[Method], settings: ExperimentSettings, archs: Sequence[str]) -> Findings:
+def analyse(methods: Sequence[AblationRow], settings: ExperimentSettings, archs: Sequence[str]) -> Findings:
     values, lower_better, gold, groups = _per_seed(methods, settings)
     summaries = {label: {measure: summarise_seeds([by_seed[s].get(measure, math.nan) for s in sorted(by_seed)])
                          for measure in next(iter(by_seed.values()))}

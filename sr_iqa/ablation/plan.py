@@ -114,7 +114,7 @@ class Step:
 
 
 @dataclass(frozen=True)
-class Method:
+class AblationRow:
     """One row of the ablation table before averaging over seeds."""
 
     label: str  # e.g. "RRDB AMO" or "RRDB AMO+FT"
@@ -140,7 +140,7 @@ def _option_file(base: Path, pattern: str, sampler: str) -> tuple[Path, list[str
     return base / pattern, [f"sampler.type={sampler}"]
 
 
-def plan(options: AblationOptions, base: Path) -> tuple[list[Step], list[Method]]:
+def plan(options: AblationOptions, base: Path) -> tuple[list[Step], list[AblationRow]]:
     """All steps in order (stage 1, its eval, stage 2, its eval per grid point) and the table's methods.
     Option files are loaded here, so a typo in any of them stops the plan before anything runs."""
     root = Path(options.experiments_root) / options.name
@@ -148,7 +148,7 @@ def plan(options: AblationOptions, base: Path) -> tuple[list[Step], list[Method]
     for number, (label, checkpoint) in enumerate(options.references.items()):
         run = root / f"reference_{number}"
         steps.append(_eval_step(options, run.name, label, checkpoint, None, run))
-        methods.append(Method(label, options.seeds[0], run / "eval"))
+        methods.append(AblationRow(label, options.seeds[0], run / "eval"))
     for arch, files in options.archs.items():
         for sampler in options.samplers:
             for seed in options.seeds:
@@ -164,13 +164,13 @@ def plan(options: AblationOptions, base: Path) -> tuple[list[Step], list[Method]
                                                               *stage1_overrides),
                                   _final_state(run, stage1.train.total_iter)))
                 steps.append(_eval_step(options, run_name, label, run, None))
-                methods.append(Method(label, seed, run / "eval"))
+                methods.append(AblationRow(label, seed, run / "eval"))
                 for variant, finetune in _finetunes(files).items():
                     if finetune.samplers is not None and sampler not in finetune.samplers:
                         continue
                     steps += _stage2_steps(options, base, finetune, sampler, run, shared, label, variant)
-                    methods.append(Method(f"{label}+{variant}", seed, root / f"{run_name}_{_slug(variant)}" / "eval",
-                                          base=label))
+                    evaluation = root / f"{run_name}_{_slug(variant)}" / "eval"
+                    methods.append(AblationRow(f"{label}+{variant}", seed, evaluation, base=label))
     return steps, methods
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sr_iqa.ablation.aggregate import aggregate
-from sr_iqa.ablation.plan import AblationOptions, Method, load_ablation, plan
+from sr_iqa.ablation.plan import AblationOptions, AblationRow, load_ablation, plan
 from sr_iqa.atomic_files import write_text_atomically
 from sr_iqa.errors import SrIqaError
 
@@ -125,7 +125,7 @@ def run_ablation(path: Path, dry_run: bool = False, entry: CommandLine | None = 
 @dataclass(frozen=True)
 class FinishedAblation:
     record: dict  # what ablation.json holds
-    methods: list[Method]  # the table's rows before averaging over seeds
+    methods: list[AblationRow]  # the table's rows before averaging over seeds
     step_seconds: dict[str, float]  # "<run> <kind>" -> seconds the step took (over every invocation)
 
 

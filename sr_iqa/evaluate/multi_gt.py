@@ -16,7 +16,7 @@ import torch
 
 from sr_iqa.data.groups import Group
 from sr_iqa.data.image_io import read_rgb_tensor
-from sr_iqa.evaluate.scoring import MetricSet
+from sr_iqa.evaluate.metric_set import MetricSet
 from sr_iqa.score_rules import best, nan_aware_means, oriented
 
 GOLD_STANDARD = "Gold Standard"

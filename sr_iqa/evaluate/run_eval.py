@@ -23,8 +23,8 @@ from sr_iqa.data.datasets import EvalGroup, EvalGroupDataset
 from sr_iqa.data.groups import Group, GroupIndex
 from sr_iqa.data.image_io import read_rgb_tensor, write_rgb
 from sr_iqa.errors import DataError, SrIqaError
+from sr_iqa.evaluate.metric_set import MetricSet
 from sr_iqa.evaluate.multi_gt import ImageResult, gold_standard, read_gts, score_gts, score_sr
-from sr_iqa.evaluate.scoring import MetricSet
 from sr_iqa.evaluate.tables import EvaluationSummary, folder_name, write_evaluation, write_gt_scores, write_summary_json
 from sr_iqa.progress import progress_bar
 
@@ -36,7 +36,7 @@ SrSource = Callable[[EvalGroup], torch.Tensor]
 
 
 @dataclass(frozen=True)
-class Method:
+class SrMethod:
     """A named source of SR images for the test groups."""
 
     name: str
@@ -59,7 +59,7 @@ def sr_image_of(folder: Path, item: EvalGroup) -> Path:
                     f"{item.name}_<suffix>.png, as BasicSR saves them)")
 
 
-def sr_dir_method(name: str, folder: Path) -> Method:
+def sr_dir_method(name: str, folder: Path) -> SrMethod:
     """SR images of any method, found by ``sr_image_of``."""
     if not folder.is_dir():
         raise SrIqaError(f"--sr-dir {folder}: no such folder")
@@ -72,11 +72,11 @@ def sr_dir_method(name: str, folder: Path) -> Method:
                             f"{tuple(item.gt.shape[1:])}; SR images must have the GT size")
         return sr
 
-    return Method(name, produce)
+    return SrMethod(name, produce)
 
 
 def upscaler_method(name: str, upscale: Callable[[torch.Tensor], torch.Tensor], device: torch.device,
-                    tile: int = 0, tile_overlap: int = 16, scale: int = 4) -> Method:
+                    tile: int = 0, tile_overlap: int = 16, scale: int = 4) -> SrMethod:
     """An upscaler (a generator in eval mode on ``device``, or bicubic) applied to each group's LR, tiled when
     ``tile`` > 0, cropped to the GT size."""
     from sr_iqa.tiling import tiled_upscale
@@ -86,15 +86,15 @@ def upscaler_method(name: str, upscale: Callable[[torch.Tensor], torch.Tensor], 
         sr = tiled_upscale(upscale, item.lq[None].to(device), scale, tile, tile_overlap)[0].clamp(0, 1)
         return sr[:, : item.gt.shape[-2], : item.gt.shape[-1]].cpu()
 
-    return Method(name, produce)
+    return SrMethod(name, produce)
 
 
-def original_gt_method(name: str = "Original GT") -> Method:
+def original_gt_method(name: str = "Original GT") -> SrMethod:
     """The group's original itself: the reference point every SR method is compared with."""
-    return Method(name, lambda item: item.gt)
+    return SrMethod(name, lambda item: item.gt)
 
 
-def run_eval(methods: Sequence[Method], groups: Sequence[Group], metric_names: Sequence[str], out: Path,
+def run_eval(methods: Sequence[SrMethod], groups: Sequence[Group], metric_names: Sequence[str], out: Path,
              scale: int = 4, weights_dir: Path | None = None, metric_options: Mapping[str, dict] | None = None,
              strict: bool = False, save_sr: Path | None = None) -> EvaluationSummary | None:
     """Evaluate every method on every group; the main process writes ``out`` and returns the summary.

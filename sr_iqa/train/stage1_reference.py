@@ -13,7 +13,7 @@ import torch
 
 from sr_iqa.data.datasets import EvalGroupDataset
 from sr_iqa.evaluate.gaming import gaming_report, is_gaming, structured_noise_score
-from sr_iqa.evaluate.scoring import MetricSet, Upscaler, evaluate_upscaler
+from sr_iqa.evaluate.metric_set import MetricSet, Upscaler, evaluate_upscaler
 
 log = logging.getLogger("sr_iqa.train")
 

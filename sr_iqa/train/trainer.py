@@ -41,7 +41,7 @@ from sr_iqa.data.sources import group_index
 from sr_iqa.data.training_order import TrainingSampleOrder
 from sr_iqa.data.validation import raise_problems
 from sr_iqa.errors import NonFiniteError, OptionsError, RunFolderError
-from sr_iqa.evaluate.scoring import MetricSet, Upscaler, evaluate_upscaler
+from sr_iqa.evaluate.metric_set import MetricSet, Upscaler, evaluate_upscaler
 from sr_iqa.iqa.metrics import FrozenMetricLoss
 from sr_iqa.iqa.weights import weights_folder
 from sr_iqa.log_buffer import replay_startup_log
