@@ -103,13 +103,32 @@ class Trainer:
     ``lora``, only the adapters trainable; its validations also measure the change against stage 1."""
 
     def __init__(self, options: Options, source: str = "options") -> None:
+        """The set-up, in the order it runs; each step sets the attributes it names. Everything that can fail on
+        bad input (data, weights, LoRA targets) runs before the first write to the run folder."""
         self.options = options
+        self.source = source
         self.folders = ExperimentFolders(Path(options.path.experiments_root) / options.name)
+        self.log_file = None
+        self._setup_accelerator()
+        resume_from = self._setup_resume()
+        self._setup_data()
+        self._setup_metrics_and_objectives()
+        net_g = self._setup_generator()
+        self._setup_run_folder()
+        self._setup_model(net_g)
+        self._setup_resumed_state(resume_from)
+        self._setup_loader()
+        self._setup_statistics()
+
+    # ----- set-up, in the order __init__ runs it ----------------------------------------------------
+
+    def _setup_accelerator(self) -> None:
+        """Sets precision, accelerator, device, progress: backend flags, the resolved precision, Accelerate."""
+        options = self.options
         use_cpu = not torch.cuda.is_available()
         if use_cpu and options.train.mixed_precision is MixedPrecision.fp16:
-            raise OptionsError(f"{source}: 'train.mixed_precision' is fp16, which needs a GPU; "
+            raise OptionsError(f"{self.source}: 'train.mixed_precision' is fp16, which needs a GPU; "
                                "use bf16 or no on the CPU")
-        self.log_file = None
         speed.set_backend_flags(options.train)
         self.precision = speed.resolved_precision(options.train.mixed_precision,
                                                   torch.device("cpu" if use_cpu else "cuda"))
@@ -124,15 +143,27 @@ class Trainer:
         )
         self.device = self.accelerator.device
         self.progress = TrainingProgress()
+
+    def _setup_resume(self) -> Path | None:
+        """The training state to resume from (None: a new run), its saved options checked against these."""
         resume_from = self._resume_folder()
         if resume_from is not None:
-            resume_check.check_changed_options(options, resume_from)
+            resume_check.check_changed_options(self.options, resume_from)
+        return resume_from
+
+    def _setup_data(self) -> None:
+        """Sets degradation, online_amo, train_set, val_set, has_validation."""
+        options = self.options
         self.degradation = build_from_block(options.degradation, DEGRADATION_TYPES)
         self.online_amo = OnlineAmo.from_options(options.sampler, options.iqa, self.device)  # None unless online
         self.train_set, self.val_set = self._build_datasets()
-        # Built before anything is written, so that missing metric or backbone weights stop the run at once.
-        weights_dir = weights_folder(None, options.iqa)
         self.has_validation = options.datasets.val is not None  # the val split itself is the main process's
+
+    def _setup_metrics_and_objectives(self) -> None:
+        """Sets metric_set, perceptual_loss, iqa_objective: built before anything is written, so that missing
+        metric or backbone weights stop the run at once."""
+        options = self.options
+        weights_dir = weights_folder(None, options.iqa)
         self.metric_set = None
         if self.val_set is not None:
             self.metric_set = MetricSet(self._validation_metrics(), self.device, weights_dir,
@@ -146,26 +177,111 @@ class Trainer:
             metric = FrozenMetricLoss(iqa_opt.metric, self.device, weights_dir,
                                       options.iqa.metric_options.get(iqa_opt.metric))
             self.iqa_objective = IqaObjective(metric, iqa_opt.loss_weight, iqa_opt.augment)
-        net_g = self._build_generator()  # wrong pretrained weights or LoRA targets stop the run before it writes
-        # The first write: a second training under this name (reading the folder above is harmless) stops here.
+
+    def _setup_generator(self) -> torch.nn.Module:
+        """Sets pretrained_g, adapter_settings; returns the generator with its pretrained weights and, in stage 2,
+        the LoRA adapters (backbone frozen). Wrong weights or LoRA targets stop the run before it writes."""
+        options = self.options
+        set_seed(options.manual_seed)
+        net_g = build_generator(options.network_g, options.scale)
+        self.pretrained_g = None
+        if options.path.pretrain_network_g:
+            self.pretrained_g = load_network_weights(net_g, options.path.pretrain_network_g,
+                                                     options.path.strict_load_g, options.path.param_key_g)
+        self.adapter_settings = None
+        if options.lora is not None and options.lora.enabled:
+            self.adapter_settings = AdapterSettings.from_options(options.lora, options.network_g["type"])
+            net_g = add_adapters(net_g, self.adapter_settings)
+        return net_g
+
+    def _setup_model(self, net_g: torch.nn.Module) -> None:
+        """Sets net_g, optimizer, scheduler (prepared by Accelerate), the GAN parts (net_d, optimizer_d,
+        scheduler_d, gan_loss), pixel_loss, negative_loss, pair_pool, ema; compiles in place when asked."""
+        options = self.options
+        if self.pretrained_g is not None:  # logged here, once the run's log file exists
+            log.info("generator weights from %s", self.pretrained_g)
+        if self.adapter_settings is not None:
+            log.info("LoRA rank %d on %s: %d trainable of %d generator parameters", self.adapter_settings.rank,
+                     ", ".join(self.adapter_settings.target_modules),
+                     sum(p.numel() for p in net_g.parameters() if p.requires_grad),
+                     sum(p.numel() for p in net_g.parameters()))
+        net_g.to(memory_format=speed.memory_format(options.train))
+        # Only trainable tensors reach the optimizer (all of them in stage 1, the adapters under LoRA).
+        optimizer = build_optimizer(options.train.optim_g, net_g.parameters())
+        scheduler = build_scheduler(options.train.scheduler, optimizer)
+        self.net_g, self.optimizer, self.scheduler = self.accelerator.prepare(net_g, optimizer, scheduler)
+        self.net_d = self.optimizer_d = self.scheduler_d = self.gan_loss = None
+        if options.network_d is not None:  # the loader checked that network_d, optim_d and gan_opt come together
+            net_d = build_discriminator(options.network_d)
+            if options.path.pretrain_network_d:
+                load_network_weights(net_d, options.path.pretrain_network_d, stems=("net_d",),
+                                     network_key="network_d")
+            net_d.to(memory_format=speed.memory_format(options.train))
+            optimizer_d = build_optimizer(options.train.optim_d, net_d.parameters())
+            scheduler_d = build_scheduler(options.train.scheduler, optimizer_d)
+            self.net_d, self.optimizer_d, self.scheduler_d = self.accelerator.prepare(net_d, optimizer_d, scheduler_d)
+            self.gan_loss = build_gan_loss(options.train.gan_opt).to(self.device)
+        self.pixel_loss = build_pixel_loss(options.train.pixel_opt).to(self.device)
+        self.negative_loss = build_negative_loss(options.train.neg_opt) if options.train.neg_opt else None
+
+        self.pair_pool = None  # per rank: saved by every rank itself, tensors only
+        if options.datasets.train.queue_size:
+            self.pair_pool = TrainingPairPool(options.datasets.train.queue_size)
+        self.ema = None
+        if options.train.ema_decay > 0:
+            self.ema = AveragedModel(self.accelerator.unwrap_model(self.net_g),
+                                     multi_avg_fn=get_ema_multi_avg_fn(options.train.ema_decay), use_buffers=True)
+        # After the EMA copy, which stays eager: validation sees other image sizes than training.
+        for network in (self.net_g, self.net_d):
+            if network is not None:
+                speed.compile_in_place(self.accelerator.unwrap_model(network), options.train)
+        log.info("process %d of %d on %s, mixed precision %s", self.accelerator.process_index,
+                 self.accelerator.num_processes, self.device, self.precision, extra={"all_ranks": True})
+
+    def _setup_run_folder(self) -> None:
+        """Sets run_lock; the first write: a second training under this name (reading the folder before was
+        harmless) stops here. Then the folder, its options file and log."""
+        options = self.options
         self.run_lock = built_on_main(self.accelerator, lambda: writer_lock.acquire(
             writer_lock.run_lock_file(Path(options.path.experiments_root), options.name), str(self.folders.root),
             "training", "path.experiments_root"))
         self._create_run_folder()
-        self._build_model(net_g)
+
+    def _setup_resumed_state(self, resume_from: Path | None) -> None:
+        """Per-rank seeds, then (resuming) the saved state and this rank's pair pool."""
         # The networks start identical on every rank (seeded above); from here each rank draws its own resizes,
         # noise, JPEG qualities, pool permutations and dropout masks, as BasicSR seeds seed + rank.
-        set_seed(options.manual_seed, device_specific=True)
-        if resume_from is not None:
-            self._load_state(resume_from)
-            if self.pair_pool is not None and not self.pair_pool.load(resume_from, self.accelerator.process_index):
-                log.warning("%s holds no pair pool for process %d (saved by fewer processes?); its pool starts "
-                            "empty", resume_from, self.accelerator.process_index, extra={"all_ranks": True})
-            log.info("resumed from %s at iteration %d", resume_from, self.progress.iteration)
-        self.loader = self._build_loader()
+        set_seed(self.options.manual_seed, device_specific=True)
+        if resume_from is None:
+            return
+        self._load_state(resume_from)
+        if self.pair_pool is not None and not self.pair_pool.load(resume_from, self.accelerator.process_index):
+            log.warning("%s holds no pair pool for process %d (saved by fewer processes?); its pool starts "
+                        "empty", resume_from, self.accelerator.process_index, extra={"all_ranks": True})
+        log.info("resumed from %s at iteration %d", resume_from, self.progress.iteration)
+
+    def _setup_loader(self) -> None:
+        """Sets loader: the training sample order of this rank, from the resumed iteration on."""
+        train_options = self.options.datasets.train
+        order = TrainingSampleOrder(
+            len(self.train_set), train_options.batch_size_per_gpu, self.options.manual_seed,
+            rank=self.accelerator.process_index, world_size=self.accelerator.num_processes,
+            start_step=self.progress.iteration * self.options.train.gradient_accumulation_steps,
+        )
+        workers = train_options.num_worker_per_gpu
+        self.loader = DataLoader(
+            self.train_set, batch_size=train_options.batch_size_per_gpu, sampler=order, num_workers=workers,
+            pin_memory=self.device.type == "cuda", persistent_workers=workers > 0 and train_options.persistent_workers,
+            prefetch_factor=train_options.prefetch_factor if workers > 0 else None,
+            # Worker seeds come from this generator, not the global RNG, so resuming changes nothing.
+            generator=torch.Generator().manual_seed(self.options.manual_seed),
+        )
+
+    def _setup_statistics(self) -> None:
+        """Sets sampling_statistics and, in stage 2 with validation, stage1_reference (the gaming gap's yardstick)."""
         self.sampling_statistics = SamplingStatistics(
             ["original"] + [f"{i:02d}" for i in range(1, self.train_set.max_gts)], self.device)
-        self.stage1_reference = None  # the stage-1 model's validation, for the gaming gap (stage 2)
+        self.stage1_reference = None
         if self.metric_set is not None and self.pretrained_g is not None and self.iqa_objective is not None:
             self.stage1_reference = Stage1Reference(self._stage1_upscaler, self.val_set, self.metric_set,
                                                     self.device)
@@ -190,7 +306,7 @@ class Trainer:
                                      f"{self.options.train.ema_decay}; resume with ema_decay 0 or start a new run")
             self.ema.load_state_dict(ema_state)
 
-    # ----- setup -------------------------------------------------------------------------------
+    # ----- set-up helpers ------------------------------------------------------------------------
 
     def _resume_folder(self) -> Path | None:
         resume = self.options.path.resume_state
@@ -262,79 +378,6 @@ class Trainer:
         if self.options.train.iqa_opt is not None:
             extra.append(self.options.train.iqa_opt.metric)
         return list(dict.fromkeys([*self.options.val.metrics, *extra]))
-
-    def _build_generator(self) -> torch.nn.Module:
-        """The generator, its pretrained weights and, in stage 2, the LoRA adapters (backbone frozen)."""
-        options = self.options
-        set_seed(options.manual_seed)
-        net_g = build_generator(options.network_g, options.scale)
-        self.pretrained_g = None
-        if options.path.pretrain_network_g:
-            self.pretrained_g = load_network_weights(net_g, options.path.pretrain_network_g,
-                                                     options.path.strict_load_g, options.path.param_key_g)
-        self.adapter_settings = None
-        if options.lora is not None and options.lora.enabled:
-            self.adapter_settings = AdapterSettings.from_options(options.lora, options.network_g["type"])
-            net_g = add_adapters(net_g, self.adapter_settings)
-        return net_g
-
-    def _build_model(self, net_g: torch.nn.Module) -> None:
-        options = self.options
-        if self.pretrained_g is not None:  # logged here, once the run's log file exists
-            log.info("generator weights from %s", self.pretrained_g)
-        if self.adapter_settings is not None:
-            log.info("LoRA rank %d on %s: %d trainable of %d generator parameters", self.adapter_settings.rank,
-                     ", ".join(self.adapter_settings.target_modules),
-                     sum(p.numel() for p in net_g.parameters() if p.requires_grad),
-                     sum(p.numel() for p in net_g.parameters()))
-        net_g.to(memory_format=speed.memory_format(options.train))
-        # Only trainable tensors reach the optimizer (all of them in stage 1, the adapters under LoRA).
-        optimizer = build_optimizer(options.train.optim_g, net_g.parameters())
-        scheduler = build_scheduler(options.train.scheduler, optimizer)
-        self.net_g, self.optimizer, self.scheduler = self.accelerator.prepare(net_g, optimizer, scheduler)
-        self.net_d = self.optimizer_d = self.scheduler_d = self.gan_loss = None
-        if options.network_d is not None:  # the loader checked that network_d, optim_d and gan_opt come together
-            net_d = build_discriminator(options.network_d)
-            if options.path.pretrain_network_d:
-                load_network_weights(net_d, options.path.pretrain_network_d, stems=("net_d",),
-                                     network_key="network_d")
-            net_d.to(memory_format=speed.memory_format(options.train))
-            optimizer_d = build_optimizer(options.train.optim_d, net_d.parameters())
-            scheduler_d = build_scheduler(options.train.scheduler, optimizer_d)
-            self.net_d, self.optimizer_d, self.scheduler_d = self.accelerator.prepare(net_d, optimizer_d, scheduler_d)
-            self.gan_loss = build_gan_loss(options.train.gan_opt).to(self.device)
-        self.pixel_loss = build_pixel_loss(options.train.pixel_opt).to(self.device)
-        self.negative_loss = build_negative_loss(options.train.neg_opt) if options.train.neg_opt else None
-
-        self.pair_pool = None  # per rank: saved by every rank itself, tensors only
-        if options.datasets.train.queue_size:
-            self.pair_pool = TrainingPairPool(options.datasets.train.queue_size)
-        self.ema = None
-        if options.train.ema_decay > 0:
-            self.ema = AveragedModel(self.accelerator.unwrap_model(self.net_g),
-                                     multi_avg_fn=get_ema_multi_avg_fn(options.train.ema_decay), use_buffers=True)
-        # After the EMA copy, which stays eager: validation sees other image sizes than training.
-        for network in (self.net_g, self.net_d):
-            if network is not None:
-                speed.compile_in_place(self.accelerator.unwrap_model(network), options.train)
-        log.info("process %d of %d on %s, mixed precision %s", self.accelerator.process_index,
-                 self.accelerator.num_processes, self.device, self.precision, extra={"all_ranks": True})
-
-    def _build_loader(self) -> DataLoader:
-        train_options = self.options.datasets.train
-        order = TrainingSampleOrder(
-            len(self.train_set), train_options.batch_size_per_gpu, self.options.manual_seed,
-            rank=self.accelerator.process_index, world_size=self.accelerator.num_processes,
-            start_step=self.progress.iteration * self.options.train.gradient_accumulation_steps,
-        )
-        workers = train_options.num_worker_per_gpu
-        return DataLoader(
-            self.train_set, batch_size=train_options.batch_size_per_gpu, sampler=order, num_workers=workers,
-            pin_memory=self.device.type == "cuda", persistent_workers=workers > 0 and train_options.persistent_workers,
-            prefetch_factor=train_options.prefetch_factor if workers > 0 else None,
-            # Worker seeds come from this generator, not the global RNG, so resuming changes nothing.
-            generator=torch.Generator().manual_seed(self.options.manual_seed),
-        )
 
     # ----- the loop ----------------------------------------------------------------------------
 
