@@ -229,10 +229,16 @@ def _check_tiles(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from sr_iqa.models.weight_files import export_generator
+    from sr_iqa.models.weight_files import export_generator, export_peft_adapter
 
+    if args.peft:
+        if args.adapter is None or args.merge:
+            raise SrIqaError("--peft writes an adapter as PEFT does: pass --adapter FILE, without --merge")
+        print(f"wrote {export_peft_adapter(args.adapter, args.out)} (adapter_config.json, adapter_model.safetensors)")
+        return 0
     if args.adapter is not None and not args.merge:
-        raise SrIqaError("--adapter needs --merge: the unmerged export of an adapter is the adapter file itself")
+        raise SrIqaError("--adapter needs --merge (a generator with the adapter folded in) or --peft (the adapter "
+                         "in PEFT's folder format)")
     out = export_generator(args.checkpoint, args.adapter, args.out, *_network_of(args))
     print(f"wrote {out}" + (" (adapter merged)" if args.adapter else ""))
     return 0
@@ -495,7 +501,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="base generator: a .safetensors/.pth file or a run folder (newest EMA weights)")
     export.add_argument("--adapter", type=Path, help="a stage-2 lora_*.safetensors file")
     export.add_argument("--merge", action="store_true", help="fold the adapter into the base weights")
-    export.add_argument("--out", type=Path, required=True, help="the .safetensors file to write")
+    export.add_argument("--peft", action="store_true",
+                        help="write --adapter as PEFT does, into the folder --out (adapter_config.json, "
+                             "adapter_model.safetensors), for PeftModel.from_pretrained")
+    export.add_argument("--out", type=Path, required=True, help="the .safetensors file (with --peft: folder) to write")
     export.add_argument("-opt", "--opt", type=Path, help="option file whose network_g describes a BasicSR .pth")
     export.add_argument("overrides", nargs="*", metavar="key.sub=value", help="with -opt: option overrides")
     export.set_defaults(handler=_export)

@@ -106,11 +106,30 @@ def test_merged_export_gives_the_output_of_base_plus_adapter(stage1: Path, stage
         assert not torch.allclose(generator_from_file(stage1)[0].eval()(lq), expected, atol=1e-5)
 
 
+def test_a_peft_export_loads_with_peft_itself(stage1: Path, stage2: Trainer, tmp_path: Path):
+    """PEFT's own loader (PeftModel.from_pretrained) reads the exported folder, and base plus adapter then gives
+    the stage-2 network's output: the anchor is PEFT, not sr_iqa's reader."""
+    from peft import PeftModel
+
+    adapter = stage2.folders.models / "lora_6.safetensors"
+    folder = tmp_path / "peft_adapter"
+    assert main(["export", "--checkpoint", str(stage1), "--adapter", str(adapter), "--peft", "--out",
+                 str(folder)]) == 0
+    assert sorted(p.name for p in folder.iterdir()) == ["adapter_config.json", "adapter_model.safetensors"]
+    base = generator_from_file(stage1)[0]
+    peft_model = PeftModel.from_pretrained(base, str(folder)).eval()
+    lq = torch.rand(1, 3, 20, 24)
+    with torch.no_grad():
+        expected = stage2.accelerator.unwrap_model(stage2.net_g).eval()(lq)
+        assert torch.allclose(peft_model(lq), expected, atol=1e-5)
+        assert not torch.allclose(generator_from_file(stage1)[0].eval()(lq), expected, atol=1e-5)
+
+
 def test_export_refuses_what_it_cannot_merge(stage1: Path, stage2: Trainer, tmp_path: Path,
                                              capsys: pytest.CaptureFixture):
     adapter = str(stage2.folders.models / "lora_6.safetensors")
     assert main(["export", "--checkpoint", str(stage1), "--adapter", adapter, "--out", str(tmp_path / "x")]) == 2
-    assert "--adapter needs --merge" in capsys.readouterr().err
+    assert "--adapter needs --merge (a generator with the adapter folded in) or --peft" in capsys.readouterr().err
     not_an_adapter = str(resolve_weights_file(stage1))
     assert main(["export", "--checkpoint", str(stage1), "--adapter", not_an_adapter, "--merge",
                  "--out", str(tmp_path / "x")]) == 2

@@ -190,6 +190,21 @@ def load_upscaler(checkpoint: str | Path, adapter: str | Path | None = None,
     return merged_with_adapter(net, settings, state), block
 
 
+PEFT_CONFIG, PEFT_WEIGHTS = "adapter_config.json", "adapter_model.safetensors"  # PeftModel.save_pretrained's names
+PEFT_PREFIX = "base_model.model."  # PeftModel's key prefix: its wrapper, then the wrapped network
+
+
+def export_peft_adapter(adapter: str | Path, folder: Path) -> Path:
+    """An sr_iqa adapter file as PEFT writes adapters (``adapter_config.json`` + ``adapter_model.safetensors``),
+    so that ``PeftModel.from_pretrained(generator, folder)`` and other PEFT tools read it. Training keeps its
+    single-file form, whose metadata names the base network and file that ``eval`` and ``export`` check."""
+    state, settings, _ = read_adapter(adapter)
+    folder.mkdir(parents=True, exist_ok=True)
+    settings.peft_config().save_pretrained(str(folder))  # PEFT's own adapter_config.json
+    save_tensors({PEFT_PREFIX + name: tensor for name, tensor in state.items()}, folder / PEFT_WEIGHTS)
+    return folder
+
+
 def export_generator(checkpoint: str | Path, adapter: str | Path | None, out: Path,
                      network_g: Mapping[str, Any] | None = None, param_key: str = "params") -> Path:
     """Write one plain generator file (adapter merged when given) that any sr_iqa command loads by itself."""

@@ -78,14 +78,15 @@ class TrainingProgress:
         self.iteration = 0
 
 
-class StopRequest:
-    """Turns the first Ctrl-C into 'save and stop at the end of this iteration'; a second one kills."""
+class StopOnInterrupt:
+    """The first Ctrl-C sets Accelerate's trigger (``check_trigger`` then agrees across ranks): save and stop at
+    the end of this iteration. A second one kills."""
 
-    def __init__(self) -> None:
-        self.requested = False
+    def __init__(self, accelerator: Accelerator) -> None:
+        self.accelerator = accelerator
         self._previous = None
 
-    def __enter__(self) -> StopRequest:
+    def __enter__(self) -> StopOnInterrupt:
         self._previous = signal.signal(signal.SIGINT, self._handle)
         return self
 
@@ -93,7 +94,7 @@ class StopRequest:
         signal.signal(signal.SIGINT, self._previous)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.requested = True
+        self.accelerator.set_trigger()
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
@@ -449,8 +450,8 @@ class Trainer:
         bar = progress_bar(total=self.options.train.total_iter, initial=self.progress.iteration,
                            desc=self.options.name, unit="it", disable=not self.accelerator.is_main_process)
         try:
-            with StopRequest() as stop, logging_redirect_tqdm(loggers=[logging.getLogger("sr_iqa")]):
-                self._run_iterations(bar, stop)
+            with StopOnInterrupt(self.accelerator), logging_redirect_tqdm(loggers=[logging.getLogger("sr_iqa")]):
+                self._run_iterations(bar)
             bar.close()
             self.validate()
         finally:
@@ -463,7 +464,7 @@ class Trainer:
                 self.log_file.close()
         return self.folders
 
-    def _run_iterations(self, bar: tqdm, stop: StopRequest) -> None:
+    def _run_iterations(self, bar: tqdm) -> None:
         options = self.options
         total, accumulation = options.train.total_iter, options.train.gradient_accumulation_steps
         batches = self.training_batches()
@@ -484,7 +485,7 @@ class Trainer:
             saved = iteration % options.logger.save_checkpoint_freq == 0 or iteration == total
             if saved:
                 self.save()
-            if self._stop_requested(stop, iteration):
+            if self._stop_requested(iteration):
                 if not saved:
                     self.save()
                 log.warning("interrupted at iteration %d; checkpoint saved, resume with path.resume_state=auto",
@@ -513,16 +514,16 @@ class Trainer:
         self.progress.iteration += 1
         return sums
 
-    def _stop_requested(self, stop: StopRequest, iteration: int) -> bool:
-        """Every rank must agree to stop at the same iteration, or the final save would deadlock. Agreeing is an
-        all-reduce and a host sync, so several processes agree only at the logging iterations (which sync
-        anyway): a Ctrl-C stops within ``logger.print_freq`` iterations."""
+    def _stop_requested(self, iteration: int) -> bool:
+        """Every rank must agree to stop at the same iteration, or the final save would deadlock: Accelerate's
+        ``check_trigger`` is that agreement, an all-reduce and a host sync, so several processes agree only at the
+        logging iterations (which sync anyway): a Ctrl-C stops within ``logger.print_freq`` iterations. One
+        process checks only once its trigger is set, so it never syncs for nothing."""
         if self.accelerator.num_processes == 1:
-            return stop.requested
+            return self.accelerator.flag_tensor is not None and self.accelerator.check_trigger()
         if iteration % self.options.logger.print_freq:
             return False
-        flag = torch.tensor(float(stop.requested), device=self.device)
-        return bool(self.accelerator.reduce(flag, reduction="sum").item() > 0)
+        return self.accelerator.check_trigger()
 
     def _log_training(self, mean_losses: dict[str, torch.Tensor], bar: tqdm, started: float) -> None:
         losses = {name: self.accelerator.reduce(value, reduction="mean").item() for name, value in mean_losses.items()}
