@@ -176,10 +176,12 @@ def test_the_iqa_gradient_reaches_the_adapters_and_nothing_else():
     assert all(not p.requires_grad for p in objective.parameters())  # Q stays frozen
 
 
-def _niqe_after_steps(sign: float, steps: int = 5, step_size: float = 0.5) -> tuple[float, float]:
-    """NIQE before and after plain normalised gradient steps on the adapters (no optimizer tricks)."""
+def _q_after_steps(metric: torch.nn.Module, sign: float, steps: int = 5, step_size: float = 0.5
+                   ) -> tuple[float, float]:
+    """Q before and after plain normalised gradient steps of stage 2's term on the adapters (no optimizer
+    tricks); ``sign`` -1 flips the term, the control."""
     net = _tiny_lora_net()
-    objective = IqaObjective(FrozenMetricLoss("niqe"), loss_weight=1.0)
+    objective = IqaObjective(metric, loss_weight=1.0)
     objective.sign *= sign
     lq = _photo_lq(192)
     adapters = [p for p in net.parameters() if p.requires_grad]
@@ -196,12 +198,28 @@ def _niqe_after_steps(sign: float, steps: int = 5, step_size: float = 0.5) -> tu
         return first, objective(_residual_sr(net, lq))[1].item()
 
 
+class MeanBrightness(torch.nn.Module):
+    """A higher-is-better Q whose direction needs no metric's word for it: the mean grey level."""
+
+    lower_better = False
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return image.mean(dim=(1, 2, 3))
+
+
 def test_the_sign_is_right_a_few_steps_lower_niqe():
     # pyiqa's NIQE rounds to 8-bit grey levels, so steps must be large enough to move pixels across levels.
-    first, final = _niqe_after_steps(sign=1.0)
+    first, final = _q_after_steps(FrozenMetricLoss("niqe"), sign=1.0)
     assert final < first - 0.02
-    first, final = _niqe_after_steps(sign=-1.0)  # the control: the wrong sign makes NIQE worse
+    first, final = _q_after_steps(FrozenMetricLoss("niqe"), sign=-1.0)  # the control: the wrong sign, worse
     assert final > first + 0.02
+
+
+def test_the_sign_is_right_for_a_higher_better_q_it_rises():
+    first, final = _q_after_steps(MeanBrightness(), sign=1.0, step_size=2.0)
+    assert final > first + 0.01  # about 0.414 -> 0.432 grey
+    first, final = _q_after_steps(MeanBrightness(), sign=-1.0, step_size=2.0)  # the control: darker
+    assert final < first - 0.01
 
 
 def test_the_loss_term_is_minus_q_for_higher_better_and_plus_q_for_lower_better():
