@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from sr_iqa.data import image_io
-from sr_iqa.data.degradations import bicubic_downsample
+from sr_iqa.data.degradations import matlab_bicubic_downsample
 from sr_iqa.data.groups import LABEL_VALUES, Group, GroupIndex
 
 # Label codes in the ``labels`` tensor: -1 for the original (or unlabelled), else the position in LABEL_VALUES.
@@ -198,4 +198,4 @@ class EvalGroupDataset(Dataset):
             return EvalGroup(group.name, gt, image_io.read_rgb_tensor(group.lr_path), group)
         height, width = gt.shape[-2:]
         gt = gt[:, : height - height % self.scale, : width - width % self.scale]
-        return EvalGroup(group.name, gt, bicubic_downsample(gt[None], self.scale)[0], group)
+        return EvalGroup(group.name, gt, matlab_bicubic_downsample(gt, self.scale), group)

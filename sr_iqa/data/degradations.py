@@ -43,6 +43,17 @@ def bicubic_downsample(gt: torch.Tensor, scale: int) -> torch.Tensor:
     return lr.clamp_(0, 1)
 
 
+def matlab_bicubic_downsample(gt: torch.Tensor, scale: int) -> torch.Tensor:
+    """3xHxW in [0, 1] -> 3x(H/scale)x(W/scale) by MATLAB's ``imresize`` (bicubic, antialiased) as basicsr writes
+    it: the convention SR papers make their bicubic test LR with. Clamped to [0, 1] (bicubic overshoots)."""
+    from basicsr.utils.matlab_functions import imresize
+
+    height, width = gt.shape[-2:]
+    if height % scale or width % scale:
+        raise ValueError(f"GT size {height}x{width} is not a multiple of scale {scale}")
+    return imresize(gt, 1 / scale).clamp_(0, 1)
+
+
 @contextlib.contextmanager
 def _global_rngs_from(rng: np.random.Generator) -> Iterator[None]:
     """basicsr's kernel functions draw from ``np.random`` and ``random``; seed both from ``rng``, then restore them."""
