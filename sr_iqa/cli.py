@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from sr_iqa.config.schema import Options
 from sr_iqa.errors import SrIqaError
 from sr_iqa.log_buffer import StartupLogBuffer
 
@@ -99,15 +100,16 @@ def _data_pack(args: argparse.Namespace) -> int:
     return 0
 
 
-def _groups_of(args: argparse.Namespace) -> list:
-    """Every group of ``--dataset ROOT`` (all splits) or of ``-opt FILE`` (train and val), validated."""
+def _groups_of(args: argparse.Namespace, options: Options | None = None) -> list:
+    """Every group of ``--dataset ROOT`` (all splits) or of ``-opt FILE``'s train and val (``options``: that
+    file, when the caller has loaded it already), validated."""
     from sr_iqa.data.validation import validated
 
     if args.opt is not None:
         from sr_iqa.checked_options import load_options
         from sr_iqa.data.sources import group_index
 
-        options = load_options(args.opt, args.overrides)
+        options = options or load_options(args.opt, args.overrides)
         groups = group_index(options.datasets.train, options.scale).groups
         if options.datasets.val is not None:
             val = options.datasets.val
@@ -127,14 +129,14 @@ def _score(args: argparse.Namespace) -> int:
         grid = Grid.parse(args.grid) if args.grid else None
     except ValueError as error:
         raise SrIqaError(str(error)) from None
-    weights_dir, metric_options = args.weights_dir, {}
+    weights_dir, metric_options, options = args.weights_dir, {}, None
     if args.opt is not None:  # the option file's iqa block applies; --weights-dir wins over it
         from sr_iqa.checked_options import load_options
 
-        iqa = load_options(args.opt, args.overrides).iqa
-        weights_dir = weights_folder(weights_dir, iqa)
-        metric_options = iqa.metric_options
-    run_scoring(gt_entries(_groups_of(args)), args.metric, args.cache, grid, args.batch_size, args.num_workers,
+        options = load_options(args.opt, args.overrides)
+        weights_dir = weights_folder(weights_dir, options.iqa)
+        metric_options = options.iqa.metric_options
+    run_scoring(gt_entries(_groups_of(args, options)), args.metric, args.cache, grid, args.batch_size, args.num_workers,
                 args.device, weights_dir, metric_options)
     return 0
 
