@@ -108,7 +108,12 @@ def test_fr_metrics_average_over_the_positive_gts_and_the_gold_standard_over_all
 
 
 def test_checkpoint_and_missing_weights(tmp_path: Path, mini_test_split: Path,
-                                                     capsys: pytest.CaptureFixture):
+                                                     capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch):
+    # MUSIQ's weights made absent here, whatever this machine has: an empty torch hub and no way out to the network.
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    for proxy in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
+        monkeypatch.setenv(proxy, "http://127.0.0.1:9")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     from sr_iqa.models.generators import build_generator
     from sr_iqa.models.weight_files import generator_metadata
     from sr_iqa.tensor_files import save_weights

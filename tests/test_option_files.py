@@ -25,7 +25,8 @@ def test_the_recipe_files_are_all_there():
         assert {f"{arch}_{s}_x4.yml" for s in ("rand", "upos", "sma", "smp", "amo")} <= names
 
 
-# HGGT's values (ChrisDud0257/HGGT, PosNegGTSR/options/train/PosNegGTSR/): the GAN stage
+# HGGT's values, read from its files (ChrisDud0257/HGGT at commit 0877113, PosNegGTSR/options/train/PosNegGTSR/;
+# SwinIR's rechecked on 2026-11-27): the GAN stage
 # (train_{RRDB,SwinIR}GAN_PosNegGT_Blind_Pos_x4.yml) and the PSNR stage (train_{RRDB,SwinIR}_DF2K_OST_Blind_x4.yml).
 HGGT_GAN_MILESTONES = {"RRDB": [200_000], "SwinIR": [200_000, 250_000, 275_000, 287_500]}
 HGGT_PSNR = {"RRDB": (1e-4, [200_000]), "SwinIR": (2e-4, [150_000, 240_000, 270_000, 285_000])}

@@ -264,19 +264,19 @@ def test_basicsrs_launcher_flag_is_accepted_and_said_to_be_ignored(tmp_path: Pat
 
 
 def test_several_processes_agree_on_stopping_only_at_logging_iterations(options_file: Path, monkeypatch):
-    """The stop flag's all-reduce is a host sync: not every step, only where the loop logs (and syncs anyway)."""
+    """Accelerate's check_trigger (the stop flag's all-reduce) is a host sync: not every step, only where the loop
+    logs (and syncs anyway)."""
     from accelerate import Accelerator
 
     trainer = Trainer(load_options(options_file, ["name=sync", "logger.print_freq=4", "train.total_iter=8"]))
     stop_checks = []
-    real_reduce = trainer.accelerator.reduce
+    real_check = trainer.accelerator.check_trigger
 
-    def counting_reduce(tensor, reduction="mean", **kwargs):
-        if reduction == "sum" and tensor.dim() == 0:  # the stop flag (losses are averaged, statistics are vectors)
-            stop_checks.append(trainer.progress.iteration)
-        return real_reduce(tensor, reduction=reduction, **kwargs)
+    def counting_check() -> bool:
+        stop_checks.append(trainer.progress.iteration)
+        return real_check()
 
-    monkeypatch.setattr(trainer.accelerator, "reduce", counting_reduce)
+    monkeypatch.setattr(trainer.accelerator, "check_trigger", counting_check)
     monkeypatch.setattr(Accelerator, "num_processes", property(lambda self: 2))  # as under accelerate launch
     trainer.train()
     assert stop_checks == [4, 8]
