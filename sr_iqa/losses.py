@@ -12,6 +12,7 @@ from basicsr.losses.basic_loss import CharbonnierLoss, L1Loss, MSELoss, Perceptu
 from basicsr.losses.gan_loss import GANLoss
 
 from sr_iqa.config.call_options import build_from_block
+from sr_iqa.iqa.metrics import score_each
 from sr_iqa.iqa.vgg_backbone import TORCHVISION_VGG, vgg_backbone
 from sr_iqa.score_rules import oriented
 
@@ -167,8 +168,6 @@ class IqaObjective(torch.nn.Module):
 
     def _scores(self, images: torch.Tensor) -> torch.Tensor:
         """Per-image Q of the batch, without the images the metric cannot score (counted in ``skipped``)."""
-        from sr_iqa.iqa.metrics import score_each
-
         scores, _ = score_each(self.metric, images)
         finite = torch.isfinite(scores)
         self.skipped += int((~finite).sum())

@@ -23,7 +23,8 @@ def epoch_permutation(num_samples: int, seed: int, epoch: int) -> np.ndarray:
 
 
 class TrainingSampleOrder(Sampler):
-    """Infinite stream of ``(epoch, index)`` keys for one rank, ``batch_size`` keys per step."""
+    """Infinite stream of ``(epoch, index)`` keys for one rank, ``batch_size`` keys per step: the order in which
+    groups are visited (a torch ``Sampler`` for the DataLoader), not which GT supervises them (``sr_iqa.sampling``)."""
 
     def __init__(self, num_samples: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1,
                  start_step: int = 0) -> None:
