@@ -15,7 +15,7 @@ from sr_iqa.ablation.plan import AblationRow
 from sr_iqa.atomic_files import write_text_atomically, write_with
 from sr_iqa.errors import SrIqaError
 from sr_iqa.evaluate.multi_gt import GOLD_STANDARD
-from sr_iqa.evaluate.tables import folder_name, markdown_table
+from sr_iqa.evaluate.tables import folder_name, markdown_table, plain_table
 from sr_iqa.score_rules import arrow, in_words
 
 
@@ -72,10 +72,8 @@ def aggregate(methods: Sequence[AblationRow], root: Path, plot_metric: str, data
 def interval_table(intervals: dict[str, dict[str, SeedSummary]], metrics: Sequence[str],
                    lower_better: dict[str, bool]) -> str:
     header = ["Method"] + [f"{name} {arrow(lower_better[name])}" for name in metrics]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join([label] + [by_metric[name].cell() for name in metrics]) + " |"
-              for label, by_metric in intervals.items()]
-    return "\n".join(lines)
+    return plain_table(header, ([label] + [by_metric[name].cell() for name in metrics]
+                                for label, by_metric in intervals.items()))
 
 
 def perception_distortion_plot(rows: dict[str, dict[str, float]], nr_metric: str, lower_better: bool,

@@ -6,11 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from omegaconf import MISSING, OmegaConf
-from omegaconf.errors import MissingMandatoryValue, ValidationError
+from omegaconf import MISSING
 
 from sr_iqa.ablation.plan import AblationOptions, ablation_from_config
-from sr_iqa.config.loader import check_keys, raise_option_problems, read_yaml
+from sr_iqa.config.loader import check_keys, raise_option_problems, read_yaml, typed
 from sr_iqa.errors import OptionsError
 
 PRESETS_DIR = Path("options") / "experiment"
@@ -57,13 +56,7 @@ def load_experiment(path: Path) -> Experiment:
     raise_option_problems(problems)
     if "ablation" not in user:
         raise OptionsError(f"{path}: required key 'ablation' is missing (the grid the experiment runs)")
-    try:
-        settings = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ExperimentSettings), block or {}))
-    except MissingMandatoryValue as error:
-        raise OptionsError(f"{path}: required key 'experiment.{error.full_key}' is missing") from None
-    except ValidationError as error:
-        raise OptionsError(f"{path}: 'experiment.{error.full_key}' has the wrong type: "
-                           f"{str(error.msg).splitlines()[0]}") from None
+    settings = typed(ExperimentSettings, block, str(path), "experiment.")
     ablation = ablation_from_config(user.ablation, str(path), "ablation.")
     missing = [m for m in [settings.q, *settings.monitors, *settings.distortion] if m not in ablation.metrics]
     if missing:

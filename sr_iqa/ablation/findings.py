@@ -118,7 +118,6 @@ def _per_seed(methods: Sequence[AblationRow], settings: ExperimentSettings
     values: dict[str, dict[int, dict[str, float]]] = {}
     lower_better: dict[str, bool] = {}
     gold: dict[str, float] = {}
-    groups = 0
     summaries = {m: json.loads((m.evaluation / "summary.json").read_text()) for m in methods}
     for method, summary in summaries.items():
         row, original = summary["rows"][method.label], summary["against_original"][method.label]
@@ -129,8 +128,8 @@ def _per_seed(methods: Sequence[AblationRow], settings: ExperimentSettings
         lower_better |= {f"{name} vs original": lower[name] for name in settings.distortion}
         values.setdefault(method.label, {})[method.seed] = measures
         gold = {"Q": summary["rows"][GOLD_STANDARD][settings.q]} | {
-            name: summary["rows"][GOLD_STANDARD][name] for name in settings.monitors}
-        groups = sum(1 for _ in sr_folder(method).glob("*.png"))
+            name: summary["rows"][GOLD_STANDARD][name] for name in settings.monitors}  # the same in every summary
+    groups = sum(1 for _ in sr_folder(methods[0]).glob("*.png")) if methods else 0
     for method, summary in summaries.items():
         if method.base is None:
             continue

@@ -12,11 +12,10 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from omegaconf import MISSING, DictConfig, OmegaConf
-from omegaconf.errors import MissingMandatoryValue, ValidationError
+from omegaconf import MISSING, DictConfig
 
 from sr_iqa.checked_options import load_options
-from sr_iqa.config.loader import check_keys, raise_option_problems, read_yaml  # the same strict checks
+from sr_iqa.config.loader import check_keys, raise_option_problems, read_yaml, typed  # the same strict checks
 from sr_iqa.errors import OptionsError
 
 SAMPLER_NAMES = {"original": "Original", "rand": "Rand", "upos": "UPos", "sma": "SMA", "smp": "SMP", "amo": "AMO"}
@@ -42,8 +41,6 @@ class ArchOptions:
     stage2_samplers: list[str] | None = None  # the samplers whose model gets stage 2 (default: all)
     # More stage-2 variants of one stage-1 model, by name (the label's suffix: "RRDB UPos+FT_HP"); each its own run.
     finetunes: dict[str, FinetuneOptions] = field(default_factory=dict)
-
-
 
 
 @dataclass
@@ -88,13 +85,7 @@ def ablation_from_config(user: DictConfig, path: str, prefix: str = "") -> Ablat
         for variant, finetune in ((block or {}).get("finetunes") or {}).items():
             problems += check_keys(finetune, FinetuneOptions, f"{prefix}archs.{arch}.finetunes.{variant}.", path)
     raise_option_problems(problems)
-    try:
-        options = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(AblationOptions), user))
-    except MissingMandatoryValue as error:
-        raise OptionsError(f"{path}: required key '{prefix}{error.full_key}' is missing") from None
-    except ValidationError as error:
-        raise OptionsError(f"{path}: '{prefix}{error.full_key}' has the wrong type: "
-                           f"{str(error.msg).splitlines()[0]}") from None
+    options = typed(AblationOptions, user, path, prefix)
     if not options.archs:
         raise OptionsError(f"{path}: '{prefix}archs' is empty; name at least one arch with its stage1 option file")
     return options

@@ -22,6 +22,7 @@ from sr_iqa.ablation.findings import Findings
 from sr_iqa.ablation.plan import AblationOptions
 from sr_iqa.atomic_files import write_text_atomically, write_with
 from sr_iqa.evaluate.multi_gt import GOLD_STANDARD
+from sr_iqa.evaluate.tables import plain_table
 from sr_iqa.score_rules import arrow, in_words
 
 PACKAGES = ("sr_iqa", "torch", "basicsr", "pyiqa", "peft", "accelerate")
@@ -54,28 +55,27 @@ def replace_section(path: Path, name: str, section: str) -> None:
     write_text_atomically(path, text)
 
 
+def _measure_name(findings: Findings, measure: str) -> str:
+    """"Q" under the name of the metric it is."""
+    return findings.q.upper() if measure == "Q" else measure
+
+
 def _table(findings: Findings, labels: list[str], measures: list[str], gold: bool) -> str:
-    header = ["Method", *(f"{m.replace('Q', findings.q.upper()) if m == 'Q' else m} {arrow(findings.lower_better[m])}"
-                          for m in measures)]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for label in labels:
-        cells = [findings.summaries[label][m].cell() if m in findings.summaries[label] else "" for m in measures]
-        lines.append("| " + " | ".join([label, *cells]) + " |")
+    header = ["Method", *(f"{_measure_name(findings, m)} {arrow(findings.lower_better[m])}" for m in measures)]
+    rows = [[label, *(findings.summaries[label][m].cell() if m in findings.summaries[label] else ""
+                      for m in measures)] for label in labels]
     if gold:
-        cells = [f"{findings.gold[m]:.4f}" if m in findings.gold else "" for m in measures]
-        lines.append("| " + " | ".join([f"{GOLD_STANDARD} (best GT per group)", *cells]) + " |")
-    return "\n".join(lines)
+        rows.append([f"{GOLD_STANDARD} (best GT per group)",
+                     *(f"{findings.gold[m]:.4f}" if m in findings.gold else "" for m in measures)])
+    return plain_table(header, rows)
 
 
 def _claims_table(findings: Findings, section: str) -> str:
-    lines = ["| Claim | Paper (MUSIQ ↑ unless named) | Measure | Difference, mean ± 95% interval | Verdict |",
-             "|---|---|---|---|---|"]
-    for result in findings.claims[section]:
-        measure = findings.q.upper() if result.claim.measure == "Q" else result.claim.measure
-        difference = "" if result.difference is None else result.difference.cell()
-        lines.append(f"| {result.arch}: {result.claim.text} | {result.claim.paper} | {measure} | {difference} | "
-                     f"{result.verdict} |")
-    return "\n".join(lines)
+    header = ["Claim", "Paper (MUSIQ ↑ unless named)", "Measure", "Difference, mean ± 95% interval", "Verdict"]
+    return plain_table(header, ([f"{result.arch}: {result.claim.text}", result.claim.paper,
+                                 _measure_name(findings, result.claim.measure),
+                                 "" if result.difference is None else result.difference.cell(), result.verdict]
+                                for result in findings.claims[section]))
 
 
 def _machine() -> str:

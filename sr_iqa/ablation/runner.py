@@ -143,9 +143,11 @@ def execute(options: AblationOptions, rerun: str, dry_run: bool = False,
             status = "done" if _finished(step.done_when) else "to run"
             print(f"# {step.run} {step.kind} ({status})\n{step.shell()}")
         return None
-    if options.launch.in_process and (options.launch.num_processes != 1 or entry is None):
+    if options.launch.in_process and options.launch.num_processes != 1:
         raise SrIqaError("launch.in_process runs every step in this one process: set launch.num_processes: 1 "
                          "(or in_process: false)")
+    if options.launch.in_process and entry is None:
+        raise SrIqaError("launch.in_process needs the CLI's entry point (execute(..., entry=sr_iqa.cli.main))")
     root.mkdir(parents=True, exist_ok=True)
     seconds_file = root / STEP_SECONDS
     step_seconds = _read_step_seconds(seconds_file)
@@ -155,7 +157,7 @@ def execute(options: AblationOptions, rerun: str, dry_run: bool = False,
             continue
         log.info("[%d/%d] %s %s: %s", number, len(steps), step.run, step.kind, step.shell())
         started = time.monotonic()
-        code = (_run_in_process(step.command, entry) if options.launch.in_process and entry is not None
+        code = (_run_in_process(step.command, entry) if options.launch.in_process
                 else _run_step(_launch_here(step.command)))
         if code == 130:
             raise SrIqaError(f"interrupted; rerun `{rerun}` to continue (finished steps are skipped, training "

@@ -70,6 +70,18 @@ def raise_option_problems(problems: Sequence[str]) -> None:
                            f"{len(problems)} problems in the options:\n" + "\n".join(problems))
 
 
+def typed(schema: type, node: Any, source: str, prefix: str = "") -> Any:
+    """``node`` merged into ``schema``'s defaults as its dataclass; a missing required key or a wrong type is one
+    ``OptionsError`` naming the key (``prefix``: where the block sits in the file). Keys are checked before."""
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), node or {}))
+    except MissingMandatoryValue as error:
+        raise OptionsError(f"{source}: required key '{prefix}{error.full_key}' is missing") from None
+    except ValidationError as error:
+        raise OptionsError(f"{source}: '{prefix}{error.full_key}' has the wrong type: "
+                           f"{str(error.msg).splitlines()[0]}") from None
+
+
 def read_yaml(path: Path) -> DictConfig:
     if not path.is_file():
         raise OptionsError(f"no option file at {path}")

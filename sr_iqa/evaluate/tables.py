@@ -11,7 +11,7 @@ import io
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -74,6 +74,12 @@ def _cell(value: float | None) -> str:
     if value is None:
         return "—"
     return "nan" if math.isnan(value) else f"{value:.4f}"
+
+
+def plain_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """A Markdown table of already formatted cells."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
 def markdown_table(rows: Mapping[str, Mapping[str, float]], metrics: Sequence[str], lower_better: Mapping[str, bool],
