@@ -10,6 +10,7 @@ from omegaconf import MISSING
 
 from sr_iqa.ablation.plan import AblationOptions, ablation_from_config
 from sr_iqa.config.loader import check_keys, raise_option_problems, read_yaml, typed
+from sr_iqa.data.demo_set import PHOTO_NUMBERS, TEST_PHOTOS, TRAIN_PHOTOS
 from sr_iqa.errors import OptionsError
 
 PRESETS_DIR = Path("options") / "experiment"
@@ -26,6 +27,18 @@ class ExperimentData:
     test_crops_per_photo: int = 6
     score_metric: str = "niqe"  # scored into <root>/scores.db: every GT, and the AMO grid below
     score_grid: str = "96:32"  # crop size:stride of the AMO grid (sr-iqa score --grid)
+    train_photos: list[str] = field(default_factory=lambda: list(TRAIN_PHOTOS))  # sr_iqa.data.demo_set's names
+    test_photos: list[str] = field(default_factory=lambda: list(TEST_PHOTOS))  # held out, never trained on
+
+
+@dataclass
+class GateOptions:
+    """The validity gate's rule (``validity_gate``), fixed before the first run: a group is kept when Q of its
+    original lies in [q_min, q_max] and beats its bicubic x4's by at least ``margin``."""
+
+    q_min: float = 0.0
+    q_max: float = 12.0
+    margin: float = 0.0
 
 
 @dataclass
@@ -36,6 +49,13 @@ class ExperimentSettings:
     q: str = "niqe"  # the Q the samplers and stage 2 use; the claims compare it
     monitors: list[str] = field(default_factory=lambda: ["piqe"])  # NR metrics never trained on (gaming gap)
     distortion: list[str] = field(default_factory=lambda: ["psnr", "ssim", "vgg_dist"])  # against the original
+    q_tiles: str = "96:96"  # Q everywhere (gate, evaluation): the mean over the size:stride tiles of an image
+    gate: GateOptions = field(default_factory=GateOptions)
+    # stage 2's lambda_Q from a gradient-norm probe (lambda_probe): the Q term's pull on the SR image as this share
+    # of the fidelity terms'; null keeps the option files' train.iqa_opt.loss_weight
+    stage2_q_share: float | None = None
+    # the smallest difference a primary claim must exceed to be "reproduced", per measure ("Q", "noise per Q gain")
+    min_effects: dict[str, float] = field(default_factory=lambda: {"Q": 0.1})
     results: str = "experiments/RESULTS.md"
     design: str = ""  # why the sizes are what they are, written into the results
 
@@ -53,6 +73,7 @@ def load_experiment(path: Path) -> Experiment:
     block = user.get("experiment")
     problems += check_keys(block, ExperimentSettings, "experiment.", str(path))
     problems += check_keys((block or {}).get("data"), ExperimentData, "experiment.data.", str(path))
+    problems += check_keys((block or {}).get("gate"), GateOptions, "experiment.gate.", str(path))
     raise_option_problems(problems)
     if "ablation" not in user:
         raise OptionsError(f"{path}: required key 'ablation' is missing (the grid the experiment runs)")
@@ -64,6 +85,10 @@ def load_experiment(path: Path) -> Experiment:
     if ablation.dataset != settings.data.root:
         raise OptionsError(f"{path}: 'ablation.dataset' ({ablation.dataset}) is not 'experiment.data.root' "
                            f"({settings.data.root}); the held-out groups are the built set's test split")
+    unknown = [p for p in [*settings.data.train_photos, *settings.data.test_photos] if p not in PHOTO_NUMBERS]
+    if unknown:
+        raise OptionsError(f"{path}: no photo named {', '.join(unknown)} in experiment.data; photos: "
+                           f"{', '.join(PHOTO_NUMBERS)}")
     return Experiment(settings, ablation, path)
 
 

@@ -18,6 +18,7 @@ from sr_iqa.checked_options import load_options
 from sr_iqa.config.loader import check_keys, raise_option_problems, read_yaml, typed  # the same strict checks
 from sr_iqa.errors import OptionsError
 
+REFERENCE_RUN = "reference_"  # run folders of the reference rows: reference_0, reference_1, ...
 SAMPLER_NAMES = {"original": "Original", "rand": "Rand", "upos": "UPos", "sma": "SMA", "smp": "SMP", "amo": "AMO"}
 
 
@@ -32,6 +33,15 @@ class FinetuneOptions:
 
 
 @dataclass
+class Stage1Variant:
+    """A stage-1 run beside the samplers' runs: a sampler with overrides that make it this variant (the
+    experiment's positive control: UPos on labels that agree with Q)."""
+
+    sampler: str = MISSING
+    overrides: list[str] = field(default_factory=list)
+
+
+@dataclass
 class ArchOptions:
     """Option files may contain ``{sampler}`` (one file per sampler, used as written); without it the file's
     ``sampler.type`` is overridden and its sampler block supplies metric / cache / tau."""
@@ -41,6 +51,8 @@ class ArchOptions:
     stage2_samplers: list[str] | None = None  # the samplers whose model gets stage 2 (default: all)
     # More stage-2 variants of one stage-1 model, by name (the label's suffix: "RRDB UPos+FT_HP"); each its own run.
     finetunes: dict[str, FinetuneOptions] = field(default_factory=dict)
+    # Stage-1 runs beside the samplers', by name (the label: "RRDB Control"); a finetune's ``samplers`` may name them.
+    variants: dict[str, Stage1Variant] = field(default_factory=dict)
 
 
 @dataclass
@@ -84,6 +96,8 @@ def ablation_from_config(user: DictConfig, path: str, prefix: str = "") -> Ablat
         problems += check_keys(block, ArchOptions, f"{prefix}archs.{arch}.", path)
         for variant, finetune in ((block or {}).get("finetunes") or {}).items():
             problems += check_keys(finetune, FinetuneOptions, f"{prefix}archs.{arch}.finetunes.{variant}.", path)
+        for variant, stage1 in ((block or {}).get("variants") or {}).items():
+            problems += check_keys(stage1, Stage1Variant, f"{prefix}archs.{arch}.variants.{variant}.", path)
     raise_option_problems(problems)
     options = typed(AblationOptions, user, path, prefix)
     if not options.archs:
@@ -137,27 +151,29 @@ def plan(options: AblationOptions, base: Path) -> tuple[list[Step], list[Ablatio
     root = Path(options.experiments_root) / options.name
     steps, methods = [], []
     for number, (label, checkpoint) in enumerate(options.references.items()):
-        run = root / f"reference_{number}"
+        run = root / f"{REFERENCE_RUN}{number}"
         steps.append(_eval_step(options, run.name, label, checkpoint, None, run))
         methods.append(AblationRow(label, options.seeds[0], run / "eval"))
     for arch, files in options.archs.items():
-        for sampler in options.samplers:
+        runs = [(sampler, sampler, SAMPLER_NAMES.get(sampler, sampler), []) for sampler in options.samplers]
+        runs += [(variant.sampler, _slug(name), name, variant.overrides) for name, variant in files.variants.items()]
+        for sampler, key, name, variant_overrides in runs:
             for seed in options.seeds:
-                run_name = f"{arch}_{sampler}_s{seed}"
+                run_name = f"{arch}_{key}_s{seed}"
                 shared = [f"path.experiments_root={root}", "path.resume_state=auto", f"manual_seed={seed}",
-                          *options.overrides]
+                          *options.overrides, *variant_overrides]
                 stage1_file, sampler_override = _option_file(base, files.stage1, sampler)
                 stage1_overrides = [f"name={run_name}", *sampler_override, *shared, *options.stage1_overrides]
                 stage1 = load_options(stage1_file, stage1_overrides)
                 run = root / run_name
-                label = f"{arch} {SAMPLER_NAMES.get(sampler, sampler)}"
+                label = f"{arch} {name}"
                 steps.append(Step(run_name, "stage1", _launch(options, "train", "-opt", str(stage1_file),
                                                               *stage1_overrides),
                                   _final_state(run, stage1.train.total_iter)))
                 steps.append(_eval_step(options, run_name, label, run, None))
                 methods.append(AblationRow(label, seed, run / "eval"))
                 for variant, finetune in _finetunes(files).items():
-                    if finetune.samplers is not None and sampler not in finetune.samplers:
+                    if finetune.samplers is not None and key not in finetune.samplers:
                         continue
                     steps += _stage2_steps(options, base, finetune, sampler, run, shared, label, variant)
                     evaluation = root / f"{run_name}_{_slug(variant)}" / "eval"

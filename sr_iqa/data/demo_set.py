@@ -26,6 +26,11 @@ from sr_iqa.data.image_io import read_rgb_tensor, write_rgb
 
 TRAIN_PHOTOS = ("astronaut", "coffee", "immunohistochemistry", "retina", "hubble_deep_field")
 TEST_PHOTOS = ("chelsea", "rocket", "motorcycle")
+# Every photo a set can name: scikit-image's bundled images (grey ones repeated into three channels) and the one
+# photograph matplotlib ships. The numbers are fixed (they name the groups: img<number>-<left>-<top>).
+PHOTO_NUMBERS = {name: number for number, name in enumerate(
+    ("astronaut", "coffee", "immunohistochemistry", "retina", "hubble_deep_field", "chelsea", "rocket", "motorcycle",
+     "camera", "brick", "grass", "gravel", "coins", "moon", "grace_hopper"), start=1)}
 SLOTS = ("original", "01", "02", "03", "04")
 ANNOTATORS = ("A", "B", "C")
 TRAIN_SET = "demo"
@@ -65,6 +70,8 @@ class DemoSetSpec:
     # no-reference metrics rank the originals first, so "better than bicubic" means something.
     test_crop_size: int = 256
     seed: int = 0  # of the test split's LR degradation
+    train_photos: tuple[str, ...] = TRAIN_PHOTOS  # names of PHOTO_NUMBERS
+    test_photos: tuple[str, ...] = TEST_PHOTOS  # held out: never trained on
 
 
 @dataclass(frozen=True)
@@ -112,9 +119,18 @@ class DemoSetPaths:
 
 
 def load_photo(name: str) -> np.ndarray:
+    """An HxWx3 uint8 photo by its name in PHOTO_NUMBERS."""
+    if name not in PHOTO_NUMBERS:
+        raise ValueError(f"no photo '{name}'; photos: {', '.join(PHOTO_NUMBERS)}")
     if name == "motorcycle":
         return skimage.data.stereo_motorcycle()[0]
-    return getattr(skimage.data, name)()
+    if name == "grace_hopper":
+        import matplotlib.cbook
+
+        with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as file:
+            return np.array(Image.open(file).convert("RGB"))
+    photo = getattr(skimage.data, name)()
+    return np.repeat(photo[..., None], 3, axis=2) if photo.ndim == 2 else photo[..., :3]
 
 
 def textured_crops(photo: np.ndarray, size: int, count: int) -> list[tuple[int, int, np.ndarray]]:
@@ -151,16 +167,21 @@ def annotator_label(annotator: str, gain: float) -> str:
     return "Similar"
 
 
-def _label_file(group: str, gains: dict[str, float], annotator: str) -> dict:
+def label_file(group: str, labels: dict[str, str]) -> dict:
+    """One annotator's label file in HGGT's format: slot -> label of the enhanced GTs."""
     entries: dict = {"Picture_1": {"Name": "original", "File": f"original/{group}.png", "Label": None}}
     for number, slot in enumerate(SLOTS[1:], start=2):
-        entries[f"Picture_{number}"] = {
-            "Name": slot,
-            "File": f"{slot}/{group}_{slot}.png",
-            "Label": annotator_label(annotator, gains[slot]),
-        }
+        entries[f"Picture_{number}"] = {"Name": slot, "File": f"{slot}/{group}_{slot}.png", "Label": labels[slot]}
     entries["Time_cost"] = 0
     return entries
+
+
+def write_label_files(labels_root: Path, group: str, labels: dict[str, dict[str, str]]) -> None:
+    """``labels``: annotator -> slot -> label; one file per annotator, ``<labels_root>/<annotator>/<group>.json``."""
+    for annotator, given in labels.items():
+        path = labels_root / annotator / f"{group}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(label_file(group, given), indent=1))
 
 
 def _write_group(images: Path, labels: Path, group: str, original: np.ndarray) -> None:
@@ -170,10 +191,9 @@ def _write_group(images: Path, labels: Path, group: str, original: np.ndarray) -
         enhanced = enhance(original)
         write_rgb(images / slot / f"{group}_{slot}.png", enhanced)
         gains[slot] = sharpness_gain(enhanced, original)
-    for annotator in ANNOTATORS:
-        path = labels / annotator / f"{group}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(_label_file(group, gains, annotator), indent=1))
+    votes = {annotator: {slot: annotator_label(annotator, gain) for slot, gain in gains.items()}
+             for annotator in ANNOTATORS}
+    write_label_files(labels, group, votes)
 
 
 def _readme(spec: DemoSetSpec) -> str:
@@ -186,8 +206,8 @@ release layout so that the same code reads it and the real HGGT data.
 
 - Groups: crops (training {spec.crop_size}x{spec.crop_size}, held-out {spec.test_crop_size}x{spec.test_crop_size}),
   the cells of a grid with the highest mean gradient.
-  Train photos: {", ".join(TRAIN_PHOTOS)} ({spec.train_crops_per_photo} crops each).
-  Test photos (held out): {", ".join(TEST_PHOTOS)} ({spec.test_crops_per_photo} crops each).
+  Train photos: {", ".join(spec.train_photos)} ({spec.train_crops_per_photo} crops each).
+  Test photos (held out): {", ".join(spec.test_photos)} ({spec.test_crops_per_photo} crops each).
 - Enhanced GTs (classical enhancements at increasing strength):
 {enhancements}
 - Labels are **not human**. Each of three simulated annotators labels an enhanced GT by its
@@ -206,32 +226,55 @@ release layout so that the same code reads it and the real HGGT data.
 """
 
 
+def one_stage_lr(original: torch.Tensor, scale: int, seed: int, number: int) -> torch.Tensor:
+    """The CHW original degraded once with HGGT's one-stage degradation, seeded by (seed, number): the held-out
+    set's fixed LR images (and the experiment's gate, for training groups)."""
+    degradation = HGGTDegradation()
+    rng = np.random.default_rng([seed, number])
+    kernels = {name: kernel[None] for name, kernel in degradation.sample_kernels(rng).items()}
+    with torch.random.fork_rng():
+        torch.manual_seed(seed * 1000 + number)
+        return degradation.apply(original[None], kernels, scale)[0]
+
+
+def group_name(photo: str, left: int, top: int) -> str:
+    return f"img{PHOTO_NUMBERS[photo]}-{left}-{top}"
+
+
+def photo_of(group: str) -> str:
+    """The photo a group was cut from (its name's ``img<number>``)."""
+    number = int(group.split("-")[0].removeprefix("img"))
+    return next(name for name, n in PHOTO_NUMBERS.items() if n == number)
+
+
+def _as_json(spec: DemoSetSpec) -> dict:
+    """The spec as the marker stores it (tuples as lists, as JSON reads them back)."""
+    return json.loads(json.dumps(asdict(spec)))
+
+
 def build_demo_set(root: Path, spec: DemoSetSpec = DemoSetSpec()) -> DemoSetPaths:
     """Build (or reuse, when a complete set with the same spec exists) the demo set under ``root``."""
     paths = DemoSetPaths(root)
-    if paths.marker.is_file() and json.loads(paths.marker.read_text()) == asdict(spec):
+    if paths.marker.is_file() and json.loads(paths.marker.read_text()) == _as_json(spec):
         return paths
+    shared = set(spec.train_photos) & set(spec.test_photos)
+    if shared:
+        raise ValueError(f"photos both trained on and held out: {', '.join(sorted(shared))}")
     staging = root.with_name(f".{root.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     staged = DemoSetPaths(staging)
     for split_images, split_labels, photos, count, size in (
-        (staged.train_images, staged.train_labels, TRAIN_PHOTOS, spec.train_crops_per_photo, spec.crop_size),
-        (staged.test_images, staged.test_labels, TEST_PHOTOS, spec.test_crops_per_photo, spec.test_crop_size),
+        (staged.train_images, staged.train_labels, spec.train_photos, spec.train_crops_per_photo, spec.crop_size),
+        (staged.test_images, staged.test_labels, spec.test_photos, spec.test_crops_per_photo, spec.test_crop_size),
     ):
         for photo_name in photos:
-            photo_number = (TRAIN_PHOTOS + TEST_PHOTOS).index(photo_name) + 1
             for top, left, crop in textured_crops(load_photo(photo_name), size, count):
-                _write_group(split_images, split_labels, f"img{photo_number}-{left}-{top}", crop)
-    degradation = HGGTDegradation()
+                _write_group(split_images, split_labels, group_name(photo_name, left, top), crop)
     for number, original in enumerate(sorted((staged.test_images / "original").iterdir())):
-        rng = np.random.default_rng([spec.seed, number])
-        kernels = {name: kernel[None] for name, kernel in degradation.sample_kernels(rng).items()}
-        with torch.random.fork_rng():
-            torch.manual_seed(spec.seed * 1000 + number)
-            lr = degradation.apply(read_rgb_tensor(original)[None], kernels, spec.scale)[0]
-        write_rgb(staged.test_lr / original.name, lr)
+        write_rgb(staged.test_lr / original.name, one_stage_lr(read_rgb_tensor(original), spec.scale, spec.seed,
+                                                               number))
     (staging / "README.md").write_text(_readme(spec))
-    staged.marker.write_text(json.dumps(asdict(spec)))
+    staged.marker.write_text(json.dumps(_as_json(spec)))
     shutil.rmtree(root, ignore_errors=True)
     staging.rename(root)
     return paths
