@@ -11,6 +11,12 @@
 #               then each speed option alone; the GPU table is rewritten after each benchmark
 #   user path   with what time is left: demo set, NIQE scores, stage 1 with cached AMO, a LoRA stage,
 #               eval --checkpoint of both, through `accelerate launch` (benchmarks/gpu_user_path.sh)
+#   experiment  `sr-iqa experiment --preset gpu` (up to 420 s): the full Real-ESRGAN x4plus, iteration counts from
+#               its time budget at the rates measured there; its section of experiments/RESULTS.md is written
+#               after stage 1 and again after stage 2, and copied to $OUT with the plot and time_plan.json.
+#               It needs the pretrained networks installed (sr-iqa weights install), which do not fit what
+#               travels with the working tree today: run it as its own call (GPU_CHECK_PARTS="gpu install
+#               experiment") where they can be had.
 # GPU_CHECK_PARTS="gpu install tests" (names as above, "user path" as user_path) runs only those parts, for a
 # second call that redoes what failed; the others are reported as not run.
 # A failing or timed-out part does not stop the others. Everything lands in $OUT when it is set (the device
@@ -22,7 +28,7 @@ cd "$(dirname "$0")/.."
 PY=${PY:-python3}
 OUT_DIR=${OUT:-benchmarks/gpu_check_out}
 BUDGET=${GPU_CHECK_SECONDS:-540}
-PARTS=${GPU_CHECK_PARTS:-gpu install tests user_path benchmarks}
+PARTS=${GPU_CHECK_PARTS:-gpu install tests user_path benchmarks experiment}
 SITE=${SR_IQA_SITE:-/tmp/sr_iqa_site}
 WORK=/tmp/sr_iqa_user_path
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
@@ -73,6 +79,11 @@ part tests 150 env SR_IQA_COMPILE_BACKEND=inductor "$PY" -m pytest -q -p no:cach
 # benchmarks had never given a figure; the user path then gets what is left.
 part benchmarks 220 "$PY" benchmarks/run.py --kind gpu --quick --rows-json "$OUT_DIR/benchmark_rows.json"
 part "user path" 210 env PY="$PY" bash benchmarks/gpu_user_path.sh "$WORK"
+part experiment 420 "$PY" -m sr_iqa experiment --preset gpu
+[ -f experiments/RESULTS.md ] && cp experiments/RESULTS.md "$OUT_DIR/experiment_RESULTS.md"
+for file in experiments/results/experiment_gpu_perception_distortion.png experiments/experiment_gpu/time_plan.json; do
+  [ -f "$file" ] && cp "$file" "$OUT_DIR/"
+done
 for stage in stage1 stage2; do
   [ -f "$WORK/eval_$stage/summary.md" ] && cp "$WORK/eval_$stage/summary.md" "$OUT_DIR/eval_$stage.md"
 done

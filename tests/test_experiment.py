@@ -1,6 +1,7 @@
-"""`sr-iqa experiment`: the tiny preset run end to end as a user runs it, its tables and claims checked against the
-per-run evaluations by hand (mean, sample deviation and the published t quantile), the verdict rule on hand-made
-differences, the stage-2 variants in the plan, and the results file keeping what is outside its section."""
+"""`sr-iqa experiment`: the tiny preset run end to end as a user runs it, its tables, control and claims checked
+against the per-run evaluations by hand (mean, sample deviation, the published t quantile, the t distribution's
+closed form at one degree of freedom, Holm's rule), the control and fine-tuning variants in the cpu plan, and the
+results file keeping what is outside its section."""
 
 from __future__ import annotations
 
@@ -15,8 +16,6 @@ import yaml
 from conftest import REPO, run_cli
 
 from sr_iqa.ablation.experiment_options import load_experiment
-from sr_iqa.ablation.findings import verdict
-from sr_iqa.ablation.intervals import SeedSummary
 from sr_iqa.ablation.plan import plan
 from sr_iqa.ablation.results_page import replace_section
 from sr_iqa.errors import OptionsError
@@ -67,23 +66,42 @@ def test_the_tiny_preset_writes_its_tables_from_the_runs(tiny_run: tuple[Path, s
             measured, expected = _mean_and_half_width(cell), _by_hand(values)
             assert measured == pytest.approx(expected, abs=2e-4)
 
-    # A claim: AMO above originals only on NIQE (lower is better), the paired per-seed differences.
+    # The positive control against originals only: paired per-seed differences, its verdict from the interval.
     differences = [_summary(root, f"RRDB_original_s{s}")["rows"]["RRDB Original"]["niqe"]
-                   - _summary(root, f"RRDB_amo_s{s}")["rows"]["RRDB AMO"]["niqe"] for s in (0, 1)]
-    claim = _cells(text, "RRDB: AMO above originals only")
-    mean, half_width = _mean_and_half_width(claim[2])
+                   - _summary(root, f"RRDB_control_s{s}")["rows"]["RRDB Control"]["niqe"] for s in (0, 1)]
+    control = _cells(text, "RRDB: Positive control (UPos on labels that agree with Q) above originals only")
+    mean, half_width = _mean_and_half_width(control[2])
     assert (mean, half_width) == pytest.approx(_by_hand(differences), abs=2e-4)
-    expected_verdict = ("reproduced" if mean - half_width > 0 else "not reproduced: the opposite holds"
-                        if mean + half_width < 0 else "not decidable at this size (the interval contains 0)")
-    assert claim[3] == expected_verdict
-    assert _cells(text, "RRDB: AMO above SMP")[3] == "not run in this preset"  # SMP is not in the tiny grid
+    assert control[3].startswith("decidable" if mean - half_width > 0.1 else "NOT decidable")
+
+    # Primary claims: one-sided p of "difference > minimum effect" (t with 1 degree of freedom: p = 1/2 -
+    # atan(t)/pi, the Cauchy distribution's tail), then Holm: the k-th smallest of m times (m - k + 1), running max.
+    amo = [_summary(root, f"RRDB_original_s{s}")["rows"]["RRDB Original"]["niqe"]
+           - _summary(root, f"RRDB_amo_s{s}")["rows"]["RRDB AMO"]["niqe"] for s in (0, 1)]
+    primary = _cells(text, "RRDB: Q-guided sampling (AMO) above originals only")
+    t = (statistics.mean(amo) - 0.1) / (statistics.stdev(amo) / math.sqrt(2))
+    assert float(primary[3]) == pytest.approx(0.5 - math.atan(t) / math.pi, abs=1e-4)
+    rows = [_cells(text, f"RRDB: {claim}") for claim in (
+        "Q-guided sampling (AMO) above originals only", "The fine-tuning stage (LoRA) gains Q: AMO+FT above AMO",
+        "LoRA adds less structured noise per unit of Q gain than full fine-tuning")]
+    raw = sorted(float(row[3]) for row in rows if row[3])  # a claim without two finite seeds has no p
+    holm = [min(1.0, (len(raw) - k) * p) for k, p in enumerate(raw)]
+    holm = [max(holm[:k + 1]) for k in range(len(holm))]
+    assert len(raw) >= 2 and sorted(float(row[4]) for row in rows if row[4]) == pytest.approx(holm, abs=2e-4)
+    if not control[3].startswith("decidable"):  # a sampler claim is never "not reproduced" without the control
+        assert primary[5].startswith("not testable with this data and Q")
+    assert "RRDB: AMO above SMP" not in text  # SMP is not in the tiny grid: the fine ordering is left out
 
     # Stage 2: the Q gain of AMO+FT is its NIQE improvement over the AMO model of the same seed.
     gains = [_summary(root, f"RRDB_amo_s{s}")["rows"]["RRDB AMO"]["niqe"]
              - _summary(root, f"RRDB_amo_s{s}_ft")["rows"]["RRDB AMO+FT"]["niqe"] for s in (0, 1)]
     assert _mean_and_half_width(_cells(text, "RRDB AMO+FT")[1]) == pytest.approx(_by_hand(gains), abs=2e-4)
-    gold = _summary(root, "RRDB_amo_s0")["rows"]["Gold Standard"]["niqe"]
+    gold = _summary(root, "RRDB_amo_s0")["rows"]["Gold Standard"]["niqe"]  # the tiny set's GTs are one tile each
     assert float(_cells(text, "Gold Standard (best GT per group)")[0]) == pytest.approx(gold, abs=1e-4)
+    # The gate's table lists every held-out group with the rule's decision; the untrained network is a row.
+    assert "3 of 3 groups kept" in text and len(re.findall(r"^\| img\d+-\d+-\d+ \|", text, re.M)) == 3
+    untrained = _summary(root, "reference_0")["against_original"]["RRDB untrained"]["psnr"]
+    assert float(_cells(text, "RRDB untrained")[2]) == pytest.approx(untrained, abs=1e-4)
     plot = re.search(r"!\[perception-distortion\]\((\S+)\)", text).group(1)
     assert (folder / "experiments" / plot).read_bytes()[:4] == b"\x89PNG"
 
@@ -102,18 +120,6 @@ def test_a_rerun_skips_every_finished_step_and_replaces_its_section(tiny_run: tu
     assert text.rstrip().endswith("The authors' reading, outside the markers.")
 
 
-@pytest.mark.parametrize(("mean", "half_width", "equal", "expected"), [
-    (1.0, 0.5, False, "reproduced"),
-    (-1.0, 0.5, False, "not reproduced: the opposite holds"),
-    (0.2, 0.5, False, "not decidable at this size (the interval contains 0)"),
-    (0.2, 0.5, True, "consistent (the interval contains 0)"),
-    (1.0, 0.5, True, "not reproduced (they differ)"),
-    (1.0, math.nan, False, "not decidable (fewer than two seeds with a score)"),
-])
-def test_the_verdict_reads_the_interval_of_the_paired_differences(mean, half_width, equal, expected):
-    assert verdict(SeedSummary(mean, half_width, 3, 0), equal) == expected
-
-
 def test_a_section_is_replaced_and_the_rest_of_the_file_kept(tmp_path: Path):
     path = tmp_path / "RESULTS.md"
     replace_section(path, "a", "first A")
@@ -124,24 +130,25 @@ def test_a_section_is_replaced_and_the_rest_of_the_file_kept(tmp_path: Path):
     assert "first A" not in text and text.index("second A") < text.index("only B") < text.index("notes")
 
 
-def test_the_cpu_preset_plans_every_variant_on_its_stage_1_model():
+def test_the_cpu_preset_plans_the_control_and_both_fine_tunings_on_amo():
     experiment = load_experiment(REPO / "options" / "experiment" / "cpu.yml")
     steps, methods = plan(experiment.ablation, REPO)
     bases = {m.label: m.base for m in methods if m.seed == 0 and m.base}
-    assert bases == {"RRDB UPos+FT": "RRDB UPos", "RRDB UPos+FT_HP": "RRDB UPos", "RRDB UPos+FT_IG": "RRDB UPos",
-                     "RRDB AMO+FT": "RRDB AMO", "RRDB AMO+full FT": "RRDB AMO"}
-    assert len([s for s in steps if s.kind == "stage1"]) == 6 * 3 and len(
-        [s for s in steps if s.kind == "stage2"]) == 5 * 3
+    assert bases == {"RRDB AMO+FT": "RRDB AMO", "RRDB AMO+full FT": "RRDB AMO"}
+    assert len([s for s in steps if s.kind == "stage1"]) == 7 * 3 and len(
+        [s for s in steps if s.kind == "stage2"]) == 2 * 3
     by_run = {(s.run, s.kind): s.command for s in steps}
-    stage1_run = "experiments/experiment_cpu/RRDB_upos_s1"
-    assert f"path.pretrain_network_d={stage1_run}" in by_run[("RRDB_upos_s1_ft_ig", "stage2")]
-    assert f"path.pretrain_network_d={stage1_run}" not in by_run[("RRDB_upos_s1_ft", "stage2")]
-    assert "train.perceptual_opt.perceptual_weight=2.0" in by_run[("RRDB_upos_s1_ft_hp", "stage2")]
+    control = by_run[("RRDB_control_s1", "stage1")]
+    assert "sampler.type=upos" in control
+    assert control[-1 - control[::-1].index(next(a for a in control[::-1] if a.startswith(
+        "datasets.train.dataroot_label=")))] == \
+        "datasets.train.dataroot_label=datasets/experiment_cpu_gated/Train/labels/demo_qcontrol"
     full = by_run[("RRDB_amo_s1_full_ft", "eval")]
-    assert "lora.enabled=false" in by_run[("RRDB_amo_s1_full_ft", "stage2")] and "--adapter" not in full
-    assert full[full.index("--checkpoint") + 1] == "experiments/experiment_cpu/RRDB_amo_s1_full_ft"
+    stage2 = by_run[("RRDB_amo_s1_full_ft", "stage2")]
+    assert "lora.enabled=false" in stage2 and "train.optim_g.lr=3e-4" in stage2 and "--adapter" not in full
+    assert full[full.index("--checkpoint") + 1] == "experiments/experiment_cpu_gated/RRDB_amo_s1_full_ft"
     lora = by_run[("RRDB_amo_s1_ft", "eval")]
-    assert lora[lora.index("--checkpoint") + 1] == "experiments/experiment_cpu/RRDB_amo_s1"
+    assert lora[lora.index("--checkpoint") + 1] == "experiments/experiment_cpu_gated/RRDB_amo_s1"
 
 
 def test_a_misspelt_experiment_key_and_a_metric_left_out_are_named(tmp_path: Path):
@@ -157,3 +164,41 @@ def test_a_misspelt_experiment_key_and_a_metric_left_out_are_named(tmp_path: Pat
         load_experiment(path)
     result = run_cli("experiment", "--preset", "nonesuch", cwd=tmp_path)
     assert result.returncode == 2 and "no preset 'nonesuch'" in result.stderr
+
+
+def test_the_gpu_preset_runs_at_a_tiny_size_with_its_time_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """options/experiment/gpu.yml as it is, with only sizes made tiny: its keys, variants, the timing probe and the
+    two phases run here, so that a GPU loan cannot fail on a typo."""
+    from sr_iqa.cli import main
+
+    preset = yaml.safe_load((REPO / "options" / "experiment" / "gpu.yml").read_text())
+    settings, ablation = preset["experiment"], preset["ablation"]
+    settings["data"] |= {"crop_size": 96, "test_crop_size": 96, "train_crops_per_photo": 1, "test_crops_per_photo": 1,
+                         "train_photos": ["astronaut", "camera"], "test_photos": ["chelsea", "grace_hopper"]}
+    settings |= {"pretrained": [], "gate": {"q_min": 0, "q_max": 1000, "margin": -1000}, "stage2_q_share": None,
+                 "distortion": ["psnr", "ssim"], "results": "experiments/RESULTS_gpu_tiny.md"}
+    settings["time_budget"] |= {"seconds": 30, "probe_iterations": 2, "min_iterations": 2}
+    ablation |= {"references": {}, "seeds": [0, 1], "metrics": ["psnr", "ssim", "niqe", "piqe"],
+                 "overrides": ["network_g.num_block=1", "network_g.num_feat=8", "network_g.num_grow_ch=4",
+                               "path.pretrain_network_g=null", "train.perceptual_opt=null", "network_d.num_feat=8",
+                               "datasets.train.batch_size_per_gpu=2"]}
+    (tmp_path / "options").symlink_to(REPO / "options")
+    path = tmp_path / "gpu_tiny.yml"
+    path.write_text(yaml.safe_dump(preset, sort_keys=False))
+    monkeypatch.chdir(tmp_path)
+    assert main(["experiment", "-opt", str(path)]) == 0
+
+    root = tmp_path / "experiments" / "experiment_gpu"
+    time_plan = json.loads((root / "time_plan.json").read_text())
+    stage1 = time_plan["stage1_iterations"]
+    assert stage1 >= 2 and time_plan["stage2_iterations"] == max(1, stage1 // 2)
+    runs = 4 * 2  # Original, UPos, AMO and the control, two seeds
+    trainings, evaluations = runs + 2 * 2, runs + 2 * 2 + 1  # and the untrained network's evaluation
+    fixed = trainings * time_plan["seconds_per_training"] + evaluations * time_plan["seconds_per_eval"]
+    planned = fixed + time_plan["seconds_per_iteration"] * (runs * stage1 + 2 * 2 * time_plan["stage2_iterations"])
+    assert time_plan["planned_seconds"] == pytest.approx(planned, rel=1e-6)
+    assert planned <= 30 or stage1 == 2  # within the budget, or at the floor
+    for run in ("RRDB_control_s1", "RRDB_amo_s0_full_ft"):
+        assert (root / run / "training_states").is_dir()
+    text = (tmp_path / "experiments" / "RESULTS_gpu_tiny.md").read_text()
+    assert "| RRDB AMO+full FT |" in text and "| RRDB Control |" in text and not (root / "timing_probe").exists()

@@ -3,40 +3,78 @@
 A preset file (``experiment_options``) is an ablation, run by the ablation runner (an interrupted experiment resumes
 and skips finished steps), plus the multi-GT set it builds from the photos scikit-image ships (held-out photos never
 trained on), the score cache the samplers read, the pretrained networks, Q and its monitors. At the end it writes
-its section of ``experiments/RESULTS.md`` (tables, claims, plot).
+its section of ``experiments/RESULTS.md`` (the gate, tables, control, claims, plot). What is fixed before any run
+(the gate, the control's labels, the untrained networks, lambda_Q) is ``prepared_data``; iteration counts from a
+time budget are ``time_budget``.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import replace
 from pathlib import Path
 
 from sr_iqa.ablation.experiment_options import load_experiment
 from sr_iqa.ablation.findings import analyse
+from sr_iqa.ablation.plan import AblationOptions, plan
 from sr_iqa.ablation.prepared_data import data_overrides, prepare_data
 from sr_iqa.ablation.results_page import write_results
-from sr_iqa.ablation.runner import CommandLine, execute
+from sr_iqa.ablation.runner import CommandLine, execute, run_in_process
+from sr_iqa.ablation.time_budget import TimeBudgetOptions, measure_and_plan
+from sr_iqa.errors import OptionsError
+
+log = logging.getLogger("sr_iqa.experiment")
 
 
 def run_experiment(path: Path, dry_run: bool = False, entry: CommandLine | None = None) -> Path | None:
-    """Prepare the data, run (or resume) the ablation, analyse it and write the results section; its path.
+    """Prepare the data, fix the iteration counts when the file sets a time budget, run (or resume) the ablation in
+    two phases (stage 1 with the references, then stage 2), writing the results section after each, so that a run
+    stopped by a time limit still leaves its stage-1 tables; the results file's path.
     ``entry``: the CLI's entry point, which runs the steps in this process (``launch.in_process``)."""
     experiment = load_experiment(path)
+    settings = experiment.settings
     started = time.time()
-    ablation = experiment.ablation
-    prepared = None
-    if not dry_run:
-        prepared = prepare_data(experiment)
-        references = {f"{arch} untrained": str(file) for arch, file in prepared.untrained.items()}
-        ablation = replace(ablation, references={**ablation.references, **references})
-        if prepared.probe is not None:
-            ablation = replace(ablation, stage2_overrides=[
-                *ablation.stage2_overrides, f"train.iqa_opt.loss_weight={prepared.probe.loss_weight:.6g}"])
-    ablation = replace(ablation, overrides=[*data_overrides(experiment.settings), *ablation.overrides])
     command = f"sr-iqa experiment -opt {path}"
-    finished = execute(ablation, command, dry_run, entry)
-    if finished is None or prepared is None:
+    ablation = replace(experiment.ablation,
+                       overrides=[*data_overrides(settings), *experiment.ablation.overrides])
+    if dry_run:
+        execute(ablation, command, dry_run=True)
         return None
-    findings = analyse(finished.methods, experiment.settings, list(ablation.archs), prepared.gate)
-    return write_results(experiment, ablation, findings, finished.step_seconds, started, prepared)
+    prepared = prepare_data(experiment)
+    references = {f"{arch} untrained": str(file) for arch, file in prepared.untrained.items()}
+    ablation = replace(ablation, references={**ablation.references, **references})
+    if prepared.probe is not None:
+        ablation = replace(ablation, stage2_overrides=[
+            *ablation.stage2_overrides, f"train.iqa_opt.loss_weight={prepared.probe.loss_weight:.6g}"])
+    if settings.time_budget is not None:
+        ablation = _within_budget(ablation, settings.time_budget, entry)
+    results = None
+    first = _stage1_only(ablation)
+    for phase in [first, ablation] if first != ablation else [ablation]:
+        finished = execute(phase, command, False, entry)
+        if finished is None:
+            return None
+        findings = analyse(finished.methods, settings, list(phase.archs), prepared.gate)
+        results = write_results(experiment, phase, findings, finished.step_seconds, started, prepared)
+        log.info("wrote %s (%s)", results, "stage 1" if phase is not ablation else "every step")
+    return results
+
+
+def _stage1_only(ablation: AblationOptions) -> AblationOptions:
+    archs = {name: replace(files, stage2=None, finetunes={}) for name, files in ablation.archs.items()}
+    return replace(ablation, archs=archs) if archs != ablation.archs else ablation
+
+
+def _within_budget(ablation: AblationOptions, budget: TimeBudgetOptions, entry: CommandLine | None
+                   ) -> AblationOptions:
+    """The ablation with the iteration counts the time budget allows at the rates measured here."""
+    if not ablation.launch.in_process or entry is None:
+        raise OptionsError("experiment.time_budget measures its rates in this process: set ablation.launch."
+                           "in_process: true")
+    steps, _ = plan(ablation, Path())
+    folder = Path(ablation.experiments_root) / ablation.name
+    time_plan = measure_and_plan(budget, steps, folder, lambda command: run_in_process(command, entry),
+                                 say=log.info)
+    return replace(ablation, stage1_overrides=[*ablation.stage1_overrides, *time_plan.stage1_overrides()],
+                   stage2_overrides=[*ablation.stage2_overrides, *time_plan.stage2_overrides()])

@@ -9,6 +9,7 @@ from pathlib import Path
 from omegaconf import MISSING
 
 from sr_iqa.ablation.plan import AblationOptions, ablation_from_config
+from sr_iqa.ablation.time_budget import TimeBudgetOptions
 from sr_iqa.config.loader import check_keys, raise_option_problems, read_yaml, typed
 from sr_iqa.data.demo_set import PHOTO_NUMBERS, TEST_PHOTOS, TRAIN_PHOTOS
 from sr_iqa.errors import OptionsError
@@ -56,6 +57,8 @@ class ExperimentSettings:
     stage2_q_share: float | None = None
     # the smallest difference a primary claim must exceed to be "reproduced", per measure ("Q", "noise per Q gain")
     min_effects: dict[str, float] = field(default_factory=lambda: {"Q": 0.1})
+    # iteration counts set from a budget of seconds at rates measured before the first step (a GPU loan)
+    time_budget: TimeBudgetOptions | None = None
     results: str = "experiments/RESULTS.md"
     design: str = ""  # why the sizes are what they are, written into the results
 
@@ -74,6 +77,7 @@ def load_experiment(path: Path) -> Experiment:
     problems += check_keys(block, ExperimentSettings, "experiment.", str(path))
     problems += check_keys((block or {}).get("data"), ExperimentData, "experiment.data.", str(path))
     problems += check_keys((block or {}).get("gate"), GateOptions, "experiment.gate.", str(path))
+    problems += check_keys((block or {}).get("time_budget"), TimeBudgetOptions, "experiment.time_budget.", str(path))
     raise_option_problems(problems)
     if "ablation" not in user:
         raise OptionsError(f"{path}: required key 'ablation' is missing (the grid the experiment runs)")

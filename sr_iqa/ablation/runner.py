@@ -96,7 +96,7 @@ def _wait_for_group(group: int) -> None:
 CommandLine = Callable[[list[str]], int]  # sr-iqa's entry point: arguments after `sr-iqa` -> exit status
 
 
-def _run_in_process(command: list[str], entry: CommandLine) -> int:
+def run_in_process(command: list[str], entry: CommandLine) -> int:
     """A planned step run by the CLI entry point in this process (``launch.in_process``). Accelerate keeps one
     precision per process, so its state is forgotten after each step (the device is kept)."""
     from accelerate.state import AcceleratorState
@@ -157,7 +157,7 @@ def execute(options: AblationOptions, rerun: str, dry_run: bool = False,
             continue
         log.info("[%d/%d] %s %s: %s", number, len(steps), step.run, step.kind, step.shell())
         started = time.monotonic()
-        code = (_run_in_process(step.command, entry) if options.launch.in_process
+        code = (run_in_process(step.command, entry) if options.launch.in_process
                 else _run_step(_launch_here(step.command)))
         if code == 130:
             raise SrIqaError(f"interrupted; rerun `{rerun}` to continue (finished steps are skipped, training "

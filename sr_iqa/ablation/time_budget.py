@@ -1,0 +1,119 @@
+"""Iteration counts from a time budget: a plan that fits a short GPU loan on whatever machine runs it.
+
+Before the first step, two short trainings of the plan's first stage-1 run (k and 2k iterations, in this process,
+in a scratch folder) give the seconds per iteration r and the fixed cost o of a training (start-up, warm-up, the
+final save); one evaluation of the first reference row gives the seconds e of an evaluation. With n1 stage-1 and
+n2 stage-2 trainings, stage 2 at ``stage2_fraction`` of stage 1's iterations N, and m evaluations:
+
+    (n1 + n2) o + m e + r N (n1 + n2 * stage2_fraction) <= seconds
+
+N is the largest count that fits (at least ``min_iterations``). The plan is written once, before any result, and
+read back by every later invocation, so a resumed experiment trains the same counts.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from omegaconf import MISSING
+
+from sr_iqa.ablation.plan import Step
+from sr_iqa.atomic_files import write_text_atomically
+from sr_iqa.errors import SrIqaError
+
+TIME_PLAN = "time_plan.json"  # in the ablation's folder
+
+
+@dataclass
+class TimeBudgetOptions:
+    seconds: float = MISSING  # for every training and evaluation step of the plan (not the data preparation)
+    probe_iterations: int = 5  # k: the probe trains k and 2k iterations
+    stage2_fraction: float = 0.5  # stage 2's iterations as a fraction of stage 1's
+    min_iterations: int = 4
+
+
+@dataclass(frozen=True)
+class TimePlan:
+    seconds_per_iteration: float  # r
+    seconds_per_training: float  # o: a training's cost beyond its iterations
+    seconds_per_eval: float  # e
+    stage1_iterations: int
+    stage2_iterations: int
+    planned_seconds: float  # of the whole plan at these rates
+    budget_seconds: float
+
+    def line(self) -> str:
+        return (f"time plan: {self.seconds_per_iteration:.3f} s per iteration, {self.seconds_per_training:.1f} s per "
+                f"training beyond its iterations, {self.seconds_per_eval:.1f} s per evaluation (measured here) -> "
+                f"{self.stage1_iterations} stage-1 and {self.stage2_iterations} stage-2 iterations, planned "
+                f"{self.planned_seconds:.0f} s of steps for a budget of {self.budget_seconds:.0f} s")
+
+    def stage1_overrides(self) -> list[str]:
+        return [f"train.total_iter={self.stage1_iterations}", f"logger.save_checkpoint_freq={self.stage1_iterations}"]
+
+    def stage2_overrides(self) -> list[str]:
+        return [f"train.total_iter={self.stage2_iterations}", f"logger.save_checkpoint_freq={self.stage2_iterations}"]
+
+
+def fit_iterations(budget: TimeBudgetOptions, per_iteration: float, per_training: float, per_eval: float,
+                   stage1_runs: int, stage2_runs: int, evals: int) -> TimePlan:
+    """The largest stage-1 count N that fits the budget at these rates (the formula in the module docstring)."""
+    fixed = (stage1_runs + stage2_runs) * per_training + evals * per_eval
+    weight = per_iteration * (stage1_runs + stage2_runs * budget.stage2_fraction)
+    stage1 = max(budget.min_iterations, int((budget.seconds - fixed) / weight) if weight > 0 else 0)
+    stage2 = max(1, int(stage1 * budget.stage2_fraction)) if stage2_runs else 0
+    planned = fixed + per_iteration * (stage1_runs * stage1 + stage2_runs * stage2)
+    return TimePlan(per_iteration, per_training, per_eval, stage1, stage2, planned, budget.seconds)
+
+
+def measure_and_plan(budget: TimeBudgetOptions, steps: list[Step], folder: Path, run_in_process, say=print
+                     ) -> TimePlan:
+    """The recorded plan in ``folder``, else one measured now (``run_in_process``: a planned command -> exit
+    status) and recorded there."""
+    path = folder / TIME_PLAN
+    if path.is_file():
+        plan = TimePlan(**json.loads(path.read_text()))
+        say(plan.line() + " (recorded before the first step)")
+        return plan
+    first = next(step for step in steps if step.kind == "stage1")
+    reference = next((step for step in steps if step.kind == "eval" and step.run.startswith("reference_")), None)
+    scratch = folder / "timing_probe"
+    k = budget.probe_iterations
+    seconds = {}
+    for iterations in (k, 2 * k):
+        started = time.monotonic()
+        command = [*first.command, f"path.experiments_root={scratch}", f"name=probe_{iterations}",
+                   f"train.total_iter={iterations}",
+                   f"logger.save_checkpoint_freq={iterations}"]
+        if run_in_process(command) != 0:
+            raise SrIqaError(f"the timing probe's training failed: {' '.join(command)}")
+        seconds[iterations] = time.monotonic() - started
+    per_eval = 0.0
+    if reference is not None:
+        started = time.monotonic()
+        out = scratch / "eval"
+        command = [*_with(reference.command, "--out", str(out))]
+        command = _with(command, "--save-sr", str(out / "sr"))
+        if run_in_process(command) != 0:
+            raise SrIqaError(f"the timing probe's evaluation failed: {' '.join(command)}")
+        per_eval = time.monotonic() - started
+    shutil.rmtree(scratch, ignore_errors=True)
+    per_iteration = max((seconds[2 * k] - seconds[k]) / k, 1e-6)
+    per_training = max(seconds[k] - k * per_iteration, 0.0)
+    plan = fit_iterations(budget, per_iteration, per_training, per_eval,
+                          sum(s.kind == "stage1" for s in steps), sum(s.kind == "stage2" for s in steps),
+                          sum(s.kind == "eval" for s in steps))
+    folder.mkdir(parents=True, exist_ok=True)
+    write_text_atomically(path, json.dumps(asdict(plan), indent=1))
+    say(plan.line())
+    return plan
+
+
+def _with(command: list[str], flag: str, value: str) -> list[str]:
+    """``command`` with the value after ``flag`` replaced."""
+    at = command.index(flag)
+    return [*command[:at + 1], value, *command[at + 2:]]
