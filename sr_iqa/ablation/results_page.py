@@ -59,8 +59,8 @@ def replace_section(path: Path, name: str, section: str) -> None:
 
 
 def _measure_name(findings: Findings, measure: str) -> str:
-    """"Q" under the name of the metric it is."""
-    return findings.q.upper() if measure == "Q" else measure
+    """"Q" under the name of the metric it is, with how it is measured."""
+    return f"{findings.q.upper()} ({findings.q_tiles} tiles)" if measure == "Q" else measure
 
 
 def _table(findings: Findings, labels: list[str], measures: list[str], gold: bool) -> str:
@@ -74,7 +74,7 @@ def _table(findings: Findings, labels: list[str], measures: list[str], gold: boo
 
 
 def _claims_table(findings: Findings, results: list[ClaimResult], verdicts: bool, p_values: bool = False) -> str:
-    header = ["Claim", f"Paper ({PAPER})", "Measure", "Difference, mean ± 95% interval"]
+    header = ["Claim", "Paper*", "Measure", "Difference, mean ± 95% interval"]
     header += ["p (one-sided)", "Holm-adjusted p"] if p_values else []
     header += ["Verdict"] if verdicts else []
 
@@ -96,13 +96,13 @@ def _gate_section(gate: GateReport, prepared: PreparedData) -> str:
     lower = gate.lower_better
     held_out = [r for r in gate.records if r.split == "held-out"]
     header = ["Held-out group", "Photo", f"{gate.metric} original", f"{gate.metric} bicubic x4", "Best GT",
-              "Headroom (original - best GT, oriented)", "Gate"]
+              "Headroom (best GT over the original)", "Gate"]
     rows = []
     for record in held_out:
         top = record.best_gt(lower)
         slot = "original" if top == record.original else next(s for s, q in record.gts.items() if q == top)
         rows.append([record.group, record.photo, f"{record.original:.2f}", f"{record.bicubic:.2f}",
-                     f"{slot} {top:.2f}", f"{oriented(top - record.original, lower):.2f}",
+                     f"{slot} {top:.2f}", f"{abs(oriented(top - record.original, lower)):.2f}",
                      "kept" if record.dropped is None else f"dropped: {record.dropped}"])
     counts = "\n".join(f"- {line}" for line in gate_lines(gate))
     training = [r for r in gate.records if r.split == "train"]
@@ -208,6 +208,7 @@ def render(experiment: Experiment, ablation: AblationOptions, findings: Findings
         "Out of reach on a CPU with NIQE: the paper's differences are 0.1 to 3 MUSIQ points after 300k iterations "
         "on 20k groups. The paired differences are printed for the record.",
         _claims_table(findings, findings.fine, verdicts=False),
+        f"\\* Paper: {PAPER}.",
         f"![perception-distortion]({plot.as_posix()})",
     ]
     return "\n\n".join(part for part in parts if part) + "\n"

@@ -50,7 +50,9 @@ class TimePlan:
         return (f"time plan: {self.seconds_per_iteration:.3f} s per iteration, {self.seconds_per_training:.1f} s per "
                 f"training beyond its iterations, {self.seconds_per_eval:.1f} s per evaluation (measured here) -> "
                 f"{self.stage1_iterations} stage-1 and {self.stage2_iterations} stage-2 iterations, planned "
-                f"{self.planned_seconds:.0f} s of steps for a budget of {self.budget_seconds:.0f} s")
+                f"{self.planned_seconds:.0f} s of steps for a budget of {self.budget_seconds:.0f} s"
+                + (" (OVER the budget even at the minimum count: the fixed costs alone exceed it)"
+                   if self.planned_seconds > self.budget_seconds else ""))
 
     def stage1_overrides(self) -> list[str]:
         return [f"train.total_iter={self.stage1_iterations}", f"logger.save_checkpoint_freq={self.stage1_iterations}"]
