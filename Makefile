@@ -20,7 +20,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed
 	$(BIN)/sr-iqa demo
 
-# The paper's orderings measured (experiments/RESULTS.md): PRESET=cpu (about an hour on 2 cores), gpu or tiny.
+# The paper's orderings measured (experiments/RESULTS.md): PRESET=cpu (45 minutes on 2 cores), gpu or tiny.
 PRESET ?= cpu
 experiment: $(VENV)/.installed
 	$(BIN)/sr-iqa experiment --preset $(PRESET)

@@ -21,6 +21,7 @@ from sr_iqa.ablation.validity_gate import DROPPED, GateReport, GateRule, GroupRe
 from sr_iqa.data.check import discover_splits
 from sr_iqa.data.demo_set import build_demo_set, load_photo
 from sr_iqa.data.image_io import array_to_tensor, read_rgb_tensor
+from sr_iqa.errors import OptionsError
 from sr_iqa.iqa.metrics import create_metric
 
 
@@ -65,7 +66,7 @@ def test_the_gate_moves_out_exactly_the_groups_the_rule_drops(tmp_path: Path, ni
         assert len(moved) >= 5 + 3 and not list(paths.root.glob(f"[TV]*/**/{group}*"))
     assert GateReport.from_json((paths.root / "gate.json").read_text()) == report
     assert run_gate(paths, niqe, "niqe", rule, "96:96", 4, 0) == report  # a gated set is read back, not re-gated
-    with pytest.raises(ValueError, match="another rule"):
+    with pytest.raises(OptionsError, match="another rule"):
         run_gate(paths, niqe, "niqe", GateRule(0, 99, 0), "96:96", 4, 0)
 
 

@@ -93,6 +93,10 @@ def load_experiment(path: Path) -> Experiment:
     if unknown:
         raise OptionsError(f"{path}: no photo named {', '.join(unknown)} in experiment.data; photos: "
                            f"{', '.join(PHOTO_NUMBERS)}")
+    shared = sorted(set(settings.data.train_photos) & set(settings.data.test_photos))
+    if shared:
+        raise OptionsError(f"{path}: experiment.data trains on the held-out photos {', '.join(shared)}; a photo "
+                           "is in train_photos or in test_photos, not both")
     return Experiment(settings, ablation, path)
 
 

@@ -236,7 +236,7 @@ def perception_distortion_plot(findings: Findings, path: Path) -> None:
         axes.annotate(GOLD_STANDARD, (gold, axes.get_ylim()[0]), textcoords="offset points", xytext=(4, 6),
                       fontsize=8, color="grey")
     lower_better = findings.lower_better["Q"]
-    axes.set_xlabel(f"{findings.q} of the SR images ({in_words(lower_better)})")
+    axes.set_xlabel(f"{findings.q} of the SR images, mean over {findings.q_tiles} tiles ({in_words(lower_better)})")
     axes.set_ylabel("PSNR against the original GT (dB)")
     axes.set_title("Perception-distortion, held-out groups (95% intervals over seeds)")
     if lower_better:

@@ -23,6 +23,7 @@ from sr_iqa.atomic_files import write_text_atomically
 from sr_iqa.data.demo_set import DemoSetPaths, one_stage_lr, photo_of
 from sr_iqa.data.groups import Group
 from sr_iqa.data.image_io import read_rgb_tensor
+from sr_iqa.errors import OptionsError
 from sr_iqa.evaluate.metric_set import bicubic_upscaler
 from sr_iqa.iqa.score_cache import grid_regions
 from sr_iqa.score_rules import best, is_better, oriented
@@ -140,7 +141,8 @@ def run_gate(paths: DemoSetPaths, metric: torch.nn.Module, metric_name: str, rul
         report = GateReport.from_json(done.read_text())
         if report.rule == rule and report.tiles == tiles and report.metric == metric_name:
             return report
-        raise ValueError(f"{paths.root} was gated with another rule ({done}); delete the folder to build it anew")
+        raise OptionsError(f"{paths.root} was gated with another rule, metric or tiles ({done}); delete "
+                           f"{paths.root} to build and gate it anew")
     records = []
     for split, images in (("train", paths.train_images), ("held-out", paths.test_images)):
         index = next(iter(discover_splits(images).values()))
