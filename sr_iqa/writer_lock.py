@@ -1,13 +1,20 @@
-"""One writer at a time: an advisory lock (``flock``) on a small file, holding the writer's pid, host and start.
+"""One writer at a time: an advisory lock (a POSIX record lock, ``fcntl.lockf``) on a small file, holding the
+writer's pid, host and start.
 
 A training holds ``<experiments_root>/.<name>.lock`` from its first write to its end, and ``sr-iqa score`` holds
 ``<cache>.lock`` while it writes the cache: a second training under the same name (a rerun, a second `ablate`,
 a command on another node of the same file system) or a second scoring job on the same cache stops at once with
 the holder's name, instead of both writing the same files. The operating system drops the lock when its process
-ends, killed or not: there is no stale lock to remove."""
+ends, killed or not: there is no stale lock to remove.
+
+Why a record lock and not ``flock``: a ``flock`` belongs to the open file, which every forked child (a DataLoader
+worker, a scoring worker) shares, so a SIGKILLed job's workers kept its lock for as long as they lived. A record
+lock belongs to the process that took it; children do not inherit it. Its one trap: closing *any* descriptor of
+the lock file in the holding process drops it, so sr_iqa opens the file only here, once per holder."""
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import socket
@@ -35,8 +42,12 @@ def acquire(lock_file: Path, resource: str, what: str, setting: str = "the folde
         raise RunFolderError(f"cannot write to {path.parent} ({error.strerror}); set {setting} to a folder you can "
                              "write") from None
     try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        fcntl.lockf(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        if error.errno not in (errno.EACCES, errno.EAGAIN):
+            os.close(descriptor)
+            raise RunFolderError(f"cannot lock {path} ({error.strerror}); set {setting} to a folder on a file "
+                                 "system that supports locks") from None
         holder = os.pread(descriptor, 512, 0).decode(errors="replace").strip() or "another process"
         os.close(descriptor)
         raise RunFolderError(f"{resource} is being written by another {what} ({holder}); wait for it to end, or "

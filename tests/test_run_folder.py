@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import shutil
 import signal
 import subprocess
@@ -110,6 +111,27 @@ def test_a_second_training_under_one_name_stops_naming_the_first(saved_run: Path
         f"from pathlib import Path; from sr_iqa import writer_lock; writer_lock.acquire(Path('{lock}'), 'r', 't')")],
         capture_output=True, text=True, timeout=60)
     assert taker.returncode == 0, taker.stderr
+
+
+def test_a_killed_holders_forked_children_do_not_keep_its_lock(tmp_path: Path):
+    """A job SIGKILLed while a forked child lives (a DataLoader or scoring worker inherits every descriptor): the
+    next job takes the lock at once, the child still running (issue 26: with flock the child kept it)."""
+    lock = tmp_path / ".job.lock"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import os, time; from pathlib import Path; from sr_iqa import writer_lock\n"
+        f"writer_lock.acquire(Path('{lock}'), 'the cache', 'scoring job')\n"
+        "child = os.fork()\n"
+        "if child == 0:\n    time.sleep(600)\n"
+        "print(child, flush=True); time.sleep(600)")], stdout=subprocess.PIPE, text=True)
+    child = int(holder.stdout.readline())
+    try:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        os.kill(child, 0)  # the child lives on, holding the lock file open
+        path = writer_lock.acquire(lock, "the cache", "scoring job")
+        writer_lock.release(path)
+    finally:
+        os.kill(child, signal.SIGKILL)
 
 
 def test_leftovers_of_a_killed_save_or_prune_are_removed_on_resume(saved_run: Path, tmp_path: Path,
