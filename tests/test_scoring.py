@@ -110,6 +110,47 @@ def test_two_nodes_killed_then_rerun_score_only_what_is_missing(tree: Path, tmp_
     np.testing.assert_allclose([row[6] for row in complete], [row[6] for row in straight], rtol=1e-6)
 
 
+def test_a_sigkilled_score_leaves_no_worker_and_the_rerun_starts_at_once(tree: Path, tmp_path: Path):
+    """SIGKILL `sr-iqa score` while its two loader workers run (as the OOM killer or a preemption does): the
+    workers end with it (they are not left asleep holding the cache and its lock), and a rerun right away is not
+    refused and completes the cache."""
+    cache = tmp_path / "killed.db"
+    command = [sys.executable, "-m", "sr_iqa", "score", "--dataset", str(tree), "--metric", "niqe", "--grid", "96:2",
+               "--cache", str(cache), "--batch-size", "4", "--num-workers", "2"]
+    job = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           env={**os.environ, "OMP_NUM_THREADS": "1"})
+    workers: list[int] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and job.poll() is None and len(workers) < 2:
+        workers = _children(job.pid)
+        time.sleep(0.05)
+    assert len(workers) == 2, "the scoring job did not start its two workers"
+    job.kill()
+    job.wait()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(_alive(pid) for pid in workers):
+        time.sleep(0.05)
+    assert not any(_alive(pid) for pid in workers)
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0 and "being written by another" not in rerun.stderr, rerun.stderr[-2000:]
+    assert _count(cache) == _expected_keys(tree, Grid(96, 2))
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _alive(pid: int) -> bool:
+    """Running or asleep: not gone and not a zombie waiting for its new parent to reap it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def _count(cache: Path, while_written: bool = False) -> int:
     """Rows in a cache file (a killed writer's journal rolled back first); ``while_written``: without taking locks,
     an estimate while a writer commits."""

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from sr_iqa.child_processes import worker_init
 from sr_iqa.data.groups import Group
 from sr_iqa.data.image_io import read_rgb_tensor
 from sr_iqa.iqa.metrics import score_each
@@ -191,13 +192,15 @@ def score_jobs(jobs: list[ScoreJob], metric: torch.nn.Module, key: str, cache: S
     """Score every job's regions; rows are committed batch by batch (CPU workers: chunk by chunk)."""
     bar = progress_bar(total=len(jobs), unit="img", disable=not show_progress, desc=key)
     if device.type == "cpu" and num_workers > 0:
-        chunks = DataLoader(_ScoredChunks(jobs, metric, key, batch_size), batch_size=None, num_workers=num_workers)
+        chunks = DataLoader(_ScoredChunks(jobs, metric, key, batch_size), batch_size=None, num_workers=num_workers,
+                            worker_init_fn=worker_init(num_workers))
         for images, rows in chunks:
             cache.put(rows)
             bar.update(images)
     else:
         scorer = BatchedScorer(metric, key, batch_size, device, cache.put)
-        for index, image, reference in DataLoader(_JobImages(jobs), batch_size=None, num_workers=num_workers):
+        for index, image, reference in DataLoader(_JobImages(jobs), batch_size=None, num_workers=num_workers,
+                                                  worker_init_fn=worker_init(num_workers)):
             scorer.add_image(jobs[index], image, reference)
             bar.update(1)
         scorer.flush()

@@ -27,6 +27,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from sr_iqa import writer_lock
 from sr_iqa.atomic_files import write_text_atomically
+from sr_iqa.child_processes import worker_init
 from sr_iqa.config import Options, options_to_yaml
 from sr_iqa.config.call_options import build_from_block
 from sr_iqa.config.schema import MixedPrecision
@@ -276,6 +277,7 @@ class Trainer:
             prefetch_factor=train_options.prefetch_factor if workers > 0 else None,
             # Worker seeds come from this generator, not the global RNG, so resuming changes nothing.
             generator=torch.Generator().manual_seed(self.options.manual_seed),
+            worker_init_fn=worker_init(workers),  # the workers end with this process, even when it is SIGKILLed
         )
 
     def _setup_statistics(self) -> None:
