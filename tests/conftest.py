@@ -156,3 +156,19 @@ def finish_nodes(nodes: list[subprocess.Popen], timeout: float = 300) -> list[su
 
 def run_two_nodes(command: list[str], port: int, scratch: Path) -> list[subprocess.CompletedProcess]:
     return finish_nodes(start_two_nodes(command, port, scratch))
+
+
+def child_pids(pid: int) -> list[int]:
+    """The live process's direct children (Linux's /proc)."""
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def process_alive(pid: int) -> bool:
+    """Running or asleep: not gone and not a zombie waiting for its new parent to reap it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False

@@ -7,9 +7,9 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
+from conftest import child_pids, process_alive
 
 PROGRAM = """
 import time, torch
@@ -29,20 +29,6 @@ next(iter(loader))
 """
 
 
-def _children(pid: int) -> list[int]:
-    try:
-        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
 def _workers_after_kill(init: str) -> list[int]:
     """The loader's workers still alive two seconds after their process was SIGKILLed."""
     job = subprocess.Popen([sys.executable, "-c", PROGRAM.format(init=init)], stdout=subprocess.PIPE, text=True)
@@ -50,13 +36,13 @@ def _workers_after_kill(init: str) -> list[int]:
     workers: list[int] = []
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(workers) < 2:
-        workers = [pid for pid in _children(job.pid) if _alive(pid)]
+        workers = [pid for pid in child_pids(job.pid) if process_alive(pid)]
         time.sleep(0.05)
     time.sleep(0.5)  # both inside __getitem__
     job.kill()
     job.wait()
     time.sleep(2)
-    alive = [pid for pid in workers if _alive(pid)]
+    alive = [pid for pid in workers if process_alive(pid)]
     for pid in alive:
         subprocess.run(["kill", "-9", str(pid)], check=False)
     return alive

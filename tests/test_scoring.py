@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import finish_nodes, kill_node, run_cli, run_two_nodes, start_two_nodes
+from conftest import child_pids, finish_nodes, kill_node, process_alive, run_cli, run_two_nodes, start_two_nodes
 from hggt_tree import VOTES, N, P, S, write_hggt_split  # noqa: F401
 from PIL import Image
 
@@ -122,33 +122,18 @@ def test_a_sigkilled_score_leaves_no_worker_and_the_rerun_starts_at_once(tree: P
     workers: list[int] = []
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and job.poll() is None and len(workers) < 2:
-        workers = _children(job.pid)
+        workers = child_pids(job.pid)
         time.sleep(0.05)
     assert len(workers) == 2, "the scoring job did not start its two workers"
     job.kill()
     job.wait()
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and any(_alive(pid) for pid in workers):
+    while time.monotonic() < deadline and any(process_alive(pid) for pid in workers):
         time.sleep(0.05)
-    assert not any(_alive(pid) for pid in workers)
+    assert not any(process_alive(pid) for pid in workers)
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0 and "being written by another" not in rerun.stderr, rerun.stderr[-2000:]
     assert _count(cache) == _expected_keys(tree, Grid(96, 2))
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-
-
-def _alive(pid: int) -> bool:
-    """Running or asleep: not gone and not a zombie waiting for its new parent to reap it."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 def _count(cache: Path, while_written: bool = False) -> int:
