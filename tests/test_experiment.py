@@ -185,6 +185,15 @@ def test_a_misspelt_experiment_key_and_a_metric_left_out_are_named(tmp_path: Pat
     path.write_text(yaml.safe_dump(preset))
     with pytest.raises(OptionsError, match="trains on the held-out photos chelsea"):
         load_experiment(path)
+    preset["experiment"]["data"] |= {"train_photos": ["astronaut"]}
+    preset["experiment"] |= {"q_tiles": "96", "stage2_q_share": 0, "time_budget": {"seconds": -5},
+                             "gate": {"q_min": 10, "q_max": 5}}
+    path.write_text(yaml.safe_dump(preset))
+    with pytest.raises(OptionsError) as problems:
+        load_experiment(path)
+    for expected in ("'experiment.q_tiles' is '96'", "'experiment.stage2_q_share' must be above 0",
+                     "'experiment.time_budget.seconds' must be above 0", "'experiment.gate.q_min' (10.0) is above"):
+        assert expected in str(problems.value)
     result = run_cli("experiment", "--preset", "nonesuch", cwd=tmp_path)
     assert result.returncode == 2 and "no preset 'nonesuch'" in result.stderr
 

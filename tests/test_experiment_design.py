@@ -72,11 +72,15 @@ def test_the_gate_moves_out_exactly_the_groups_the_rule_drops(tmp_path: Path, ni
 
 def test_the_control_labels_only_the_enhancement_q_prefers(tmp_path: Path):
     gts = {"01": 7.0, "02": 6.0, "03": 8.0, "04": 20.0}
-    assert control_labels(gts, 6.5, lower_better=True) == {"01": "Similar", "02": "Positive", "03": "Similar",
-                                                           "04": "Similar"}
-    assert "Positive" not in control_labels(gts, 5.0, lower_better=True).values()  # the original is best
-    assert control_labels(gts, 19.0, lower_better=False)["04"] == "Positive"  # higher-better: the largest
-    record = GroupRecord("train", "img1-0-0", "astronaut", 6.5, 9.0, gts, {}, None)
+
+    def group(original: float) -> GroupRecord:
+        return GroupRecord("train", "img1-0-0", "astronaut", original, 9.0, gts, {}, None)
+
+    assert control_labels(group(6.5), lower_better=True) == {"01": "Similar", "02": "Positive", "03": "Similar",
+                                                             "04": "Similar"}
+    assert "Positive" not in control_labels(group(5.0), lower_better=True).values()  # the original is best
+    assert control_labels(group(19.0), lower_better=False)["04"] == "Positive"  # higher-better: the largest
+    record = group(6.5)
     report = GateReport("niqe", "96:96", True, GateRule(0, 12, 0), [record])
     root, with_positive = write_control_labels(report, tmp_path / "labels" / "demo")
     assert root == tmp_path / "labels" / "demo_qcontrol" and with_positive == 1

@@ -124,12 +124,16 @@ def test_a_killed_holders_forked_children_do_not_keep_its_lock(tmp_path: Path):
         "if child == 0:\n    time.sleep(600)\n"
         "print(child, flush=True); time.sleep(600)")], stdout=subprocess.PIPE, text=True)
     child = int(holder.stdout.readline())
+    take = [sys.executable, "-c", "from pathlib import Path; from sr_iqa import writer_lock; "
+            f"writer_lock.acquire(Path('{lock}'), 'the cache', 'scoring job')"]
     try:
+        refused = subprocess.run(take, capture_output=True, text=True, timeout=60)
+        assert refused.returncode != 0 and f"pid {holder.pid} on" in refused.stderr  # held while the job lives
         holder.send_signal(signal.SIGKILL)
         holder.wait()
         os.kill(child, 0)  # the child lives on, holding the lock file open
-        path = writer_lock.acquire(lock, "the cache", "scoring job")
-        writer_lock.release(path)
+        taken = subprocess.run(take, capture_output=True, text=True, timeout=60)
+        assert taken.returncode == 0, taken.stderr  # free at once
     finally:
         os.kill(child, signal.SIGKILL)
 

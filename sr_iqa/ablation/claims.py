@@ -87,17 +87,14 @@ class ClaimResult:
 
 
 def one_sided_p(differences: Sequence[float], min_effect: float) -> float:
-    """p of the paired one-sided t-test of H0 "mean difference <= min_effect" (NaN values left out); NaN with
-    fewer than two finite values; 0 or 1 when they do not vary."""
+    """p of the paired one-sided t-test of H0 "mean difference <= min_effect" (scipy's; NaN values left out); NaN
+    with fewer than two finite values; 0 or 1 when they do not vary (where t is undefined)."""
     finite = [d for d in differences if not math.isnan(d)]
     if len(finite) < 2:
         return math.nan
-    mean = sum(finite) / len(finite)
-    deviation = math.sqrt(sum((d - mean) ** 2 for d in finite) / (len(finite) - 1))
-    if deviation == 0:
-        return 0.0 if mean > min_effect else 1.0
-    t = (mean - min_effect) / (deviation / math.sqrt(len(finite)))
-    return float(stats.t.sf(t, len(finite) - 1))
+    if max(finite) == min(finite):
+        return 0.0 if finite[0] > min_effect else 1.0
+    return float(stats.ttest_1samp(finite, min_effect, alternative="greater").pvalue)
 
 
 def holm(p_values: Sequence[float]) -> list[float]:

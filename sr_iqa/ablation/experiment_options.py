@@ -93,11 +93,44 @@ def load_experiment(path: Path) -> Experiment:
     if unknown:
         raise OptionsError(f"{path}: no photo named {', '.join(unknown)} in experiment.data; photos: "
                            f"{', '.join(PHOTO_NUMBERS)}")
+    problems = _value_problems(settings, str(path))
+    if problems:
+        raise_option_problems(problems)
     shared = sorted(set(settings.data.train_photos) & set(settings.data.test_photos))
     if shared:
         raise OptionsError(f"{path}: experiment.data trains on the held-out photos {', '.join(shared)}; a photo "
                            "is in train_photos or in test_photos, not both")
     return Experiment(settings, ablation, path)
+
+
+def _value_problems(settings: ExperimentSettings, path: str) -> list[str]:
+    """Values the key checks cannot see: grids, ranges, the budget."""
+    from sr_iqa.iqa.scorer import Grid
+
+    problems = []
+    grids = {"experiment.q_tiles": settings.q_tiles, "experiment.data.score_grid": settings.data.score_grid}
+    for key, text in grids.items():
+        try:
+            Grid.parse(text)
+        except ValueError:
+            problems.append(f"{path}: '{key}' is '{text}'; expected SIZE:STRIDE with positive integers, e.g. 96:96")
+    if not settings.gate.q_min <= settings.gate.q_max:
+        problems.append(f"{path}: 'experiment.gate.q_min' ({settings.gate.q_min}) is above 'q_max' "
+                        f"({settings.gate.q_max}); no group could be kept")
+    if settings.stage2_q_share is not None and not settings.stage2_q_share > 0:
+        problems.append(f"{path}: 'experiment.stage2_q_share' must be above 0 (or null to keep the option files' "
+                        f"lambda_Q), got {settings.stage2_q_share}")
+    budget = settings.time_budget
+    if budget is not None:
+        if not budget.seconds > 0:
+            problems.append(f"{path}: 'experiment.time_budget.seconds' must be above 0, got {budget.seconds}")
+        if budget.probe_iterations < 1 or budget.min_iterations < 1:
+            problems.append(f"{path}: 'experiment.time_budget.probe_iterations' and 'min_iterations' must be at "
+                            "least 1")
+        if not 0 < budget.stage2_fraction <= 1:
+            problems.append(f"{path}: 'experiment.time_budget.stage2_fraction' must lie in (0, 1], got "
+                            f"{budget.stage2_fraction}")
+    return problems
 
 
 @dataclass

@@ -6,6 +6,7 @@ runs the same start and data order, so pairing removes what the seeds share.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections.abc import Sequence
@@ -28,6 +29,7 @@ from sr_iqa.ablation.experiment_options import ExperimentSettings
 from sr_iqa.ablation.intervals import SeedSummary, summarise_seeds
 from sr_iqa.ablation.plan import REFERENCE_RUN, AblationRow
 from sr_iqa.ablation.validity_gate import GateReport, tiled_q
+from sr_iqa.atomic_files import write_text_atomically
 from sr_iqa.data.image_io import read_rgb_tensor
 from sr_iqa.evaluate.gaming import gaming_report, structured_noise_score
 from sr_iqa.evaluate.multi_gt import GOLD_STANDARD
@@ -35,6 +37,7 @@ from sr_iqa.evaluate.tables import folder_name
 from sr_iqa.iqa.metrics import create_metric
 from sr_iqa.score_rules import nan_aware_mean, oriented
 
+TILED_Q = "tiled_q.json"  # in an evaluation folder
 Q_GAIN, GAMING_GAP, STRUCTURED_NOISE, PSNR_CHANGE = "Q gain", "gaming gap", "structured noise", "PSNR change"
 
 
@@ -70,7 +73,8 @@ def _per_seed(methods: Sequence[AblationRow], settings: ExperimentSettings
     for method, summary in summaries.items():
         row, original = summary["rows"][method.label], summary["against_original"][method.label]
         lower = summary["lower_better"]
-        measures = {"Q": _tiled_q(metric, method, settings.q_tiles)} | {name: row[name] for name in settings.monitors}
+        measures = {"Q": _tiled_q(metric, settings.q, method, settings.q_tiles)}
+        measures |= {name: row[name] for name in settings.monitors}
         measures |= {f"{name} vs original": original[name] for name in settings.distortion}
         lower_better |= {"Q": lower[settings.q]} | {name: lower[name] for name in settings.monitors}
         lower_better |= {f"{name} vs original": lower[name] for name in settings.distortion}
@@ -103,10 +107,20 @@ def sr_folder(method: AblationRow) -> Path:
     return method.evaluation / "sr" / folder_name(method.label)
 
 
-def _tiled_q(metric: torch.nn.Module, method: AblationRow, tiles: str) -> float:
-    """Q of the method's saved SR images, each the mean over its tiles, averaged over the held-out groups."""
+def _tiled_q(metric: torch.nn.Module, name: str, method: AblationRow, tiles: str) -> float:
+    """Q of the method's saved SR images, each the mean over its tiles, averaged over the held-out groups; kept
+    beside the evaluation (``tiled_q.json``, keyed by metric, tiles and the evaluation's summary), so that a later
+    phase or rerun reads it instead of scoring every image again."""
+    record = method.evaluation / TILED_Q
+    key = {"metric": name, "tiles": tiles, "summary": (method.evaluation / "summary.json").stat().st_mtime_ns}
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        saved = json.loads(record.read_text())
+        if saved["key"] == key:
+            return float(saved["q"])
     scores = [tiled_q(metric, read_rgb_tensor(path), tiles) for path in sorted(sr_folder(method).glob("*.png"))]
-    return nan_aware_mean(scores).mean if scores else math.nan
+    q = nan_aware_mean(scores).mean if scores else math.nan
+    write_text_atomically(record, json.dumps({"key": key, "q": q}))
+    return q
 
 
 def _structured_noise(method: AblationRow, base: AblationRow) -> float:

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sr_iqa.ablation.validity_gate import GateReport
+from sr_iqa.ablation.validity_gate import GateReport, GroupRecord
 from sr_iqa.data.demo_set import ANNOTATORS, write_label_files
-from sr_iqa.score_rules import best, is_better
 
 CONTROL_LABELS = "qcontrol"  # Train/labels/<set>_qcontrol beside the set's own labels
 
@@ -22,11 +21,10 @@ def control_labels_root(train_labels: Path) -> Path:
     return train_labels.with_name(f"{train_labels.name}_{CONTROL_LABELS}")
 
 
-def control_labels(gts: dict[str, float], original: float, lower_better: bool) -> dict[str, str]:
-    """slot -> label: Positive for the slot Q rates best when it beats the original, Similar for the others."""
-    top = best(list(gts.values()), lower_better)
-    winner = next(slot for slot, q in gts.items() if q == top) if is_better(top, original, lower_better) else None
-    return {slot: "Positive" if slot == winner else "Similar" for slot in gts}
+def control_labels(record: GroupRecord, lower_better: bool) -> dict[str, str]:
+    """slot -> label: Positive for the enhanced GT Q rates best when it beats the original, Similar for the others."""
+    winner = record.best_slot(lower_better)
+    return {slot: "Positive" if slot == winner else "Similar" for slot in record.gts}
 
 
 def write_control_labels(report: GateReport, train_labels: Path) -> tuple[Path, int]:
@@ -34,7 +32,7 @@ def write_control_labels(report: GateReport, train_labels: Path) -> tuple[Path, 
     root = control_labels_root(train_labels)
     with_positive = 0
     for record in report.kept("train"):
-        labels = control_labels(record.gts, record.original, report.lower_better)
+        labels = control_labels(record, report.lower_better)
         with_positive += "Positive" in labels.values()
         write_label_files(root, record.group, {annotator: labels for annotator in ANNOTATORS})
     return root, with_positive

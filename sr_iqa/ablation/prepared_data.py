@@ -13,8 +13,9 @@ import torch
 from sr_iqa.ablation.experiment_options import Experiment, ExperimentSettings
 from sr_iqa.ablation.lambda_probe import LambdaProbe, probe_lambda, read_or_probe
 from sr_iqa.ablation.positive_control import write_control_labels
-from sr_iqa.ablation.validity_gate import GateReport, GateRule, parse_tiles, run_gate
+from sr_iqa.ablation.validity_gate import GateReport, GateRule, run_gate
 from sr_iqa.errors import OptionsError
+from sr_iqa.iqa.scorer import Grid
 
 log = logging.getLogger("sr_iqa.experiment")
 
@@ -42,7 +43,7 @@ def prepare_data(experiment: Experiment) -> PreparedData:
     the untrained networks and probe lambda_Q; each is reused when complete."""
     from sr_iqa.data.demo_set import DemoSetSpec, build_demo_set
     from sr_iqa.iqa.metrics import create_metric
-    from sr_iqa.iqa.scorer import Grid, score_data_set
+    from sr_iqa.iqa.scorer import score_data_set
     from sr_iqa.pretrained.install import install
 
     settings = experiment.settings
@@ -104,6 +105,6 @@ def _probe(experiment: Experiment, paths, report: GateReport, generator: Path) -
                  *experiment.ablation.stage2_overrides]
     originals = [paths.train_images / "original" / f"{r.group}.png" for r in report.kept("train")]
     share = experiment.settings.stage2_q_share
-    crop = parse_tiles(experiment.settings.q_tiles)[0]
+    crop = Grid.parse(experiment.settings.q_tiles).size
     return read_or_probe(paths.root, share, lambda: probe_lambda(Path(finetune), overrides, generator, originals,
                                                                  share, crop))

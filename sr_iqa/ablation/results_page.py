@@ -99,8 +99,7 @@ def _gate_section(gate: GateReport, prepared: PreparedData) -> str:
               "Headroom (best GT over the original)", "Gate"]
     rows = []
     for record in held_out:
-        top = record.best_gt(lower)
-        slot = "original" if top == record.original else next(s for s, q in record.gts.items() if q == top)
+        top, slot = record.best_gt(lower), record.best_slot(lower)
         rows.append([record.group, record.photo, f"{record.original:.2f}", f"{record.bicubic:.2f}",
                      f"{slot} {top:.2f}", f"{abs(oriented(top - record.original, lower)):.2f}",
                      "kept" if record.dropped is None else f"dropped: {record.dropped}"])

@@ -26,6 +26,7 @@ from sr_iqa.data.image_io import read_rgb_tensor
 from sr_iqa.errors import OptionsError
 from sr_iqa.evaluate.metric_set import bicubic_upscaler
 from sr_iqa.iqa.score_cache import grid_regions
+from sr_iqa.iqa.scorer import Grid
 from sr_iqa.score_rules import best, is_better, oriented
 
 GATE_FILE = "gate.json"  # in the data set's root: the records of the gate, read again by the results
@@ -67,6 +68,11 @@ class GroupRecord:
     def best_gt(self, lower_better: bool) -> float:
         return best([self.original, *self.gts.values()], lower_better)
 
+    def best_slot(self, lower_better: bool) -> str:
+        """The slot ("original", "01", ...) whose Q is ``best_gt``."""
+        top = self.best_gt(lower_better)
+        return next((slot for slot, q in self.gts.items() if q == top and q != self.original), "original")
+
     def positives_beating_original(self, lower_better: bool) -> tuple[int, int]:
         """(Positives whose Q beats the original's, Positives)."""
         positives = [slot for slot, label in self.labels.items() if label == "Positive"]
@@ -94,12 +100,6 @@ class GateReport:
                           [GroupRecord(**record) for record in data["records"]])
 
 
-def parse_tiles(tiles: str) -> tuple[int, int]:
-    """``"96:96"`` -> (size, stride)."""
-    size, stride = (int(part) for part in tiles.split(":"))
-    return size, stride
-
-
 @torch.no_grad()
 def tiled_q(metric: torch.nn.Module, image: torch.Tensor, tiles: str) -> float:
     """Mean Q over the ``size`` x ``size`` tiles on a ``stride`` grid of a CHW image in [0, 1] (a tile the metric
@@ -107,7 +107,8 @@ def tiled_q(metric: torch.nn.Module, image: torch.Tensor, tiles: str) -> float:
     crop scores, the gate and the evaluation measure the same thing."""
     from sr_iqa.iqa.metrics import score_each
 
-    size, stride = parse_tiles(tiles)
+    grid = Grid.parse(tiles)
+    size, stride = grid.size, grid.stride
     regions = grid_regions(image.shape[-1], image.shape[-2], size, stride)
     if not regions:
         return math.nan
