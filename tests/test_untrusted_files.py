@@ -4,6 +4,7 @@ weights is refused with one line (or never read), and the payload's command neve
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 from pathlib import Path
 
@@ -103,6 +104,51 @@ def test_metric_weight_payloads_never_run_nor_reach_the_cache(tmp_path: Path, de
                      str(tmp_path / "c.db"), "--weights-dir", str(weights), "--num-workers", "0", env=env)
     assert scored.returncode == 0, scored.stderr[-2000:]
     assert cache_file.read_bytes() == (weights / "brisque_svm_weights.pth").read_bytes()
+
+
+def _bare_pickle(path: Path, marker: Path) -> None:
+    path.write_bytes(pickle.dumps(Payload(marker), protocol=2))
+
+
+def _benign_pickle(path: Path, marker: Path) -> None:
+    path.write_bytes(pickle.dumps({"sv": [1.0, 2.0]}, protocol=2))  # no magic number: not a checkpoint
+
+
+def _object_npz(path: Path, marker: Path) -> None:
+    import numpy as np
+
+    with open(path, "wb") as handle:
+        np.savez(handle, sv=np.array([Payload(marker)], dtype=object))
+
+
+@pytest.mark.parametrize(("plant", "expected"), [
+    (_bare_pickle, "holds pickled objects other than tensors and numbers"),
+    (lambda path, marker: path.write_bytes(pickle.dumps(Payload(marker))), "is not a weight file"),
+    (_benign_pickle, "is not a weight file"),
+    (_object_npz, "is not a weight file"),
+    (lambda path, marker: path.write_bytes(b"\x00garbage" * 10), "is not a weight file"),
+], ids=["bare-pickle-payload", "bare-pickle-framed-payload", "bare-pickle-dict", "npz-object-array", "garbage"])
+def test_a_weights_dir_file_of_any_kind_is_checked_before_the_shared_cache(tmp_path: Path, monkeypatch, plant,
+                                                                          expected: str):
+    """A bare pickle is read by ``torch.load``'s legacy reader (pyiqa: ``weights_only=False``); once copied into
+    the shared cache, the next plain pyiqa call on the machine would run it. Checked for building a metric and for
+    ``weights check``'s probe, which copies what it finds too."""
+    import pyiqa.utils.download_util
+
+    from sr_iqa.errors import WeightsUnavailableError
+    from sr_iqa.iqa.metrics import create_metric, missing_weights
+
+    cache = tmp_path / "pyiqa-cache"
+    monkeypatch.setattr(pyiqa.utils.download_util, "DEFAULT_CACHE_DIR", str(cache))
+    weights, marker = tmp_path / "weights", tmp_path / "ran"
+    weights.mkdir()
+    plant(weights / "brisque_svm_weights.pth", marker)
+    for build in (lambda: create_metric("brisque", weights_dir=weights), lambda: missing_weights("brisque", weights)):
+        with pytest.raises(WeightsUnavailableError) as refused:
+            build()
+        assert str(refused.value).startswith(f"metric 'brisque': {weights / 'brisque_svm_weights.pth'} {expected}")
+        assert "\n" not in str(refused.value)
+        assert not marker.exists() and not (cache / "brisque_svm_weights.pth").exists()
 
 
 def test_states_of_older_versions_are_read_tensors_only(tmp_path: Path):

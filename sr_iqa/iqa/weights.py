@@ -48,23 +48,22 @@ class WeightRequest:
 
 
 WEIGHTS_ONLY_REFUSAL = "Weights only load failed"  # torch's words when weights_only=True meets other objects
-# The first bytes of torch's legacy (non-zip) format: its magic number, pickled with protocol 2.
-LEGACY_TORCH_PREFIX = pickle.dumps(torch.serialization.MAGIC_NUMBER, protocol=2)[:-1]
-
-
-def is_torch_file(path: Path) -> bool:
-    """Whether ``torch.load`` would read the file as a checkpoint (zip or legacy format), so it must be checked."""
-    if zipfile.is_zipfile(path):
-        return True
-    with open(path, "rb") as handle:
-        return handle.read(len(LEGACY_TORCH_PREFIX)) == LEGACY_TORCH_PREFIX
+# Data files pyiqa reads without unpickling: MATLAB v5 (scipy.io.loadmat) and v7.3 (HDF5) parameter files.
+MAT_PREFIXES = (b"MATLAB 5.0 MAT-file", b"\x89HDF\r\n\x1a\n")
+NUMPY_PREFIX = b"\x93NUMPY"
 
 
 def _refusal(user: str, path: object, error: BaseException) -> WeightsUnavailableError:
-    detail = next((line for line in str(error).splitlines() if "GLOBAL" in line or "Unsupported" in line), "")
+    lines = str(error).splitlines()
+    found = next((line.strip() for line in lines if "GLOBAL" in line), "")
+    if not found:  # torch's reader stopped at an opcode it does not take: not a checkpoint it reads as tensors
+        unsupported = next((line.strip() for line in lines if "Unsupported" in line), "")
+        return WeightsUnavailableError(
+            f"{user}: {path} is not a weight file (not a checkpoint of tensors and numbers: {unsupported}); "
+            "refused, nothing in it was run. Use the weights file the metric publishes")
     return WeightsUnavailableError(
         f"{user}: {path} holds pickled objects other than tensors and numbers, which could run code when loaded; "
-        f"refused{f' ({detail.strip()})' if detail else ''}. Use the weights file the metric publishes")
+        f"refused ({found}). Use the weights file the metric publishes")
 
 
 def tensors_only_load(user: str, real_load: Callable) -> Callable:
@@ -83,10 +82,40 @@ def tensors_only_load(user: str, real_load: Callable) -> Callable:
     return load
 
 
+def _numpy_without_objects(path: Path) -> bool:
+    """Whether ``path`` is a NumPy ``.npy``/``.npz`` file that loads without unpickling (no object arrays)."""
+    import numpy as np
+
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            with loaded:
+                for name in loaded.files:
+                    loaded[name]
+        return True
+    except (ValueError, OSError, zipfile.BadZipFile):
+        return False
+
+
 def check_tensors_only(user: str, path: Path) -> None:
-    """Refuse a torch checkpoint that would need full unpickling; other files (``.mat``, ``.npz``) pass."""
-    if is_torch_file(path):
+    """Refuse a weight file unless it is data that loads without running code: a MAT file, a NumPy file without
+    object arrays, or a torch checkpoint of tensors and numbers (``weights_only=True``). A bare pickle is a
+    checkpoint to ``torch.load``'s legacy reader, which pyiqa calls with ``weights_only=False``."""
+    with open(path, "rb") as handle:
+        head = handle.read(32)
+    if head.startswith(MAT_PREFIXES):
+        return
+    if (head.startswith(NUMPY_PREFIX) or path.suffix in (".npy", ".npz")) and _numpy_without_objects(path):
+        return
+    try:
         tensors_only_load(user, torch.load)(path, map_location="cpu")
+    except WeightsUnavailableError:
+        raise
+    except Exception as error:  # noqa: BLE001 - whatever torch says, the file is not a weight file it reads
+        raise WeightsUnavailableError(
+            f"{user}: {path} is not a weight file (neither a torch checkpoint of tensors, a MAT file nor a NumPy "
+            f"file: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); refused. "
+            "Use the weights file the metric publishes") from None
 
 
 class _ProbeStop(Exception):
