@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -518,7 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
     sampler_preview.add_argument("--cache", type=Path, required=True)
     sampler_preview.add_argument("--sampler", required=True, choices=["rand", "upos", "sma", "smp", "amo"])
     sampler_preview.add_argument("--metric", required=True, help="metric key in the cache (e.g. niqe)")
-    sampler_preview.add_argument("--tau", type=float, default=1.0, help="softmax temperature (sma, smp)")
+    sampler_preview.add_argument("--tau", type=_positive_number, default=1.0, help="softmax temperature (sma, smp)")
     sampler_preview.add_argument("--out", type=Path, help="CSV file; standard output when omitted")
     sampler_preview.set_defaults(handler=_sampler_preview)
     return parser
@@ -537,6 +538,17 @@ def _at_least(smallest: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def _positive_number(text: str) -> float:
+    """An argparse type: a finite number above 0 (``nan`` parses as a float and passes ``> 0`` checks' negation)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
+    return value
 
 
 def _device_here(text: str) -> str:

@@ -55,6 +55,9 @@ class NegativeGTLoss(torch.nn.Module):
 
     def __init__(self, loss_weight: float = 300.0, window_size: int = 3, power: float = 0.75) -> None:
         super().__init__()
+        if not (isinstance(window_size, int) and window_size >= 3 and window_size % 2):
+            raise ValueError(f"window_size must be an odd whole number >= 3 (a centred window with a variance), "
+                             f"got {window_size!r}")
         self.loss_weight = loss_weight
         self.window_size = window_size
         self.power = power

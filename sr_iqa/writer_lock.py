@@ -65,6 +65,8 @@ def release(path: Path | None) -> None:
         os.close(descriptor)  # closing drops the lock; the file stays (removing it would race a new holder)
 
 
-def run_lock_file(experiments_root: Path, name: str) -> Path:
-    """A training's lock: beside its run folder, so that taking it creates nothing inside."""
-    return experiments_root / f".{name}.lock"
+def run_lock_file(run_folder: Path) -> Path:
+    """A training's lock: beside its run folder (so that taking it creates nothing inside), named from the folder's
+    resolved path, so that two spellings of one folder share one lock."""
+    folder = run_folder.resolve()
+    return folder.parent / f".{folder.name}.lock"

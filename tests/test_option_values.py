@@ -56,6 +56,21 @@ BROKEN_VALUES = [
     (["train.scheduler={type: MultiStepLR, milestones: [1], gamma: 0.5"], "cannot parse overrides"),
     (["path.experiments_root=/proc/sr_iqa_runs"],
      "cannot write to /proc/sr_iqa_runs (No such file or directory); set path.experiments_root"),
+    # A name is one folder: './x' and 'x' once held two locks on one run folder; '.' made the root the run folder.
+    *[([f"name={name}"], "'name' must be a plain folder name") for name in ("./broken", ".", "..", "../broken",
+                                                                           "/tmp/broken", ".hidden", "a/b", "x" * 201)],
+    # NaN passes every range check (nan <= 0 is false): each stopped later as a divergence or NaN probabilities.
+    (["sampler.tau=.nan"], "'sampler.tau' must be a finite number, got nan"),
+    (["train.ema_decay=.inf"], "'train.ema_decay' must be a finite number, got inf"),
+    (["train.pixel_opt={type: L1Loss, loss_weight: .nan}"], "'train.pixel_opt.loss_weight' must be a finite number"),
+    (["train.optim_g.lr=.nan"], "'train.optim_g.lr' must be a finite number, got nan"),
+    (["lora={enabled: true, alpha: .nan}"], "'lora.alpha' must be a finite number, got nan"),
+    (["train.iqa_opt={metric: niqe, loss_weight: .nan}"], "'train.iqa_opt.loss_weight' must be a finite number"),
+    (["train.pixel_opt={type: L1Loss, loss_weight: -1}"], "'train.pixel_opt.loss_weight' must be >= 0 (a negative "
+                                                          "weight trains away"),
+    (["train.neg_opt={type: NegativeGTLoss, loss_weight: 300, window_size: 0}"],
+     "'train.neg_opt' cannot be built: window_size must be an odd whole number >= 3"),
+    (["train.neg_opt={type: NegativeGTLoss, loss_weight: 300, window_size: 4}"], "window_size must be an odd"),
 ]
 
 
@@ -103,6 +118,10 @@ BROKEN_FLAGS = [
      "argument --batch-size: must be at least 1, got 0"),
     (["score", "--metric", "niqe", "--cache", "{tmp}/n.db", "--device", "gpu0"],
      "argument --device: 'gpu0' is not a device name"),
+    (["sampler", "preview", "--cache", "{tmp}/n.db", "--sampler", "sma", "--metric", "niqe", "--tau", "nan"],
+     "argument --tau: must be a finite number above 0, got nan"),
+    (["sampler", "preview", "--cache", "{tmp}/n.db", "--sampler", "sma", "--metric", "niqe", "--tau", "-1"],
+     "argument --tau: must be a finite number above 0, got -1"),
     (["scores", "export", "--cache", "{tmp}/text.db", "--out", "{tmp}/o.csv"], "not a score cache (file is not a "
                                                                               "database)"),
 ]
@@ -115,7 +134,7 @@ if not torch.cuda.is_available():
 def test_a_broken_flag_is_one_line(arguments: list[str], expected: str, demo_set, tmp_path: Path):
     (tmp_path / "text.db").write_text("not a database\n")
     argv = [part.replace("{tmp}", str(tmp_path)) for part in arguments]
-    if argv[0] == "score":
+    if argv[0] in ("score", "sampler"):
         argv += ["--dataset", str(demo_set.train_images)]
     errors = io.StringIO()
     with contextlib.redirect_stderr(errors):

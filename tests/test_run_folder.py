@@ -87,7 +87,7 @@ def test_a_second_training_under_one_name_stops_naming_the_first(saved_run: Path
     at its first write, naming the holder's pid, and writes nothing; once the holder is killed the lock is free
     (the operating system drops it), and a training that ends releases it too."""
     option_file, run = _copy(saved_run, tmp_path)
-    lock = writer_lock.run_lock_file(tmp_path / "experiments", "tiny")
+    lock = writer_lock.run_lock_file(tmp_path / "experiments" / "tiny")
     holder = subprocess.Popen([sys.executable, "-c", (
         "import time; from pathlib import Path; from sr_iqa import writer_lock\n"
         f"writer_lock.acquire(Path('{lock}'), 'the run', 'training'); print('held', flush=True); time.sleep(600)")],

@@ -203,17 +203,17 @@ def test_sixteen_bit_greyscale_is_scaled_and_a_pixel_bomb_is_one_line(tmp_path: 
 
 
 def test_a_diverged_run_stops_in_one_line_saving_and_pruning_nothing(tmp_path: Path, trained_run: Path, demo_set):
-    """A NaN loss weight makes the loss and then the weights NaN: the run stops at the next report, the good
-    checkpoint stays, and a NaN weights file is refused by infer."""
+    """A loss weight past float32 makes the loss and then the weights non-finite: the run stops at the next report,
+    the good checkpoint stays, and a NaN weights file is refused by infer. (A NaN option value is refused at load.)"""
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
     option_file, run = _copy_of(trained_run, tmp_path)
     before = sorted(p.name for p in (run / "models").iterdir())
     diverged = run_cli("train", "-opt", str(option_file), "path.resume_state=auto", "train.total_iter=8",
-                       "train.pixel_opt={type: L1Loss, loss_weight: .nan}")
-    assert diverged.returncode == 2 and "Traceback" not in diverged.stderr
-    assert "training diverged at iteration 6: loss l_g nan, l_g_pix nan" in diverged.stderr
+                       "train.pixel_opt={type: L1Loss, loss_weight: 1e39}")  # finite, but not in float32
+    assert diverged.returncode == 2 and "Traceback" not in diverged.stderr, diverged.stderr[-2000:]
+    assert "training diverged at iteration 6: " in diverged.stderr
     assert "the last good checkpoint is iteration 4" in diverged.stderr
     assert sorted(p.name for p in (run / "models").iterdir()) == before  # nothing saved, nothing pruned
     assert [p.name for p in (run / "training_states").iterdir()] == ["4"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+import math
 import types
 import typing
 from collections.abc import Sequence
@@ -21,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException, ValidationError
 
 from sr_iqa.config.basicsr_keys import translate
-from sr_iqa.config.schema import CALL_BLOCKS, DatasetLayout, IqaOptions, Options, ValDatasetOptions
+from sr_iqa.config.schema import CALL_BLOCKS, DatasetLayout, IqaOptions, Options, TrainOptions, ValDatasetOptions
 from sr_iqa.config.suggest import did_you_mean
 from sr_iqa.errors import OptionsError
 
@@ -161,6 +162,7 @@ def _check_values(options: Options, source: str) -> None:
     if not 0 <= options.manual_seed < SEED_LIMIT:
         problems.append(f"{source}: 'manual_seed' must be in [0, {SEED_LIMIT}) (each process seeds with "
                            f"manual_seed + its rank, within numpy's range), got {options.manual_seed}")
+    problems += _name_problems(options.name, source) + _non_finite_problems(options, "", source)
     raise_option_problems(problems)  # the checks below divide by these sizes
     if options.datasets.train.gt_size % options.scale:
         problems.append(f"{source}: 'datasets.train.gt_size' ({options.datasets.train.gt_size}) "
@@ -199,10 +201,55 @@ def _check_values(options: Options, source: str) -> None:
     if unknown_labels:
         problems.append(f"{source}: 'sampler.exclude_labels' holds {unknown_labels}; labels are Positive, "
                            "Similar and Negative")
+    problems += _negative_weight_problems(options.train, source)
     if not 0 <= options.train.ema_decay < 1:
         problems.append(f"{source}: 'train.ema_decay' must be in [0, 1), got {options.train.ema_decay}")
     problems += _stage2_problems(options, source) + _speed_problems(options, source)
     raise_option_problems(problems)
+
+
+def _name_problems(name: str, source: str) -> list[str]:
+    """``name`` is one folder under ``path.experiments_root``, and its lock file is ``.<name>.lock`` beside it: a
+    path (``./x``, ``../x``, ``/x``, ``.``) would give one run two lock names or leave the root."""
+    plain = (name not in ("", ".", "..") and not name.startswith(".") and len(name) <= 200
+             and not any(char in name for char in "/\\") and all(char.isprintable() for char in name))
+    return [] if plain else [
+        f"{source}: 'name' must be a plain folder name (no '/', not starting with '.', printable, at most 200 "
+        f"characters), got {name!r}; it names the run folder under 'path.experiments_root'"]
+
+
+def _non_finite_problems(node: Any, key: str, source: str) -> list[str]:
+    """Every NaN or infinite number anywhere in the options (call blocks' kwargs included): NaN passes every
+    range check (``nan <= 0`` is false) and surfaces later as a divergence or NaN probabilities."""
+    if dataclasses.is_dataclass(node):
+        return [problem for item in dataclasses.fields(node)
+                for problem in _non_finite_problems(getattr(node, item.name), _joined(key, item.name), source)]
+    if isinstance(node, dict):
+        return [problem for name, value in node.items()
+                for problem in _non_finite_problems(value, _joined(key, str(name)), source)]
+    if isinstance(node, (list, tuple)):
+        return [problem for index, value in enumerate(node)
+                for problem in _non_finite_problems(value, f"{key}[{index}]", source)]
+    if isinstance(node, float) and not math.isfinite(node):
+        return [f"{source}: '{key}' must be a finite number, got {node}"]
+    return []
+
+
+def _joined(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _negative_weight_problems(train: TrainOptions, source: str) -> list[str]:
+    """A negative weight in a loss block trains away from what the term measures (``pixel_opt.loss_weight: -1``
+    moves SR away from the GT without a word); the negative-GT loss's own sign is inside the loss."""
+    problems = []
+    for block_key in ("pixel_opt", "perceptual_opt", "neg_opt", "gan_opt"):
+        block = getattr(train, block_key) or {}
+        for name, value in block.items():
+            if str(name).endswith("weight") and isinstance(value, (int, float)) and value < 0:
+                problems.append(f"{source}: 'train.{block_key}.{name}' must be >= 0 (a negative weight trains away "
+                                f"from what the term measures; 0 turns the term off), got {value}")
+    return problems
 
 
 def _stage2_problems(options: Options, source: str) -> list[str]:

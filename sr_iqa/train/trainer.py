@@ -243,9 +243,8 @@ class Trainer:
     def _setup_run_folder(self) -> None:
         """Sets run_lock; the first write: a second training under this name (reading the folder before was
         harmless) stops here. Then the folder, its options file and log."""
-        options = self.options
         self.run_lock = built_on_main(self.accelerator, lambda: writer_lock.acquire(
-            writer_lock.run_lock_file(Path(options.path.experiments_root), options.name), str(self.folders.root),
+            writer_lock.run_lock_file(self.folders.root), str(self.folders.root),
             "training", "path.experiments_root"))
         self._create_run_folder()
 
