@@ -357,7 +357,7 @@ def test_a_weight_file_from_the_weights_dir_appears_in_the_cache_only_complete(t
 
     source = tmp_path / "w" / "net.pth"
     source.parent.mkdir()
-    source.write_bytes(os.urandom(1 << 20))
+    torch.save(torch.rand(1 << 18), source)  # 1 MiB of tensor: a weight file the check lets through
     target = tmp_path / "cache" / "net.pth"
     copies = []
     real_copy = shutil.copyfile

@@ -105,6 +105,61 @@ CREATE TABLE IF NOT EXISTS grids (
 """
 
 
+# What a cache file may hold: these tables with these columns (name, declared type, NOT NULL, primary-key
+# position), their primary keys' indexes, and nothing else. A trigger or a view would run or answer in place of
+# sr_iqa's own statements: a planted cache once rewrote every new score and steered SMA training with exit 0.
+_COLUMNS = {
+    "images": [("path", "TEXT", 0, 1), ("size", "INTEGER", 1, 0), ("mtime_ns", "INTEGER", 1, 0),
+               ("content_hash", "TEXT", 1, 0), ("width", "INTEGER", 1, 0), ("height", "INTEGER", 1, 0)],
+    "scores": [("content_hash", "TEXT", 1, 1), ("metric", "TEXT", 1, 2), ("x", "INTEGER", 1, 3),
+               ("y", "INTEGER", 1, 4), ("w", "INTEGER", 1, 5), ("h", "INTEGER", 1, 6), ("score", "REAL", 0, 0),
+               ("lower_better", "INTEGER", 1, 0)],
+    "grids": [("content_hash", "TEXT", 1, 1), ("metric", "TEXT", 1, 2), ("size", "INTEGER", 1, 3),
+              ("stride", "INTEGER", 1, 4), ("columns", "INTEGER", 1, 0), ("rows", "INTEGER", 1, 0),
+              ("scores", "BLOB", 1, 0)],
+}
+# Rows whose values sr_iqa never writes (SQLite keeps any type in any column): each a statement that finds one.
+_BAD_ROWS = {
+    "images": "SELECT path FROM {db}.images WHERE typeof(path) != 'text' OR typeof(content_hash) != 'text' "
+              "OR typeof(size) || typeof(mtime_ns) || typeof(width) || typeof(height) "
+              "!= 'integerintegerintegerinteger' "
+              "OR width < 1 OR height < 1 LIMIT 1",
+    "scores": "SELECT metric FROM {db}.scores WHERE typeof(content_hash) != 'text' OR typeof(metric) != 'text' "
+              "OR typeof(x) || typeof(y) || typeof(w) || typeof(h) != 'integerintegerintegerinteger' "
+              "OR typeof(score) NOT IN ('real', 'null') OR abs(score) > 1e300 OR typeof(lower_better) != 'integer' "
+              "OR x < 0 OR y < 0 OR w < 1 OR h < 1 LIMIT 1",
+    "grids": "SELECT metric FROM {db}.grids WHERE typeof(scores) != 'blob' OR typeof(columns) != 'integer' "
+             "OR typeof(rows) != 'integer' OR columns < 1 OR rows < 1 OR length(scores) != 8 * columns * rows "
+             "LIMIT 1",
+}
+
+
+def verify_schema(db: sqlite3.Connection, path: Path, schema: str = "main", creating: bool = False) -> None:
+    """Refuse, in one line naming ``path``, a file that holds anything but sr_iqa's tables (triggers, views,
+    other tables or indexes), other columns, or values of the wrong kind. Old caches (``score`` NOT NULL, no
+    ``grids`` yet) pass; they are migrated when opened for writing. ``creating``: missing tables are made next."""
+    def refuse(what: str) -> DataError:
+        return DataError(f"{path}: not a score cache written by sr_iqa ({what}); it holds only the tables "
+                         f"{', '.join(_COLUMNS)}. Score again into a new file with `sr-iqa score`")
+
+    for kind, name, table in db.execute(f"SELECT type, name, tbl_name FROM {schema}.sqlite_master"):
+        ours = name in _COLUMNS if kind == "table" else (
+            kind == "index" and name == f"sqlite_autoindex_{table}_1" and table in _COLUMNS)
+        if not ours:
+            raise refuse(f"it holds {kind} '{name}'")
+    for table, expected in _COLUMNS.items():
+        columns = [tuple(row[1:4]) + (row[5],) for row in db.execute(f"PRAGMA {schema}.table_info({table})")]
+        if not columns and (creating or table == "grids"):
+            continue
+        if table == "scores":  # `score REAL NOT NULL` before NaN scores were kept
+            columns = [column[:2] + (0,) + column[3:] if column[0] == "score" else column for column in columns]
+        if columns != expected:
+            raise refuse(f"table '{table}' has columns {[column[0] for column in columns] or 'none'}")
+        bad = db.execute(_BAD_ROWS[table].format(db=schema)).fetchone()
+        if bad is not None:
+            raise refuse(f"table '{table}' has a row sr_iqa never writes (values of the wrong kind), at {bad[0]!r}")
+
+
 def spool_path(cache: Path, rank: int) -> Path:
     """Where process ``rank`` writes its rows while the main process alone writes ``cache``."""
     return cache.with_name(f"{cache.name}.spool-rank{rank}")
@@ -125,6 +180,7 @@ class ScoreCache:
             self.db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=120)
             try:
                 self.db.execute("SELECT 1 FROM scores LIMIT 1").fetchall()
+                verify_schema(self.db, path)
             except sqlite3.Error as error:
                 raise DataError(f"{path}: not a score cache ({error}); give a cache written by `sr-iqa score`") \
                     from None
@@ -135,6 +191,7 @@ class ScoreCache:
             if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "delete":  # caches before this were WAL
                 self.db.execute("PRAGMA journal_mode=DELETE")
             self.db.execute("PRAGMA synchronous=NORMAL")  # safe against a killed process; commits stay cheap
+            verify_schema(self.db, path, creating=True)  # before any statement of ours could fire what it holds
             # IMMEDIATE: the write lock is taken (waiting for it) before the first read, so that processes creating
             # one new cache together queue up instead of one failing with "database is locked".
             self.db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
@@ -259,6 +316,7 @@ class ScoreCache:
         """Take in another cache file's images and scores (a spool); scores already here win."""
         self.db.execute("ATTACH DATABASE ? AS other", (str(other),))
         try:
+            verify_schema(self.db, other, "other")  # a planted spool file is a cache like any other
             self.db.execute("INSERT OR REPLACE INTO images SELECT * FROM other.images")
             self.db.execute("INSERT OR IGNORE INTO scores SELECT * FROM other.scores")
             self.db.commit()
