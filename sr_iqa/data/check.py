@@ -41,11 +41,11 @@ def summarize(name: str, index: GroupIndex, positive_only: bool) -> list[str]:
 
 
 def pack_problems(pack: Path, groups: list) -> list[str]:
-    """Stale pack entries, and images of the data set the pack does not hold."""
+    """Stale pack entries, pixels that fail their checksum, and images of the data set the pack does not hold."""
     from sr_iqa.data.packed_store import PackedStore
 
     store = PackedStore(pack)
-    problems = store.stale()
+    problems = store.stale() + store.verify()
     for gt in (gt for group in groups for gt in group.gts):
         try:
             store.shape(gt.path)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sr_iqa.data.image_io import list_images
+from sr_iqa.json_text import parse_json
 
 HGGT_SLOTS = ("original", "01", "02", "03", "04")
 LABEL_VALUES = ("Positive", "Similar", "Negative")
@@ -74,7 +75,7 @@ def aggregate_votes(votes: Sequence[str]) -> str:
 def _read_label_file(path: Path, slots: Sequence[str], problems: list[str]) -> dict[str, str] | None:
     """Slot -> label from one annotator's file (``Picture_1`` is the original, ``Picture_k`` slot k-1)."""
     try:
-        entries = json.loads(path.read_text())
+        entries = parse_json(path.read_text())
     except FileNotFoundError:
         problems.append(f"{path}: label file is missing")
         return None
@@ -249,7 +250,7 @@ def index_manifest(manifest: Path) -> GroupIndex:
             continue
         where = f"{manifest}:{number}"
         try:
-            entry = json.loads(line)
+            entry = parse_json(line)
         except json.JSONDecodeError as error:
             problems.append(f"{where}: not valid JSON ({error})")
             continue

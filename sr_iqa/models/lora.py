@@ -19,6 +19,7 @@ from peft.tuners.lora import LoraModel
 from sr_iqa.config.schema import LoraOptions
 from sr_iqa.config.suggest import did_you_mean
 from sr_iqa.errors import OptionsError
+from sr_iqa.json_text import parse_json
 
 # Where HGGT-style fine-tuning puts the adapters: attention and MLP of SwinIR, the dense convs of RRDB.
 DEFAULT_TARGET_MODULES = {
@@ -55,7 +56,7 @@ class AdapterSettings:
 
     @classmethod
     def from_json(cls, text: str) -> AdapterSettings:
-        values = json.loads(text)
+        values = parse_json(text)
         return cls(int(values["rank"]), float(values["alpha"]), float(values["dropout"]),
                    tuple(values["target_modules"]))
 

@@ -18,6 +18,7 @@ import torch
 from safetensors import safe_open
 
 from sr_iqa.errors import NonFiniteError, OptionsError, first_line
+from sr_iqa.json_text import parse_json
 from sr_iqa.models.generators import build_generator, generator_scale
 from sr_iqa.models.lora import AdapterSettings, adapter_state, merged_with_adapter
 from sr_iqa.pretrained.install import network_g_of_installed
@@ -140,7 +141,7 @@ def _network_of(path: Path, metadata: dict[str, str], network_g: Mapping[str, An
     if NETWORK_KEY not in metadata:
         raise OptionsError(f"{path} does not record its network_g (it was not written by sr_iqa); pass -opt with "
                            "the option file it was trained with")
-    return json.loads(metadata[NETWORK_KEY])
+    return parse_json(metadata[NETWORK_KEY])
 
 
 def generator_from_file(path: str | Path, network_g: Mapping[str, Any] | None = None, param_key: str = "params"
@@ -184,7 +185,7 @@ def load_upscaler(checkpoint: str | Path, adapter: str | Path | None = None,
     if adapter is None:
         return net, block
     state, settings, metadata = read_adapter(adapter)
-    if NETWORK_KEY in metadata and json.loads(metadata[NETWORK_KEY]) != block:
+    if NETWORK_KEY in metadata and parse_json(metadata[NETWORK_KEY]) != block:
         raise OptionsError(f"{adapter} was trained on a different network_g than {checkpoint}; pass the base "
                            f"checkpoint it names ({metadata.get(BASE_KEY, 'not recorded')})")
     return merged_with_adapter(net, settings, state), block

@@ -29,6 +29,7 @@ from safetensors.torch import load_file
 
 from sr_iqa.atomic_files import remove_partial_files, write_text_atomically
 from sr_iqa.errors import RunFolderError, first_line
+from sr_iqa.json_text import parse_json
 from sr_iqa.tensor_files import save_tensors
 
 _WEIGHTS_PATTERN = re.compile(r"^(?P<stem>.+)_(?P<iteration>\d+)\.safetensors$")
@@ -127,7 +128,7 @@ def _legacy(folder: Path, name: str) -> object | None:
 def read_iteration(folder: Path) -> int:
     path = folder / PROGRESS_FILE
     try:
-        state = json.loads(path.read_text()) if path.is_file() else _legacy(folder, PROGRESS_FILE)
+        state = parse_json(path.read_text()) if path.is_file() else _legacy(folder, PROGRESS_FILE)
         return int(state["iteration"])
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
         raise damaged_state_error(path, error) from None
