@@ -86,10 +86,16 @@ def test_manifest_with_labels_votes_and_errors(tmp_path: Path):
 
 
 @pytest.mark.parametrize(("entry", "expected"), [
-    ({"name": "../escape"}, "'name' must be a plain file name without folders, not '../escape'"),
-    ({"name": "/abs/x"}, "'name' must be a plain file name without folders, not '/abs/x'"),
-    ({"name": ".."}, "'name' must be a plain file name without folders, not '..'"),
-    ({"name": 3}, "'name' must be a plain file name without folders, not 3"),
+    ({"name": "../escape"}, "'name' must be a plain file name (no folders, printable, at most 200 bytes), not "
+                            "'../escape'"),
+    ({"name": "/abs/x"}, "'name' must be a plain file name (no folders, printable, at most 200 bytes), not '/abs/x'"),
+    ({"name": ".."}, "'name' must be a plain file name (no folders, printable, at most 200 bytes), not '..'"),
+    ({"name": 3}, "'name' must be a plain file name (no folders, printable, at most 200 bytes), not 3"),
+    # These passed `data check` and crashed `eval --save-sr` and the validation image save.
+    ({"name": "x" * 300}, "'name' must be a plain file name (no folders, printable, at most 200 bytes)"),
+    ({"name": "a\u0000b"}, "'name' must be a plain file name (no folders, printable, at most 200 bytes), not "
+                           "'a\\x00b'"),
+    ({"name": "a\nb"}, "'name' must be a plain file name"),
     ({"gts": "a1.png"}, "'gts' must be a list of paths (strings)"),
     ({"gts": [["a1.png"]]}, "'gts' must be a list of paths (strings)"),
     ({"gts": ["a1.png"], "labels": "Positive"}, "'labels' must be a list of label strings"),

@@ -25,6 +25,7 @@ from sr_iqa.config.basicsr_keys import translate
 from sr_iqa.config.schema import CALL_BLOCKS, DatasetLayout, IqaOptions, Options, TrainOptions, ValDatasetOptions
 from sr_iqa.config.suggest import did_you_mean
 from sr_iqa.errors import OptionsError
+from sr_iqa.file_names import NAME_BYTES, is_plain_name
 
 log = logging.getLogger("sr_iqa.config")
 SEED_LIMIT = 2**31  # numpy takes seeds below 2**32; a margin for the per-rank offsets
@@ -211,11 +212,9 @@ def _check_values(options: Options, source: str) -> None:
 def _name_problems(name: str, source: str) -> list[str]:
     """``name`` is one folder under ``path.experiments_root``, and its lock file is ``.<name>.lock`` beside it: a
     path (``./x``, ``../x``, ``/x``, ``.``) would give one run two lock names or leave the root."""
-    plain = (name not in ("", ".", "..") and not name.startswith(".") and len(name) <= 200
-             and not any(char in name for char in "/\\") and all(char.isprintable() for char in name))
-    return [] if plain else [
-        f"{source}: 'name' must be a plain folder name (no '/', not starting with '.', printable, at most 200 "
-        f"characters), got {name!r}; it names the run folder under 'path.experiments_root'"]
+    return [] if is_plain_name(name) and not name.startswith(".") else [
+        f"{source}: 'name' must be a plain folder name (no '/', not starting with '.', printable, at most "
+        f"{NAME_BYTES} bytes), got {name!r}; it names the run folder under 'path.experiments_root'"]
 
 
 def _non_finite_problems(node: Any, key: str, source: str) -> list[str]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sr_iqa.data.image_io import list_images
+from sr_iqa.file_names import NAME_BYTES, is_plain_name
 from sr_iqa.json_text import parse_json
 
 HGGT_SLOTS = ("original", "01", "02", "03", "04")
@@ -179,9 +180,9 @@ def _manifest_type_problem(entry: dict) -> str | None:
     """What is of the wrong JSON type in a manifest entry; a name that is not a plain file name (it names output
     files: ``a/../b`` or ``/x`` would write outside their folders)."""
     name = entry.get("name")
-    if name is not None and (not isinstance(name, str) or Path(name).name != name or name in ("", ".", "..")
-                             or "\\" in name):
-        return f"'name' must be a plain file name without folders, not {name!r}"
+    if name is not None and not is_plain_name(name):
+        return (f"'name' must be a plain file name (no folders, printable, at most {NAME_BYTES} bytes), "
+                f"not {name!r}")
     if not _is_list_of(entry.get("gts", []), str):
         return "'gts' must be a list of paths (strings)"
     if entry.get("lr") is not None and not isinstance(entry["lr"], str):
@@ -243,9 +244,13 @@ def index_manifest(manifest: Path) -> GroupIndex:
     """Groups from JSON Lines: ``{"original", "gts", "labels" | "votes", "lr", "name"}``; paths relative to the file."""
     if not manifest.is_file():
         return GroupIndex([], [f"{manifest}: manifest file is missing"])
+    try:
+        lines = manifest.read_text().splitlines()
+    except (UnicodeDecodeError, OSError) as error:
+        return GroupIndex([], [f"{manifest}: manifest cannot be read as UTF-8 text ({error})"])
     groups, problems = [], []
     first_line: dict[str, int] = {}
-    for number, line in enumerate(manifest.read_text().splitlines(), start=1):
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         where = f"{manifest}:{number}"
