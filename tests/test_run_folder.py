@@ -66,6 +66,64 @@ def test_other_changes_are_applied_and_said(saved_run: Path, tmp_path: Path, cap
     assert "total_iter: 3" in (run / "options.yml").read_text()
 
 
+def _resume_in_process(option_file: Path, *overrides: str) -> tuple[int, list[str]]:
+    errors = io.StringIO()
+    with contextlib.redirect_stderr(errors):
+        code = cli.main(["train", "-opt", str(option_file), "train.total_iter=4", *overrides])
+    assert "Traceback" not in errors.getvalue()
+    return code, [line for line in errors.getvalue().splitlines() if "error:" in line]
+
+
+# (what is done to the copy, path.resume_state ({run}: the run folder), the words of the one line)
+RESUME_EDGES = [
+    ("empty-folder", lambda run: (run.parent / "empty").mkdir(), "{run}/../empty",
+     "is empty: not a training state"),
+    ("the-run-folder", lambda run: None, "{run}", "is a run folder, not one of its training states; give "
+                                                  "{run}/training_states/2"),
+    ("a-models-folder", lambda run: None, "{run}/models", "holds no progress.json: not a training state"),
+    ("no-options-file", lambda run: (run / "options.yml").unlink(), "auto",
+     "options.yml: missing beside {run}/training_states; the options that the state decides"),
+    ("unreadable-options", lambda run: (run / "options.yml").write_bytes(b"\xff\xfe: [unclosed"), "auto",
+     "options.yml: cannot be read (UnicodeDecodeError); the options that the state decides"),
+    ("broken-yaml-options", lambda run: (run / "options.yml").write_text("a: [unclosed"), "auto",
+     "options.yml: cannot be read (ParserError)"),
+    ("other-world-size", lambda run: (run / "training_states" / "2" / "progress.json").write_text(
+        '{"iteration": 2, "num_processes": 2}'), "auto",
+     "was saved by 2 process(es), resumed with 1: step 2's samples depend on the number of processes"),
+]
+
+
+@pytest.mark.parametrize(("damage", "resume", "expected"), [case[1:] for case in RESUME_EDGES],
+                         ids=[case[0] for case in RESUME_EDGES])
+def test_each_resume_edge_case_is_its_own_line(saved_run: Path, tmp_path: Path, damage, resume: str, expected: str):
+    """Each of these was "damaged, or holds objects that would run code", or (options.yml) resumed ignoring a
+    changed learning rate; nothing is written."""
+    option_file, run = _copy(saved_run, tmp_path)
+    damage(run)
+    before = sorted(str(path.relative_to(tmp_path)) for path in tmp_path.rglob("*"))
+    # A changed learning rate: what a missing or unreadable options.yml once let through without a word.
+    changed_lr = [] if "process(es)" in expected else ["train.optim_g.lr=0.002"]
+    code, lines = _resume_in_process(option_file, f"path.resume_state={resume.format(run=run)}", *changed_lr)
+    assert code == 2 and len(lines) == 1, lines
+    assert expected.format(run=run) in lines[0]
+    assert "would run code" not in lines[0]
+    assert sorted(str(path.relative_to(tmp_path)) for path in tmp_path.rglob("*")) == before
+
+
+def test_the_state_records_its_number_of_processes_and_batch_size_is_decided_by_it(saved_run: Path, tmp_path: Path):
+    import json
+
+    option_file, run = _copy(saved_run, tmp_path)
+    assert json.loads((run / "training_states" / "2" / "progress.json").read_text()) == {"iteration": 2,
+                                                                                         "num_processes": 1}
+    errors = io.StringIO()
+    with contextlib.redirect_stderr(errors):
+        code = cli.main(["train", "-opt", str(option_file), "path.resume_state=auto", "train.total_iter=4",
+                         "datasets.train.batch_size_per_gpu=1"])
+    assert code == 2 and "'datasets.train.batch_size_per_gpu' 2 -> 1: step N's samples depend on the batch size" \
+        in errors.getvalue()
+
+
 @pytest.mark.parametrize("damage", ["missing", "damaged"])
 def test_a_missing_or_damaged_random_state_is_said(saved_run: Path, tmp_path: Path, damage: str,
                                                   caplog: pytest.LogCaptureFixture):

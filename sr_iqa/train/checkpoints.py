@@ -95,15 +95,18 @@ def remove_leftovers(models: Path, training_states: Path) -> list[Path]:
     return leftovers
 
 
-PROGRESS_FILE = "progress.json"  # {"iteration": N}
+PROGRESS_FILE = "progress.json"  # {"iteration": N, "num_processes": W}
 EMA_FILE = "ema.safetensors"  # the EMA model's state dict (AveragedModel: n_averaged and module.*)
 # States saved before these files existed hold the same data as Accelerate's custom objects 0 and 1.
 LEGACY_FILES = {PROGRESS_FILE: "custom_checkpoint_0.pkl", EMA_FILE: "custom_checkpoint_1.pkl"}
 
 
-def save_own_state(folder: Path, iteration: int, ema_state: dict[str, torch.Tensor] | None) -> None:
-    """The iteration and the EMA weights, into a state folder (main process)."""
-    write_text_atomically(folder / PROGRESS_FILE, json.dumps({"iteration": iteration}) + "\n")
+def save_own_state(folder: Path, iteration: int, num_processes: int,
+                   ema_state: dict[str, torch.Tensor] | None) -> None:
+    """The iteration, the number of processes that reached it (step N's samples depend on it) and the EMA
+    weights, into a state folder (main process)."""
+    write_text_atomically(folder / PROGRESS_FILE,
+                          json.dumps({"iteration": iteration, "num_processes": num_processes}) + "\n")
     if ema_state is not None:
         save_tensors(ema_state, folder / EMA_FILE)
 
@@ -125,13 +128,35 @@ def _legacy(folder: Path, name: str) -> object | None:
         raise damaged_state_error(path, error) from None
 
 
-def read_iteration(folder: Path) -> int:
+def read_progress(folder: Path) -> tuple[int, int | None]:
+    """(iteration, number of processes that saved it; None for states saved before it was recorded)."""
     path = folder / PROGRESS_FILE
     try:
         state = parse_json(path.read_text()) if path.is_file() else _legacy(folder, PROGRESS_FILE)
-        return int(state["iteration"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+        processes = state.get("num_processes")
+        return int(state["iteration"]), None if processes is None else int(processes)
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as error:
         raise damaged_state_error(path, error) from None
+
+
+def read_iteration(folder: Path) -> int:
+    return read_progress(folder)[0]
+
+
+def state_folder_problem(folder: Path) -> str | None:
+    """Why ``folder`` (a ``path.resume_state``) is not a training state, in words that say what it is instead."""
+    if not folder.is_dir():
+        return f"no training-state folder at {folder}"
+    if (folder / "training_states").is_dir():
+        saved = saved_iterations(folder / "training_states")
+        example = f"{folder / 'training_states' / str(saved[-1])}" if saved else f"{folder}/training_states/<N>"
+        return (f"{folder} is a run folder, not one of its training states; give {example}, or "
+                "path.resume_state=auto with this run's name")
+    if not (folder / PROGRESS_FILE).is_file() and not (folder / LEGACY_FILES[PROGRESS_FILE]).is_file():
+        what = "is empty" if not any(folder.iterdir()) else f"holds no {PROGRESS_FILE}"
+        return (f"{folder} {what}: not a training state (a run's training_states/<iteration> folder, written by "
+                "sr-iqa train)")
+    return None
 
 
 def read_ema_state(folder: Path) -> dict[str, torch.Tensor] | None:

@@ -14,7 +14,7 @@ import yaml
 
 from sr_iqa.config.loader import options_to_yaml
 from sr_iqa.config.schema import Options
-from sr_iqa.errors import OptionsError
+from sr_iqa.errors import OptionsError, RunFolderError
 
 log = logging.getLogger("sr_iqa.train")
 
@@ -29,6 +29,8 @@ DECIDED_BY_STATE = {
     "train.optim_d": "the optimizer continues from its saved state and would ignore it",
     "train.scheduler": "the scheduler continues from its saved state and would ignore it",
     "manual_seed": "the random states are restored from the saved state and would ignore it",
+    "datasets.train.batch_size_per_gpu": "step N's samples depend on the batch size: the run would skip or repeat "
+                                         "samples",
 }
 # The training-pair pool is saved with its rows' shapes: with a pool, these cannot change.
 POOL_SHAPE = ("datasets.train.queue_size", "datasets.train.batch_size_per_gpu", "datasets.train.gt_size")
@@ -56,15 +58,19 @@ def check_changed_options(options: Options, state_folder: Path) -> None:
     """Compare ``options`` with the ``options.yml`` of the run that saved ``state_folder``
     (``<run>/training_states/<iteration>``): log what is applied, refuse what the state decides."""
     saved_file = state_folder.parent.parent / "options.yml"
+    # Without the saved options a changed learning rate, network or seed would be ignored without a word.
+    fix = ("the options that the state decides (network, optimizer, scheduler, seed) cannot be compared with the "
+           "saved run's; put the run's options.yml back, or start a new run from its weights "
+           "(path.pretrain_network_g)")
     if not saved_file.is_file():
-        log.warning("%s has no options.yml beside its training states: the options cannot be compared with the "
-                    "saved run's", saved_file.parent)
-        return
+        raise RunFolderError(f"{saved_file}: missing beside {state_folder.parent}; {fix}")
     try:
-        saved = _flat(yaml.safe_load(saved_file.read_text()))
-    except yaml.YAMLError:
-        log.warning("%s cannot be read: the options are not compared with the saved run's", saved_file)
-        return
+        saved_options = yaml.safe_load(saved_file.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError, OSError, RecursionError) as error:
+        raise RunFolderError(f"{saved_file}: cannot be read ({type(error).__name__}); {fix}") from None
+    if not isinstance(saved_options, dict):
+        raise RunFolderError(f"{saved_file}: holds no options; {fix}")
+    saved = _flat(saved_options)
     current = _flat(yaml.safe_load(options_to_yaml(options)))
     pool = bool(saved.get("datasets.train.queue_size") or current.get("datasets.train.queue_size"))
     refused, applied = [], []

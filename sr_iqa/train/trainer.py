@@ -295,7 +295,13 @@ class Trainer:
                 self.accelerator.load_state(str(view))
         except Exception as error:  # noqa: BLE001 - an unpickling refusal or a damaged file: one line
             raise checkpoints.damaged_state_error(folder, error) from None
-        self.progress.iteration = checkpoints.read_iteration(folder)
+        self.progress.iteration, saved_processes = checkpoints.read_progress(folder)
+        if saved_processes not in (None, self.accelerator.num_processes):
+            raise RunFolderError(
+                f"{folder} was saved by {saved_processes} process(es), resumed with {self.accelerator.num_processes}: "
+                f"step {self.progress.iteration}'s samples depend on the number of processes, so this run would "
+                f"skip or repeat samples; resume with `accelerate launch --num_processes {saved_processes}`, or start "
+                "a new run from its weights (path.pretrain_network_g)")
         problem = checkpoints.random_state_problem(folder, self.accelerator.process_index)
         if problem is not None:
             log.warning("%s: %s; training goes on from the saved weights and optimizer, but its random draws "
@@ -324,8 +330,9 @@ class Trainer:
         if resume == "auto":
             return checkpoints.latest_state(states)
         folder = Path(resume)
-        if not folder.is_dir():
-            raise OptionsError(f"path.resume_state: no training-state folder at {folder}")
+        problem = checkpoints.state_folder_problem(folder)
+        if problem is not None:
+            raise OptionsError(f"path.resume_state: {problem}")
         return folder
 
     def _build_datasets(self) -> tuple[MultiGTCropDataset, EvalGroupDataset | None]:
@@ -622,7 +629,8 @@ class Trainer:
             self.pair_pool.save(partial, self.accelerator.process_index)
             self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
-            checkpoints.save_own_state(partial, iteration, self.ema.state_dict() if self.ema is not None else None)
+            checkpoints.save_own_state(partial, iteration, self.accelerator.num_processes,
+                                       self.ema.state_dict() if self.ema is not None else None)
             checkpoints.publish_state(states, iteration)
             models = self.folders.models
             generators = {"net_g": self.accelerator.unwrap_model(self.net_g)}
