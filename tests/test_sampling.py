@@ -182,3 +182,35 @@ def test_one_crop_grid_for_every_sampler_makes_an_ablation_fair(demo_set, tmp_pa
     with pytest.raises(OptionsError, match="a multiple of 'sampler.grid_stride'"):
         load_options(tmp_path / "o.yml", ["sampler={type: amo, metric: niqe, cache: c.db, grid_stride: 32}",
                                           "sampler.box_stride=48"])
+
+
+def test_sampler_metric_is_the_pyiqa_name_also_when_the_metric_has_options(demo_set, tmp_path: Path):
+    """`score` stores a metric with options under ``name {options}``; `sampler.metric` is the name alone, as online
+    AMO and `score --metric` spell it, and the options come from iqa.metric_options. A cache without those options'
+    scores says which key it lacks and how to score it."""
+    from sr_iqa.config.schema import SamplerOptions, SamplerType
+    from sr_iqa.data.groups import index_hggt
+    from sr_iqa.errors import DataError
+    from sr_iqa.iqa.score_cache import ScoreCache, metric_key
+    from sr_iqa.sampling.build import build_chooser
+
+    groups = index_hggt(demo_set.train_images, demo_set.train_labels).groups[:3]
+    options = {"pretrained_model_path": "/w/musiq.pth"}
+    key = metric_key("musiq", options)
+    assert key == 'musiq {"pretrained_model_path": "/w/musiq.pth"}'
+    cache = ScoreCache(tmp_path / "scores.db")
+    records = cache.records([gt.path for group in groups for gt in group.gts])
+    cache.put([(r.content_hash, key, r.full.x, r.full.y, r.full.w, r.full.h, float(i % 5), False)
+               for i, r in enumerate(records)])
+    cache.close()
+
+    sampler = SamplerOptions(type=SamplerType.sma, metric="musiq", cache=str(tmp_path / "scores.db"), tau=0.5)
+    chooser = build_chooser(sampler, groups, 32, {"musiq": options})
+    stored = iter(float(i % 5) for i in range(len(records)))  # MUSIQ is higher-better: Q is the stored score
+    assert [list(q) for q in chooser.full] == [[next(stored) for _ in group.gts] for group in groups]
+    with pytest.raises(DataError, match=r"holds no 'musiq' scores \(it has: musiq \{.*\}\); run `sr-iqa score "
+                                        r"--metric musiq`$"):
+        build_chooser(sampler, groups, 32)
+    with pytest.raises(DataError, match=r"holds no 'musiq \{\"pretrained_model_path\": \"/other\"\}' scores .*run "
+                                        r"`sr-iqa score --metric musiq` with these iqa.metric_options"):
+        build_chooser(sampler, groups, 32, {"musiq": {"pretrained_model_path": "/other"}})

@@ -18,9 +18,12 @@ def _missing_scores(metric: str, cache: ScoreCache, missing: list[str], hint: st
 
 
 def require_metric(cache: ScoreCache, metric: str) -> None:
+    """``metric``: the cache's key, the pyiqa name followed by its options' JSON when it has any."""
     if metric not in cache.metrics():
+        name, _, options = metric.partition(" ")
+        with_options = " with these iqa.metric_options (-opt the same option file)" if options else ""
         raise DataError(f"{cache.path} holds no '{metric}' scores (it has: {', '.join(cache.metrics()) or 'none'}); "
-                        f"run `sr-iqa score --metric {metric}`")
+                        f"run `sr-iqa score --metric {name}`{with_options}")
 
 
 def full_image_scores(groups: Sequence[Group], cache: ScoreCache, metric: str) -> list[list[float]]:

@@ -365,7 +365,8 @@ class Trainer:
                      "; ".join(sorted(set(train_index.dropped.values()))))
         if train_options.pack is not None:
             raise_problems(PackedStore(Path(train_options.pack)).stale())
-        return train_index, build_chooser(options.sampler, train_index.groups, train_options.gt_size)
+        return train_index, build_chooser(options.sampler, train_index.groups, train_options.gt_size,
+                                          options.iqa.metric_options)
 
     def _create_run_folder(self) -> None:
         if self.accelerator.is_main_process:
