@@ -206,8 +206,6 @@ def _sampler_preview(args: argparse.Namespace) -> int:
 
     if not args.cache.is_file():
         raise SrIqaError(f"{args.cache}: no score cache there; run `sr-iqa score` first")
-    if args.tau <= 0:
-        raise SrIqaError(f"--tau must be positive, got {args.tau}")
     csv_text, summary = preview(_groups_of(args), ScoreCache(args.cache, read_only=True), args.metric,
                                 SamplerType(args.sampler), args.tau)
     write_or_print(csv_text, args.out)
