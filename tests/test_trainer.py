@@ -125,6 +125,8 @@ def test_validation_and_tensorboard_scalars(options_file: Path):
 def _start_training(options_file: Path, *overrides: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "sr_iqa", "train", "-opt", str(options_file), *overrides],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # The thread count of the tests' own process: bit-exact comparisons with in-process runs
+                            # need the same summation order (OMP_NUM_THREADS=1 here changed the last bits).
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
@@ -143,18 +145,31 @@ LONG_RUN = ("train.total_iter=400", "logger.save_checkpoint_freq=10", "logger.pr
 
 
 def test_sigkill_mid_run_then_auto_resume_equals_uninterrupted_run(options_file: Path, tmp_path: Path):
+    """SIGKILL a training with two loader workers (as the OOM killer or a preemption does): the workers end with
+    it, its run lock is free at once, and the resumed run (loaded by two workers too) equals one never killed and
+    loaded in the main process."""
+    from conftest import child_pids, process_alive
+
     run = tmp_path / "experiments" / "killed"
-    process = _start_training(options_file, "name=killed", *LONG_RUN)
+    two_workers = "datasets.train.num_worker_per_gpu=2"
+    process = _start_training(options_file, "name=killed", two_workers, *LONG_RUN)
     _wait_for_first_state(run, process)
+    workers = child_pids(process.pid)
+    assert len(workers) == 2, workers
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert process.returncode == -signal.SIGKILL
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(process_alive(pid) for pid in workers):
+        time.sleep(0.05)
+    assert not any(process_alive(pid) for pid in workers)
     killed_at = max(int(p.name) for p in (run / "training_states").iterdir() if p.name.isdigit())
     assert killed_at < 400
 
     from sr_iqa.cli import main
 
-    assert main(["train", "-opt", str(options_file), "name=killed", *LONG_RUN, "--auto_resume"]) == 0  # BasicSR's
+    assert main(["train", "-opt", str(options_file), "name=killed", two_workers, *LONG_RUN,  # at once: not refused
+                 "--auto_resume"]) == 0  # BasicSR's
     straight = _train(options_file, "name=straight", *LONG_RUN)
     _assert_equal_weights(_weights(run, "net_g", 400), _weights(straight, "net_g", 400))
     _assert_equal_weights(_weights(run, "net_g_ema", 400), _weights(straight, "net_g_ema", 400))
