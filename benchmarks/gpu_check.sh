@@ -2,13 +2,17 @@
 # The GPU check: one command on a lent GPU machine that has torch but no network and no sr_iqa dependencies
 # beyond its image. Build the wheelhouse here first (`make wheelhouse`) and carry `wheelhouse/` along; then
 #   bash benchmarks/gpu_check.sh
-# Parts, in this order, each under its own time limit and all within GPU_CHECK_SECONDS (default 540 s):
+# Parts, in this order (what a short loan needs first comes first), each under its own time limit and all within
+# GPU_CHECK_SECONDS (default 540 s):
 #   gpu         nvidia-smi and what torch sees
 #   install     the wheelhouse and sr_iqa into /tmp/sr_iqa_site without network, then an import check
-#   tests       the GPU-only tests (the speed options, compile with inductor)
-#   benchmarks  `benchmarks/run.py --kind gpu --quick` (up to 220 s): GAN steps of RRDB and SwinIR-M,
-#               fp32 eager vs the best options, TFLOP/s, peak memory, cached and online AMO against UPos,
-#               then each speed option alone; the GPU table is rewritten after each benchmark
+#               (gpu and install took 28 s together on an H100 on 2026-11-27)
+#   steps       `benchmarks/run.py --kind gpu --quick --part steps` (up to 200 s): the stage-1 GAN steps of RRDB,
+#               then SwinIR-M, fp32 eager against the best options, TFLOP/s and peak memory; each row reaches
+#               $OUT (benchmark_rows.json, RESULTS.md) the moment its benchmark ends
+#   tests       the GPU-only tests (the speed options, compile with inductor; 97 to 125 s on the H100)
+#   benchmarks  `benchmarks/run.py --kind gpu --quick --part others` (up to 200 s): cached and online AMO against
+#               UPos, each speed option alone; added to the same table
 #   user path   with what time is left: demo set, NIQE scores, stage 1 with cached AMO, a LoRA stage,
 #               eval --checkpoint of both, through `accelerate launch` (benchmarks/gpu_user_path.sh)
 #   experiment  `sr-iqa experiment --preset gpu` (up to 420 s): the full Real-ESRGAN x4plus, iteration counts from
@@ -28,7 +32,7 @@ cd "$(dirname "$0")/.."
 PY=${PY:-python3}
 OUT_DIR=${OUT:-benchmarks/gpu_check_out}
 BUDGET=${GPU_CHECK_SECONDS:-540}
-PARTS=${GPU_CHECK_PARTS:-gpu install tests user_path benchmarks experiment}
+PARTS=${GPU_CHECK_PARTS:-gpu install steps tests benchmarks user_path experiment}
 SITE=${SR_IQA_SITE:-/tmp/sr_iqa_site}
 WORK=/tmp/sr_iqa_user_path
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
@@ -37,6 +41,9 @@ LOG="$OUT_DIR/gpu_check.log"
 SUMMARY="$OUT_DIR/summary.txt"
 : >"$LOG"
 echo "gpu_check.sh $(date -u +%FT%TZ), budget ${BUDGET}s" >"$SUMMARY"
+# The benchmark table is written into a copy of RESULTS.md in $OUT as each benchmark ends.
+[ -f "$OUT_DIR/RESULTS.md" ] || cp benchmarks/RESULTS.md "$OUT_DIR/RESULTS.md"
+[[ " $PARTS " == *" steps "* ]] && rm -f "$OUT_DIR/benchmark_rows.json"
 failed=0
 
 # part NAME LIMIT COMMAND...: runs COMMAND under min(LIMIT, what is left of the budget), logs its output and
@@ -74,10 +81,13 @@ subprocess.run(['nvidia-smi', '--query-gpu=name,memory.total,driver_version', '-
 print('torch', torch.__version__, 'CUDA', torch.version.cuda, 'GPU', torch.cuda.is_available())"
 part install 120 env PY="$PY" bash benchmarks/gpu_install.sh wheelhouse "$SITE"
 export PYTHONPATH="$SITE"
+# The step figures first: on 2026-11-27 two calls on an H100 spent the whole loan on tests, the user path and the
+# benchmarks' compilation, and no figure came back. Each benchmark's rows are copied to $OUT as it ends.
+part steps 200 "$PY" benchmarks/run.py --kind gpu --quick --part steps --rows-json "$OUT_DIR/benchmark_rows.json" \
+  --results "$OUT_DIR/RESULTS.md"
 part tests 150 env SR_IQA_COMPILE_BACKEND=inductor "$PY" -m pytest -q -p no:cacheprovider tests/test_speed_options.py
-# The benchmarks before the user path: on 2026-11-27 the user path ran on an H100 up to its eval, and the
-# benchmarks had never given a figure; the user path then gets what is left.
-part benchmarks 220 "$PY" benchmarks/run.py --kind gpu --quick --rows-json "$OUT_DIR/benchmark_rows.json"
+part benchmarks 200 "$PY" benchmarks/run.py --kind gpu --quick --part others --rows-json \
+  "$OUT_DIR/benchmark_rows.json" --results "$OUT_DIR/RESULTS.md"
 part "user path" 210 env PY="$PY" bash benchmarks/gpu_user_path.sh "$WORK"
 part experiment 420 "$PY" -m sr_iqa experiment --preset gpu
 [ -f experiments/RESULTS.md ] && cp experiments/RESULTS.md "$OUT_DIR/experiment_RESULTS.md"
@@ -87,7 +97,6 @@ done
 for stage in stage1 stage2; do
   [ -f "$WORK/eval_$stage/summary.md" ] && cp "$WORK/eval_$stage/summary.md" "$OUT_DIR/eval_$stage.md"
 done
-cp benchmarks/RESULTS.md "$OUT_DIR/RESULTS.md"
 {
   echo "benchmark figures:"
   grep -E '^[^=].*: [0-9.]+x  \[' "$LOG" || echo "(none)"

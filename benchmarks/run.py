@@ -44,17 +44,18 @@ def cpu_benchmarks(quick: bool) -> list[Benchmark]:
     ]
 
 
-def gpu_benchmarks(quick: bool) -> list[Benchmark]:
-    """RRDB's step first (the first figure, soonest), then RRDB's samplers, then SwinIR (its compilation is the
-    longest), then each option alone: each in its own process, so that what finished is kept when a time limit
-    stops the rest (gpu_check.sh)."""
+def gpu_benchmarks(quick: bool, part: str = "all") -> list[Benchmark]:
+    """The stage-1 steps first (part ``steps``: RRDB's, the first figure soonest, then SwinIR's, whose compilation
+    is the longest), then (part ``others``) the samplers against UPos and each option alone: each in its own
+    process, so that what finished is kept when a time limit stops the rest (gpu_check.sh runs the two parts
+    apart, the GPU-only tests between them)."""
     steps, rounds = (5, 2) if quick else (10, 5)
-    return [("gpu_step_benchmark", "measure", {"archs": ["RRDB"], "steps": steps, "rounds": rounds,
-                                               "what": ["step"]}),
-            ("gpu_step_benchmark", "measure", {"archs": ["RRDB"], "steps": steps, "rounds": rounds,
-                                               "what": ["samplers"]}),
-            ("gpu_step_benchmark", "measure", {"archs": ["SwinIR"], "steps": steps, "rounds": rounds}),
-            ("gpu_step_benchmark", "option_effects", {"steps": steps, "rounds": 2 if quick else 3})]
+    step_rows = [("gpu_step_benchmark", "measure", {"archs": [arch], "steps": steps, "rounds": rounds,
+                                                    "what": ["step"]}) for arch in ("RRDB", "SwinIR")]
+    other_rows = [("gpu_step_benchmark", "measure", {"archs": [arch], "steps": steps, "rounds": rounds,
+                                                     "what": ["samplers"]}) for arch in ("RRDB", "SwinIR")]
+    other_rows.append(("gpu_step_benchmark", "option_effects", {"steps": steps, "rounds": 2 if quick else 3}))
+    return {"steps": step_rows, "others": other_rows, "all": step_rows + other_rows}[part]
 
 
 ROWS_MARK = "benchmark rows: "
@@ -74,8 +75,12 @@ def run_isolated(benchmark: Benchmark) -> list[Measurement]:
     lines = [line for line in result.stdout.splitlines() if line.startswith(ROWS_MARK)]
     if result.returncode != 0 or not lines:
         raise BenchmarkFailed(f"benchmark {module}.{function}({kwargs}) failed (exit {result.returncode})")
-    rows = json.loads(lines[-1][len(ROWS_MARK):])
-    return [Measurement(**{**row, "target": Target(**row["target"]) if row["target"] else None}) for row in rows]
+    return rows_from_json(lines[-1][len(ROWS_MARK):])
+
+
+def rows_from_json(text: str) -> list[Measurement]:
+    return [Measurement(**{**row, "target": Target(**row["target"]) if row["target"] else None})
+            for row in json.loads(text)]
 
 
 def table(rows: list[Measurement], kind: str, failures: list[str] = (), pending: int = 0) -> str:
@@ -113,12 +118,17 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer rounds: a check of the path, noisy figures")
     parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
     parser.add_argument("--rows-json", type=Path, help="also write the rows as JSON (rewritten after each benchmark)")
+    parser.add_argument("--part", choices=["all", "steps", "others"], default="all",
+                        help="gpu: only the stage-1 steps, or only the rest (then the rows of the steps part "
+                             "found in --rows-json stay in the table)")
     args = parser.parse_args()
     if args.kind == "gpu" and machine_kind() != "gpu":
         parser.error("--kind gpu needs a CUDA GPU")
     rows: list[Measurement] = []
+    if args.part == "others" and args.rows_json is not None and args.rows_json.is_file():
+        rows = rows_from_json(args.rows_json.read_text())
     failures: list[str] = []
-    benchmarks = (cpu_benchmarks if args.kind == "cpu" else gpu_benchmarks)(args.quick)
+    benchmarks = cpu_benchmarks(args.quick) if args.kind == "cpu" else gpu_benchmarks(args.quick, args.part)
     for done, benchmark in enumerate(benchmarks, start=1):
         try:
             new_rows = run_isolated(benchmark)

@@ -24,11 +24,12 @@ PRETRAINED_NAMES = ("realesrgan-x4plus", "vgg19-caffe")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Installed pretrained networks go to a folder of this session's own (subprocesses inherit it), never to
-    the user's cache."""
+    """Installed pretrained networks, and sr_iqa's per-user cache (data indexes, converted NIQE parameters), go to
+    folders of this session's own (subprocesses inherit them), never to the user's."""
     import tempfile
 
     os.environ["SR_IQA_PRETRAINED"] = tempfile.mkdtemp(prefix="sr_iqa_pretrained_")
+    os.environ["SR_IQA_CACHE"] = tempfile.mkdtemp(prefix="sr_iqa_cache_")
 
 
 @pytest.fixture(autouse=True)

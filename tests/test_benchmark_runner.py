@@ -50,3 +50,65 @@ def test_a_missing_section_is_appended(tmp_path: Path):
     write_section(results, "gpu", "gpu table")
     text = results.read_text()
     assert text.startswith("# Results\n\nprose\n") and "<!-- run.py:gpu:start -->\ngpu table\n" in text
+
+
+def test_the_gpu_check_gives_the_step_figures_before_anything_else():
+    """What a short loan needs first: after sanity and install, the stage-1 steps of RRDB then SwinIR, fp32 eager
+    against the best options; the samplers and each option alone come after the GPU-only tests."""
+    from run import gpu_benchmarks
+
+    steps = gpu_benchmarks(quick=True, part="steps")
+    assert [(kwargs["archs"], kwargs["what"]) for _, _, kwargs in steps] == [(["RRDB"], ["step"]),
+                                                                            (["SwinIR"], ["step"])]
+    others = gpu_benchmarks(quick=True, part="others")
+    assert all(kwargs.get("what") != ["step"] for _, _, kwargs in others)
+    assert gpu_benchmarks(quick=True) == steps + others
+
+
+STUB_PYTHON = """#!/usr/bin/env bash
+echo "$*" >> "$CALLS"
+case "$*" in *"--part steps"*) sleep "${STEPS_SECONDS:-0}" ;; esac
+exit 0
+"""
+
+
+def _gpu_check(tmp_path: Path, budget: int, steps_seconds: int = 0) -> tuple[list[str], list[str]]:
+    """gpu_check.sh with a stand-in interpreter that records its calls: (summary's part lines, the calls)."""
+    import os
+    import subprocess
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    stub = tmp_path / "python"
+    stub.write_text(STUB_PYTHON)
+    stub.chmod(0o755)
+    out = tmp_path / "out"
+    env = {**os.environ, "PY": str(stub), "OUT": str(out), "CALLS": str(tmp_path / "calls"),
+           "GPU_CHECK_SECONDS": str(budget), "GPU_CHECK_PARTS": "gpu steps tests benchmarks",
+           "STEPS_SECONDS": str(steps_seconds)}
+    subprocess.run(["bash", str(Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.sh")], env=env,
+                   capture_output=True, text=True, timeout=120)
+    summary = [line for line in (out / "summary.txt").read_text().splitlines() if line.split(":")[0] in (
+        "gpu", "install", "steps", "tests", "benchmarks", "user path", "experiment")]
+    calls = (tmp_path / "calls").read_text().splitlines() if (tmp_path / "calls").is_file() else []
+    return summary, calls
+
+
+def test_the_gpu_check_runs_its_parts_in_order_and_skips_what_the_budget_cannot_hold(tmp_path: Path):
+    summary, calls = _gpu_check(tmp_path / "a", budget=300)
+    assert [line.split(":")[0] for line in summary] == ["gpu", "install", "steps", "tests", "benchmarks",
+                                                         "user path", "experiment"]
+    assert summary[1] == "install: NOT RUN (not in GPU_CHECK_PARTS)" and summary[2].startswith("steps: ok in")
+    benchmark_calls = [call for call in calls if "benchmarks/run.py" in call]
+    assert len(benchmark_calls) == 2 and "--part steps" in benchmark_calls[0] and "--part others" in \
+        benchmark_calls[1]
+    assert calls.index(benchmark_calls[0]) < next(i for i, call in enumerate(calls) if "-m pytest" in call) < \
+        calls.index(benchmark_calls[1])
+    assert all(f"--rows-json {tmp_path / 'a' / 'out' / 'benchmark_rows.json'}" in call for call in benchmark_calls)
+    assert (tmp_path / "a" / "out" / "RESULTS.md").is_file()  # the table is written into $OUT as it grows
+
+    # The steps take what the budget leaves; the parts after them are skipped, not started to be killed.
+    summary, calls = _gpu_check(tmp_path / "b", budget=34, steps_seconds=10)
+    assert summary[2].startswith("steps: ok in")
+    assert summary[3] == "tests: SKIPPED (time budget spent)" and summary[4] == "benchmarks: SKIPPED (time budget " \
+                                                                                 "spent)"
+    assert not any("-m pytest" in call for call in calls)

@@ -8,6 +8,7 @@ single images. ``dataroot_label`` and ``dataroot_lq`` follow it, one entry per f
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,8 +23,8 @@ from sr_iqa.data.groups import (
     keep_effective_groups,
     keep_positive_groups,
 )
+from sr_iqa.data.index_cache import validated_index
 from sr_iqa.data.release_layout import fixed_lr_of, release_images_folder
-from sr_iqa.data.validation import validated
 from sr_iqa.errors import OptionsError
 
 log = logging.getLogger("sr_iqa.data")
@@ -75,17 +76,34 @@ def _concatenated(indexes: Sequence[GroupIndex]) -> GroupIndex:
 
 def group_index(source: DataSourceOptions, scale: int, min_size: int = 0, with_lr: bool = False) -> GroupIndex:
     """Index the split, apply its filters, run the quick image checks; raises one DataError listing every problem.
-    ``with_lr``: evaluation data, with the fixed LR of ``dataroot_lq`` or, when it is not given, the release's."""
-    if source.type is DatasetLayout.manifest:
-        index = index_manifest(Path(source.manifest))
-    else:
-        lr = getattr(source, "dataroot_lq", None) if with_lr else None
-        index = _concatenated([_folder_index(images, labels, lr_folder, with_lr)
-                               for images, labels, lr_folder in _entries(source, lr)])
+    ``with_lr``: evaluation data, with the fixed LR of ``dataroot_lq`` or, when it is not given, the release's.
+    A start whose data folders have not changed reads the index kept by the last one (``data.index_cache``)."""
+    lr = getattr(source, "dataroot_lq", None) if with_lr else None
+
+    def build() -> GroupIndex:
+        if source.type is DatasetLayout.manifest:
+            index = index_manifest(Path(source.manifest))
+        else:
+            index = _concatenated([_folder_index(images, labels, lr_folder, with_lr)
+                                   for images, labels, lr_folder in _entries(source, lr)])
+        if source.positive_only:
+            index = keep_positive_groups(index)
+        if source.effective_only:
+            index = keep_effective_groups(index)
+        return index
+
+    def absolute(folders: list[str]) -> list[str]:  # relative folders mean other data from another directory
+        return [os.path.abspath(folder) for folder in folders]
+
+    key = {"type": source.type.value, "dataroot_gt": absolute(folder_list(source.dataroot_gt)),
+           "dataroot_label": absolute(folder_list(source.dataroot_label)), "dataroot_lq": absolute(folder_list(lr)),
+           "manifest": absolute(folder_list(source.manifest)), "with_lr": with_lr,
+           "positive_only": source.positive_only, "effective_only": source.effective_only}
+    roots = ([Path(source.manifest)] if source.type is DatasetLayout.manifest else
+             [Path(folder) for folder in [*folder_list(source.dataroot_gt), *folder_list(source.dataroot_label),
+                                          *folder_list(lr)]])
+    index = validated_index(key, build, roots, scale, min_size)
     for note in index.notes:
         log.warning("%s", note)
-    if source.positive_only:
-        index = keep_positive_groups(index)
-    if source.effective_only:
-        index = keep_effective_groups(index)
-    return validated(index, scale, min_size)
+    return index
+

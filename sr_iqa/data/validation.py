@@ -7,6 +7,7 @@ Every problem is one line that starts with the file it is about.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -40,13 +41,30 @@ def _image_problem(path: Path, decode: bool) -> tuple[tuple[int, int] | None, st
     return size, None
 
 
-def check_images(groups: list[Group], scale: int, decode: bool = False, min_size: int = 0,
-                 workers: int = 8) -> list[str]:
-    """Problems of every image of every group; the fixed LR must be GT size / scale, GTs at least ``min_size``."""
-    paths = sorted({gt.path for group in groups for gt in group.gts} |
-                   {group.lr_path for group in groups if group.lr_path is not None})
+ImageCheck = tuple[tuple[int, int] | None, str | None]  # (width, height) or a problem line
+
+
+def image_paths(groups: Sequence[Group]) -> list[Path]:
+    """Every GT and fixed LR image of the groups, once each, sorted."""
+    return sorted({gt.path for group in groups for gt in group.gts} |
+                  {group.lr_path for group in groups if group.lr_path is not None})
+
+
+def checked_images(paths: Sequence[Path], decode: bool = False, known: Mapping[Path, tuple[int, int]] | None = None,
+                   workers: int = 8) -> dict[Path, ImageCheck]:
+    """Each image's size or problem; ``known`` sizes (images checked before and unchanged since) are not read."""
+    known = known or {}
+    unknown = [path for path in paths if path not in known]
     with ThreadPoolExecutor(workers) as pool:  # PIL decodes without the GIL
-        results = dict(zip(paths, pool.map(lambda p: _image_problem(p, decode), paths), strict=True))
+        results = dict(zip(unknown, pool.map(lambda p: _image_problem(p, decode), unknown), strict=True))
+    return {path: (known[path], None) if path in known else results[path] for path in paths}
+
+
+def check_images(groups: list[Group], scale: int, decode: bool = False, min_size: int = 0,
+                 results: Mapping[Path, ImageCheck] | None = None) -> list[str]:
+    """Problems of every image of every group; the fixed LR must be GT size / scale, GTs at least ``min_size``.
+    ``results``: the images' checks when done already (``checked_images``)."""
+    results = results if results is not None else checked_images(image_paths(groups), decode)
     problems = [problem for _, problem in results.values() if problem]
     for group in groups:
         sizes = {gt.path: results[gt.path][0] for gt in group.gts if results[gt.path][0] is not None}
@@ -71,9 +89,11 @@ def raise_problems(problems: list[str]) -> None:
                         + "\n".join(problems))
 
 
-def validated(index: GroupIndex, scale: int, min_size: int = 0) -> GroupIndex:
-    """The index, after the quick image checks; any problem (index or image) raises one DataError."""
-    raise_problems(index.problems + check_images(index.groups, scale, min_size=min_size))
+def validated(index: GroupIndex, scale: int, min_size: int = 0,
+              results: Mapping[Path, ImageCheck] | None = None) -> GroupIndex:
+    """The index, after the quick image checks; any problem (index or image) raises one DataError. ``results``:
+    the images' checks when done already."""
+    raise_problems(index.problems + check_images(index.groups, scale, min_size=min_size, results=results))
     if not index.groups:
         raise DataError("the data set has no groups" +
                         (f" (the filters dropped {len(index.dropped)})" if index.dropped else ""))
