@@ -139,6 +139,15 @@ def run_cli(*args: str, cwd: Path = REPO, env: dict | None = None, timeout: floa
     return subprocess.CompletedProcess(["sr-iqa", *args], code, out.getvalue(), err.getvalue())
 
 
+def free_port() -> int:
+    """A TCP port no one listens on now: two suites on one host no longer collide on fixed rendezvous ports."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def start_two_nodes(command: list[str], port: int, scratch: Path) -> list[subprocess.Popen]:
     """``accelerate launch --num_machines 2`` as two nodes on this host (main process on 127.0.0.1), one process
     each (gloo), each with its own node-local scratch folder (TMPDIR under ``scratch``); data and experiments

@@ -87,7 +87,12 @@ def test_the_runner_finishes_the_grid_and_skips_finished_steps_after_an_interrup
     assert dry.returncode == 0, dry.stderr[-2000:]
     assert dry.stdout.count("accelerate launch") == 4 and dry.stdout.count("(to run)") == 4
 
-    first = run_cli("ablate", "-opt", str(tiny_ablation), timeout=600)
+    # The first run's steps in this process (launch.in_process, as the experiment presets run them); the rerun's
+    # through `accelerate launch`, as a user's would.
+    launched = tiny_ablation.read_text()
+    in_process = tiny_ablation.with_name("in_process.yml")
+    in_process.write_text(launched + "launch: {in_process: true}\n")
+    first = run_cli("ablate", "-opt", str(in_process), timeout=600)
     assert first.returncode == 0, first.stderr[-3000:]
     root = tmp_path / "experiments" / "tiny_ablation"
     table = (root / "ablation_table.md").read_text()

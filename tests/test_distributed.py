@@ -13,6 +13,7 @@ from conftest import (
     ACCELERATE_LAUNCH,
     REPO,
     finish_nodes,
+    free_port,
     kill_node,
     run_two_nodes,
     start_two_nodes,
@@ -51,7 +52,7 @@ def two_node_run(tmp_path_factory: pytest.TempPathFactory, demo_set) -> tuple[Pa
     options["datasets"]["train"]["queue_size"] = 4  # a per-rank pool, saved and resumed per rank
     options["logger"] |= {"print_freq": 4, "keep_checkpoints": 2}
     options_file = write_options(tmp_path / "ddp.yml", options)
-    nodes = run_two_nodes(["train", "-opt", str(options_file)], 29517, tmp_path / "scratch")
+    nodes = run_two_nodes(["train", "-opt", str(options_file)], free_port(), tmp_path / "scratch")
     assert all(node.returncode == 0 for node in nodes), nodes[0].stderr[-3000:] + nodes[1].stderr[-3000:]
     return options_file, tmp_path / "experiments" / "tiny", nodes
 
@@ -91,7 +92,7 @@ def test_a_two_node_run_killed_and_resumed_equals_an_uninterrupted_one(two_node_
     options_file, straight, _ = two_node_run
     command = ["train", "-opt", str(options_file), f"path.experiments_root={tmp_path}"]
     states = tmp_path / "tiny" / "training_states"
-    nodes = start_two_nodes(command, 29520, tmp_path / "scratch")
+    nodes = start_two_nodes(command, free_port(), tmp_path / "scratch")
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and all(node.poll() is None for node in nodes) and not (states / "4").is_dir():
         time.sleep(0.05)
@@ -101,7 +102,7 @@ def test_a_two_node_run_killed_and_resumed_equals_an_uninterrupted_one(two_node_
     killed_at = max(int(p.name) for p in states.iterdir() if p.name.isdigit())
     assert 4 <= killed_at < ITERATIONS
 
-    resumed = run_two_nodes([*command, "--auto_resume"], 29521, tmp_path / "scratch")
+    resumed = run_two_nodes([*command, "--auto_resume"], free_port(), tmp_path / "scratch")
     assert all(node.returncode == 0 for node in resumed), resumed[0].stderr[-3000:] + resumed[1].stderr[-3000:]
     assert "resumed from" in resumed[0].stderr and "pool starts empty" not in resumed[1].stderr
     for stem in ("net_g", "net_g_ema", "net_d"):
@@ -125,7 +126,7 @@ def test_two_cpu_processes_finetune_lora_against_niqe(tmp_path: Path, demo_set):
     options["lora"] = {"rank": 2, "alpha": 2}
     options["train"] |= {"total_iter": 4, "iqa_opt": {"metric": "niqe", "loss_weight": 0.05}}
     options["val"] |= {"monitor_metrics": ["piqe"]}
-    result = _launch(write_options(tmp_path / "ft.yml", options), 29518)
+    result = _launch(write_options(tmp_path / "ft.yml", options), free_port())
     assert result.returncode == 0, result.stderr[-3000:]
     assert "process 1 of 2" in result.stderr and "find_unused_parameters" not in result.stderr
     run = tmp_path / "experiments" / "tiny"
@@ -158,7 +159,7 @@ def test_two_nodes_evaluate_the_same_as_one_process(tmp_path: Path, demo_set):
                  str(tmp_path / "g.safetensors"), "--metrics", "psnr", "niqe")
     single = run_cli(*arguments, "--out", str(tmp_path / "one"))
     assert single.returncode == 0, single.stderr[-2000:]
-    nodes = run_two_nodes([*arguments, "--out", str(tmp_path / "two")], 29519, tmp_path / "scratch")
+    nodes = run_two_nodes([*arguments, "--out", str(tmp_path / "two")], free_port(), tmp_path / "scratch")
     assert all(node.returncode == 0 for node in nodes), nodes[0].stderr[-3000:] + nodes[1].stderr[-3000:]
     one, two = (json.loads((tmp_path / name / "summary.json").read_text()) for name in ("one", "two"))
     assert two["rows"].keys() == one["rows"].keys()
@@ -174,7 +175,7 @@ def test_bad_data_stops_both_nodes_with_one_message(tmp_path: Path, demo_set):
     options = tiny_options(demo_set, tmp_path / "experiments")
     options["datasets"]["train"]["dataroot_gt"] = str(tmp_path / "missing")
     options_file = write_options(tmp_path / "bad.yml", options)
-    nodes = run_two_nodes(["train", "-opt", str(options_file)], 29522, tmp_path / "scratch")  # no hang
+    nodes = run_two_nodes(["train", "-opt", str(options_file)], free_port(), tmp_path / "scratch")  # no hang
     assert all(node.returncode != 0 for node in nodes)  # the launchers report their worker's exit status 2
     for node in nodes:  # sr_iqa's own one line on both nodes (the launcher adds its own report after it)
         assert "sr-iqa train: error: 1 problem(s) in the data" in node.stderr, node.stderr[-2000:]

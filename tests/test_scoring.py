@@ -16,7 +16,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import child_pids, finish_nodes, kill_node, process_alive, run_cli, run_two_nodes, start_two_nodes
+from conftest import (
+    child_pids,
+    finish_nodes,
+    free_port,
+    kill_node,
+    process_alive,
+    run_cli,
+    run_two_nodes,
+    start_two_nodes,
+)
 from hggt_tree import VOTES, N, P, S, write_hggt_split  # noqa: F401
 from PIL import Image
 
@@ -83,7 +92,7 @@ def test_two_nodes_killed_then_rerun_score_only_what_is_missing(tree: Path, tmp_
     cache = tmp_path / "killed.db"
     command = ["score", "--dataset", str(tree), "--metric", "niqe", "--grid", "96:4", "--cache", str(cache),
                "--batch-size", "4", "--num-workers", "0"]
-    nodes = start_two_nodes(command, 29541, tmp_path / "scratch")
+    nodes = start_two_nodes(command, free_port(), tmp_path / "scratch")
     spool = spool_path(cache, 1)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and all(node.poll() is None for node in nodes):
@@ -115,7 +124,7 @@ def test_a_sigkilled_score_leaves_no_worker_and_the_rerun_starts_at_once(tree: P
     workers end with it (they are not left asleep holding the cache and its lock), and a rerun right away is not
     refused and completes the cache."""
     cache = tmp_path / "killed.db"
-    command = [sys.executable, "-m", "sr_iqa", "score", "--dataset", str(tree), "--metric", "niqe", "--grid", "96:2",
+    command = [sys.executable, "-m", "sr_iqa", "score", "--dataset", str(tree), "--metric", "niqe", "--grid", "96:4",
                "--cache", str(cache), "--batch-size", "4", "--num-workers", "2"]
     job = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                            env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -133,7 +142,7 @@ def test_a_sigkilled_score_leaves_no_worker_and_the_rerun_starts_at_once(tree: P
     assert not any(process_alive(pid) for pid in workers)
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0 and "being written by another" not in rerun.stderr, rerun.stderr[-2000:]
-    assert _count(cache) == _expected_keys(tree, Grid(96, 2))
+    assert _count(cache) == _expected_keys(tree, Grid(96, 4))
 
 
 def _count(cache: Path, while_written: bool = False) -> int:
@@ -173,7 +182,7 @@ def test_two_nodes_give_the_same_cache_as_one_process_and_only_one_writes_it(tre
     single, double = tmp_path / "one.db", tmp_path / "two.db"
     common = ["--dataset", str(tree), "--metric", "niqe", "--grid", "96:16", "--num-workers", "0"]
     assert run_cli("score", *common, "--cache", str(single)).returncode == 0
-    nodes = run_two_nodes(["score", *common, "--cache", str(double)], 29533, tmp_path / "scratch")
+    nodes = run_two_nodes(["score", *common, "--cache", str(double)], free_port(), tmp_path / "scratch")
     assert all(node.returncode == 0 for node in nodes), nodes[0].stderr[-2000:] + nodes[1].stderr[-2000:]
     assert "in process 0 of 2" in nodes[0].stderr and "in process 1 of 2" in nodes[1].stderr
     # The main process alone writes the cache; the other node's process writes a spool, merged at the end.
