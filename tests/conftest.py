@@ -139,6 +139,17 @@ def run_cli(*args: str, cwd: Path = REPO, env: dict | None = None, timeout: floa
     return subprocess.CompletedProcess(["sr-iqa", *args], code, out.getvalue(), err.getvalue())
 
 
+def block_network(monkeypatch: pytest.MonkeyPatch, torch_home: Path) -> None:
+    """No network (every proxy a closed port) and a private torch hub folder, for in-process commands: pyiqa's
+    cache folder was fixed when it was imported, so it is moved here too."""
+    import pyiqa.utils.download_util
+
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    monkeypatch.setenv("TORCH_HOME", str(torch_home))
+    monkeypatch.setattr(pyiqa.utils.download_util, "DEFAULT_CACHE_DIR", str(torch_home / "hub" / "pyiqa"))
+
+
 def free_port() -> int:
     """A TCP port no one listens on now: two suites on one host no longer collide on fixed rendezvous ports."""
     import socket

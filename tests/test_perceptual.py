@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_cli, tiny_options, write_options
+from conftest import block_network, run_cli, tiny_options, write_options
 
 BLOCKED = {"HF_HUB_OFFLINE": "1", "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9",
            "https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9"}
@@ -16,46 +13,43 @@ HGGT_VGG = {"type": "PerceptualLoss", "vgg_type": "vgg19", "perceptual_weight": 
             "layer_weights": {"conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1, "conv4_4": 1, "conv5_4": 1}}
 
 
-def test_missing_vgg_weights_stop_training_with_one_line(tmp_path: Path, demo_set):
+def test_missing_vgg_weights_stop_training_with_one_line(tmp_path: Path, demo_set, monkeypatch: pytest.MonkeyPatch):
     options = tiny_options(demo_set, tmp_path / "experiments")
     options["train"]["perceptual_opt"] = HGGT_VGG
-    result = run_cli("train", "-opt", str(write_options(tmp_path / "o.yml", options)), cwd=tmp_path,
-                     env={**BLOCKED, "TORCH_HOME": str(tmp_path / "torch")})
+    block_network(monkeypatch, tmp_path / "torch")
+    result = run_cli("train", "-opt", str(write_options(tmp_path / "o.yml", options)), cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "train.perceptual_opt: weight file vgg19-dcbb9e9d.pth is not on disk" in result.stderr
     assert str(tmp_path / "torch" / "hub" / "checkpoints") in result.stderr
     assert not (tmp_path / "experiments" / "tiny").exists()
 
 
-def test_lpips_loads_a_local_backbone_file_and_trains(tmp_path: Path, demo_set):
+def test_lpips_loads_a_local_backbone_file_and_trains(tmp_path: Path, demo_set, monkeypatch: pytest.MonkeyPatch):
     """SqueezeNet weights made here (random) under torchvision's file name, found through iqa.weights_dir."""
+    import torch
+    import torchvision
+
+    from sr_iqa.losses import build_perceptual_loss
+
     weights = tmp_path / "weights"
     weights.mkdir()
-    code = f"""
-import torch, torchvision
-from pathlib import Path
-torch.save(torchvision.models.squeezenet1_1().state_dict(), {str(weights / 'squeezenet1_1-b8a52dc0.pth')!r})
-from sr_iqa.losses import build_perceptual_loss
-loss = build_perceptual_loss({{"type": "LPIPS", "net": "squeeze", "loss_weight": 1.0}}, Path({str(weights)!r}))
-torch.nn.Sequential(loss).train()
-assert not loss.lpips.training and not any(p.requires_grad for p in loss.parameters())
-x, y = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32, requires_grad=True)
-assert float(loss(x, x)) == 0.0
-value = loss(y, x)
-value.backward()
-assert float(value) > 0 and y.grad.abs().sum() > 0
-print("ok")
-"""
-    env = {**os.environ, **BLOCKED, "TORCH_HOME": str(tmp_path / "torch")}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
-    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
+    block_network(monkeypatch, tmp_path / "torch")
+    torch.save(torchvision.models.squeezenet1_1().state_dict(), weights / "squeezenet1_1-b8a52dc0.pth")
+    loss = build_perceptual_loss({"type": "LPIPS", "net": "squeeze", "loss_weight": 1.0}, weights)
+    torch.nn.Sequential(loss).train()
+    assert not loss.lpips.training and not any(p.requires_grad for p in loss.parameters())
+    x, y = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32, requires_grad=True)
+    assert float(loss(x, x)) == 0.0
+    value = loss(y, x)
+    value.backward()
+    assert float(value) > 0 and y.grad.abs().sum() > 0
+    assert (tmp_path / "torch" / "hub" / "checkpoints" / "squeezenet1_1-b8a52dc0.pth").is_file()  # copied there
 
     options = tiny_options(demo_set, tmp_path / "experiments")
     options["train"]["perceptual_opt"] = {"type": "LPIPS", "net": "squeeze", "loss_weight": 1.0}
     options["train"]["total_iter"] = 2
     options["iqa"] = {"weights_dir": str(weights)}
-    trained = run_cli("train", "-opt", str(write_options(tmp_path / "o.yml", options)),
-                      env={**BLOCKED, "TORCH_HOME": str(tmp_path / "torch")})
+    trained = run_cli("train", "-opt", str(write_options(tmp_path / "o.yml", options)))
     assert trained.returncode == 0, trained.stderr[-2000:]
     assert (tmp_path / "experiments" / "tiny" / "models" / "net_g_2.safetensors").is_file()
 

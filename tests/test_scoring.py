@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import (
+    block_network,
     child_pids,
     finish_nodes,
     free_port,
@@ -241,19 +242,16 @@ def test_full_reference_metrics_score_each_gt_against_its_original(tree: Path, t
     assert cache.lower_better("ssim") is False
 
 
-def test_missing_weights_fail_at_once_naming_the_file(tree: Path, tmp_path: Path):
-    blocked = {"TORCH_HOME": str(tmp_path / "torch"), "HF_HUB_OFFLINE": "1", "HTTPS_PROXY": "http://127.0.0.1:9",
-               "HTTP_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
-               "http_proxy": "http://127.0.0.1:9"}
-    result = run_cli("score", "--dataset", str(tree), "--metric", "musiq", "--cache", str(tmp_path / "m.db"),
-                     env=blocked)
+def test_missing_weights_fail_at_once_naming_the_file(tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    block_network(monkeypatch, tmp_path / "torch")
+    result = run_cli("score", "--dataset", str(tree), "--metric", "musiq", "--cache", str(tmp_path / "m.db"))
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "metric 'musiq': weight file musiq_koniq_ckpt-e95806b9.pth is not on disk" in result.stderr
     assert str(tmp_path / "torch" / "hub" / "pyiqa") in result.stderr
     assert not (tmp_path / "m.db").exists() or _count(tmp_path / "m.db") == 0
 
-    check = run_cli("weights", "check", "musiq", "niqe", env=blocked)
+    check = run_cli("weights", "check", "musiq", "niqe")
     assert check.returncode == 1
     assert "musiq: needs musiq_koniq_ckpt-e95806b9.pth" in check.stdout and "niqe: ready offline" in check.stdout
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_cli, tiny_options, write_options
+from conftest import block_network, run_cli, tiny_options, write_options
 
 BLOCKED = {"HF_HUB_OFFLINE": "1", "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9",
            "https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9"}
@@ -74,18 +74,18 @@ def test_training_state_payloads_never_run(tmp_path: Path, trained_run: Path):
     assert not (run / "training_states" / "8").exists()
 
 
-def test_metric_weight_payloads_never_run_nor_reach_the_cache(tmp_path: Path, demo_set):
+def test_metric_weight_payloads_never_run_nor_reach_the_cache(tmp_path: Path, demo_set, monkeypatch):
     """BRISQUE reads its SVM file with ``torch.load(weights_only=False)`` inside pyiqa; through ``--weights-dir``
     and through ``pretrained_model_path`` a planted file is refused, a genuine one (tensors) works."""
     weights = tmp_path / "weights"
     weights.mkdir()
     marker = tmp_path / "ran"
-    env = {**BLOCKED, "TORCH_HOME": str(tmp_path / "torch")}
+    block_network(monkeypatch, tmp_path / "torch")
     cache_file = tmp_path / "torch" / "hub" / "pyiqa" / "brisque_svm_weights.pth"
 
     _plant(weights / "brisque_svm_weights.pth", marker, (Payload(marker), torch.zeros(2, 36)))
     refused = run_cli("score", "--dataset", str(demo_set.root), "--metric", "brisque", "--cache",
-                      str(tmp_path / "a.db"), "--weights-dir", str(weights), "--num-workers", "0", env=env)
+                      str(tmp_path / "a.db"), "--weights-dir", str(weights), "--num-workers", "0")
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert "metric 'brisque':" in refused.stderr and "refused" in refused.stderr
     assert str(weights / "brisque_svm_weights.pth") in refused.stderr
@@ -101,7 +101,7 @@ def test_metric_weight_payloads_never_run_nor_reach_the_cache(tmp_path: Path, de
     torch.manual_seed(0)  # a genuine file: support-vector coefficients and vectors, tensors only
     torch.save((torch.rand(8) - 0.5, torch.rand(8, 36)), weights / "brisque_svm_weights.pth")
     scored = run_cli("score", "--dataset", str(demo_set.root), "--metric", "brisque", "--cache",
-                     str(tmp_path / "c.db"), "--weights-dir", str(weights), "--num-workers", "0", env=env)
+                     str(tmp_path / "c.db"), "--weights-dir", str(weights), "--num-workers", "0")
     assert scored.returncode == 0, scored.stderr[-2000:]
     assert cache_file.read_bytes() == (weights / "brisque_svm_weights.pth").read_bytes()
 
