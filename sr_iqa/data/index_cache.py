@@ -1,8 +1,9 @@
 """The validated group index of a data set, kept between runs so that a start does not read it again.
 
 Indexing a split reads every label file and opens every image (its header and its end-of-file marker): at
-HGGT's size (20k groups, 100k GTs, 60k label files) that was 460,000 file-system calls and 43 s before the first
-step, on every run and every resume. The index written after a successful build records the modification time of
+HGGT's size (20k groups, 100k GTs, 60k label files) that is about 560,000 file-system calls and 21 s on a local
+disk before the first step (benchmarks/startup_benchmark.py), on every run and every resume, and far longer on a
+network file system. The index written after a successful build records the modification time of
 every folder it read from (each image's folder, each label folder and the folders above them). A later start
 stats those folders (about ten per split) and, when none changed, reads the index instead of the data set.
 
@@ -49,12 +50,12 @@ def validated_index(key: dict[str, Any], build: Callable[[], GroupIndex], roots:
     subfolders."""
     key = {**key, "scale": scale, "min_size": min_size, "version": VERSION}
     path = index_folder() / f"{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]}.json"
-    kept = _read(path, key)
+    kept, kept_index = _read(path, key)
     changed = _changed_folders(kept["folders"], kept["written_ns"]) if kept is not None else None
-    if kept is not None and not changed:
-        log.info("data index: %d groups from %s (its %d folders unchanged)", len(kept["groups"]), path,
+    if kept_index is not None and not changed:
+        log.info("data index: %d groups from %s (its %d folders unchanged)", len(kept_index.groups), path,
                  len(kept["folders"]))
-        return _index_of(kept)
+        return kept_index
     started_ns = time.time_ns()
     index = build()
     known = {}
@@ -95,22 +96,22 @@ def _changed_folders(folders: dict[str, int], written_ns: int) -> set[str]:
     return changed
 
 
-def _read(path: Path, key: dict[str, Any]) -> dict[str, Any] | None:
+def _read(path: Path, key: dict[str, Any]) -> tuple[dict[str, Any], GroupIndex] | tuple[None, None]:
+    """The kept record and its index, or (None, None) when there is none or it is damaged (said in a line)."""
     if not path.is_file():
-        return None
+        return None, None
     try:
         kept = parse_json(path.read_bytes())
         if kept["key"] != key:
             raise ValueError("written for other options")
-        _index_of(kept)  # every group readable
         if not (isinstance(kept["folders"], dict) and isinstance(kept["sizes"], dict)
                 and isinstance(kept["written_ns"], int)):
             raise ValueError("fields of the wrong type")
-        return kept
+        return kept, _index_of(kept)
     except (ValueError, KeyError, TypeError, IndexError, OSError) as error:
         log.warning("data index %s is damaged (%s: %s); indexing the data set again", path, type(error).__name__,
                     error)
-        return None
+        return None, None
 
 
 def _write(path: Path, key: dict[str, Any], index: GroupIndex, sizes: dict[str, Any], folders: dict[str, int],
