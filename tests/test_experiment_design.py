@@ -137,3 +137,45 @@ def test_the_probe_scales_lambda_with_the_share_and_the_fidelity_weight(cut_netw
         one.loss_weight / 2, rel=1e-5)
     assert probe_lambda(stage2(2.0), [], cut_network, originals, 1.0, 96).loss_weight == pytest.approx(
         one.loss_weight * 2, rel=1e-5)  # L1 alone: twice its weight, twice its gradient
+
+
+def _total_iter(command: list[str]) -> int:
+    return int(next(part for part in command if part.startswith("train.total_iter=")).split("=")[1])
+
+
+def test_the_time_plan_takes_one_time_costs_out_of_its_rate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A clock advanced by what each probe run would take: 40 s of one-time costs (imports, compilation) on the
+    first run, then a training costs o = 3 s plus r = 0.5 s per iteration; an evaluation e = 2 s. Timed first,
+    the one-time costs once made r zero and the plan ask for millions of iterations."""
+    from sr_iqa.ablation import time_budget
+    from sr_iqa.ablation.plan import Step
+    from sr_iqa.ablation.time_budget import TimeBudgetOptions, measure_and_plan, probe_rate
+
+    clock = [100.0]
+    monkeypatch.setattr(time_budget.time, "monotonic", lambda: clock[0])
+    calls: list[list[str]] = []
+
+    def run_in_process(command: list[str]) -> int:
+        calls.append(command)
+        if "eval" in command:
+            clock[0] += 2.0
+        else:
+            iterations = _total_iter(command)
+            clock[0] += (40.0 if len(calls) == 1 else 0.0) + 3.0 + 0.5 * iterations
+        return 0
+
+    steps = [Step(f"run{i}", "stage1", ["sr-iqa", "train", "-opt", "s1.yml"], tmp_path / f"done{i}")
+             for i in range(4)]
+    steps += [Step("run0_ft", "stage2", ["sr-iqa", "train", "-opt", "s2.yml"], tmp_path / "ft"),
+              Step("reference_untrained", "eval", ["sr-iqa", "eval", "--out", "o", "--save-sr", "s"], tmp_path / "e")]
+    budget = TimeBudgetOptions(seconds=100, probe_iterations=4, stage2_fraction=0.5, min_iterations=2)
+    plan = measure_and_plan(budget, steps, tmp_path / "plan", run_in_process, say=lambda line: None)
+    assert [_total_iter(command) for command in calls[:3]] == [4, 4, 8]  # warm-up, k, 2k
+    assert plan.seconds_per_iteration == pytest.approx(0.5) and plan.seconds_per_training == pytest.approx(3.0)
+    assert plan.seconds_per_eval == pytest.approx(2.0)
+    # (4 + 1) * 3 + 1 * 2 = 17 s fixed; 0.5 * (4 N + 0.5 N) <= 83  ->  N = 36, stage 2 18
+    assert (plan.stage1_iterations, plan.stage2_iterations) == (36, 18)
+    assert plan.planned_seconds == pytest.approx(17 + 0.5 * (4 * 36 + 18)) and plan.planned_seconds <= 100
+
+    assert probe_rate(6.0, 8.0, 4) == pytest.approx(0.5)
+    assert probe_rate(8.0, 7.0, 4) == pytest.approx(7.0 / 8)  # the 2k-run not slower: its own rate, an upper bound

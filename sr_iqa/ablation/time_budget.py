@@ -2,7 +2,10 @@
 
 Before the first step, two short trainings of the plan's first stage-1 run (k and 2k iterations, in this process,
 in a scratch folder) give the seconds per iteration r and the fixed cost o of a training (start-up, warm-up, the
-final save); one evaluation of the first reference row gives the seconds e of an evaluation. With n1 stage-1 and
+final save); one evaluation of the first reference row gives the seconds e of an evaluation. A first, untimed
+training of k iterations takes the process's one-time costs (imports, kernels, compilation): timed first, they
+once made the k-run slower than the 2k-run, r came out as zero and the plan asked for millions of iterations.
+Should the 2k-run still not be the slower one, r is taken as its time per iteration, an upper bound. With n1 stage-1 and
 n2 stage-2 trainings, stage 2 at ``stage2_fraction`` of stage 1's iterations N, and m evaluations:
 
     (n1 + n2) o + m e + r N (n1 + n2 * stage2_fraction) <= seconds
@@ -86,11 +89,11 @@ def measure_and_plan(budget: TimeBudgetOptions, steps: list[Step], folder: Path,
     scratch = folder / "timing_probe"
     k = budget.probe_iterations
     seconds = {}
-    for iterations in (k, 2 * k):
+    for iterations in (0, k, 2 * k):  # 0: the untimed warm-up run of k iterations
         started = time.monotonic()
+        count = iterations or k
         command = [*first.command, f"path.experiments_root={scratch}", f"name=probe_{iterations}",
-                   f"train.total_iter={iterations}",
-                   f"logger.save_checkpoint_freq={iterations}"]
+                   f"train.total_iter={count}", f"logger.save_checkpoint_freq={count}"]
         if run_in_process(command) != 0:
             raise SrIqaError(f"the timing probe's training failed: {' '.join(command)}")
         seconds[iterations] = time.monotonic() - started
@@ -104,7 +107,7 @@ def measure_and_plan(budget: TimeBudgetOptions, steps: list[Step], folder: Path,
             raise SrIqaError(f"the timing probe's evaluation failed: {' '.join(command)}")
         per_eval = time.monotonic() - started
     shutil.rmtree(scratch, ignore_errors=True)
-    per_iteration = max((seconds[2 * k] - seconds[k]) / k, 1e-6)
+    per_iteration = probe_rate(seconds[k], seconds[2 * k], k)
     per_training = max(seconds[k] - k * per_iteration, 0.0)
     plan = fit_iterations(budget, per_iteration, per_training, per_eval,
                           sum(s.kind == "stage1" for s in steps), sum(s.kind == "stage2" for s in steps),
@@ -113,6 +116,15 @@ def measure_and_plan(budget: TimeBudgetOptions, steps: list[Step], folder: Path,
     write_text_atomically(path, json.dumps(asdict(plan), indent=1))
     say(plan.line())
     return plan
+
+
+def probe_rate(k_seconds: float, twice_k_seconds: float, k: int) -> float:
+    """Seconds per iteration from a k-run and a 2k-run: their difference over k, or, when the 2k-run was not the
+    slower (noise, or a one-time cost the warm-up did not take), the 2k-run's time per iteration (an upper
+    bound: the plan then stays within the budget)."""
+    if twice_k_seconds > k_seconds:
+        return (twice_k_seconds - k_seconds) / k
+    return twice_k_seconds / (2 * k)
 
 
 def _with(command: list[str], flag: str, value: str) -> list[str]:
