@@ -209,8 +209,9 @@ def test_the_gpu_preset_runs_at_a_tiny_size_with_its_time_budget(tmp_path: Path,
                          "train_photos": ["astronaut", "camera"], "test_photos": ["chelsea", "grace_hopper"]}
     settings |= {"pretrained": [], "gate": {"q_min": 0, "q_max": 1000, "margin": -1000}, "stage2_q_share": None,
                  "distortion": ["psnr", "ssim"], "results": "experiments/RESULTS_gpu_tiny.md"}
-    settings["time_budget"] |= {"seconds": 30, "probe_iterations": 2, "min_iterations": 30}  # NIQE-scorable outputs
-    ablation |= {"references": {}, "seeds": [0, 1], "metrics": ["psnr", "ssim", "niqe", "piqe"],
+    settings["time_budget"] |= {"seconds": 10, "probe_iterations": 2, "min_iterations": 30}  # NIQE-scorable outputs
+    # One seed: the statistics over seeds are the tiny preset's test; here the gpu file's keys and mechanics.
+    ablation |= {"references": {}, "seeds": [0], "metrics": ["psnr", "ssim", "niqe", "piqe"],
                  "overrides": ["network_g.num_block=1", "network_g.num_feat=8", "network_g.num_grow_ch=4",
                                "train.perceptual_opt=null", "datasets.train.batch_size_per_gpu=2"],
                  "stage1_overrides": ["path.pretrain_network_g=null", "network_d.num_feat=8", "train.optim_g.lr=5e-3"]}
@@ -224,13 +225,13 @@ def test_the_gpu_preset_runs_at_a_tiny_size_with_its_time_budget(tmp_path: Path,
     time_plan = json.loads((root / "time_plan.json").read_text())
     stage1 = time_plan["stage1_iterations"]
     assert stage1 >= 30 and time_plan["stage2_iterations"] == stage1 // 2
-    runs = 4 * 2  # Original, UPos, AMO and the control, two seeds
-    trainings, evaluations = runs + 2 * 2, runs + 2 * 2 + 1  # and the untrained network's evaluation
+    runs = 4  # Original, UPos, AMO and the control, one seed
+    trainings, evaluations = runs + 2, runs + 2 + 1  # FT and full FT on AMO, and the untrained network's evaluation
     fixed = trainings * time_plan["seconds_per_training"] + evaluations * time_plan["seconds_per_eval"]
-    planned = fixed + time_plan["seconds_per_iteration"] * (runs * stage1 + 2 * 2 * time_plan["stage2_iterations"])
+    planned = fixed + time_plan["seconds_per_iteration"] * (runs * stage1 + 2 * time_plan["stage2_iterations"])
     assert time_plan["planned_seconds"] == pytest.approx(planned, rel=1e-6)
-    assert planned <= 30 or stage1 == 30  # within the budget, or at the floor
-    for run in ("RRDB_control_s1", "RRDB_amo_s0_full_ft"):
+    assert planned <= 10 or stage1 == 30  # within the budget, or at the floor
+    for run in ("RRDB_control_s0", "RRDB_amo_s0_full_ft"):
         assert (root / run / "training_states").is_dir()
     text = (tmp_path / "experiments" / "RESULTS_gpu_tiny.md").read_text()
     assert "| RRDB AMO+full FT |" in text and "| RRDB Control |" in text and not (root / "timing_probe").exists()
