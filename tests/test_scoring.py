@@ -91,7 +91,7 @@ def test_two_nodes_killed_then_rerun_score_only_what_is_missing(tree: Path, tmp_
     """Scoring on two nodes: each process writes only its own file (node 1 a spool beside the cache), a kill
     leaves the spool, and a rerun (here one process) merges it and scores only what is left, each key once."""
     cache = tmp_path / "killed.db"
-    command = ["score", "--dataset", str(tree), "--metric", "niqe", "--grid", "96:4", "--cache", str(cache),
+    command = ["score", "--dataset", str(tree), "--metric", "niqe", "--grid", "96:8", "--cache", str(cache),
                "--batch-size", "4", "--num-workers", "0"]
     nodes = start_two_nodes(command, free_port(), tmp_path / "scratch")
     spool = spool_path(cache, 1)
@@ -103,7 +103,7 @@ def test_two_nodes_killed_then_rerun_score_only_what_is_missing(tree: Path, tmp_
     for node in nodes:  # both nodes die at once
         kill_node(node)
     finish_nodes(nodes)
-    expected = _expected_keys(tree, Grid(96, 4))
+    expected = _expected_keys(tree, Grid(96, 8))
     assert _count(spool) > 0 and _count(cache) + _count(spool) < expected  # interrupted, the spool kept its rows
 
     rerun = run_cli(*command)
