@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from sr_iqa.atomic_files import write_with
 from sr_iqa.data.image_io import read_size
 from sr_iqa.errors import DataError
 
@@ -134,19 +135,27 @@ _BAD_ROWS = {
 }
 
 
-def verify_schema(db: sqlite3.Connection, path: Path, schema: str = "main", creating: bool = False) -> None:
+def not_ours(path: Path, what: str) -> DataError:
+    """The one line for a cache file that holds what sr_iqa never writes."""
+    return DataError(f"{path}: not a score cache written by sr_iqa ({what}); it holds only the tables "
+                     f"{', '.join(_COLUMNS)}. Score again into a new file with `sr-iqa score`")
+
+
+WRONG_KIND = "has a row sr_iqa never writes (values of the wrong kind)"
+
+
+def verify_schema(db: sqlite3.Connection, path: Path, schema: str = "main", creating: bool = False,
+                  scan_scores: bool = True) -> None:
     """Refuse, in one line naming ``path``, a file that holds anything but sr_iqa's tables (triggers, views,
     other tables or indexes), other columns, or values of the wrong kind. Old caches (``score`` NOT NULL, no
-    ``grids`` yet) pass; they are migrated when opened for writing. ``creating``: missing tables are made next."""
-    def refuse(what: str) -> DataError:
-        return DataError(f"{path}: not a score cache written by sr_iqa ({what}); it holds only the tables "
-                         f"{', '.join(_COLUMNS)}. Score again into a new file with `sr-iqa score`")
-
+    ``grids`` yet) pass; they are migrated when opened for writing. ``creating``: missing tables are made next.
+    ``scan_scores``: also scan every score row (1.5 s at HGGT's 2.6M scores); readers skip it and check the
+    rows they read instead (``ScoreCache.read_only``)."""
     for kind, name, table in db.execute(f"SELECT type, name, tbl_name FROM {schema}.sqlite_master"):
         ours = name in _COLUMNS if kind == "table" else (
             kind == "index" and name == f"sqlite_autoindex_{table}_1" and table in _COLUMNS)
         if not ours:
-            raise refuse(f"it holds {kind} '{name}'")
+            raise not_ours(path, f"it holds {kind} '{name}'")
     for table, expected in _COLUMNS.items():
         columns = [tuple(row[1:4]) + (row[5],) for row in db.execute(f"PRAGMA {schema}.table_info({table})")]
         if not columns and (creating or table == "grids"):
@@ -154,10 +163,21 @@ def verify_schema(db: sqlite3.Connection, path: Path, schema: str = "main", crea
         if table == "scores":  # `score REAL NOT NULL` before NaN scores were kept
             columns = [column[:2] + (0,) + column[3:] if column[0] == "score" else column for column in columns]
         if columns != expected:
-            raise refuse(f"table '{table}' has columns {[column[0] for column in columns] or 'none'}")
+            raise not_ours(path, f"table '{table}' has columns {[column[0] for column in columns] or 'none'}")
+        if table == "scores" and not scan_scores:
+            continue
         bad = db.execute(_BAD_ROWS[table].format(db=schema)).fetchone()
         if bad is not None:
-            raise refuse(f"table '{table}' has a row sr_iqa never writes (values of the wrong kind), at {bad[0]!r}")
+            raise not_ours(path, f"table '{table}' {WRONG_KIND}, at {bad[0]!r}")
+
+
+def _checked_score(path: Path, score: object) -> float:
+    """A score row's value as read: a finite float, or NaN for NULL (a region the metric could not score)."""
+    if score is None:
+        return math.nan
+    if not isinstance(score, float) or not math.isfinite(score):
+        raise not_ours(path, f"table 'scores' {WRONG_KIND}, a score of {score!r}")
+    return score
 
 
 def spool_path(cache: Path, rank: int) -> Path:
@@ -180,7 +200,7 @@ class ScoreCache:
             self.db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=120)
             try:
                 self.db.execute("SELECT 1 FROM scores LIMIT 1").fetchall()
-                verify_schema(self.db, path)
+                verify_schema(self.db, path, scan_scores=False)  # the score rows are checked as they are read
             except sqlite3.Error as error:
                 raise DataError(f"{path}: not a score cache ({error}); give a cache written by `sr-iqa score`") \
                     from None
@@ -260,6 +280,8 @@ class ScoreCache:
                     (metric, size, stride)):
                 values[base:base + count] = np.frombuffer(packed, dtype=np.float64)
                 present[base:base + count] = True
+        if np.isinf(values).any():  # a score sr_iqa never writes (NaN is a region the metric could not score)
+            raise not_ours(self.path, f"table 'grids' {WRONG_KIND}, an infinite score")
         starts = np.asarray(offsets, dtype=np.int64)
         if not present[starts[np.asarray([s[0] * s[1] for s in shapes]) > 0]].all():
             self._grid_rows_into(values, present, metric, size, stride)
@@ -284,7 +306,12 @@ class ScoreCache:
             "AND scores.x / ? < wanted.columns AND scores.y / ? < wanted.rows",
             (stride, stride, metric, size, size, stride, stride, stride, stride))
         while chunk := cursor.fetchmany(1 << 16):  # in chunks: no list of millions of tuples at once
-            found = np.array(chunk, dtype=np.float64)
+            try:
+                found = np.array(chunk, dtype=np.float64)
+            except (ValueError, TypeError):
+                raise not_ours(self.path, f"table 'scores' {WRONG_KIND}") from None
+            if np.isinf(found).any():
+                raise not_ours(self.path, f"table 'scores' {WRONG_KIND}, an infinite score")
             index = found[:, 0].astype(np.int64)
             values[index] = np.where(found[:, 1] == _NULL_MARK, np.nan, found[:, 1])
             present[index] = True
@@ -359,7 +386,7 @@ class ScoreCache:
         for content_hash, x, y, w, h, score in self.db.execute(
                 "SELECT content_hash, x, y, w, h, score FROM scores WHERE metric = ?", (metric,)):
             if content_hash in wanted:
-                table[content_hash][Region(x, y, w, h)] = math.nan if score is None else score
+                table[content_hash][Region(x, y, w, h)] = _checked_score(self.path, score)
         return table
 
     def export_csv(self, out: Path) -> int:
@@ -369,11 +396,16 @@ class ScoreCache:
             "JOIN images ON images.content_hash = scores.content_hash ORDER BY images.path, scores.metric, y, x, h, w")
         out.parent.mkdir(parents=True, exist_ok=True)
         count = 0
-        with open(out, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["image", "metric", "x", "y", "w", "h", "score", "lower_better"])
-            for path, metric, x, y, w, h, score, lower_better in rows:
-                writer.writerow([path, metric, x, y, w, h, "nan" if score is None else repr(score),
-                                 str(bool(lower_better)).lower()])
-                count += 1
+
+        def write(partial: Path) -> None:  # whole or not at all: a row sr_iqa never writes stops it
+            nonlocal count
+            with open(partial, "w", newline="") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(["image", "metric", "x", "y", "w", "h", "score", "lower_better"])
+                for path, metric, x, y, w, h, score, lower_better in rows:
+                    writer.writerow([path, metric, x, y, w, h, repr(_checked_score(self.path, score)),
+                                     str(bool(lower_better)).lower()])
+                    count += 1
+
+        write_with(out, write)
         return count
