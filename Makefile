@@ -33,7 +33,7 @@ system-deps:
 	  $$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
 # Two pytest workers, one test file each at a time (module fixtures stay in one process), each torch on one thread:
-# in-process tests of one worker overlap the subprocess launches of the other (5.2 min instead of 7.1 here).
+# in-process tests of one worker overlap the subprocess launches of the other (5.0 min instead of 7.1 here).
 test: $(VENV)/.installed-test system-deps
 	$(BIN)/ruff check sr_iqa tests benchmarks
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile
