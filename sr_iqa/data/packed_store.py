@@ -93,7 +93,8 @@ class PackedStore:
         self._pixels: np.memmap | None = None
         self._verified: set[str] = set()  # this process's images whose checksum matched
 
-    def _entry(self, path: Path) -> PackedImage:
+    def _entry(self, path: Path) -> tuple[str, PackedImage]:
+        """The image's name in the index (relative to the packed root) and its entry."""
         try:
             name = str(path.resolve().relative_to(self.root))
         except ValueError:
@@ -101,7 +102,7 @@ class PackedStore:
         entry = self.images.get(name)
         if entry is None:
             raise DataError(f"{path} is not in the pack {self.folder}; run `sr-iqa data pack` again")
-        return entry
+        return name, entry
 
     def stale(self) -> list[str]:
         """One line per packed image whose source file is missing or changed since packing."""
@@ -115,7 +116,7 @@ class PackedStore:
         return problems
 
     def shape(self, path: Path) -> tuple[int, int]:
-        entry = self._entry(path)
+        _, entry = self._entry(path)
         return entry.height, entry.width
 
     def _image(self, name: str, entry: PackedImage) -> np.ndarray:
@@ -142,8 +143,7 @@ class PackedStore:
     def crop(self, path: Path, top: int, left: int, size: int) -> np.ndarray:
         """The ``size`` x ``size`` crop at (top, left), HxWx3 uint8; only its rows are read (after the image's
         first read in this process, which verifies its checksum)."""
-        entry = self._entry(path)
-        image = self._image(str(path.resolve().relative_to(self.root)), entry)
+        image = self._image(*self._entry(path))  # the path resolved once per crop
         return np.array(image[top: top + size, left: left + size])
 
     def __getstate__(self) -> dict:  # a memory map is not pickled to workers; each opens its own

@@ -37,7 +37,7 @@ from accelerate.utils.other import TORCH_SAFE_GLOBALS
 
 from sr_iqa.atomic_files import write_with
 from sr_iqa.config.schema import IqaOptions
-from sr_iqa.errors import WeightsUnavailableError
+from sr_iqa.errors import WeightsUnavailableError, first_line
 
 
 @dataclass
@@ -53,14 +53,17 @@ MAT_PREFIXES = (b"MATLAB 5.0 MAT-file", b"\x89HDF\r\n\x1a\n")
 NUMPY_PREFIX = b"\x93NUMPY"
 
 
+def _not_a_weight_file(user: str, path: object, why: str) -> WeightsUnavailableError:
+    return WeightsUnavailableError(f"{user}: {path} is not a weight file ({why}); refused, nothing in it was run. "
+                                   "Use the weights file the metric publishes")
+
+
 def _refusal(user: str, path: object, error: BaseException) -> WeightsUnavailableError:
     lines = str(error).splitlines()
     found = next((line.strip() for line in lines if "GLOBAL" in line), "")
     if not found:  # torch's reader stopped at an opcode it does not take: not a checkpoint it reads as tensors
         unsupported = next((line.strip() for line in lines if "Unsupported" in line), "")
-        return WeightsUnavailableError(
-            f"{user}: {path} is not a weight file (not a checkpoint of tensors and numbers: {unsupported}); "
-            "refused, nothing in it was run. Use the weights file the metric publishes")
+        return _not_a_weight_file(user, path, f"not a checkpoint of tensors and numbers: {unsupported}")
     return WeightsUnavailableError(
         f"{user}: {path} holds pickled objects other than tensors and numbers, which could run code when loaded; "
         f"refused ({found}). Use the weights file the metric publishes")
@@ -112,10 +115,8 @@ def check_tensors_only(user: str, path: Path) -> None:
     except WeightsUnavailableError:
         raise
     except Exception as error:  # noqa: BLE001 - whatever torch says, the file is not a weight file it reads
-        raise WeightsUnavailableError(
-            f"{user}: {path} is not a weight file (neither a torch checkpoint of tensors, a MAT file nor a NumPy "
-            f"file: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); refused. "
-            "Use the weights file the metric publishes") from None
+        raise _not_a_weight_file(user, path, "neither a torch checkpoint of tensors, a MAT file nor a NumPy file: "
+                                 f"{type(error).__name__}: {first_line(error)}") from None
 
 
 class _ProbeStop(Exception):

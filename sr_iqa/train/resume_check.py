@@ -33,7 +33,7 @@ DECIDED_BY_STATE = {
                                          "samples",
 }
 # The training-pair pool is saved with its rows' shapes: with a pool, these cannot change.
-POOL_SHAPE = ("datasets.train.queue_size", "datasets.train.batch_size_per_gpu", "datasets.train.gt_size")
+POOL_SHAPE = ("datasets.train.queue_size", "datasets.train.gt_size")  # (the batch size: decided by the state)
 NOT_COMPARED = ("name", "path.resume_state", "path.experiments_root", "path.pretrain_network_g",
                 "path.pretrain_network_d")  # where the run is, and weights that the saved state replaces
 
