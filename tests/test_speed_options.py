@@ -46,7 +46,8 @@ def _steps(options_file: Path, name: str, *overrides: str) -> tuple[list[dict[st
     trainer = Trainer(load_options(options_file, [f"name={name}", "train.net_d_init_iters=0", *GAN, *EAGER,
                                                   *overrides]))
     batches = trainer.training_batches()
-    losses = [{key: value.item() for key, value in trainer.run_iteration(batches).items()} for _ in range(STEPS)]
+    losses = [{key: value.item() for key, value in trainer.run_iteration(batches)[0].losses.items()}
+              for _ in range(STEPS)]
     weights = {key: value.detach().float().clone()
                for key, value in trainer.accelerator.unwrap_model(trainer.net_g).state_dict().items()}
     return losses, weights

@@ -54,7 +54,12 @@ GAN = ("network_d={type: UNetDiscriminatorSN, num_in_ch: 3, num_feat: 8, skip_co
        "train.gan_opt={type: GANLoss, gan_type: vanilla, loss_weight: 0.1}", "train.net_d_init_iters=2")
 
 
-@pytest.mark.parametrize("extra", [(), POOL_AND_NEGATIVE, GAN], ids=["plain", "pool_and_negative_loss", "gan"])
+WARMUP_AND_CLIPPING = ("train.warmup_iter=6", "train.grad_clip=true", "train.grad_clip_max_norm=0.05",
+                       "train.scheduler={type: MultiStepLR, milestones: [5]}")
+
+
+@pytest.mark.parametrize("extra", [(), POOL_AND_NEGATIVE, GAN, WARMUP_AND_CLIPPING],
+                         ids=["plain", "pool_and_negative_loss", "gan", "warmup_and_clipping"])
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path: Path, options_file: Path, extra):
     straight = _train(options_file, "name=straight", "train.total_iter=8", *extra)
     _train(options_file, "name=resumed", "train.total_iter=4", *extra)
@@ -251,7 +256,7 @@ def test_the_discriminator_sees_the_chosen_gt_as_real_and_sr_as_fake(options_fil
     real_synthesize = trainer.synthesize
     trainer.synthesize = lambda batch: synthesized.append(real_synthesize(batch)) or synthesized[-1]
     trainer.progress.iteration = 5  # past net_d_init_iters: G's loss has the adversarial term too
-    losses = trainer.train_step(next(iter(trainer.loader)))
+    losses = trainer.train_step(next(iter(trainer.loader))).losses
     data = synthesized[0]
     assert data["gt_index"].tolist() == [3, 3]
     assert not torch.equal(data["gt"], data["original"])

@@ -39,7 +39,6 @@ IGNORED_IN_DATASETS = {
     "meta_info": None,
 }
 IGNORED_ELSEWHERE = {
-    "train.warmup_iter": {-1, 0},  # no warm-up
     "logger.wandb": None,
     "val.pbar": None,
     "val.suffix": None,

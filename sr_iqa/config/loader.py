@@ -203,6 +203,12 @@ def _check_values(options: Options, source: str) -> None:
         problems.append(f"{source}: 'sampler.exclude_labels' holds {unknown_labels}; labels are Positive, "
                            "Similar and Negative")
     problems += _negative_weight_problems(options.train, source)
+    if options.train.warmup_iter < -1:
+        problems.append(f"{source}: 'train.warmup_iter' must be -1 (no warm-up) or at least 0, got "
+                        f"{options.train.warmup_iter}")
+    if options.train.grad_clip_max_norm <= 0:
+        problems.append(f"{source}: 'train.grad_clip_max_norm' must be positive, got "
+                        f"{options.train.grad_clip_max_norm}")
     if not 0 <= options.train.ema_decay < 1:
         problems.append(f"{source}: 'train.ema_decay' must be in [0, 1), got {options.train.ema_decay}")
     problems += _stage2_problems(options, source) + _speed_problems(options, source)

@@ -108,8 +108,11 @@ class TrainOptions:
     neg_opt: dict[str, Any] | None = None  # HGGT's negative-GT loss: {type: NegativeGTLoss, loss_weight, ...}
     gan_opt: dict[str, Any] | None = None  # basicsr's GANLoss: {type: GANLoss, gan_type, loss_weight, ...}
     optim_d: dict[str, Any] | None = None  # the discriminator's optimizer (with gan_opt)
-    net_d_iters: int = 1  # the generator gets the adversarial term every net_d_iters iterations
+    net_d_iters: int = 1  # with a discriminator, the generator steps every net_d_iters iterations (BasicSR)
     net_d_init_iters: int = 0  # ... and only after this many (the discriminator warms up alone)
+    warmup_iter: int = -1  # BasicSR's linear lr warm-up: iteration i < warmup_iter uses initial lr * i / warmup_iter
+    grad_clip: bool = False  # traiNNer-redux's: clip G's and D's gradients to grad_clip_max_norm (global L2 norm)
+    grad_clip_max_norm: float = 100.0
     ema_decay: float = 0.999  # 0 turns EMA off
     mixed_precision: MixedPrecision = MixedPrecision.auto
     gradient_accumulation_steps: int = 1

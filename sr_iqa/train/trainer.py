@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import signal
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
@@ -64,10 +64,13 @@ from sr_iqa.sampling.build import build_chooser
 from sr_iqa.sampling.online_amo import OnlineAmo
 from sr_iqa.sampling.statistics import SamplingStatistics
 from sr_iqa.tensor_files import save_weights
-from sr_iqa.train import checkpoints, resume_check, speed
+from sr_iqa.train import checkpoints, resume_check, speed, training_log
 from sr_iqa.train.experiment import ExperimentFolders
 from sr_iqa.train.pair_pool import TrainingPairPool
 from sr_iqa.train.stage1_reference import Stage1Reference
+from sr_iqa.train.step import StepOutput, TrainingStep
+from sr_iqa.train.training_log import IntervalMeans
+from sr_iqa.train.warmup import LinearWarmup, with_warmup
 
 log = logging.getLogger("sr_iqa.train")
 
@@ -198,7 +201,8 @@ class Trainer:
 
     def _setup_model(self, net_g: torch.nn.Module) -> None:
         """Sets net_g, optimizer, scheduler (prepared by Accelerate), the GAN parts (net_d, optimizer_d,
-        scheduler_d, gan_loss), pixel_loss, negative_loss, pair_pool, ema; compiles in place when asked."""
+        scheduler_d, gan_loss), step (the micro-batch's losses and steps), pair_pool, ema; compiles in place when
+        asked. The schedulers carry the warm-up (train.warmup_iter)."""
         options = self.options
         if self.pretrained_g is not None:  # logged here, once the run's log file exists
             log.info("generator weights from %s", self.pretrained_g)
@@ -223,8 +227,18 @@ class Trainer:
             scheduler_d = build_scheduler(options.train.scheduler, optimizer_d)
             self.net_d, self.optimizer_d, self.scheduler_d = self.accelerator.prepare(net_d, optimizer_d, scheduler_d)
             self.gan_loss = build_gan_loss(options.train.gan_opt).to(self.device)
-        self.pixel_loss = build_pixel_loss(options.train.pixel_opt).to(self.device)
-        self.negative_loss = build_negative_loss(options.train.neg_opt) if options.train.neg_opt else None
+        # BasicSR's warm-up in front of each scheduler (the prepared ones are what save_state saves).
+        self.scheduler = with_warmup(self.scheduler, self.optimizer, options.train.warmup_iter)
+        if self.scheduler_d is not None:
+            self.scheduler_d = with_warmup(self.scheduler_d, self.optimizer_d, options.train.warmup_iter)
+        self.step = TrainingStep(
+            self.accelerator, self.net_g, self.optimizer, build_pixel_loss(options.train.pixel_opt).to(self.device),
+            perceptual_loss=self.perceptual_loss, iqa_objective=self.iqa_objective,
+            iqa_metric=options.train.iqa_opt.metric if options.train.iqa_opt else None,
+            negative_loss=build_negative_loss(options.train.neg_opt) if options.train.neg_opt else None,
+            net_d=self.net_d, optimizer_d=self.optimizer_d, gan_loss=self.gan_loss,
+            net_d_iters=options.train.net_d_iters, net_d_init_iters=options.train.net_d_init_iters,
+            clip_max_norm=options.train.grad_clip_max_norm if options.train.grad_clip else None)
 
         self.pair_pool = None  # per rank: saved by every rank itself, tensors only
         if options.datasets.train.queue_size:
@@ -256,6 +270,9 @@ class Trainer:
         if resume_from is None:
             return
         self._load_state(resume_from)
+        for scheduler in (self.scheduler, self.scheduler_d):
+            if isinstance(scheduler, LinearWarmup):
+                scheduler.start_at(self.progress.iteration)
         if self.pair_pool is not None and not self.pair_pool.load(resume_from, self.accelerator.process_index):
             log.warning("%s holds no pair pool for process %d (saved by fewer processes?); its pool starts "
                         "empty", resume_from, self.accelerator.process_index, extra={"all_ranks": True})
@@ -407,52 +424,11 @@ class Trainer:
                          for name, value in on_device.items()}
         return on_device
 
-    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """One micro-batch: synthesise LR on the device, G step, then (with a GAN) D step; detached losses."""
+    def train_step(self, batch: dict[str, torch.Tensor]) -> StepOutput:
+        """One micro-batch: synthesise LR on the device, then the networks' steps (train/step.py)."""
         data = self.synthesize(batch)
         self.sampling_statistics.update(data)
-        models = (self.net_g,) if self.net_d is None else (self.net_g, self.net_d)
-        with self.accelerator.accumulate(*models):
-            sr = self.net_g(data["lq"])
-            terms = {"l_g_pix": self.pixel_loss(sr, data["gt"])}  # BasicSR's names for each term
-            if self.perceptual_loss is not None:  # the chosen GT is the target, as for L1
-                terms["l_g_percep"] = self.perceptual_loss(sr, data["gt"])
-            if self.negative_loss is not None:
-                terms["l_g_neg"] = self.negative_loss(sr, data["original"], data["reference"], data["negative"],
-                                                      data["reference_votes"], data["negative_votes"],
-                                                      data["has_positive"], data["has_negative"])
-            iteration = self.progress.iteration + 1
-            if self.net_d is not None and iteration % self.options.train.net_d_iters == 0 \
-                    and iteration > self.options.train.net_d_init_iters:
-                terms["l_g_gan"] = self.gan_loss(self._frozen_discriminator(sr), True, is_disc=False)
-            q = None
-            if self.iqa_objective is not None:
-                terms["l_g_iqa"], q = self.iqa_objective(sr)
-            loss_g = sum(terms.values())
-            self.accelerator.backward(loss_g)
-            self.optimizer.step()
-            self.optimizer.zero_grad(set_to_none=True)
-            losses = {"l_g": loss_g.detach()} | {name: term.detach() for name, term in terms.items()}
-            if q is not None:
-                losses[f"q_{self.options.train.iqa_opt.metric}"] = q
-            if self.net_d is not None:  # the chosen GT is the real sample
-                loss_real = self.gan_loss(self.net_d(data["gt"]), True, is_disc=True)
-                loss_fake = self.gan_loss(self.net_d(sr.detach()), False, is_disc=True)
-                loss_d = loss_real + loss_fake
-                self.accelerator.backward(loss_d)
-                self.optimizer_d.step()
-                self.optimizer_d.zero_grad(set_to_none=True)
-                losses |= {"l_d": loss_d.detach(), "l_d_real": loss_real.detach(), "l_d_fake": loss_fake.detach()}
-        return losses
-
-    def _frozen_discriminator(self, sr: torch.Tensor) -> torch.Tensor:
-        """D's verdict on SR for the generator's loss: the unwrapped module (no DDP reduction), parameters frozen."""
-        net_d = self.accelerator.unwrap_model(self.net_d)
-        net_d.requires_grad_(False)
-        try:
-            return net_d(sr)
-        finally:
-            net_d.requires_grad_(True)
+        return self.step(data, self.progress.iteration + 1)
 
     def train(self) -> ExperimentFolders:
         """Run until ``train.total_iter``; Ctrl-C saves a checkpoint first. Returns the run folders."""
@@ -475,20 +451,17 @@ class Trainer:
 
     def _run_iterations(self, bar: tqdm) -> None:
         options = self.options
-        total, accumulation = options.train.total_iter, options.train.gradient_accumulation_steps
+        total = options.train.total_iter
         batches = self.training_batches()
-        loss_sums: dict[str, torch.Tensor] = {}  # summed on the device: no sync per step
-        micro_steps, started = 0, time.perf_counter()
+        means = IntervalMeans()
+        started = time.perf_counter()
         while self.progress.iteration < total:
-            for name, value in self.run_iteration(batches).items():
-                loss_sums[name] = loss_sums.get(name, 0) + value
-            micro_steps += accumulation
+            for output in self.run_iteration(batches):
+                means.add(output)
             iteration = self.progress.iteration
             bar.update(1)
             if iteration % options.logger.print_freq == 0 or iteration == total:
-                self._log_training({name: value / micro_steps for name, value in loss_sums.items()}, bar, started)
-                loss_sums.clear()
-                micro_steps = 0
+                self._log_training(means, bar, started)
             if options.val.val_freq and iteration % options.val.val_freq == 0 and iteration != total:
                 self.validate()
             saved = iteration % options.logger.save_checkpoint_freq == 0 or iteration == total
@@ -508,20 +481,19 @@ class Trainer:
             return DevicePrefetcher(batches, self.device)
         return batches
 
-    def run_iteration(self, batches: Iterator[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-        """One optimizer step: its micro-batches, the schedulers, the EMA and the counter; the summed losses.
+    def run_iteration(self, batches: Iterator[dict[str, torch.Tensor]]) -> list[StepOutput]:
+        """One optimizer step: its micro-batches (their outputs returned), the schedulers, the EMA and the counter.
         Everything the loop does per iteration except logging, validation and checkpoints."""
-        sums: dict[str, torch.Tensor] = {}
-        for _ in range(self.options.train.gradient_accumulation_steps):
-            for name, value in self.train_step(next(batches)).items():
-                sums[name] = sums[name] + value if name in sums else value
-        self.scheduler.step()
+        outputs = [self.train_step(next(batches)) for _ in range(self.options.train.gradient_accumulation_steps)]
+        with warnings.catch_warnings():  # while D warms up alone, G's scheduler steps (BasicSR's) and G's optimizer not
+            warnings.filterwarnings("ignore", r"Detected call of `lr_scheduler\.step\(\)`", UserWarning)
+            self.scheduler.step()
         if self.scheduler_d is not None:
             self.scheduler_d.step()
         if self.ema is not None:
             self.ema.update_parameters(self.accelerator.unwrap_model(self.net_g))
         self.progress.iteration += 1
-        return sums
+        return outputs
 
     def _stop_requested(self, iteration: int) -> bool:
         """Every rank must agree to stop at the same iteration, or the final save would deadlock: Accelerate's
@@ -534,25 +506,23 @@ class Trainer:
             return False
         return self.accelerator.check_trigger()
 
-    def _log_training(self, mean_losses: dict[str, torch.Tensor], bar: tqdm, started: float) -> None:
-        losses = {name: self.accelerator.reduce(value, reduction="mean").item() for name, value in mean_losses.items()}
-        diverged = [name for name, value in losses.items() if not math.isfinite(value)]
-        if diverged:  # the same reduced values on every rank: all stop together
-            raise self._diverged(f"loss {', '.join(f'{name} {losses[name]}' for name in diverged)}")
-        lr = self.optimizer.param_groups[0]["lr"]
-        iteration = self.progress.iteration
-        bar.set_postfix(**{name: f"{value:.4f}" for name, value in losses.items()}, lr=f"{lr:.2e}")
-        sampling, sampling_scalars = self.sampling_statistics.report(self.accelerator)
-        if self.iqa_objective is not None and self.iqa_objective.skipped:
-            log.warning("%d SR crops since the last report could not be scored by %s (flat crops have no finite "
-                        "features) and were left out of the IQA term", self.iqa_objective.skipped,
-                        self.options.train.iqa_opt.metric, extra={"all_ranks": True})
+    def _log_training(self, means: IntervalMeans, bar: tqdm, started: float) -> None:
+        losses, monitors = means.reduce(self.accelerator)
+        diverged = training_log.non_finite_losses(losses)
+        if diverged:
+            raise self._diverged(f"loss {diverged}")
+        sampling, scalars = self.sampling_statistics.report(self.accelerator)
+        if self.iqa_objective is not None:  # crops Q could not score: left out of the Q term, counted here
+            unscored = int(self.accelerator.reduce(torch.tensor(self.iqa_objective.skipped, device=self.device),
+                                                   reduction="sum"))
             self.iqa_objective.skipped = 0
-        log.info("iter %d/%d  lr %.3e  %s  %.1f s  %s", iteration, self.options.train.total_iter, lr,
-                 "  ".join(f"{name} {value:.4f}" for name, value in losses.items()), time.perf_counter() - started,
-                 sampling)
-        self.accelerator.log({**{f"train/{name}": value for name, value in losses.items()}, "train/lr": lr,
-                              **sampling_scalars}, step=iteration)
+            scalars["train/q_unscored"] = unscored
+            if unscored:
+                log.warning("%d SR crops since the last report could not be scored by %s (flat crops have no "
+                            "finite features) and were left out of the IQA term", unscored,
+                            self.options.train.iqa_opt.metric)
+        training_log.report(self.accelerator, self.progress.iteration, self.options.train.total_iter,
+                            self.optimizer.param_groups[0]["lr"], losses, monitors, scalars, sampling, bar, started)
 
     # ----- validate and save -------------------------------------------------------------------
 
