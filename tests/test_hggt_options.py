@@ -21,7 +21,7 @@ from sr_iqa.errors import OptionsError
 from sr_iqa.models.generators import build_generator
 
 IGNORED = ("model_type", "num_gpu", "pre_pad", "tile_size", "tile_pad", "tile_process", "dist_params",
-           "logger.wandb", "datasets.train.dataset_enlarge_ratio", "datasets.train.prefetch_mode",
+           "datasets.train.dataset_enlarge_ratio", "datasets.train.prefetch_mode",
            "datasets.val.io_backend")
 
 
@@ -68,6 +68,7 @@ def test_hggts_option_files_load_with_their_meaning(release: Path, tmp_path: Pat
     assert options.val.metrics == ["hggt_psnr", "hggt_ssim"] and options.val.val_freq == 50000
     assert options.datasets.val.type.value == "hggt"
     assert options.train.neg_opt == (None if variant == "Pos" else {"type": "NegativeGTLoss", "loss_weight": 300.0})
+    assert options.train.warmup_iter == -1 and options.logger.wandb.project is None  # BasicSR's keys, honoured
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     ignored_line = next(line for line in warnings if "ignored, no meaning in sr_iqa" in line)
     assert all(key in ignored_line for key in IGNORED)

@@ -39,7 +39,6 @@ IGNORED_IN_DATASETS = {
     "meta_info": None,
 }
 IGNORED_ELSEWHERE = {
-    "logger.wandb": None,
     "val.pbar": None,
     "val.suffix": None,
     "path.strict_load_d": {True},
@@ -202,6 +201,31 @@ def _validation_metrics(config: DictConfig, result: Translation) -> None:
     result.mapped.append(f"val.metrics (BasicSR's {', '.join(str(k) for k in metrics)}) -> {names}")
 
 
+def _extra_validation_sets(config: DictConfig, result: Translation) -> None:
+    """BasicSR validates every ``datasets.val*`` block (``val``, ``val_2``, ``val_set14``, ...); sr_iqa keeps
+    ``datasets.val`` (stage 2's yardstick) and the others in ``datasets.extra_val`` under their keys. Without a
+    ``val``, the first of them becomes it."""
+    datasets = OmegaConf.select(config, "datasets")
+    if not isinstance(datasets, DictConfig):
+        return
+    keys = [key for key in datasets if str(key).startswith("val") and key != "val"]
+    if not keys:
+        return
+    if "val" not in datasets:
+        datasets.val = datasets.pop(keys[0])
+        result.mapped.append(f"datasets.{keys[0]} -> datasets.val")
+        keys = keys[1:]
+    extra = _plain(datasets.get("extra_val")) or {}
+    for key in keys:
+        if key in extra:
+            result.problems.append(f"'datasets.{key}' and 'datasets.extra_val.{key}' are both given; keep one")
+            continue
+        extra[key] = _plain(datasets.pop(key))
+    if keys:
+        datasets.extra_val = extra
+        result.mapped.append(f"datasets.{', datasets.'.join(keys)} -> datasets.extra_val (validated too)")
+
+
 def translate(config: DictConfig) -> Translation:
     """Rewrite BasicSR/HGGT keys in place of a copy; see the module docstring."""
     result = Translation(OmegaConf.create(OmegaConf.to_container(config)))
@@ -229,6 +253,7 @@ def translate(config: DictConfig) -> Translation:
                 train = config.datasets.train
             _move(config, key, train, key, key, f"datasets.train.{key}", result)
     _degradation_keys(config, result)
+    _extra_validation_sets(config, result)
     _dataset_types(config, result)
     _negative_loss(config, result)
     _validation_metrics(config, result)

@@ -60,6 +60,15 @@ def check_keys(node: Any, schema: type, prefix: str, source: str) -> list[str]:
                 problems.append(f"{source}: '{dotted}' expects a block of keys, got {value!r}")
                 continue
             problems += check_keys(value, annotation, f"{dotted}.", source)
+        elif typing.get_origin(annotation) is dict and dataclasses.is_dataclass(typing.get_args(annotation)[1]):
+            if value is not None and not isinstance(value, DictConfig):
+                problems.append(f"{source}: '{dotted}' expects blocks by name, got {value!r}")
+                continue
+            for name in value or {}:  # datasets.extra_val: named blocks, written datasets.<name> (BasicSR's val_2)
+                if not isinstance(value[name], DictConfig):
+                    problems.append(f"{source}: '{prefix}{name}' expects a block of keys, got {value[name]!r}")
+                    continue
+                problems += check_keys(value[name], typing.get_args(annotation)[1], f"{prefix}{name}.", source)
         elif annotation is int and isinstance(value, float) and value.is_integer():
             node[key] = int(value)
     return problems
@@ -147,6 +156,7 @@ def _check_values(options: Options, source: str) -> None:
         "logger.save_checkpoint_freq": options.logger.save_checkpoint_freq,
         "logger.keep_checkpoints": options.logger.keep_checkpoints,
         "train.net_d_iters": options.train.net_d_iters,
+        "train.process_group_timeout": options.train.process_group_timeout,
     }
     for key, value in positive.items():
         if value < 1:
@@ -168,7 +178,9 @@ def _check_values(options: Options, source: str) -> None:
     if options.datasets.train.gt_size % options.scale:
         problems.append(f"{source}: 'datasets.train.gt_size' ({options.datasets.train.gt_size}) "
                            f"must be a multiple of 'scale' ({options.scale})")
-    for split, source_options in (("train", options.datasets.train), ("val", options.datasets.val)):
+    splits = [("train", options.datasets.train), ("val", options.datasets.val),
+              *options.datasets.extra_val.items()]
+    for split, source_options in splits:
         if source_options is None:
             continue
         for key in ("dataroot_gt", "dataroot_label", "dataroot_lq"):
@@ -377,6 +389,9 @@ def read_inference_options(path: str | Path, overrides: Sequence[str] = ()) -> I
     datasets = config.get("datasets") or {}
     test_sets = [_typed_block(datasets[key], ValDatasetOptions, f"datasets.{key}", str(path), problems)
                  for key in datasets if key == "val" or str(key).startswith("test")]
+    extra_val = datasets.get("extra_val") or {}  # BasicSR's val_2, ... : test sets too
+    test_sets += [_typed_block(extra_val[key], ValDatasetOptions, f"datasets.extra_val.{key}", str(path), problems)
+                  for key in extra_val]
     iqa = _typed_block(config.get("iqa"), IqaOptions, "iqa", str(path), problems)
     raise_option_problems(problems)
     _report_translation(str(path), translation.mapped, translation.ignored)

@@ -69,6 +69,9 @@ class ValDatasetOptions(DataSourceOptions):
 class DatasetsOptions:
     train: TrainDatasetOptions = field(default_factory=TrainDatasetOptions)
     val: ValDatasetOptions | None = None
+    # More validation sets, by name (BasicSR's datasets.val_2, val_set14, ... land here): each validated and
+    # logged under its name; stage 2's gaming measures use datasets.val.
+    extra_val: dict[str, ValDatasetOptions] = field(default_factory=dict)
 
 
 @dataclass
@@ -123,6 +126,10 @@ class TrainOptions:
     tf32: bool = True  # GPU: TF32 matmuls and convolutions for what stays fp32
     cudnn_benchmark: bool = True  # GPU: let cuDNN pick the fastest convolution for the fixed crop size
     iqa_opt: IqaObjectiveOptions | None = None  # stage 2: add -loss_weight * Q(SR)
+    # Seconds a process waits at a collective before the run ends (NCCL's watchdog). Nothing sr_iqa does between
+    # collectives approaches it: validation is split across processes (a wait is at most one image's work) and
+    # only checkpoint writes are the main process's alone.
+    process_group_timeout: int = 1800
 
 
 @dataclass
@@ -131,6 +138,7 @@ class ValOptions:
     metrics: list[str] = field(default_factory=lambda: ["psnr", "ssim"])  # pyiqa metric names
     monitor_metrics: list[str] = field(default_factory=list)  # held-out NR metrics for the gaming gap (stage 2)
     save_img: bool = True
+    tracker_images: int = 3  # LR | SR | GT crops of the first images of datasets.val sent to the trackers
 
 
 class SamplerType(str, Enum):
@@ -182,11 +190,20 @@ class IqaOptions:
 
 
 @dataclass
+class WandbOptions:
+    """BasicSR's keys: W&B logs when ``project`` is set."""
+
+    project: str | None = None
+    resume_id: str | None = None  # continue this W&B run (default: the run folder's own, on resume)
+
+
+@dataclass
 class LoggerOptions:
     print_freq: int = 100
     save_checkpoint_freq: int = 5000
     keep_checkpoints: int = 3  # how many checkpoints (weights and training states) to keep
     use_tb_logger: bool = True
+    wandb: WandbOptions | None = None
 
 
 def _default_degradation() -> dict[str, Any]:

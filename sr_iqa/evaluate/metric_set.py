@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.utils import gather_object
 
 from sr_iqa.data.datasets import EvalGroup
 from sr_iqa.errors import MetricUnavailableError
@@ -79,14 +81,29 @@ def bicubic_upscaler(scale: int) -> Upscaler:
     return lambda lq: F.interpolate(lq, scale_factor=scale, mode="bicubic", align_corners=False).clamp(0, 1)
 
 
+def gathered(accelerator: Accelerator | None, items: list) -> list:
+    """Every process's ``items``, concatenated in rank order (each its own list with one process)."""
+    return gather_object(items) if accelerator is not None and accelerator.num_processes > 1 else items
+
+
 @torch.no_grad()
-def evaluate_upscaler(upscale: Upscaler, pairs: Iterable[EvalGroup], metric_set: MetricSet,
-                      device: torch.device) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
-    """Mean scores of ``upscale(LR)`` against each original, and the SR images by name."""
+def evaluate_upscaler(upscale: Upscaler, pairs: Sequence[EvalGroup], metric_set: MetricSet, device: torch.device,
+                      accelerator: Accelerator | None = None) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+    """Mean scores of ``upscale(LR)`` against each original, and the SR images by name. With ``accelerator``, each
+    process scores its contiguous share and the per-image rows are gathered in order, so every process gets the
+    means one process would compute (same rows, same order); the images are this process's share."""
     rows, outputs = [], {}
-    for pair in pairs:
+    positions = list(range(len(pairs)))
+    share = positions if accelerator is None else _share(accelerator, positions)
+    for position in share:
+        pair = pairs[position]
         sr = upscale(pair.lq[None].to(device))[0].clamp(0, 1)
         sr = sr[:, : pair.gt.shape[-2], : pair.gt.shape[-1]]
         outputs[pair.name] = sr.cpu()
         rows.append(metric_set.score(sr, pair.gt, pair.name))
-    return nan_aware_means(rows)[0], outputs  # NaN images left out (validation logs them as they happen)
+    return nan_aware_means(gathered(accelerator, rows))[0], outputs  # NaN images left out (logged as they happen)
+
+
+def _share(accelerator: Accelerator, positions: list[int]) -> list[int]:
+    with accelerator.split_between_processes(positions) as mine:
+        return list(mine)

@@ -10,10 +10,11 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
+from accelerate import Accelerator
 
 from sr_iqa.data.datasets import EvalGroupDataset
 from sr_iqa.evaluate.gaming import gaming_report, is_gaming, structured_noise_score
-from sr_iqa.evaluate.metric_set import MetricSet, Upscaler, evaluate_upscaler
+from sr_iqa.evaluate.metric_set import MetricSet, Upscaler, evaluate_upscaler, gathered
 
 log = logging.getLogger("sr_iqa.train")
 
@@ -22,8 +23,10 @@ class Stage1Reference:
     """Computed on first use (one validation pass of the stage-1 generator), then kept in memory."""
 
     def __init__(self, make_upscaler: Callable[[], Upscaler], val_set: EvalGroupDataset, metric_set: MetricSet,
-                 device: torch.device) -> None:
+                 device: torch.device, accelerator: Accelerator | None = None) -> None:
+        """With ``accelerator``, each process computes its share (the same share as the validation's)."""
         self._make_upscaler = make_upscaler
+        self._accelerator = accelerator
         self._val_set = val_set
         self._metric_set = metric_set
         self._device = device
@@ -39,17 +42,19 @@ class Stage1Reference:
     def _compute(self) -> None:
         if self._results is None:
             self._results, self._outputs = evaluate_upscaler(self._make_upscaler(), self._val_set, self._metric_set,
-                                                             self._device)
+                                                             self._device, self._accelerator)
             log.info("stage-1 reference: %s", "  ".join(f"{n} {v:.4f}" for n, v in self._results.items()))
 
     def measures(self, results: Mapping[str, float], outputs: Mapping[str, torch.Tensor], optimised: str,
                  monitors: Sequence[str]) -> dict[str, float]:
-        """Changes against stage 1 (percent, positive = better), the gaming gap and the structured-noise score;
+        """Changes against stage 1 (percent, positive = better), the gaming gap and the structured-noise score
+        (``outputs``: this process's share of the SR images, as ``evaluate_upscaler`` returns them);
         logs a warning when the optimised metric rises while the held-out metrics fall."""
         self._compute()
         lower_better = {name: self._metric_set.lower_better(name) for name in (optimised, *monitors)}
         report = gaming_report(results, self._results, optimised, monitors, lower_better)
-        scores = [structured_noise_score(outputs[name] - self._outputs[name]) for name in outputs]
+        scores = gathered(self._accelerator, [structured_noise_score(outputs[name] - self._outputs[name])
+                                              for name in outputs])  # this process's share, then all in order
         report["structured_noise"] = sum(scores) / len(scores)
         if is_gaming(report, optimised):
             log.warning("the optimised %s improved by %.2f%% while the held-out metrics (%s) changed by %.2f%%: "

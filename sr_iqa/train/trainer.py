@@ -8,18 +8,19 @@ resumed run continues at the exact sample without re-iterating the skipped batch
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import time
 import warnings
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from types import FrameType
 
 import torch
+import yaml
 from accelerate import Accelerator
-from accelerate.utils import ProjectConfiguration, set_seed
+from accelerate.utils import InitProcessGroupKwargs, ProjectConfiguration, set_seed
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -32,17 +33,16 @@ from sr_iqa.config import Options, options_to_yaml
 from sr_iqa.config.call_options import build_from_block
 from sr_iqa.config.schema import MixedPrecision
 from sr_iqa.data.check import summarize
-from sr_iqa.data.datasets import EvalGroupDataset, GTChooser, MultiGTCropDataset
+from sr_iqa.data.datasets import GTChooser, MultiGTCropDataset
 from sr_iqa.data.degradations import DEGRADATION_TYPES
 from sr_iqa.data.device_prefetch import DevicePrefetcher
 from sr_iqa.data.groups import GroupIndex
-from sr_iqa.data.image_io import write_rgb
 from sr_iqa.data.packed_store import PackedStore
 from sr_iqa.data.sources import group_index
 from sr_iqa.data.training_order import TrainingSampleOrder
 from sr_iqa.data.validation import raise_problems
 from sr_iqa.errors import NonFiniteError, OptionsError, RunFolderError
-from sr_iqa.evaluate.metric_set import MetricSet, Upscaler, evaluate_upscaler
+from sr_iqa.evaluate.metric_set import MetricSet, Upscaler
 from sr_iqa.iqa.metrics import FrozenMetricLoss
 from sr_iqa.iqa.weights import weights_folder
 from sr_iqa.log_buffer import replay_startup_log
@@ -64,12 +64,13 @@ from sr_iqa.sampling.build import build_chooser
 from sr_iqa.sampling.online_amo import OnlineAmo
 from sr_iqa.sampling.statistics import SamplingStatistics
 from sr_iqa.tensor_files import save_weights
-from sr_iqa.train import checkpoints, resume_check, speed, training_log
+from sr_iqa.train import checkpoints, resume_check, speed, trackers, training_log
 from sr_iqa.train.experiment import ExperimentFolders
 from sr_iqa.train.pair_pool import TrainingPairPool
 from sr_iqa.train.stage1_reference import Stage1Reference
 from sr_iqa.train.step import StepOutput, TrainingStep
 from sr_iqa.train.training_log import IntervalMeans
+from sr_iqa.train.validation import Validation, validation_sets
 from sr_iqa.train.warmup import LinearWarmup, with_warmup
 
 log = logging.getLogger("sr_iqa.train")
@@ -114,8 +115,8 @@ class Trainer:
         self.source = source
         self.folders = ExperimentFolders(Path(options.path.experiments_root) / options.name)
         self.log_file = None
-        self._setup_accelerator()
         resume_from = self._setup_resume()
+        self._setup_accelerator(resuming=resume_from is not None)
         self._setup_data()
         self._setup_metrics_and_objectives()
         net_g = self._setup_generator()
@@ -127,13 +128,15 @@ class Trainer:
 
     # ----- set-up, in the order __init__ runs it ----------------------------------------------------
 
-    def _setup_accelerator(self) -> None:
-        """Sets precision, accelerator, device, progress: backend flags, the resolved precision, Accelerate."""
+    def _setup_accelerator(self, resuming: bool) -> None:
+        """Sets precision, accelerator (its trackers not started), device, progress, wandb_run_id: backend flags,
+        the resolved precision, Accelerate with the process-group timeout."""
         options = self.options
         use_cpu = not torch.cuda.is_available()
         if use_cpu and options.train.mixed_precision is MixedPrecision.fp16:
             raise OptionsError(f"{self.source}: 'train.mixed_precision' is fp16, which needs a GPU; "
                                "use bf16 or no on the CPU")
+        self.wandb_run_id = trackers.wandb_run_id(options.logger, self.folders.logs, resuming)
         speed.set_backend_flags(options.train)
         self.precision = speed.resolved_precision(options.train.mixed_precision,
                                                   torch.device("cpu" if use_cpu else "cuda"))
@@ -142,9 +145,10 @@ class Trainer:
             mixed_precision=self.precision,
             gradient_accumulation_steps=options.train.gradient_accumulation_steps,
             step_scheduler_with_optimizer=False,  # one scheduler step per iteration, as in BasicSR
-            log_with="tensorboard" if options.logger.use_tb_logger else None,
+            log_with=trackers.make_trackers(options, self.folders.logs, self.wandb_run_id) or None,
             project_config=ProjectConfiguration(project_dir=str(self.folders.root),
                                                 logging_dir=str(self.folders.logs)),
+            kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=options.train.process_group_timeout))],
         )
         self.device = self.accelerator.device
         self.progress = TrainingProgress()
@@ -157,12 +161,13 @@ class Trainer:
         return resume_from
 
     def _setup_data(self) -> None:
-        """Sets degradation, online_amo, train_set, val_set, has_validation."""
+        """Sets degradation, online_amo, train_set, validation_sets, val_set (the main one, or None)."""
         options = self.options
         self.degradation = build_from_block(options.degradation, DEGRADATION_TYPES)
         self.online_amo = OnlineAmo.from_options(options.sampler, options.iqa, self.device)  # None unless online
-        self.train_set, self.val_set = self._build_datasets()
-        self.has_validation = options.datasets.val is not None  # the val split itself is the main process's
+        self.train_set = self._build_training_set()
+        self.validation_sets = validation_sets(options, self.accelerator)  # every process validates its share
+        self.val_set = next((s.dataset for s in self.validation_sets if s.main), None)
 
     def _setup_metrics_and_objectives(self) -> None:
         """Sets metric_set, perceptual_loss, iqa_objective: built before anything is written, so that missing
@@ -170,7 +175,7 @@ class Trainer:
         options = self.options
         weights_dir = weights_folder(None, options.iqa)
         self.metric_set = None
-        if self.val_set is not None:
+        if self.validation_sets:
             self.metric_set = MetricSet(self._validation_metrics(), self.device, weights_dir,
                                         options.iqa.metric_options)
         self.perceptual_loss = None  # frozen, in eval, outside DDP: nothing to synchronise
@@ -297,13 +302,17 @@ class Trainer:
         )
 
     def _setup_statistics(self) -> None:
-        """Sets sampling_statistics and, in stage 2 with validation, stage1_reference (the gaming gap's yardstick)."""
+        """Sets sampling_statistics, validation and, in stage 2 with validation, its stage-1 yardstick."""
         self.sampling_statistics = SamplingStatistics(
             ["original"] + [f"{i:02d}" for i in range(1, self.train_set.max_gts)], self.device)
-        self.stage1_reference = None
-        if self.metric_set is not None and self.pretrained_g is not None and self.iqa_objective is not None:
-            self.stage1_reference = Stage1Reference(self._stage1_upscaler, self.val_set, self.metric_set,
-                                                    self.device)
+        self.validation = None
+        if self.validation_sets:
+            stage1_reference = None
+            if self.pretrained_g is not None and self.iqa_objective is not None and self.val_set is not None:
+                stage1_reference = Stage1Reference(self._stage1_upscaler, self.val_set, self.metric_set,
+                                                   self.device, self.accelerator)
+            self.validation = Validation(self.accelerator, self.validation_sets, self.metric_set, self.options,
+                                         self.folders, stage1_reference)
 
     def _load_state(self, folder: Path) -> None:
         """Accelerate's part of a training state (all read with ``weights_only``), then sr_iqa's own."""
@@ -352,24 +361,18 @@ class Trainer:
             raise OptionsError(f"path.resume_state: {problem}")
         return folder
 
-    def _build_datasets(self) -> tuple[MultiGTCropDataset, EvalGroupDataset | None]:
-        """Index and validate both splits before any work; bad data stops the run here. The main process does it
-        once and hands the index and the sampler (score grids included) to the others; the validation split is
-        the main process's alone (it validates)."""
+    def _build_training_set(self) -> MultiGTCropDataset:
+        """Index and validate the training data before any work; bad data stops the run here. The main process does
+        it once and hands the index and the sampler (score grids included) to the others."""
         options = self.options
         train_options = options.datasets.train
         train_index, chooser = built_on_main(self.accelerator, self._indexed_training_data)
         images = PackedStore(Path(train_options.pack)) if train_options.pack is not None else None
-        train_set = MultiGTCropDataset(
+        return MultiGTCropDataset(
             train_index, train_options.gt_size, options.manual_seed, train_options.use_hflip, train_options.use_rot,
             choose_gt=chooser, with_negative=options.train.neg_opt is not None,
             with_candidates=self.online_amo is not None, sample_kernels=self.degradation.sample_kernels,
             images=images)
-        val_options = options.datasets.val
-        val_set = None
-        if val_options is not None and self.accelerator.is_main_process:
-            val_set = EvalGroupDataset(group_index(val_options, options.scale, with_lr=True), options.scale)
-        return train_set, val_set
 
     def _indexed_training_data(self) -> tuple[GroupIndex, GTChooser]:
         options = self.options
@@ -395,9 +398,13 @@ class Trainer:
             self.log_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
             replay_startup_log(logging.getLogger("sr_iqa"), self.log_file)  # the options and data summary too
             logging.getLogger("sr_iqa").addHandler(self.log_file)
+            log.info("options (resolved, as in %s):\n%s", self.folders.options_file, options_to_yaml(self.options))
+            if self.wandb_run_id is not None:
+                write_text_atomically(self.folders.logs / trackers.WANDB_RUN_ID_FILE, self.wandb_run_id + "\n")
         self.accelerator.wait_for_everyone()
-        if self.accelerator.is_main_process:
-            self.accelerator.init_trackers("tb")
+        if self.accelerator.is_main_process:  # the resolved options as hyper-parameters of every tracker
+            self.accelerator.init_trackers(self.options.name, config=trackers.hyperparameters(
+                yaml.safe_load(options_to_yaml(self.options))))
 
     def _validation_metrics(self) -> list[str]:
         """val.metrics, then the held-out monitors and stage 2's optimised metric, each once."""
@@ -530,51 +537,20 @@ class Trainer:
         """The network that is evaluated and exported: the EMA when there is one."""
         return self.ema.module if self.ema is not None else self.accelerator.unwrap_model(self.net_g)
 
-    def _upscaler(self, network: torch.nn.Module) -> Upscaler:
-        def upscale(lq: torch.Tensor) -> torch.Tensor:
-            with self.accelerator.autocast():  # the network only; metrics run in fp32
-                return network(lq).float()
-
-        return upscale
-
     def _stage1_upscaler(self) -> Upscaler:
         """A fresh copy of the pretrained generator, without adapters: what stage 2 started from."""
         with torch.random.fork_rng(devices=[]):  # its random init must not shift the training's CPU RNG
             network = build_generator(self.options.network_g, self.options.scale).to(self.device).eval()
         load_network_weights(network, self.pretrained_g, self.options.path.strict_load_g,
                              self.options.path.param_key_g)
-        return self._upscaler(network)
+        return self.validation.upscaler(network)
 
-    def validate(self) -> dict[str, float] | None:
-        """Score the eval network on the val set (main process), log and save the SR images. In stage 2 also
-        the changes against stage 1, the gaming gap and the structured-noise score."""
-        if not self.has_validation:
+    def validate(self) -> dict[str, dict[str, float]] | None:
+        """Every validation set on the eval network, each process its share (train/validation.py); the results
+        by set name, the same on every process. In stage 2 also the changes against stage 1 on the main set."""
+        if self.validation is None:
             return None
-        results = None
-        if self.accelerator.is_main_process:
-            network = self.eval_network()
-            was_training = network.training
-            network.eval()
-            results, outputs = evaluate_upscaler(self._upscaler(network), self.val_set, self.metric_set,
-                                                 self.device)
-            network.train(was_training)
-            if self.stage1_reference is not None:
-                results |= self.stage1_reference.measures(results, outputs, self.options.train.iqa_opt.metric,
-                                                          self.options.val.monitor_metrics)
-            iteration = self.progress.iteration
-            log.info("validation at iter %d: %s", iteration,
-                     "  ".join(f"{name} {value:.4f}" for name, value in results.items()))
-            self.accelerator.log({f"val/{name}": value for name, value in results.items()}, step=iteration)
-            record = {"iteration": iteration, "results": results}
-            if self.stage1_reference is not None:
-                record["stage1"] = self.stage1_reference.results
-            with self.folders.validation_log.open("a") as records:  # machine-readable, for tables and ablations
-                records.write(json.dumps(record) + "\n")
-            if self.options.val.save_img:
-                for name, image in outputs.items():
-                    write_rgb(self.folders.visualization / name / f"{name}_{iteration}.png", image)
-        self.accelerator.wait_for_everyone()
-        return results
+        return self.validation(self.eval_network(), self.progress.iteration)
 
     def _diverged(self, what: str) -> NonFiniteError:
         last = checkpoints.saved_iterations(self.folders.training_states)
