@@ -1,8 +1,11 @@
-"""A real 2-process Accelerate run on the CPU (gloo): both ranks train, only rank 0 writes files."""
+"""A real 2-process Accelerate run on the CPU (gloo): both ranks train and validate their shares; rank 0 writes the
+states, weights and logs, each rank the SR images of its share."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -21,6 +24,9 @@ from conftest import (
     write_options,
 )
 from safetensors.torch import load_file
+
+from sr_iqa.checked_options import load_options
+from sr_iqa.train.trainer import Trainer
 
 
 def _launch(options_file: Path | None, port: int, *command: str) -> subprocess.CompletedProcess:
@@ -44,7 +50,9 @@ def two_node_run(tmp_path_factory: pytest.TempPathFactory, demo_set) -> tuple[Pa
     folder, each node's output)."""
     tmp_path = tmp_path_factory.mktemp("ddp")
     options = tiny_options(demo_set, tmp_path / "experiments")
-    options["val"]["val_freq"] = 12
+    options["val"] |= {"val_freq": 12, "save_img": True}
+    # A second set (BasicSR's key): each rank validates its share of both; the test images twice, named apart.
+    options["datasets"]["val_2"] = options["datasets"]["val"] | {"name": "again"}
     # With a GAN: the discriminator is DDP-wrapped too, and the generator's adversarial term must not trip it.
     options["network_d"] = {"type": "UNetDiscriminatorSN", "num_in_ch": 3, "num_feat": 8}
     options["train"] |= {"total_iter": ITERATIONS, "optim_d": {"type": "Adam", "lr": 1e-3},
@@ -84,6 +92,28 @@ def test_two_nodes_train_and_only_rank_zero_writes(two_node_run):
     weights = load_file(str(run / "models" / "net_g_24.safetensors"))
     initial = load_file(str(run / "models" / "net_g_20.safetensors"))
     assert not torch.equal(weights["conv_first.weight"], initial["conv_first.weight"])
+
+
+def test_two_nodes_validate_as_one_process_would(two_node_run, tmp_path: Path):
+    """Each rank validated its share of each set; the gathered results equal one process validating the same
+    weights (the EMA at the last iteration), and every SR image was written, by the rank that made it."""
+    options_file, run, nodes = two_node_run
+    record = json.loads(next(line for line in (run / "logs" / "validation.jsonl").read_text().splitlines()
+                             if json.loads(line)["iteration"] == ITERATIONS))
+    alone = Trainer(load_options(options_file, [
+        f"path.experiments_root={tmp_path}",
+        f"path.pretrain_network_g={run / 'models' / f'net_g_ema_{ITERATIONS}.safetensors'}",
+        "train.ema_decay=0", "network_d=null", "train.optim_d=null", "train.gan_opt=null"]))
+    expected = alone.validate()
+    assert set(record["sets"]) == {"val", "again"}
+    for name, results in expected.items():
+        assert record["sets"][name] == pytest.approx(results, rel=1e-6), name
+    groups = {group.name for group in alone.val_set.groups}
+    shares = [int(re.search(r"process \d validated (\d+) of the (\d+) images of again", node.stderr).group(1))
+              for node in nodes]
+    assert sum(shares) == len(groups) and min(shares) >= 1  # each rank its share
+    assert {p.parent.name for p in (run / "visualization").glob(f"*/*_{ITERATIONS}.png")} == groups
+    assert {p.parent.name for p in (run / "visualization" / "again").glob(f"*/*_{ITERATIONS}.png")} == groups
 
 
 def test_a_two_node_run_killed_and_resumed_equals_an_uninterrupted_one(two_node_run, tmp_path: Path):

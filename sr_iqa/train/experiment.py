@@ -29,7 +29,8 @@ class ExperimentFolders:
     @property
     def validation_log(self) -> Path:
         """One JSON line per validation: ``{"iteration": N, "results": {metric: value, ...}}``, in stage 2 also
-        ``"stage1": {...}`` (the stage-1 model's scores). After a resume the last line of an iteration wins."""
+        ``"stage1": {...}`` (the stage-1 model's scores); with several validation sets ``"sets": {name: results}``
+        (``results`` is datasets.val's). After a resume the last line of an iteration wins."""
         return self.logs / "validation.jsonl"
 
     @property

@@ -8,6 +8,7 @@ continues the same W&B run. ``WANDB_MODE=offline`` keeps everything in ``logs/wa
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ def wandb_run_id(logger: LoggerOptions, logs: Path, resuming: bool) -> str | Non
     if logger.wandb is None or not logger.wandb.project:
         return None
     try:
-        import wandb
+        import wandb  # noqa: F401 - only to say what is missing before any work
     except ImportError:
         raise OptionsError("'logger.wandb.project' is set but the wandb package is not installed: "
                            "pip install wandb (or remove logger.wandb)") from None
@@ -50,7 +51,7 @@ def wandb_run_id(logger: LoggerOptions, logs: Path, resuming: bool) -> str | Non
     stored = logs / WANDB_RUN_ID_FILE
     if resuming and stored.is_file():
         return stored.read_text().strip()
-    return wandb.util.generate_id()
+    return secrets.token_hex(4)  # W&B's ids are short lower-case alphanumerics
 
 
 def hyperparameters(node: Any, prefix: str = "") -> dict[str, bool | int | float | str]:

@@ -45,7 +45,7 @@ def validation_sets(options: Options, accelerator: Accelerator) -> list[Validati
     if options.datasets.val is not None:
         blocks.append((options.datasets.val.name, options.datasets.val, True))
     for key, block in options.datasets.extra_val.items():  # its own name (BasicSR's `name: Set14`), else its key
-        taken = {name for name, _, _ in blocks}
+        taken = {name for name, _, _ in blocks} | {ValDatasetOptions.name}  # the default: no name given
         blocks.append((block.name if block.name not in taken else key, block, False))
     indexes = built_on_main(accelerator, lambda: [group_index(block, options.scale, with_lr=True)
                                                   for _, block, _ in blocks])
@@ -96,6 +96,9 @@ class Validation:
         device = self.accelerator.device
         results, outputs = evaluate_upscaler(self.upscaler(network), validation_set.dataset, self.metric_set,
                                              device, self.accelerator)
+        if self.accelerator.num_processes > 1:
+            log.info("process %d validated %d of the %d images of %s", self.accelerator.process_index, len(outputs),
+                     len(validation_set.dataset), validation_set.name, extra={"all_ranks": True})
         if validation_set.main and self.stage1_reference is not None:
             results |= self.stage1_reference.measures(results, outputs, self.options.train.iqa_opt.metric,
                                                       self.options.val.monitor_metrics)
