@@ -1,47 +1,35 @@
-"""One training run on HuggingFace Accelerate: setup, step, validate, save, resume.
+"""One training run on HuggingFace Accelerate: the set-up recipe and the loop.
 
-The same code runs on one CPU, one GPU, or many processes (``accelerate launch``). The
-DataLoader is deliberately not passed through ``accelerator.prepare``: the per-rank sample
-order comes from ``TrainingSampleOrder``, which is a function of (seed, step, rank), so a
-resumed run continues at the exact sample without re-iterating the skipped batches.
+The same code runs on one CPU, one GPU, or many processes (``accelerate launch``). The parts live beside it:
+the data and loader (training_data.py), the micro-batch step (step.py), the lr warm-up (warmup.py), what is
+logged (training_log.py, trackers.py), validation (validation.py), saving and resuming (training_state.py).
 """
 
 from __future__ import annotations
 
 import logging
-import signal
 import time
 import warnings
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from types import FrameType
 
 import torch
 import yaml
 from accelerate import Accelerator
 from accelerate.utils import InitProcessGroupKwargs, ProjectConfiguration, set_seed
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from sr_iqa import writer_lock
 from sr_iqa.atomic_files import write_text_atomically
-from sr_iqa.child_processes import worker_init
 from sr_iqa.config import Options, options_to_yaml
 from sr_iqa.config.call_options import build_from_block
 from sr_iqa.config.schema import MixedPrecision
-from sr_iqa.data.check import summarize
-from sr_iqa.data.datasets import GTChooser, MultiGTCropDataset
 from sr_iqa.data.degradations import DEGRADATION_TYPES
 from sr_iqa.data.device_prefetch import DevicePrefetcher
-from sr_iqa.data.groups import GroupIndex
-from sr_iqa.data.packed_store import PackedStore
-from sr_iqa.data.sources import group_index
-from sr_iqa.data.training_order import TrainingSampleOrder
-from sr_iqa.data.validation import raise_problems
-from sr_iqa.errors import NonFiniteError, OptionsError, RunFolderError
+from sr_iqa.errors import OptionsError
 from sr_iqa.evaluate.metric_set import MetricSet, Upscaler
 from sr_iqa.iqa.metrics import FrozenMetricLoss
 from sr_iqa.iqa.weights import weights_folder
@@ -57,18 +45,17 @@ from sr_iqa.main_process import built_on_main
 from sr_iqa.models.discriminators import build_discriminator
 from sr_iqa.models.generators import build_generator
 from sr_iqa.models.lora import AdapterSettings, add_adapters
-from sr_iqa.models.weight_files import generator_metadata, load_network_weights, save_adapter
+from sr_iqa.models.weight_files import load_network_weights
 from sr_iqa.optim import build_optimizer, build_scheduler
 from sr_iqa.progress import progress_bar
-from sr_iqa.sampling.build import build_chooser
 from sr_iqa.sampling.online_amo import OnlineAmo
 from sr_iqa.sampling.statistics import SamplingStatistics
-from sr_iqa.tensor_files import save_weights
-from sr_iqa.train import checkpoints, resume_check, speed, trackers, training_log
+from sr_iqa.train import checkpoints, resume_check, speed, trackers, training_data, training_log, training_state
 from sr_iqa.train.experiment import ExperimentFolders
 from sr_iqa.train.pair_pool import TrainingPairPool
 from sr_iqa.train.stage1_reference import Stage1Reference
 from sr_iqa.train.step import StepOutput, TrainingStep
+from sr_iqa.train.stopping import StopOnInterrupt, stop_requested
 from sr_iqa.train.training_log import IntervalMeans
 from sr_iqa.train.validation import Validation, validation_sets
 from sr_iqa.train.warmup import LinearWarmup, with_warmup
@@ -81,26 +68,6 @@ class TrainingProgress:
 
     def __init__(self) -> None:
         self.iteration = 0
-
-
-class StopOnInterrupt:
-    """The first Ctrl-C sets Accelerate's trigger (``check_trigger`` then agrees across ranks): save and stop at
-    the end of this iteration. A second one kills."""
-
-    def __init__(self, accelerator: Accelerator) -> None:
-        self.accelerator = accelerator
-        self._previous = None
-
-    def __enter__(self) -> StopOnInterrupt:
-        self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        signal.signal(signal.SIGINT, self._previous)
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.accelerator.set_trigger()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 class Trainer:
@@ -155,7 +122,7 @@ class Trainer:
 
     def _setup_resume(self) -> Path | None:
         """The training state to resume from (None: a new run), its saved options checked against these."""
-        resume_from = self._resume_folder()
+        resume_from = training_state.resume_folder(self.options, self.folders)
         if resume_from is not None:
             resume_check.check_changed_options(self.options, resume_from)
         return resume_from
@@ -165,7 +132,8 @@ class Trainer:
         options = self.options
         self.degradation = build_from_block(options.degradation, DEGRADATION_TYPES)
         self.online_amo = OnlineAmo.from_options(options.sampler, options.iqa, self.device)  # None unless online
-        self.train_set = self._build_training_set()
+        self.train_set = training_data.training_set(options, self.accelerator, self.degradation.sample_kernels,
+                                                    with_candidates=self.online_amo is not None)
         self.validation_sets = validation_sets(options, self.accelerator)  # every process validates its share
         self.val_set = next((s.dataset for s in self.validation_sets if s.main), None)
 
@@ -268,38 +236,25 @@ class Trainer:
         self._create_run_folder()
 
     def _setup_resumed_state(self, resume_from: Path | None) -> None:
-        """Per-rank seeds, then (resuming) the saved state and this rank's pair pool."""
+        """Sets saved_parts; per-rank seeds, then (resuming) the saved state and this rank's pair pool."""
+        self.saved_parts = training_state.SavedParts(
+            self.accelerator, self.folders, self.options, self.net_g, self.ema, self.net_d, self.pair_pool,
+            self.adapter_settings, self.pretrained_g)
         # The networks start identical on every rank (seeded above); from here each rank draws its own resizes,
         # noise, JPEG qualities, pool permutations and dropout masks, as BasicSR seeds seed + rank.
         set_seed(self.options.manual_seed, device_specific=True)
         if resume_from is None:
             return
-        self._load_state(resume_from)
+        self.progress.iteration = training_state.load_state(self.saved_parts, resume_from)
         for scheduler in (self.scheduler, self.scheduler_d):
             if isinstance(scheduler, LinearWarmup):
                 scheduler.start_at(self.progress.iteration)
-        if self.pair_pool is not None and not self.pair_pool.load(resume_from, self.accelerator.process_index):
-            log.warning("%s holds no pair pool for process %d (saved by fewer processes?); its pool starts "
-                        "empty", resume_from, self.accelerator.process_index, extra={"all_ranks": True})
         log.info("resumed from %s at iteration %d", resume_from, self.progress.iteration)
 
     def _setup_loader(self) -> None:
         """Sets loader: the training sample order of this rank, from the resumed iteration on."""
-        train_options = self.options.datasets.train
-        order = TrainingSampleOrder(
-            len(self.train_set), train_options.batch_size_per_gpu, self.options.manual_seed,
-            rank=self.accelerator.process_index, world_size=self.accelerator.num_processes,
-            start_step=self.progress.iteration * self.options.train.gradient_accumulation_steps,
-        )
-        workers = train_options.num_worker_per_gpu
-        self.loader = DataLoader(
-            self.train_set, batch_size=train_options.batch_size_per_gpu, sampler=order, num_workers=workers,
-            pin_memory=self.device.type == "cuda", persistent_workers=workers > 0 and train_options.persistent_workers,
-            prefetch_factor=train_options.prefetch_factor if workers > 0 else None,
-            # Worker seeds come from this generator, not the global RNG, so resuming changes nothing.
-            generator=torch.Generator().manual_seed(self.options.manual_seed),
-            worker_init_fn=worker_init(workers),  # the workers end with this process, even when it is SIGKILLed
-        )
+        self.loader = training_data.training_loader(self.train_set, self.options, self.accelerator,
+                                                    self.progress.iteration)
 
     def _setup_statistics(self) -> None:
         """Sets sampling_statistics, validation and, in stage 2 with validation, its stage-1 yardstick."""
@@ -313,80 +268,6 @@ class Trainer:
                                                    self.device, self.accelerator)
             self.validation = Validation(self.accelerator, self.validation_sets, self.metric_set, self.options,
                                          self.folders, stage1_reference)
-
-    def _load_state(self, folder: Path) -> None:
-        """Accelerate's part of a training state (all read with ``weights_only``), then sr_iqa's own."""
-        try:
-            with checkpoints.accelerate_view(folder) as view:
-                self.accelerator.load_state(str(view))
-        except Exception as error:  # noqa: BLE001 - an unpickling refusal or a damaged file: one line
-            raise checkpoints.damaged_state_error(folder, error) from None
-        self.progress.iteration, saved_processes = checkpoints.read_progress(folder)
-        if saved_processes not in (None, self.accelerator.num_processes):
-            raise RunFolderError(
-                f"{folder} was saved by {saved_processes} process(es), resumed with {self.accelerator.num_processes}: "
-                f"step {self.progress.iteration}'s samples depend on the number of processes, so this run would "
-                f"skip or repeat samples; resume with `accelerate launch --num_processes {saved_processes}`, or start "
-                "a new run from its weights (path.pretrain_network_g)")
-        problem = checkpoints.random_state_problem(folder, self.accelerator.process_index)
-        if problem is not None:
-            log.warning("%s: %s; training goes on from the saved weights and optimizer, but its random draws "
-                        "(crops, degradations, sampler) are new: not bit-for-bit an uninterrupted run", folder, problem,
-                        extra={"all_ranks": True})
-        if self.ema is not None:
-            ema_state = checkpoints.read_ema_state(folder)
-            if ema_state is None:
-                raise RunFolderError(f"{folder} holds no EMA weights but train.ema_decay is "
-                                     f"{self.options.train.ema_decay}; resume with ema_decay 0 or start a new run")
-            self.ema.load_state_dict(ema_state)
-
-    # ----- set-up helpers ------------------------------------------------------------------------
-
-    def _resume_folder(self) -> Path | None:
-        resume = self.options.path.resume_state
-        states = self.folders.training_states
-        if resume is None:
-            if checkpoints.saved_iterations(states):
-                raise RunFolderError(
-                    f"{self.folders.root} already holds training states (up to iteration "
-                    f"{checkpoints.saved_iterations(states)[-1]}); continue it with path.resume_state=auto, "
-                    "or choose another name"
-                )
-            return None
-        if resume == "auto":
-            return checkpoints.latest_state(states)
-        folder = Path(resume)
-        problem = checkpoints.state_folder_problem(folder)
-        if problem is not None:
-            raise OptionsError(f"path.resume_state: {problem}")
-        return folder
-
-    def _build_training_set(self) -> MultiGTCropDataset:
-        """Index and validate the training data before any work; bad data stops the run here. The main process does
-        it once and hands the index and the sampler (score grids included) to the others."""
-        options = self.options
-        train_options = options.datasets.train
-        train_index, chooser = built_on_main(self.accelerator, self._indexed_training_data)
-        images = PackedStore(Path(train_options.pack)) if train_options.pack is not None else None
-        return MultiGTCropDataset(
-            train_index, train_options.gt_size, options.manual_seed, train_options.use_hflip, train_options.use_rot,
-            choose_gt=chooser, with_negative=options.train.neg_opt is not None,
-            with_candidates=self.online_amo is not None, sample_kernels=self.degradation.sample_kernels,
-            images=images)
-
-    def _indexed_training_data(self) -> tuple[GroupIndex, GTChooser]:
-        options = self.options
-        train_options = options.datasets.train
-        train_index = group_index(train_options, options.scale, min_size=train_options.gt_size)
-        for line in summarize("training data", train_index, positive_only=False):
-            log.info("%s", line.strip())
-        if train_index.dropped:
-            log.info("the label filter dropped %d groups (%s)", len(train_index.dropped),
-                     "; ".join(sorted(set(train_index.dropped.values()))))
-        if train_options.pack is not None:
-            raise_problems(PackedStore(Path(train_options.pack)).stale())
-        return train_index, build_chooser(options.sampler, train_index.groups, train_options.gt_size,
-                                          options.iqa.metric_options)
 
     def _create_run_folder(self) -> None:
         if self.accelerator.is_main_process:
@@ -474,7 +355,7 @@ class Trainer:
             saved = iteration % options.logger.save_checkpoint_freq == 0 or iteration == total
             if saved:
                 self.save()
-            if self._stop_requested(iteration):
+            if stop_requested(self.accelerator, iteration, options.logger.print_freq):
                 if not saved:
                     self.save()
                 log.warning("interrupted at iteration %d; checkpoint saved, resume with path.resume_state=auto",
@@ -502,22 +383,11 @@ class Trainer:
         self.progress.iteration += 1
         return outputs
 
-    def _stop_requested(self, iteration: int) -> bool:
-        """Every rank must agree to stop at the same iteration, or the final save would deadlock: Accelerate's
-        ``check_trigger`` is that agreement, an all-reduce and a host sync, so several processes agree only at the
-        logging iterations (which sync anyway): a Ctrl-C stops within ``logger.print_freq`` iterations. One
-        process checks only once its trigger is set, so it never syncs for nothing."""
-        if self.accelerator.num_processes == 1:
-            return self.accelerator.flag_tensor is not None and self.accelerator.check_trigger()
-        if iteration % self.options.logger.print_freq:
-            return False
-        return self.accelerator.check_trigger()
-
     def _log_training(self, means: IntervalMeans, bar: tqdm, started: float) -> None:
         losses, monitors = means.reduce(self.accelerator)
         diverged = training_log.non_finite_losses(losses)
         if diverged:
-            raise self._diverged(f"loss {diverged}")
+            raise training_state.diverged_error(self.folders, self.progress.iteration, f"loss {diverged}")
         sampling, scalars = self.sampling_statistics.report(self.accelerator)
         if self.iqa_objective is not None:  # crops Q could not score: left out of the Q term, counted here
             unscored = int(self.accelerator.reduce(torch.tensor(self.iqa_objective.skipped, device=self.device),
@@ -552,47 +422,6 @@ class Trainer:
             return None
         return self.validation(self.eval_network(), self.progress.iteration)
 
-    def _diverged(self, what: str) -> NonFiniteError:
-        last = checkpoints.saved_iterations(self.folders.training_states)
-        kept = f"the last good checkpoint is iteration {last[-1]}" if last else "no checkpoint was saved"
-        return NonFiniteError(f"training diverged at iteration {self.progress.iteration}: {what}; nothing of it was "
-                              f"saved and {kept}; resume from it with a lower train.optim_g.lr (or fix the loss)")
-
     def save(self) -> None:
-        """Weights (safetensors) and the full training state for the current iteration; keeps the last K.
-        Non-finite weights are never saved (nor older checkpoints pruned for them)."""
-        networks = {"net_g": self.net_g, "net_g_ema": self.ema, "net_d": self.net_d}
-        broken = [name for name, network in networks.items() if network is not None
-                  and not all(torch.isfinite(p).all() for p in network.parameters())]
-        if broken:  # identical weights on every rank (DDP): all stop together
-            raise self._diverged(f"non-finite weights in {', '.join(broken)}")
-        iteration = self.progress.iteration
-        states = self.folders.training_states
-        partial = checkpoints.partial_state_folder(states, iteration)
-        self.accelerator.wait_for_everyone()
-        self.accelerator.save_state(str(partial))
-        self.accelerator.wait_for_everyone()
-        if self.pair_pool is not None:  # every rank its own queue, into the folder save_state made
-            self.pair_pool.save(partial, self.accelerator.process_index)
-            self.accelerator.wait_for_everyone()
-        if self.accelerator.is_main_process:
-            checkpoints.save_own_state(partial, iteration, self.accelerator.num_processes,
-                                       self.ema.state_dict() if self.ema is not None else None)
-            checkpoints.publish_state(states, iteration)
-            models = self.folders.models
-            generators = {"net_g": self.accelerator.unwrap_model(self.net_g)}
-            if self.ema is not None:
-                generators["net_g_ema"] = self.ema.module
-            for stem, network in generators.items():
-                if self.adapter_settings is not None:  # the backbone is the pretrained file: save the adapters
-                    save_adapter(network, checkpoints.weights_path(models, stem.replace("net_g", "lora"), iteration),
-                                 self.adapter_settings, self.options.network_g, self.pretrained_g)
-                else:
-                    save_weights(network, checkpoints.weights_path(models, stem, iteration),
-                                             generator_metadata(self.options.network_g))
-            if self.net_d is not None:
-                save_weights(self.accelerator.unwrap_model(self.net_d),
-                                         checkpoints.weights_path(models, "net_d", iteration))
-            checkpoints.prune(models, states, self.options.logger.keep_checkpoints)
-            log.info("saved checkpoint at iteration %d", iteration)
-        self.accelerator.wait_for_everyone()
+        """Weights and the full training state for the current iteration (train/training_state.py)."""
+        training_state.save_state(self.saved_parts, self.progress.iteration)

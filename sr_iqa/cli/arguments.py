@@ -1,0 +1,99 @@
+"""The command line's shared arguments and argument types."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+from sr_iqa.config.schema import Options
+from sr_iqa.errors import SrIqaError
+
+
+def add_data_source(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--dataset", type=Path, help="HGGT release root, one images folder, or a manifest .jsonl")
+    source.add_argument("-opt", "--opt", type=Path, help="option file: its train and val data")
+    parser.add_argument("--layout", choices=["hggt", "manifest"], help="with --dataset; default: detected")
+    parser.add_argument("--scale", type=int, default=4, help="with --dataset: fixed LR must be GT size / scale")
+    parser.add_argument("overrides", nargs="*", metavar="key.sub=value", help="with -opt: option overrides")
+
+
+def groups_of(args: argparse.Namespace, options: Options | None = None) -> list:
+    """Every group of ``--dataset ROOT`` (all splits) or of ``-opt FILE``'s train and val (``options``: that
+    file, when the caller has loaded it already), validated."""
+    from sr_iqa.data.validation import validated
+
+    if args.opt is not None:
+        from sr_iqa.checked_options import load_options
+        from sr_iqa.data.sources import group_index
+
+        options = options or load_options(args.opt, args.overrides)
+        groups = group_index(options.datasets.train, options.scale).groups
+        if options.datasets.val is not None:
+            val = options.datasets.val
+            groups += group_index(val, options.scale, with_lr=True).groups
+        return groups
+    from sr_iqa.data.check import discover_splits
+
+    return [group for index in discover_splits(args.dataset, args.layout).values()
+            for group in validated(index, args.scale).groups]
+
+
+def network_of(args: argparse.Namespace) -> tuple[dict | None, str]:
+    """``-opt``'s network_g (for weight files that do not record theirs, such as BasicSR .pth) and param_key_g;
+    (None, "params") without -opt."""
+    if args.opt is None:
+        return None, "params"
+    from sr_iqa.checked_options import load_inference_options
+
+    options = load_inference_options(args.opt, args.overrides)
+    return options.network_g, options.param_key
+
+
+def check_tiles(args: argparse.Namespace) -> None:
+    if args.tile > 0 and not 0 <= args.tile_overlap < args.tile:
+        raise SrIqaError(f"--tile-overlap must be at least 0 and below --tile ({args.tile}), got {args.tile_overlap}")
+
+
+def at_least(smallest: int) -> Callable[[str], int]:
+    """An argparse type: an integer of at least ``smallest`` (argparse then says which flag, in one line)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < smallest:
+            raise argparse.ArgumentTypeError(f"must be at least {smallest}, got {value}")
+        return value
+
+    return parse
+
+
+def positive_number(text: str) -> float:
+    """An argparse type: a finite number above 0 (``nan`` parses as a float and passes ``> 0`` checks' negation)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
+    return value
+
+
+def device_here(text: str) -> str:
+    """An argparse type: a torch device that this machine has (``cuda`` without a GPU is refused now, not at the
+    first tensor moved there)."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device name (cpu, cuda, cuda:1, ...)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text}: this machine has no CUDA GPU; use cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(f"{text}: this machine has {torch.cuda.device_count()} GPU(s)")
+    return text

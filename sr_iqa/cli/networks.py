@@ -1,0 +1,157 @@
+"""Commands that use a trained generator: `eval`, `infer`, `export`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from sr_iqa.cli.arguments import add_data_source, check_tiles, network_of
+from sr_iqa.errors import SrIqaError
+
+log = logging.getLogger("sr_iqa.cli")
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    evaluate = commands.add_parser("eval", help="evaluate a checkpoint or SR folders against the Positive GTs, "
+                                                "the original and the Gold Standard")
+    add_data_source(evaluate)
+    evaluate.add_argument("--checkpoint", type=Path, help="generator file or run folder (newest EMA weights)")
+    evaluate.add_argument("--adapter", type=Path, help="a stage-2 lora_*.safetensors, merged into --checkpoint")
+    evaluate.add_argument("--name", help="the checkpoint's row name (default: the file name)")
+    evaluate.add_argument("--sr-dir", action="append", default=[], metavar="[NAME=]DIR",
+                          help="SR images named like each group's original, from any method (repeatable)")
+    evaluate.add_argument("--metrics", nargs="+", help="pyiqa names (default: psnr ssim lpips stlpips dists musiq "
+                                                       "nima qalign topiq_nr)")
+    evaluate.add_argument("--out", type=Path, required=True, help="folder for per_image.csv and summary.*")
+    evaluate.add_argument("--save-sr", type=Path, help="also write SR images to DIR/<method>/<group>.png")
+    evaluate.add_argument("--strict", action="store_true", help="fail when a metric's weights are missing")
+    evaluate.add_argument("--weights-dir", type=Path, help="folder with metric weight files")
+    evaluate.add_argument("--tile", type=int, default=0, help="LR tile size for --checkpoint (0: whole image)")
+    evaluate.add_argument("--tile-overlap", type=int, default=16)
+    evaluate.set_defaults(handler=_eval)
+
+    infer = commands.add_parser("infer", help="upscale images of any size (tiled) with a checkpoint (+ adapter)")
+    infer.add_argument("--checkpoint", type=Path, required=True, help="generator file or run folder")
+    infer.add_argument("--adapter", type=Path, help="a stage-2 lora_*.safetensors, merged into --checkpoint")
+    infer.add_argument("--input", type=Path, required=True, help="an image or a folder of images")
+    infer.add_argument("--output", type=Path, required=True, help="folder for <name>.png")
+    infer.add_argument("--tile", type=int, default=0, help="LR tile size (0: whole image)")
+    infer.add_argument("--tile-overlap", type=int, default=16, help="LR pixels shared by neighbouring tiles")
+    infer.add_argument("-opt", "--opt", type=Path, help="option file whose network_g describes a BasicSR .pth")
+    infer.add_argument("overrides", nargs="*", metavar="key.sub=value", help="with -opt: option overrides")
+    infer.set_defaults(handler=_infer)
+
+    export = commands.add_parser("export", help="write a plain generator file, LoRA adapter merged")
+    export.add_argument("--checkpoint", type=Path, required=True,
+                        help="base generator: a .safetensors/.pth file or a run folder (newest EMA weights)")
+    export.add_argument("--adapter", type=Path, help="a stage-2 lora_*.safetensors file")
+    export.add_argument("--merge", action="store_true", help="fold the adapter into the base weights")
+    export.add_argument("--peft", action="store_true",
+                        help="write --adapter as PEFT does, into the folder --out (adapter_config.json, "
+                             "adapter_model.safetensors), for PeftModel.from_pretrained")
+    export.add_argument("--out", type=Path, required=True, help="the .safetensors file (with --peft: folder) to write")
+    export.add_argument("-opt", "--opt", type=Path, help="option file whose network_g describes a BasicSR .pth")
+    export.add_argument("overrides", nargs="*", metavar="key.sub=value", help="with -opt: option overrides")
+    export.set_defaults(handler=_export)
+
+
+def _eval_groups(args: argparse.Namespace) -> tuple[list, dict | None, object | None, str]:
+    """Test groups of ``--dataset`` (its Test splits, else every split) or of ``-opt``'s val and test_* blocks;
+    also the option file's network_g and iqa block when there is one (its scale into ``args.scale``, and its
+    path.pretrain_network_g into ``args.checkpoint`` when none is given, as BasicSR's test files name it)."""
+    from sr_iqa.data.validation import validated
+
+    if args.opt is not None:
+        from sr_iqa.checked_options import load_inference_options
+        from sr_iqa.data.sources import group_index
+
+        options = load_inference_options(args.opt, args.overrides)
+        if not options.test_sets:
+            raise SrIqaError(f"{args.opt}: no datasets.val or datasets.test_* block to evaluate on; pass "
+                             "--dataset ROOT")
+        args.scale = options.scale
+        if args.checkpoint is None and not args.sr_dir and options.checkpoint:
+            args.checkpoint = Path(options.checkpoint)
+        groups = [group for test_set in options.test_sets
+                  for group in group_index(test_set, options.scale, with_lr=True).groups]
+        return groups, options.network_g, options.iqa, options.param_key
+    from sr_iqa.data.check import discover_splits
+
+    splits = discover_splits(args.dataset, args.layout)
+    # Of a release root: its multi-GT test sets (Test-100), not the flat validation folders beside them (Set5).
+    multi_gt_tests = [index for name, index in splits.items()
+                      if name.startswith("Test/") and any(len(group.gts) > 1 for group in index.groups)]
+    chosen = multi_gt_tests if len(splits) > 1 and multi_gt_tests else list(splits.values())
+    for index in chosen:
+        for note in index.notes:
+            log.warning("%s", note)
+    return [group for index in chosen for group in validated(index, args.scale).groups], None, None, "params"
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from sr_iqa.evaluate.run_eval import (
+        DEFAULT_FULL_REFERENCE,
+        DEFAULT_NO_REFERENCE,
+        run_eval,
+        sr_dir_method,
+        upscaler_method,
+    )
+    from sr_iqa.evaluate.tables import summary_markdown
+    from sr_iqa.iqa.weights import weights_folder
+
+    check_tiles(args)
+    groups, network_g, iqa, param_key = _eval_groups(args)
+    if args.checkpoint is None and not args.sr_dir:
+        raise SrIqaError("nothing to evaluate: pass --checkpoint FILE (with --adapter) and/or --sr-dir DIR")
+    methods = []
+    if args.checkpoint is not None:
+        import torch
+
+        from sr_iqa.models.weight_files import load_upscaler
+
+        network, block = load_upscaler(args.checkpoint, args.adapter, network_g, param_key)
+        name = args.name or (args.adapter or args.checkpoint).stem
+        from accelerate import PartialState
+
+        # This process's device (cuda:<local rank> under accelerate launch), the one run_eval's Accelerator uses;
+        # a bare "cuda" would put every rank's network on GPU 0.
+        device = PartialState(cpu=not torch.cuda.is_available()).device
+        methods.append(upscaler_method(name, network.to(device).eval(), device, args.tile, args.tile_overlap,
+                                       args.scale))
+    for entry in args.sr_dir:
+        name, _, folder = entry.rpartition("=")
+        methods.append(sr_dir_method(name or Path(folder).name, Path(folder)))
+    weights_dir = weights_folder(args.weights_dir, iqa)
+    metrics = args.metrics or [*DEFAULT_FULL_REFERENCE, *DEFAULT_NO_REFERENCE]
+    summary = run_eval(methods, groups, metrics, args.out, args.scale, weights_dir,
+                       iqa.metric_options if iqa is not None else {}, args.strict, args.save_sr)
+    if summary is not None:
+        print(summary_markdown(summary))
+        print(f"\nwrote per_image.csv, summary.csv, summary.md, summary.json to {args.out}")
+    return 0
+
+
+def _infer(args: argparse.Namespace) -> int:
+    from sr_iqa.infer import run_infer
+
+    check_tiles(args)
+    run_infer(args.checkpoint, args.adapter, args.input, args.output, args.tile, args.tile_overlap,
+              *network_of(args))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from sr_iqa.models.weight_files import export_generator, export_peft_adapter
+
+    if args.peft:
+        if args.adapter is None or args.merge:
+            raise SrIqaError("--peft writes an adapter as PEFT does: pass --adapter FILE, without --merge")
+        print(f"wrote {export_peft_adapter(args.adapter, args.out)} (adapter_config.json, adapter_model.safetensors)")
+        return 0
+    if args.adapter is not None and not args.merge:
+        raise SrIqaError("--adapter needs --merge (a generator with the adapter folded in) or --peft (the adapter "
+                         "in PEFT's folder format)")
+    out = export_generator(args.checkpoint, args.adapter, args.out, *network_of(args))
+    print(f"wrote {out}" + (" (adapter merged)" if args.adapter else ""))
+    return 0
