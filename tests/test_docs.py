@@ -18,7 +18,8 @@ def _schema_keys(schema: type, prefix: str = "") -> dict[str, object]:
     hints = typing.get_type_hints(schema)
     for field in dataclasses.fields(schema):
         annotation = hints[field.name]
-        nested = next((a for a in (annotation, *typing.get_args(annotation)) if dataclasses.is_dataclass(a)), None)
+        nested = None if typing.get_origin(annotation) is dict else next(  # dict of blocks: one row (extra_val)
+            (a for a in (annotation, *typing.get_args(annotation)) if dataclasses.is_dataclass(a)), None)
         if nested is not None:
             keys[prefix + field.name] = nested  # a block: documented as a whole or key by key
             keys |= _schema_keys(nested, f"{prefix}{field.name}.")
