@@ -42,7 +42,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     infer.add_argument("overrides", nargs="*", metavar="key.sub=value", help="with -opt: option overrides")
     infer.set_defaults(handler=_infer)
 
-    export = commands.add_parser("export", help="write a plain generator file, LoRA adapter merged")
+    export = commands.add_parser("export", help="write a generator file (sr_iqa's, BasicSR's .pth, ONNX), LoRA "
+                                                 "adapter merged; or the adapter in PEFT's format")
     export.add_argument("--checkpoint", type=Path, required=True,
                         help="base generator: a .safetensors/.pth file or a run folder (newest EMA weights)")
     export.add_argument("--adapter", type=Path, help="a stage-2 lora_*.safetensors file")
@@ -50,7 +51,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     export.add_argument("--peft", action="store_true",
                         help="write --adapter as PEFT does, into the folder --out (adapter_config.json, "
                              "adapter_model.safetensors), for PeftModel.from_pretrained")
-    export.add_argument("--out", type=Path, required=True, help="the .safetensors file (with --peft: folder) to write")
+    export.add_argument("--format", choices=("safetensors", "pth", "onnx"), default="safetensors",
+                        help="safetensors: sr_iqa's (spandrel reads it too); pth: BasicSR's {params_ema: ...}; "
+                             "onnx: dynamic batch, height and width (needs the onnx and onnxscript packages)")
+    export.add_argument("--out", type=Path, required=True, help="the file (with --peft: the folder) to write")
     export.add_argument("-opt", "--opt", type=Path, help="option file whose network_g describes a BasicSR .pth")
     export.add_argument("overrides", nargs="*", metavar="key.sub=value", help="with -opt: option overrides")
     export.set_defaults(handler=_export)
@@ -152,6 +156,6 @@ def _export(args: argparse.Namespace) -> int:
     if args.adapter is not None and not args.merge:
         raise SrIqaError("--adapter needs --merge (a generator with the adapter folded in) or --peft (the adapter "
                          "in PEFT's folder format)")
-    out = export_generator(args.checkpoint, args.adapter, args.out, *network_of(args))
+    out = export_generator(args.checkpoint, args.adapter, args.out, *network_of(args), file_format=args.format)
     print(f"wrote {out}" + (" (adapter merged)" if args.adapter else ""))
     return 0

@@ -19,6 +19,7 @@ from safetensors import safe_open
 
 from sr_iqa.errors import NonFiniteError, OptionsError, first_line
 from sr_iqa.json_text import parse_json
+from sr_iqa.models.export_formats import spandrel_problem, write_onnx, write_pth
 from sr_iqa.models.generators import build_generator, generator_scale
 from sr_iqa.models.lora import AdapterSettings, adapter_state, merged_with_adapter
 from sr_iqa.pretrained.install import network_g_of_installed
@@ -207,9 +208,21 @@ def export_peft_adapter(adapter: str | Path, folder: Path) -> Path:
 
 
 def export_generator(checkpoint: str | Path, adapter: str | Path | None, out: Path,
-                     network_g: Mapping[str, Any] | None = None, param_key: str = "params") -> Path:
-    """Write one plain generator file (adapter merged when given) that any sr_iqa command loads by itself."""
+                     network_g: Mapping[str, Any] | None = None, param_key: str = "params",
+                     file_format: str = "safetensors") -> Path:
+    """Write one generator file (adapter merged when given): sr_iqa's safetensors (any sr_iqa command loads it by
+    itself), BasicSR's ``.pth`` or ONNX (models/export_formats.py)."""
     net, block = load_upscaler(checkpoint, adapter, network_g, param_key)
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_weights(net, out, generator_metadata(block))
+    if file_format == "onnx":
+        write_onnx(net, block, generator_scale(block), out)
+        return out
+    if file_format == "pth":
+        write_pth(net, out)
+    else:
+        save_weights(net, out, generator_metadata(block))
+    problem = spandrel_problem(block)
+    if problem is not None:
+        log.warning("%s: %s, so chaiNNer and ComfyUI (spandrel) will not run this file correctly; sr_iqa and "
+                    "BasicSR load it (or export --format onnx)", out, problem)
     return out
