@@ -191,3 +191,46 @@ def test_summary_json_comes_last_and_whole_and_leftovers_go(tmp_path: Path, mini
     rows = json.loads((out / "summary.json").read_text())["rows"]
     assert rows["copy"]["psnr"] == pytest.approx(float(_read_csv(out / "summary.csv")[0]["psnr"]))
     assert (out / "gt_scores.csv").is_file() and not list(out.glob(".*.partial"))
+
+
+def test_eval_reads_the_gt_scores_the_cache_holds_and_adds_the_others(tmp_path: Path, mini_test_split: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch, capsys):
+    """`score` put NIQE of every GT in the cache; eval scores the GTs with PIQE only (and adds those), the next
+    eval scores no GT at all; the Gold Standard's inputs equal an eval without the cache."""
+    from sr_iqa.evaluate.metric_set import MetricSet
+    from sr_iqa.iqa.score_cache import ScoreCache
+
+    cache = tmp_path / "scores.db"
+    assert main(["score", "--dataset", str(mini_test_split), "--metric", "niqe", "--cache", str(cache),
+                 "--num-workers", "0"]) == 0
+    originals = mini_test_split / "Test" / "GT" / "Test-mini" / "images" / "original"
+    gt_calls: list[tuple[str, ...]] = []  # metrics scored on a group's GTs (a batch of all its GTs, no references)
+    real_score_batch = MetricSet.score_batch
+
+    def counting(self, images, references, name="image", with_no_reference=True, only=None):
+        if references is None and len(images) > 1:
+            gt_calls.append(tuple(only if only is not None else self.names))
+        return real_score_batch(self, images, references, name, with_no_reference, only)
+
+    monkeypatch.setattr(MetricSet, "score_batch", counting)
+    arguments = ["eval", "--dataset", str(mini_test_split), "--sr-dir", f"copy={originals}", "--metrics", "psnr",
+                 "niqe", "piqe"]
+    assert main([*arguments, "--out", str(tmp_path / "plain")]) == 0
+    assert gt_calls == [("niqe", "piqe")] * 3
+    gt_calls.clear()
+    capsys.readouterr()
+    assert main([*arguments, "--cache", str(cache), "--out", str(tmp_path / "first")]) == 0
+    assert gt_calls == [("piqe",)] * 3  # NIQE came from the cache
+    said = capsys.readouterr().err
+    gts = len(_read_csv(tmp_path / "plain" / "gt_scores.csv"))  # one row per GT
+    assert f"GT scores: {gts} of {2 * gts} from {cache}, {gts} scored here ({gts} written to it)" in said
+    reader = ScoreCache(cache, read_only=True)
+    assert set(reader.metrics()) == {"niqe", "piqe"}
+    gt_calls.clear()
+    assert main([*arguments, "--cache", str(cache), "--out", str(tmp_path / "second")]) == 0
+    assert gt_calls == []
+    plain, first, second = (_read_csv(tmp_path / run / "gt_scores.csv") for run in ("plain", "first", "second"))
+    for row_plain, row_first, row_second in zip(plain, first, second, strict=True):
+        for metric in ("niqe", "piqe"):
+            assert float(row_first[metric]) == pytest.approx(float(row_plain[metric]), rel=1e-5)
+            assert row_second[metric] == row_first[metric]

@@ -26,7 +26,8 @@ class ExperimentData:
     train_crops_per_photo: int = 6
     test_crop_size: int = 192  # held-out groups, from photos never trained on
     test_crops_per_photo: int = 6
-    score_metric: str = "niqe"  # scored into <root>/scores.db: every GT, and the AMO grid below
+    score_metric: str = "niqe"  # scored into <root>/scores.db: every GT, and the AMO grid below (evaluations add
+    # the GT scores of their NR metrics there too: ablation.score_cache)
     score_grid: str = "96:32"  # crop size:stride of the AMO grid (sr-iqa score --grid)
     train_photos: list[str] = field(default_factory=lambda: list(TRAIN_PHOTOS))  # sr_iqa.data.demo_set's names
     test_photos: list[str] = field(default_factory=lambda: list(TEST_PHOTOS))  # held out, never trained on
@@ -100,6 +101,10 @@ def load_experiment(path: Path) -> Experiment:
     if shared:
         raise OptionsError(f"{path}: experiment.data trains on the held-out photos {', '.join(shared)}; a photo "
                            "is in train_photos or in test_photos, not both")
+    if ablation.score_cache is None:  # every evaluation shares the set's cache: its GTs are scored once
+        from sr_iqa.data.demo_set import DemoSetPaths
+
+        ablation.score_cache = str(DemoSetPaths(Path(settings.data.root)).score_cache)
     return Experiment(settings, ablation, path)
 
 

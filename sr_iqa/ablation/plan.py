@@ -80,6 +80,9 @@ class AblationOptions:
     # Label -> checkpoint evaluated once as a reference row (a file, a run folder, or pretrained:<name> such as
     # pretrained:realesrgan-x4plus); not trained, so not averaged over seeds.
     references: dict[str, str] = field(default_factory=dict)
+    # Every evaluation reads the GTs' NR scores from this score cache and adds the ones it lacks (eval --cache), so
+    # the GTs are scored once for all runs and seeds; null: each evaluation scores them itself.
+    score_cache: str | None = None
     plot_metric: str = "musiq"  # the NR metric of the perception-distortion plot
     report_images: int = 4  # test images shown in the visual report
     launch: LaunchOptions = field(default_factory=LaunchOptions)
@@ -221,5 +224,6 @@ def _eval_step(options: AblationOptions, run_name: str, label: str, checkpoint: 
     adapter_arguments = ["--adapter", str(adapter)] if adapter is not None else []
     arguments = ["eval", "--dataset", options.dataset, "--checkpoint", str(checkpoint), *adapter_arguments,
                  "--name", label, "--metrics", *options.metrics, "--out", str(run / "eval"),
-                 "--save-sr", str(run / "eval" / "sr")]
+                 "--save-sr", str(run / "eval" / "sr"),
+                 *(["--cache", options.score_cache] if options.score_cache is not None else [])]
     return Step(run_name, "eval", _launch(options, *arguments), run / "eval" / "summary.json")

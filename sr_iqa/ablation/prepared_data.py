@@ -58,7 +58,7 @@ def prepare_data(experiment: Experiment) -> PreparedData:
     report = run_gate(paths, create_metric(settings.q), settings.q, GateRule(gate.q_min, gate.q_max, gate.margin),
                       settings.q_tiles, spec.scale, spec.seed, say=log.info)
     _, control_groups = write_control_labels(report, paths.train_labels)
-    score_data_set(paths.root, data.score_metric, paths.root / "scores.db", Grid.parse(data.score_grid))
+    score_data_set(paths.root, data.score_metric, paths.score_cache, Grid.parse(data.score_grid))
     untrained = {arch: save_untrained(Path(files.stage1), _stage1_overrides(experiment),
                                       paths.root / f"untrained_{arch}.safetensors")
                  for arch, files in experiment.ablation.archs.items()}

@@ -27,6 +27,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--save-sr", type=Path, help="also write SR images to DIR/<method>/<group>.png")
     evaluate.add_argument("--strict", action="store_true", help="fail when a metric's weights are missing")
     evaluate.add_argument("--weights-dir", type=Path, help="folder with metric weight files")
+    evaluate.add_argument("--cache", type=Path, help="score cache (sr-iqa score): the GTs' NR scores read from it "
+                                                     "where it holds them; the missing ones scored and added")
     evaluate.add_argument("--tile", type=int, default=0, help="LR tile size for --checkpoint (0: whole image)")
     evaluate.add_argument("--tile-overlap", type=int, default=16)
     evaluate.set_defaults(handler=_eval)
@@ -129,7 +131,7 @@ def _eval(args: argparse.Namespace) -> int:
     weights_dir = weights_folder(args.weights_dir, iqa)
     metrics = args.metrics or [*DEFAULT_FULL_REFERENCE, *DEFAULT_NO_REFERENCE]
     summary = run_eval(methods, groups, metrics, args.out, args.scale, weights_dir,
-                       iqa.metric_options if iqa is not None else {}, args.strict, args.save_sr)
+                       iqa.metric_options if iqa is not None else {}, args.strict, args.save_sr, args.cache)
     if summary is not None:
         print(summary_markdown(summary))
         print(f"\nwrote per_image.csv, summary.csv, summary.md, summary.json to {args.out}")

@@ -101,6 +101,11 @@ class DemoSetPaths:
         return self.root / "Test" / "Blind_Degradation_Benchmark_LQ" / TEST_SET / "Blind_LR"
 
     @property
+    def score_cache(self) -> Path:
+        """Where the experiment scores the set (the samplers' cache, and the evaluations' GT scores)."""
+        return self.root / "scores.db"
+
+    @property
     def marker(self) -> Path:
         return self.root / ".complete.json"
 
@@ -113,7 +118,7 @@ class DemoSetPaths:
             f"datasets.val.dataroot_gt={self.test_images}",
             f"datasets.val.dataroot_label={self.test_labels}",
             f"datasets.val.dataroot_lq={self.test_lr}",
-            f"sampler.cache={self.root / 'scores.db'}",
+            f"sampler.cache={self.score_cache}",
             "path.resume_state=auto",
         ]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,14 +49,19 @@ class MetricSet:
         return bool(self.metrics[name].lower_better)
 
     @torch.no_grad()
+    def no_reference_names(self) -> list[str]:
+        return [name for name, metric in self.metrics.items() if not is_full_reference(metric)]
+
     def score_batch(self, images: torch.Tensor, references: torch.Tensor | None, name: str = "image",
-                    with_no_reference: bool = True) -> dict[str, list[float]]:
-        """Per-image scores of an Nx3xHxW batch in [0, 1], one metric call per metric. FR metrics are skipped
-        without ``references`` (Nx3xHxW), NR metrics with ``with_no_reference=False``. A metric that cannot
-        score the batch (NIQE on a flat image) gives NaN, with a warning naming both."""
+                    with_no_reference: bool = True, only: Collection[str] | None = None) -> dict[str, list[float]]:
+        """Per-image scores of an Nx3xHxW batch in [0, 1], one metric call per metric (``only``: of these). FR
+        metrics are skipped without ``references`` (Nx3xHxW), NR metrics with ``with_no_reference=False``. A metric
+        that cannot score the batch (NIQE on a flat image) gives NaN, with a warning naming both."""
         images = images.to(self.device).clamp(0, 1)
         scores = {}
         for metric_name, metric in self.metrics.items():
+            if only is not None and metric_name not in only:
+                continue
             full_reference = is_full_reference(metric)
             if (full_reference and references is None) or (not full_reference and not with_no_reference):
                 continue

@@ -60,10 +60,15 @@ def score_sr(method: str, sr: torch.Tensor, group: Group, gts: torch.Tensor, met
 
 
 @torch.no_grad()
-def score_gts(group: Group, gts: torch.Tensor, metric_set: MetricSet) -> list[dict[str, float]]:
-    """NR scores of every GT of a group, in one batch."""
-    scores = metric_set.score_batch(gts, None, group.name)
-    return [{name: values[i] for name, values in scores.items()} for i in range(len(group.gts))]
+def score_gts(group: Group, gts: torch.Tensor, metric_set: MetricSet,
+              known: Sequence[Mapping[str, float]] | None = None) -> list[dict[str, float]]:
+    """NR scores of every GT of a group, in one batch per metric that ``known`` (per GT, e.g. from the score
+    cache) lacks for some GT."""
+    known = known or [{} for _ in group.gts]
+    missing = [name for name in metric_set.no_reference_names() if any(name not in scores for scores in known)]
+    scores = metric_set.score_batch(gts, None, group.name, only=missing) if missing else {}
+    return [{name: known[i][name] if name not in scores else scores[name][i] for name in
+             metric_set.no_reference_names()} for i in range(len(group.gts))]
 
 
 def gold_standard(gt_scores: Iterable[Sequence[Mapping[str, float]]],

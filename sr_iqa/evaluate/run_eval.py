@@ -16,14 +16,14 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import gather_object
 
 from sr_iqa.atomic_files import remove_partial_files
 from sr_iqa.data.datasets import EvalGroup, EvalGroupDataset
 from sr_iqa.data.groups import Group, GroupIndex
 from sr_iqa.data.image_io import read_rgb_tensor, write_rgb
 from sr_iqa.errors import DataError, SrIqaError
-from sr_iqa.evaluate.metric_set import MetricSet
+from sr_iqa.evaluate.cached_gt_scores import CachedGtScores
+from sr_iqa.evaluate.metric_set import MetricSet, gathered
 from sr_iqa.evaluate.multi_gt import ImageResult, gold_standard, read_gts, score_gts, score_sr
 from sr_iqa.evaluate.tables import EvaluationSummary, folder_name, write_evaluation, write_gt_scores, write_summary_json
 from sr_iqa.progress import progress_bar
@@ -96,9 +96,11 @@ def original_gt_method(name: str = "Original GT") -> SrMethod:
 
 def run_eval(methods: Sequence[SrMethod], groups: Sequence[Group], metric_names: Sequence[str], out: Path,
              scale: int = 4, weights_dir: Path | None = None, metric_options: Mapping[str, dict] | None = None,
-             strict: bool = False, save_sr: Path | None = None) -> EvaluationSummary | None:
+             strict: bool = False, save_sr: Path | None = None,
+             score_cache: Path | None = None) -> EvaluationSummary | None:
     """Evaluate every method on every group; the main process writes ``out`` and returns the summary.
-    ``save_sr``: also write each SR image to ``save_sr/<method>/<group>.png`` (for the visual report)."""
+    ``save_sr``: also write each SR image to ``save_sr/<method>/<group>.png`` (for the visual report).
+    ``score_cache``: the GTs' NR scores read from it where it holds them, the others scored and written to it."""
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     # Each network built once; without --strict a metric that cannot run here is reported and left out.
     metric_set = MetricSet(metric_names, accelerator.device, weights_dir, dict(metric_options or {}),
@@ -109,23 +111,38 @@ def run_eval(methods: Sequence[SrMethod], groups: Sequence[Group], metric_names:
     dataset = EvalGroupDataset(GroupIndex(list(groups)), scale)
     results: list[ImageResult] = []
     gt_scores: list[list[dict[str, float]]] = []
+    sizes: list[tuple[int, int]] = []
+    cached = None
+    if score_cache is not None:
+        cached = CachedGtScores(score_cache, metric_set.no_reference_names(), dict(metric_options or {}),
+                                {name: metric_set.lower_better(name) for name in names})
+    reused = 0
     with accelerator.split_between_processes(list(range(len(dataset)))) as mine:
         for position in progress_bar(iterable=mine, desc="eval", unit="group", disable=not accelerator.is_main_process):
             item = dataset[position]
             # Once per group, shared by every method; cut like item.gt (a multiple of the scale without fixed LR).
             gts = read_gts(item.group)[..., : item.gt.shape[-2], : item.gt.shape[-1]]
-            gt_scores.append(score_gts(item.group, gts, metric_set))
+            sizes.append(tuple(gts.shape[-2:]))
+            known = cached.lookup(item.group, *sizes[-1]) if cached is not None else None
+            reused += sum(len(scores) for scores in known or [])
+            gt_scores.append(score_gts(item.group, gts, metric_set, known))
             for method in methods:
                 sr = method.produce(item)
                 if save_sr is not None:
                     write_rgb(save_sr / folder_name(method.name) / f"{item.name}.png", sr)
                 results.append(score_sr(method.name, sr, item.group, gts, metric_set))
-    if accelerator.num_processes > 1:  # concatenated in rank order, i.e. the groups' order
-        results, gt_scores = gather_object(results), gather_object(gt_scores)
+    # Concatenated in rank order, i.e. the groups' order.
+    results, gt_scores, sizes = (gathered(accelerator, items) for items in (results, gt_scores, sizes))
+    reused = sum(gathered(accelerator, [reused]))
     # Every rank leaves the process group before exiting; a gloo group torn down at interpreter exit aborts.
     accelerator.end_training()
     if not accelerator.is_main_process:
         return None
+    if cached is not None:
+        total = sum(len(scores) for group in gt_scores for scores in group)
+        written = cached.store(list(groups), sizes, gt_scores)
+        log.info("GT scores: %d of %d from %s, %d scored here (%d written to it)", reused, total, score_cache,
+                 total - reused, written)
     no_reference = [name for name in names if name in gt_scores[0][0]]
     lower_better = {name: metric_set.lower_better(name) for name in names}
     gold = gold_standard(gt_scores, {name: lower_better[name] for name in no_reference})
