@@ -41,6 +41,7 @@ def cpu_benchmarks(quick: bool) -> list[Benchmark]:
         ("loader_benchmark", "measure", {"rounds": rounds or 5}),
         ("gpu_step_benchmark", "option_effects", {"steps": 3 if quick else 5, "rounds": rounds or 3}),
         ("startup_benchmark", "measure", {"sizes": [1000, 5000] if quick else [1000, 5000, 20000]}),
+        ("eval_cache_benchmark", "measure", {"rounds": rounds or 3}),
     ]
 
 

@@ -245,7 +245,7 @@ def _option_cases() -> list[Case]:
                               f"'{key}' must be a finite number, got -inf"))
     for key in ("scale", "train.total_iter", "datasets.train.gt_size", "datasets.train.batch_size_per_gpu",
                 "logger.print_freq", "logger.save_checkpoint_freq", "logger.keep_checkpoints", "train.net_d_iters",
-                "train.gradient_accumulation_steps"):
+                "train.gradient_accumulation_steps", "train.process_group_timeout"):
         cases.append(Case("value ranges", f"{key}=0", _override(f"{key}=0"), f"'{key}' must be at least 1, got 0"))
     for key in ("datasets.train.num_worker_per_gpu", "datasets.train.queue_size", "train.net_d_init_iters",
                 "val.val_freq"):
@@ -277,6 +277,10 @@ def _option_cases() -> list[Case]:
         ("sampler", {"type": "sma"}, "the sma sampler needs 'sampler.metric'"),
         ("sampler", {"type": "upos", "exclude_labels": ["Great"]}, "'sampler.exclude_labels' holds ['Great']"),
         ("train.ema_decay", 1.0, "'train.ema_decay' must be in [0, 1)"),
+        ("train.warmup_iter", -5, "'train.warmup_iter' must be -1 (no warm-up) or at least 0, got -5"),
+        ("train.grad_clip_max_norm", 0.0, "'train.grad_clip_max_norm' must be positive, got 0.0"),
+        ("datasets.val_2", {"dataroot_gt": "/x", "nmae": "Set5"}, "unknown key 'datasets.val_2.nmae'; did you mean"),
+        ("datasets.val_2", "Set5", "'datasets.val_2' expects a block of keys, got 'Set5'"),
         ("manual_seed", -1, "'manual_seed' must be in [0, "),
     ]:
         cases.append(Case("option values", f"{key}={value!r}", _train(**{key: value, **stage2}), words))

@@ -21,7 +21,7 @@ def add_data_source(parser: argparse.ArgumentParser) -> None:
 
 
 def groups_of(args: argparse.Namespace, options: Options | None = None) -> list:
-    """Every group of ``--dataset ROOT`` (all splits) or of ``-opt FILE``'s train and val (``options``: that
+    """Every group of ``--dataset ROOT`` (all splits) or of ``-opt FILE``'s train and val sets (``options``: that
     file, when the caller has loaded it already), validated."""
     from sr_iqa.data.validation import validated
 
@@ -31,9 +31,9 @@ def groups_of(args: argparse.Namespace, options: Options | None = None) -> list:
 
         options = options or load_options(args.opt, args.overrides)
         groups = group_index(options.datasets.train, options.scale).groups
-        if options.datasets.val is not None:
-            val = options.datasets.val
-            groups += group_index(val, options.scale, with_lr=True).groups
+        for val in [options.datasets.val, *options.datasets.extra_val.values()]:
+            if val is not None:
+                groups += group_index(val, options.scale, with_lr=True).groups
         return groups
     from sr_iqa.data.check import discover_splits
 

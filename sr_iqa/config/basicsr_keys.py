@@ -203,25 +203,21 @@ def _validation_metrics(config: DictConfig, result: Translation) -> None:
 
 def _extra_validation_sets(config: DictConfig, result: Translation) -> None:
     """BasicSR validates every ``datasets.val*`` block (``val``, ``val_2``, ``val_set14``, ...); sr_iqa keeps
-    ``datasets.val`` (stage 2's yardstick) and the others in ``datasets.extra_val`` under their keys. Without a
-    ``val``, the first of them becomes it."""
+    ``datasets.val`` and the others in ``datasets.extra_val`` under their keys (without a ``val``, the first of
+    them is the main set: train/validation.py)."""
     datasets = OmegaConf.select(config, "datasets")
     if not isinstance(datasets, DictConfig):
         return
     keys = [key for key in datasets if str(key).startswith("val") and key != "val"]
     if not keys:
         return
-    if "val" not in datasets:
-        datasets.val = datasets.pop(keys[0])
-        result.mapped.append(f"datasets.{keys[0]} -> datasets.val")
-        keys = keys[1:]
     extra = _plain(datasets.get("extra_val")) or {}
     for key in keys:
         if key in extra:
             result.problems.append(f"'datasets.{key}' and 'datasets.extra_val.{key}' are both given; keep one")
             continue
         extra[key] = _plain(datasets.pop(key))
-    if keys:
+    if extra:
         datasets.extra_val = extra
         result.mapped.append(f"datasets.{', datasets.'.join(keys)} -> datasets.extra_val (validated too)")
 

@@ -40,13 +40,14 @@ class ValidationSet:
 
 def validation_sets(options: Options, accelerator: Accelerator) -> list[ValidationSet]:
     """``datasets.val`` then ``datasets.extra_val``, indexed and checked once on the main process (bad data stops
-    the run here) and handed to the others, which read only their share's images."""
+    the run here) and handed to the others, which read only their share's images. The main set is
+    ``datasets.val``, or without one the first of the others (BasicSR's files may name only ``val_1``)."""
     blocks: list[tuple[str, ValDatasetOptions, bool]] = []
     if options.datasets.val is not None:
         blocks.append((options.datasets.val.name, options.datasets.val, True))
     for key, block in options.datasets.extra_val.items():  # its own name (BasicSR's `name: Set14`), else its key
         taken = {name for name, _, _ in blocks} | {ValDatasetOptions.name}  # the default: no name given
-        blocks.append((block.name if block.name not in taken else key, block, False))
+        blocks.append((block.name if block.name not in taken else key, block, not blocks))
     indexes = built_on_main(accelerator, lambda: [group_index(block, options.scale, with_lr=True)
                                                   for _, block, _ in blocks])
     return [ValidationSet(name, EvalGroupDataset(index, options.scale), main)
