@@ -86,18 +86,23 @@ def test_no_warmup_leaves_the_scheduler_alone(options_file: Path):
     assert _lrs_per_iteration(trainer, 3) == pytest.approx([1e-3, 1e-3, 1e-4])
 
 
-def _gradients_at_step(trainer: Trainer) -> tuple[float, float]:
-    """(the logged grad_norm_g, the global L2 norm of G's gradients when the optimizer steps)."""
+def _norms_at_steps(optimizer: torch.optim.Optimizer, network: torch.nn.Module) -> list[float]:
+    """The global L2 norm of ``network``'s gradients each time ``optimizer`` steps (filled as it steps)."""
     norms: list[float] = []
-    optimizer = trainer.step.optimizer_g
     real_step = optimizer.step
 
     def step(*args: object, **kwargs: object) -> None:
-        grads = [p.grad.flatten() for p in trainer.net_g.parameters() if p.grad is not None]
+        grads = [p.grad.flatten() for p in network.parameters() if p.grad is not None]
         norms.append(torch.linalg.vector_norm(torch.cat(grads)).item())
         real_step(*args, **kwargs)
 
     optimizer.step = step
+    return norms
+
+
+def _gradients_at_step(trainer: Trainer) -> tuple[float, float]:
+    """(the logged grad_norm_g, the global L2 norm of G's gradients when the optimizer steps)."""
+    norms = _norms_at_steps(trainer.step.optimizer_g, trainer.net_g)
     output = trainer.run_iteration(trainer.training_batches())[0]
     return output.monitors["grad_norm_g"].item(), norms[0]
 
@@ -114,16 +119,7 @@ def test_gradient_clipping_bounds_the_global_norm_and_logs_the_norm_before_it(op
 
 def test_clipping_the_discriminator_too(options_file: Path):
     trainer = _trainer(options_file, *GAN, "train.grad_clip=true", "train.grad_clip_max_norm=1e-6")
-    seen: list[float] = []
-    optimizer = trainer.step.optimizer_d
-    real_step = optimizer.step
-
-    def step(*args: object, **kwargs: object) -> None:
-        grads = [p.grad.flatten() for p in trainer.net_d.parameters() if p.grad is not None]
-        seen.append(torch.linalg.vector_norm(torch.cat(grads)).item())
-        real_step(*args, **kwargs)
-
-    optimizer.step = step
+    seen = _norms_at_steps(trainer.step.optimizer_d, trainer.net_d)
     output = trainer.run_iteration(trainer.training_batches())[0]
     assert output.monitors["grad_norm_d"].item() > 1e-4 and seen == [pytest.approx(1e-6, rel=1e-3)]
 
