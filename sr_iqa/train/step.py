@@ -80,7 +80,7 @@ class TrainingStep:
                 terms["l_g_iqa"] = term
         loss_g = sum(terms.values())
         self.accelerator.backward(loss_g)
-        self._clip(self.net_g, "grad_norm_g", output)
+        self._clip(self.net_g, self.optimizer_g, "grad_norm_g", output)
         self.optimizer_g.step()
         self.optimizer_g.zero_grad(set_to_none=True)
         output.losses |= {"l_g": loss_g.detach()} | {name: value.detach() for name, value in terms.items()}
@@ -92,18 +92,24 @@ class TrainingStep:
         loss_fake = self.gan_loss(self.net_d(fake), False, is_disc=True)
         loss_d = loss_real + loss_fake
         self.accelerator.backward(loss_d)
-        self._clip(self.net_d, "grad_norm_d", output)
+        self._clip(self.net_d, self.optimizer_d, "grad_norm_d", output)
         self.optimizer_d.step()
         self.optimizer_d.zero_grad(set_to_none=True)
         output.losses |= {"l_d": loss_d.detach(), "l_d_real": loss_real.detach(), "l_d_fake": loss_fake.detach()}
 
-    def _clip(self, network: torch.nn.Module, name: str, output: StepOutput) -> None:
-        """At the accumulation boundary: the global norm of the (unscaled) gradients, then clipped when asked
-        (an infinite bound leaves them as they are)."""
-        if self.accelerator.sync_gradients:
-            bound = self.clip_max_norm if self.clip_max_norm is not None else float("inf")
-            norm = self.accelerator.clip_grad_norm_(network.parameters(), bound)
-            output.monitors[name] = norm.detach().float()
+    def _clip(self, network: torch.nn.Module, optimizer: torch.optim.Optimizer, name: str,
+              output: StepOutput) -> None:
+        """At the accumulation boundary: the global L2 norm of the gradients, clipped when asked. Under fp16 this
+        optimizer's gradients are unscaled first (Accelerate's ``clip_grad_norm_`` would unscale every optimizer's,
+        D's included at G's step); without clipping the norm is only read, the gradients are left untouched."""
+        if not self.accelerator.sync_gradients:
+            return
+        self.accelerator.unscale_gradients(optimizer=optimizer)
+        if self.clip_max_norm is not None:
+            norm = torch.nn.utils.clip_grad_norm_(network.parameters(), self.clip_max_norm)
+        else:
+            norm = torch.nn.utils.get_total_norm([p.grad for p in network.parameters() if p.grad is not None])
+        output.monitors[name] = norm.detach().float()
 
     def _frozen_discriminator(self, sr: torch.Tensor) -> torch.Tensor:
         """D's verdict on SR for the generator's loss: the unwrapped module (no DDP reduction), parameters frozen."""

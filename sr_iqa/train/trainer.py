@@ -95,6 +95,13 @@ class Trainer:
 
     # ----- set-up, in the order __init__ runs it ----------------------------------------------------
 
+    def _setup_resume(self) -> Path | None:
+        """The training state to resume from (None: a new run), its saved options checked against these."""
+        resume_from = training_state.resume_folder(self.options, self.folders)
+        if resume_from is not None:
+            resume_check.check_changed_options(self.options, resume_from)
+        return resume_from
+
     def _setup_accelerator(self, resuming: bool) -> None:
         """Sets precision, accelerator (its trackers not started), device, progress, wandb_run_id: backend flags,
         the resolved precision, Accelerate with the process-group timeout."""
@@ -119,13 +126,6 @@ class Trainer:
         )
         self.device = self.accelerator.device
         self.progress = TrainingProgress()
-
-    def _setup_resume(self) -> Path | None:
-        """The training state to resume from (None: a new run), its saved options checked against these."""
-        resume_from = training_state.resume_folder(self.options, self.folders)
-        if resume_from is not None:
-            resume_check.check_changed_options(self.options, resume_from)
-        return resume_from
 
     def _setup_data(self) -> None:
         """Sets degradation, online_amo, train_set, validation_sets, val_set (the main one, or None)."""

@@ -87,7 +87,7 @@ class Validation:
             record = {"iteration": iteration, "results": results[main]}
             if len(self.sets) > 1:
                 record["sets"] = results
-            if self.stage1_reference is not None:
+            if self.stage1_reference is not None:  # computed by every process in measures() above: no collective here
                 record["stage1"] = self.stage1_reference.results
             with self.folders.validation_log.open("a") as records:  # machine-readable, for tables and ablations
                 records.write(json.dumps(record) + "\n")
