@@ -56,7 +56,9 @@ def two_node_run(tmp_path_factory: pytest.TempPathFactory, demo_set) -> tuple[Pa
     # With a GAN: the discriminator is DDP-wrapped too, and the generator's adversarial term must not trip it.
     options["network_d"] = {"type": "UNetDiscriminatorSN", "num_in_ch": 3, "num_feat": 8}
     options["train"] |= {"total_iter": ITERATIONS, "optim_d": {"type": "Adam", "lr": 1e-3},
-                         "gan_opt": {"type": "GANLoss", "gan_type": "vanilla", "loss_weight": 0.1}}
+                         "gan_opt": {"type": "GANLoss", "gan_type": "vanilla", "loss_weight": 0.1},
+                         # BasicSR's warm-up across the kill below, D warming up alone, clipped gradients.
+                         "warmup_iter": 10, "net_d_init_iters": 2, "grad_clip": True, "grad_clip_max_norm": 1.0}
     options["datasets"]["train"]["queue_size"] = 4  # a per-rank pool, saved and resumed per rank
     options["logger"] |= {"print_freq": 4, "keep_checkpoints": 2}
     options_file = write_options(tmp_path / "ddp.yml", options)
