@@ -9,6 +9,7 @@ import time
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
 from sr_iqa.train.step import StepOutput
@@ -40,11 +41,18 @@ class IntervalMeans:
 
     def reduce(self, accelerator: Accelerator) -> tuple[dict[str, float], dict[str, float]]:
         """(losses, monitors): means over every rank's micro-batches; NaN for a monitor with no finite value.
-        Every rank has the same names (the step schedule is the same on all), so one all-reduce serves all."""
+        A name may be missing on some rank (stage 2's ``l_g_iqa`` where Q scored no crop of the interval), so
+        the ranks first agree on the names (a small object all-gather, once per report), then one all-reduce."""
         names = sorted(self.sums)
+        if accelerator.num_processes > 1:
+            gathered_names = gather_object([(names, sorted(self.monitor_names))])
+            names = sorted({name for rank_names, _ in gathered_names for name in rank_names})
+            self.monitor_names.update(name for _, monitors in gathered_names for name in monitors)
         if not names:
             return {}, {}
-        stacked = torch.stack([torch.stack([self.sums[name], self.counts[name]]) for name in names])
+        zero = torch.zeros((), device=accelerator.device)
+        stacked = torch.stack([torch.stack([self.sums.get(name, zero), self.counts.get(name, zero)])
+                               for name in names])
         totals = accelerator.reduce(stacked, reduction="sum").tolist()
         means = {name: total / count if count else float("nan") for name, (total, count) in zip(names, totals,
                                                                                                  strict=True)}
