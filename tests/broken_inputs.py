@@ -248,7 +248,7 @@ def _option_cases() -> list[Case]:
                 "train.gradient_accumulation_steps", "train.process_group_timeout"):
         cases.append(Case("value ranges", f"{key}=0", _override(f"{key}=0"), f"'{key}' must be at least 1, got 0"))
     for key in ("datasets.train.num_worker_per_gpu", "datasets.train.queue_size", "train.net_d_init_iters",
-                "val.val_freq"):
+                "val.val_freq", "val.tracker_images"):
         cases.append(Case("value ranges", f"{key}=-1", _override(f"{key}=-1"),
                           f"'{key}' must be at least 0, got -1"))
     for name in ("./broken", ".", "..", "../escape", "/tmp/abs", ".hidden", "a/b", "x" * 201, "tab\there",
@@ -583,6 +583,12 @@ FLAGS: list[tuple[tuple[str, ...], str]] = [
      "text.db"),
     (("eval", "--dataset", "{images}", "--checkpoint", "{folder}/none.safetensors", "--out", "{folder}/e"),
      "none.safetensors"),
+    (("eval", "--dataset", "{images}", "--sr-dir", "{images}/original", "--metrics", "niqe", "--cache",
+      "{folder}/text.db", "--out", "{folder}/e"), "not a score cache"),
+    (("export", "--checkpoint", "{folder}/none.safetensors", "--adapter", "{folder}/a.safetensors", "--peft",
+      "--format", "onnx", "--out", "{folder}/p"), "without --merge or --format"),
+    (("export", "--checkpoint", "{folder}/none.safetensors", "--format", "tflite", "--out", "{folder}/m"),
+     "argument --format: invalid choice"),
 ]
 
 

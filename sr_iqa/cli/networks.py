@@ -151,8 +151,9 @@ def _export(args: argparse.Namespace) -> int:
     from sr_iqa.models.weight_files import export_generator, export_peft_adapter
 
     if args.peft:
-        if args.adapter is None or args.merge:
-            raise SrIqaError("--peft writes an adapter as PEFT does: pass --adapter FILE, without --merge")
+        if args.adapter is None or args.merge or args.format != "safetensors":
+            raise SrIqaError("--peft writes an adapter as PEFT does: pass --adapter FILE, without --merge or "
+                             "--format")
         print(f"wrote {export_peft_adapter(args.adapter, args.out)} (adapter_config.json, adapter_model.safetensors)")
         return 0
     if args.adapter is not None and not args.merge:

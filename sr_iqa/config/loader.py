@@ -166,6 +166,7 @@ def _check_values(options: Options, source: str) -> None:
         "datasets.train.queue_size": options.datasets.train.queue_size,
         "train.net_d_init_iters": options.train.net_d_init_iters,
         "val.val_freq": options.val.val_freq,
+        "val.tracker_images": options.val.tracker_images,
     }
     for key, value in not_negative.items():
         if value < 0:
