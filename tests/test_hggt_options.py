@@ -5,13 +5,17 @@ model is evaluated on Test-100 with the release's fixed LR."""
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import torch
 import yaml
+from basicsr.metrics import calculate_psnr, calculate_ssim
 from hggt_option_files import hggt_option_file, hggt_test_option_file
 from hggt_tree import SET5, write_hggt_release
 
@@ -153,9 +157,29 @@ def test_hggts_test_file_evaluates_the_checkpoint_it_names_and_infer_needs_only_
     path = tmp_path / "test_RRDBGAN_PosNegGT_Blind_Pos_x4.yml"
     path.write_text(yaml.safe_dump(options))
     out = tmp_path / "eval"
-    assert main(["eval", "-opt", str(path), "--metrics", "hggt_psnr", "--out", str(out)]) == 0
+    assert main(["eval", "-opt", str(path), "--metrics", "hggt_psnr", "hggt_ssim", "--out", str(out),
+                 "--save-sr", str(tmp_path / "sr_saved")]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["rows"][checkpoint.stem]["hggt_psnr"] < 80  # params_ema's network, not the zeroed params
+    # HGGT's protocol, by hand as its calculate_multigt_labeled_psnr_ssim.py does it on the saved SR images:
+    # basicsr's PSNR / SSIM (crop 4) against each Positive GT (majority of A, B, C; hggt_tree.VOTES: img1 01 and
+    # 02, img2 04), averaged per image. img3 has no Positive (HGGT's script would divide by zero): the original.
+    test_images = release / "Test" / "GT" / "Test-100" / "images"
+    positives = {"img1-0-0": ["01", "02"], "img2-0-0": ["04"], "img3-0-0": ["original"]}
+    rows = {row["image"]: row for row in csv.DictReader((out / "per_image.csv").open())}
+    by_hand = {}
+    for image, slots in positives.items():
+        sr = cv2.imread(str(tmp_path / "sr_saved" / checkpoint.stem / f"{image}.png")).astype(np.float32) / 255
+        gts = [cv2.imread(str(test_images / slot / (f"{image}.png" if slot == "original" else f"{image}_{slot}.png")))
+               .astype(np.float32) / 255 for slot in slots]
+        by_hand[image] = [sum(f(gt * 255, sr * 255, crop_border=4, input_order="HWC") for gt in gts) / len(gts)
+                          for f in (calculate_psnr, calculate_ssim)]
+        assert int(rows[image]["positive_gts"]) == (0 if slots == ["original"] else len(slots))
+        assert float(rows[image]["hggt_psnr"]) == pytest.approx(by_hand[image][0], abs=1e-4)
+        assert float(rows[image]["hggt_ssim"]) == pytest.approx(by_hand[image][1], abs=1e-4)
+    for column, metric in enumerate(("hggt_psnr", "hggt_ssim")):
+        expected = sum(values[column] for values in by_hand.values()) / len(by_hand)
+        assert summary["rows"][checkpoint.stem][metric] == pytest.approx(expected, abs=1e-4)
 
     minimal = tmp_path / "network.yml"
     minimal.write_text(yaml.safe_dump({"scale": 4, "network_g": options["network_g"]}))

@@ -34,7 +34,7 @@ from sr_iqa.user_cache import cache_dir
 
 log = logging.getLogger("sr_iqa.data")
 
-VERSION = 1
+VERSION = 2  # 2: an evaluation split named by its original/ folder is the multi-GT split
 RACY_NS = 2_000_000_000  # a folder changed this close to the index's writing is checked again next time
 
 

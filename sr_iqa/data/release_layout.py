@@ -55,6 +55,19 @@ def release_images_folder(folder: Path) -> Path:
     return folder / "images" if _is_multi_gt(folder / "images") else folder
 
 
+def split_of_original(folder: Path) -> tuple[Path, Path | None] | None:
+    """For the ``original/`` folder of a multi-GT split (HGGT's test files name ``Test/GT/<set>/images/original``
+    as a plain GT folder), that split's images folder and its labels (None when the copy has none); None for any
+    other folder."""
+    images = folder.parent
+    if folder.name.lower() != "original" or not _is_multi_gt(images):
+        return None
+    if not any(child.is_dir() and child.name.isdigit() for child in images.iterdir()):
+        return None  # an original/ without enhanced GTs beside it: a plain folder after all
+    labels = images.parent / "labels"
+    return images, labels if labels.is_dir() else None
+
+
 def fixed_lr_of(images: Path) -> tuple[Path | None, tuple[str, ...]]:
     """The release's fixed LR folder for an images folder (``Test/GT/<set>/images`` or a flat ``Test/GT/<set>``),
     and a note when the release layout says there should be one and there is none."""

@@ -24,7 +24,7 @@ from sr_iqa.data.groups import (
     keep_positive_groups,
 )
 from sr_iqa.data.index_cache import validated_index
-from sr_iqa.data.release_layout import fixed_lr_of, release_images_folder
+from sr_iqa.data.release_layout import fixed_lr_of, release_images_folder, split_of_original
 from sr_iqa.errors import OptionsError
 
 log = logging.getLogger("sr_iqa.data")
@@ -37,15 +37,25 @@ def folder_list(value: Any) -> list[str]:
     return [str(value)] if isinstance(value, str) else [str(item) for item in value]
 
 
-def _entries(source: DataSourceOptions, lr: Any) -> list[tuple[Path, Path | None, Path | None]]:
-    """(images, labels, LR) per ``dataroot_gt`` folder; label and LR lists must match it in length."""
+def _entries(source: DataSourceOptions, lr: Any, evaluation: bool) -> list[tuple[Path, Path | None, Path | None]]:
+    """(images, labels, LR) per ``dataroot_gt`` folder; label and LR lists must match it in length. For evaluation,
+    the ``original/`` folder of a multi-GT split stands for the split (HGGT's test files name it so): its groups
+    are evaluated with HGGT's protocol over their Positive GTs, not against the original alone."""
     folders, labels, lrs = folder_list(source.dataroot_gt), folder_list(source.dataroot_label), folder_list(lr)
     for key, values in (("dataroot_label", labels), ("dataroot_lq", lrs)):
         if values and len(values) != len(folders):
             raise OptionsError(f"datasets.{source.name}.{key} names {len(values)} folder(s) but dataroot_gt names "
                                f"{len(folders)}; give one per dataroot_gt folder, in the same order")
-    return [(Path(folder), Path(labels[i]) if labels else None, Path(lrs[i]) if lrs else None)
-            for i, folder in enumerate(folders)]
+    entries = []
+    for i, folder in enumerate(folders):
+        images, label = Path(folder), Path(labels[i]) if labels else None
+        split = split_of_original(images) if evaluation else None
+        if split is not None:
+            images, label = split[0], label or split[1]
+            log.info("datasets.%s: %s is the original/ of the multi-GT split %s; evaluated over its GTs with "
+                     "HGGT's protocol (labels %s)", source.name, folder, images, label or "missing: originals only")
+        entries.append((images, label, Path(lrs[i]) if lrs else None))
+    return entries
 
 
 def _folder_index(images: Path, labels: Path | None, lr: Path | None, find_lr: bool) -> GroupIndex:
@@ -80,12 +90,14 @@ def group_index(source: DataSourceOptions, scale: int, min_size: int = 0, with_l
     A start whose data folders have not changed reads the index kept by the last one (``data.index_cache``)."""
     lr = getattr(source, "dataroot_lq", None) if with_lr else None
 
+    entries = _entries(source, lr, with_lr) if source.type is not DatasetLayout.manifest else []
+
     def build() -> GroupIndex:
         if source.type is DatasetLayout.manifest:
             index = index_manifest(Path(source.manifest))
         else:
             index = _concatenated([_folder_index(images, labels, lr_folder, with_lr)
-                                   for images, labels, lr_folder in _entries(source, lr)])
+                                   for images, labels, lr_folder in entries])
         if source.positive_only:
             index = keep_positive_groups(index)
         if source.effective_only:
@@ -100,8 +112,7 @@ def group_index(source: DataSourceOptions, scale: int, min_size: int = 0, with_l
            "manifest": absolute(folder_list(source.manifest)), "with_lr": with_lr,
            "positive_only": source.positive_only, "effective_only": source.effective_only}
     roots = ([Path(source.manifest)] if source.type is DatasetLayout.manifest else
-             [Path(folder) for folder in [*folder_list(source.dataroot_gt), *folder_list(source.dataroot_label),
-                                          *folder_list(lr)]])
+             [folder for entry in entries for folder in entry if folder is not None])
     index = validated_index(key, build, roots, scale, min_size)
     for note in index.notes:
         log.warning("%s", note)
