@@ -65,3 +65,44 @@ def test_eval_averages_hggt_psnr_over_the_positive_gts_and_reads_basicsr_file_na
         gt = np.asarray(Image.open(images / slot / f"img1-0-0_{slot}.png"), dtype=np.float64)[4:-4, 4:-4]
         expected.append(10 * math.log10(255**2 / np.mean((sr - gt) ** 2)))
     assert float(line[header.index("hggt_psnr")]) == pytest.approx(sum(expected) / 2, abs=1e-6)
+
+
+def _colour(rgb: tuple[int, int, int], size: int = 24) -> torch.Tensor:
+    return torch.tensor(rgb, dtype=torch.float32).view(1, 3, 1, 1).expand(1, 3, size, size) / 255
+
+
+def test_basicsr_y_channel_psnr_uses_bgr_order_as_basicsr_reads_images():
+    """BasicSR's Y (ITU-R BT.601 on [16, 235]): Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255. By hand for
+    flat colours: SR pure red, GT black -> Y differs by 65.481 (a BGR/RGB mix-up would give 24.966)."""
+    sr, gt = _colour((255, 0, 0)), _colour((0, 0, 0))
+    psnr = create_metric("bsr_psnr_y_crop4")(sr, gt).item()
+    assert psnr == pytest.approx(10 * math.log10(255**2 / 65.481**2), abs=1e-3)
+    rgb = create_metric("bsr_psnr_rgb_crop0")(sr, gt).item()  # mean squared error over 3 channels: 255^2 / 3
+    assert rgb == pytest.approx(10 * math.log10(3), abs=1e-9)
+
+
+@pytest.mark.parametrize(("block", "name"), [
+    ({"type": "calculate_psnr", "crop_border": 4, "test_y_channel": False}, "hggt_psnr"),
+    ({"type": "calculate_psnr", "crop_border": 4, "test_y_channel": True}, "bsr_psnr_y_crop4"),
+    ({"type": "calculate_ssim", "crop_border": 0, "test_y_channel": True}, "bsr_ssim_y_crop0"),
+    ({"type": "calculate_psnr"}, "bsr_psnr_rgb_crop0"),  # BasicSR's defaults: no crop, RGB
+])
+def test_basicsr_val_metric_blocks_keep_their_crop_and_channel(block: dict, name: str):
+    from omegaconf import OmegaConf
+
+    from sr_iqa.config.basicsr_keys import translate
+
+    result = translate(OmegaConf.create({"val": {"metrics": {"m": block}}}))
+    assert not result.problems and list(result.config.val.metrics) == [name]
+    create_metric(name)  # a name the metric factory builds
+
+
+def test_a_basicsr_metric_block_sr_iqa_cannot_read_is_one_problem_naming_what_is_read():
+    from omegaconf import OmegaConf
+
+    from sr_iqa.config.basicsr_keys import translate
+
+    result = translate(OmegaConf.create({"val": {"metrics": {"niqe": {"type": "calculate_niqe", "crop_border": 4}}}}))
+    assert result.problems == ["'val.metrics.niqe': {'type': 'calculate_niqe', 'crop_border': 4} has no sr_iqa "
+                               "counterpart (BasicSR's calculate_psnr and calculate_ssim with crop_border and "
+                               "test_y_channel are read); list pyiqa metric names instead"]

@@ -13,6 +13,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from sr_iqa.basicsr_metric_names import FUNCTIONS, basicsr_metric_name
+
 # Keys of a BasicSR/HGGT run that have no meaning here, and the values they may have (None: any value).
 # A value outside the set would change what the run does, so it is a problem instead.
 IGNORED_TOP_LEVEL = {
@@ -177,11 +179,6 @@ def _negative_loss(config: DictConfig, result: Translation) -> None:
                          f"{{type: NegativeGTLoss, loss_weight: {block.get('loss_weight', 1.0)}}} (HGGT's term)")
 
 
-# BasicSR's metric functions, in the form HGGT's option files and scripts call them, and sr_iqa's names for them.
-BASICSR_METRICS = {("calculate_psnr", 4, False): "hggt_psnr", ("calculate_ssim", 4, False): "hggt_ssim",
-                   ("calculate_psnr", 0, True): "psnr", ("calculate_ssim", 0, True): "ssim"}
-
-
 def _validation_metrics(config: DictConfig, result: Translation) -> None:
     """BasicSR's ``val.metrics: {psnr: {type: calculate_psnr, crop_border: 4, test_y_channel: false}, ...}``."""
     metrics = OmegaConf.select(config, "val.metrics")
@@ -190,13 +187,15 @@ def _validation_metrics(config: DictConfig, result: Translation) -> None:
     names = []
     for label, spec in metrics.items():
         spec = _plain(spec) or {}
-        key = (spec.get("type"), int(spec.get("crop_border", 0)), bool(spec.get("test_y_channel", False)))
-        name = BASICSR_METRICS.get(key)
-        if name is None:
-            result.problems.append(f"'val.metrics.{label}': {spec} has no sr_iqa counterpart; list pyiqa metric "
-                                   f"names instead, or hggt_psnr / hggt_ssim for {sorted(BASICSR_METRICS)[:2]}")
+        kind = FUNCTIONS.get(spec.get("type"))
+        crop, y_channel = spec.get("crop_border", 0), spec.get("test_y_channel", False)
+        if kind is None or isinstance(crop, bool) or not isinstance(crop, int) or crop < 0 \
+                or not isinstance(y_channel, bool) or set(spec) - {"type", "crop_border", "test_y_channel"}:
+            result.problems.append(f"'val.metrics.{label}': {spec} has no sr_iqa counterpart (BasicSR's "
+                                   f"{' and '.join(FUNCTIONS)} with crop_border and test_y_channel are read); "
+                                   "list pyiqa metric names instead")
             continue
-        names.append(name)
+        names.append(basicsr_metric_name(kind, crop, y_channel))
     config.val.metrics = names
     result.mapped.append(f"val.metrics (BasicSR's {', '.join(str(k) for k in metrics)}) -> {names}")
 

@@ -19,9 +19,10 @@ import pyiqa
 import scipy.io
 import torch
 
+from sr_iqa.basicsr_metric_names import HGGT_NAMES, basicsr_setting
 from sr_iqa.config.suggest import did_you_mean
 from sr_iqa.errors import MetricUnavailableError, OptionsError, WeightsUnavailableError
-from sr_iqa.iqa.hggt_metrics import HGGT_METRICS, create_hggt_metric
+from sr_iqa.iqa.hggt_metrics import create_basicsr_metric
 from sr_iqa.iqa.weights import weight_lookup
 from sr_iqa.user_cache import cache_dir
 
@@ -51,11 +52,11 @@ def _metric_kwargs(name: str, options: dict[str, Any] | None) -> dict[str, Any]:
 
 
 VGG_DISTANCE = "vgg_dist"  # sr_iqa's own: HGGT's perceptual loss as a distance, with the installed Caffe VGG19
-LOCAL_METRICS = (*HGGT_METRICS, VGG_DISTANCE)
+LOCAL_METRICS = (*HGGT_NAMES, VGG_DISTANCE)  # and bsr_<psnr|ssim>_<rgb|y>_crop<N>
 
 
 def _check_name(name: str) -> None:
-    if name not in LOCAL_METRICS and name not in pyiqa.list_models():
+    if name not in LOCAL_METRICS and basicsr_setting(name) is None and name not in pyiqa.list_models():
         raise OptionsError(f"unknown metric '{name}'; {did_you_mean(name, [*pyiqa.list_models(), *LOCAL_METRICS])}")
 
 
@@ -67,8 +68,8 @@ def create_metric(name: str, device: torch.device | str = "cpu", as_loss: bool =
     ``pretrained_model_path``) come last and win. A weight that cannot be had raises WeightsUnavailableError.
     """
     _check_name(name)
-    if name in HGGT_METRICS:  # basicsr's functions as HGGT's scripts call them; nothing to load
-        return create_hggt_metric(name)
+    if basicsr_setting(name) is not None:  # basicsr's functions as BasicSR and HGGT call them; nothing to load
+        return create_basicsr_metric(name)
     if name == VGG_DISTANCE:
         from sr_iqa.iqa.vgg_distance import VGGFeatureDistance
 
@@ -98,7 +99,7 @@ def missing_weights(name: str, weights_dir: Path | None = None,
     """(file name, folder to put it in) for each weight file the metric would need to download; [] when ready.
     A package the metric needs and lacks raises MetricUnavailableError."""
     _check_name(name)
-    if name in HGGT_METRICS:
+    if basicsr_setting(name) is not None:
         return []
     if name == VGG_DISTANCE:
         from sr_iqa.pretrained.install import installed_network, pretrained_dir
