@@ -197,7 +197,9 @@ def build_perceptual_loss(block: Mapping[str, Any], weights_dir: Path | None = N
     """Backbone weights (VGG, AlexNet) go through the same lookup as metric weights: one clear message if missing."""
     from sr_iqa.iqa.weights import weight_lookup
 
-    with weight_lookup("train.perceptual_opt", weights_dir):
+    advice = ("or use the VGG19 that installs offline: `sr-iqa weights install vgg19-caffe`, then "
+              "train.perceptual_opt.vgg_weights: pretrained:vgg19-caffe; or put the file in iqa.weights_dir")
+    with weight_lookup("train.perceptual_opt", weights_dir, advice=advice):
         return build_from_block(block, PERCEPTUAL_LOSS_TYPES)
 
 

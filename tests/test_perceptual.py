@@ -21,6 +21,9 @@ def test_missing_vgg_weights_stop_training_with_one_line(tmp_path: Path, demo_se
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "train.perceptual_opt: weight file vgg19-dcbb9e9d.pth is not on disk" in result.stderr
     assert str(tmp_path / "torch" / "hub" / "checkpoints") in result.stderr
+    # The fix that works offline, both of its steps; train has no --weights-dir flag to point at.
+    assert ("`sr-iqa weights install vgg19-caffe`, then train.perceptual_opt.vgg_weights: pretrained:vgg19-caffe"
+            in result.stderr) and "--weights-dir" not in result.stderr
     assert not (tmp_path / "experiments" / "tiny").exists()
 
 

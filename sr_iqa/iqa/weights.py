@@ -123,16 +123,21 @@ class _ProbeStop(Exception):
     """Raised inside the probe to stop a creation that would download."""
 
 
-def _weights_message(user: str, file_name: str, cache_file: Path, weights_dir: Path | None, reason: str) -> str:
+WEIGHTS_FOLDER_ADVICE = "or point --weights-dir / iqa.weights_dir at a folder holding it"
+
+
+def _weights_message(user: str, file_name: str, cache_file: Path, weights_dir: Path | None, reason: str,
+                     advice: str) -> str:
     where = f"{cache_file.parent}" + (f" or {weights_dir}" if weights_dir else "")
     return (f"{user}: weight file {file_name} is not on disk and cannot be downloaded ({reason}); "
-            f"put it in {where} (or point --weights-dir / iqa.weights_dir at a folder holding it)")
+            f"put it in {where} ({advice})")
 
 
 @contextlib.contextmanager
-def weight_lookup(user: str, weights_dir: Path | None = None, probe: bool = False) -> Iterator[WeightRequest]:
+def weight_lookup(user: str, weights_dir: Path | None = None, probe: bool = False,
+                  advice: str = WEIGHTS_FOLDER_ADVICE) -> Iterator[WeightRequest]:
     """Within the block, weight downloads look in ``weights_dir`` first and fail with a message naming ``user``
-    (``metric 'musiq'``, ``train.perceptual_opt``), the file and the folder."""
+    (``metric 'musiq'``, ``train.perceptual_opt``), the file and the folder, and ``advice`` (what else fixes it)."""
     request = WeightRequest()
     weights_dir = Path(weights_dir) if weights_dir is not None else None
     real_download: Callable = pyiqa_download.download_url_to_file
@@ -149,13 +154,14 @@ def weight_lookup(user: str, weights_dir: Path | None = None, probe: bool = Fals
             raise _ProbeStop
         if not network_reaches(url):  # fail now, not after a download's retries and time-outs
             raise WeightsUnavailableError(_weights_message(user, file_name, cache_file, weights_dir,
-                                                           f"no network connection to {urlparse(url).hostname}"))
+                                                           f"no network connection to {urlparse(url).hostname}",
+                                                           advice))
         try:
             with _stall_limit(DOWNLOAD_STALL_SECONDS):
                 real_download(url, dst, hash_prefix, progress=progress)
         except Exception as error:  # noqa: BLE001 - any failure to fetch means the same to the user
             raise WeightsUnavailableError(
-                _weights_message(user, file_name, cache_file, weights_dir, f"{type(error).__name__}: {error}")
+                _weights_message(user, file_name, cache_file, weights_dir, f"{type(error).__name__}: {error}", advice)
             ) from None
 
     with contextlib.ExitStack() as stack:
