@@ -142,7 +142,7 @@ def test_a_key_given_in_two_places_must_agree(tmp_path: Path):
 
 
 def test_hggts_test_file_evaluates_the_checkpoint_it_names_and_infer_needs_only_network_g(release: Path,
-                                                                                        tmp_path: Path):
+                                                                                        tmp_path: Path, capsys):
     options = hggt_test_option_file()
     options["network_g"] |= {"num_feat": 8, "num_block": 1, "num_grow_ch": 4}  # shrunk for the CPU
     test = options["datasets"]["test_1"]
@@ -186,3 +186,8 @@ def test_hggts_test_file_evaluates_the_checkpoint_it_names_and_infer_needs_only_
     assert main(["infer", "--checkpoint", str(checkpoint), "-opt", str(minimal), "path.param_key_g=params_ema",
                  "--input", test["dataroot_lq"], "--output", str(tmp_path / "sr")]) == 0
     assert len(list((tmp_path / "sr").glob("*.png"))) == 3
+    capsys.readouterr()
+    assert main(["infer", "--checkpoint", str(checkpoint), "-opt", str(minimal), "--input", test["dataroot_lq"],
+                 "--output", str(tmp_path / "sr_params")]) == 0
+    said = capsys.readouterr().err  # BasicSR's default key, and the line that says which was loaded
+    assert f"{checkpoint}: loaded its 'params' (it also holds 'params_ema'; path.param_key_g=params_ema" in said

@@ -78,9 +78,13 @@ def read_weights_state(path: Path, param_key: str = "params") -> tuple[dict[str,
             raise OptionsError(f"{path}: not a weights file that loads without running code ({first_line(error)}); "
                                "give a .safetensors file or a .pth that holds tensors only") from None
         if param_key in state:
+            others = [key for key in ("params", "params_ema") if key in state and key != param_key]
+            log.info("%s: loaded its '%s'%s", path, param_key,
+                     f" (it also holds '{others[0]}'; path.param_key_g={others[0]} loads that: BasicSR's and "
+                     "HGGT's test files load params_ema, the EMA weights)" if others else "")
             state = state[param_key]
         elif other := next((key for key in ("params", "params_ema") if key in state), None):
-            log.info("%s has no '%s'; using its '%s' (as BasicSR does)", path, param_key, other)
+            log.info("%s has no '%s'; loaded its '%s' (as BasicSR does)", path, param_key, other)
             state = state[other]
     return {k.removeprefix("module."): v for k, v in state.items()}, metadata
 
