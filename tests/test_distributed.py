@@ -212,3 +212,19 @@ def test_bad_data_stops_both_nodes_with_one_message(tmp_path: Path, demo_set):
     for node in nodes:  # sr_iqa's own one line on both nodes (the launcher adds its own report after it)
         assert "sr-iqa train: error: 1 problem(s) in the data" in node.stderr, node.stderr[-2000:]
         assert f"{tmp_path / 'missing'}: no such folder" in node.stderr
+
+
+def test_a_launch_that_starts_one_of_several_processes_says_so(demo_set):
+    """`--num_processes 2 --cpu` without --multi_gpu: Accelerate's simple launcher starts one process. With
+    --multi_gpu both start and nothing is said."""
+    command = ["-m", "sr_iqa", "data", "check", str(demo_set.test_images), "--quick"]
+    base = [*ACCELERATE_LAUNCH, "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+            "--dynamo_backend", "no", "--main_process_port", str(free_port())]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    lone = subprocess.run([*base, "--cpu", *command], cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
+    assert lone.returncode == 0, lone.stderr[-2000:]
+    assert "asked for several processes but started this one alone; add --multi_gpu" in lone.stderr
+    both = subprocess.run([*base, "--multi_gpu", *command], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env=env)
+    assert both.returncode == 0, both.stderr[-2000:]
+    assert "started this one alone" not in both.stderr

@@ -49,6 +49,17 @@ def configure_logging() -> None:
     logger.propagate = False
 
 
+def lone_launch_warning() -> str | None:
+    """``accelerate launch --num_processes 2`` without a multi-process flag (``--cpu`` alone, say) runs Accelerate's
+    simple launcher: one process, which it gives MASTER_ADDR (for N > 1) but no WORLD_SIZE. Said in one line, or
+    the only sign is "process 0 of 1"."""
+    env = os.environ
+    if "ACCELERATE_MIXED_PRECISION" in env and "MASTER_ADDR" in env and "WORLD_SIZE" not in env:
+        return ("accelerate launch was asked for several processes but started this one alone; add --multi_gpu "
+                "(on a machine without GPUs too: the processes then use gloo on the CPU) to start them all")
+    return None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sr-iqa", description="Perceptual SR training with IQA-guided multi-GT supervision (see README.md).")
@@ -61,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging()
+    warning = lone_launch_warning()
+    if warning is not None:
+        log.warning("%s", warning)
     try:
         return args.handler(args)
     except SrIqaError as error:
