@@ -191,3 +191,9 @@ def test_hggts_test_file_evaluates_the_checkpoint_it_names_and_infer_needs_only_
                  "--output", str(tmp_path / "sr_params")]) == 0
     said = capsys.readouterr().err  # BasicSR's default key, and the line that says which was loaded
     assert f"{checkpoint}: loaded its 'params' (it also holds 'params_ema'; path.param_key_g=params_ema" in said
+    # The test file names its checkpoint (and params_ema): infer needs no --checkpoint, as eval does not.
+    assert main(["infer", "-opt", str(path), "--input", test["dataroot_lq"], "--output", str(tmp_path / "sr_opt")]) == 0
+    assert f"{checkpoint}: loaded its 'params_ema'" in capsys.readouterr().err
+    assert {p.name for p in (tmp_path / "sr_opt").iterdir()} == {p.name for p in (tmp_path / "sr").iterdir()}
+    assert main(["infer", "-opt", str(minimal), "--input", test["dataroot_lq"], "--output", str(tmp_path / "x")]) == 2
+    assert "no generator: pass --checkpoint FILE, or give" in capsys.readouterr().err

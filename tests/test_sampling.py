@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -208,9 +209,10 @@ def test_sampler_metric_is_the_pyiqa_name_also_when_the_metric_has_options(demo_
     chooser = build_chooser(sampler, groups, 32, {"musiq": options})
     stored = iter(float(i % 5) for i in range(len(records)))  # MUSIQ is higher-better: Q is the stored score
     assert [list(q) for q in chooser.full] == [[next(stored) for _ in group.gts] for group in groups]
-    with pytest.raises(DataError, match=r"holds no 'musiq' scores \(it has: musiq \{.*\}\); run `sr-iqa score "
-                                        r"--metric musiq`$"):
+    # The command that writes them: the data and the metric options from the same option file, into this cache.
+    command = re.escape(f"run `sr-iqa score -opt <this option file> --metric musiq --cache {tmp_path / 'scores.db'}`")
+    with pytest.raises(DataError, match=r"holds no 'musiq' scores \(it has: musiq \{.*\}\); " + command + "$"):
         build_chooser(sampler, groups, 32)
-    with pytest.raises(DataError, match=r"holds no 'musiq \{\"pretrained_model_path\": \"/other\"\}' scores .*run "
-                                        r"`sr-iqa score --metric musiq` with these iqa.metric_options"):
+    with pytest.raises(DataError, match=r"holds no 'musiq \{\"pretrained_model_path\": \"/other\"\}' scores .*"
+                                        + command):
         build_chooser(sampler, groups, 32, {"musiq": {"pretrained_model_path": "/other"}})

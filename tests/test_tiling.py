@@ -72,6 +72,12 @@ def test_infer_writes_any_size_and_tiled_matches_whole(tmp_path):
     whole, tiled = (read_rgb_tensor(tmp_path / folder / "odd.png") for folder in ("whole", "tiled"))
     assert whole.shape == (3, 180, 284)
     assert 10 * torch.log10(1 / ((whole - tiled) ** 2).mean()) > 35
+    # A small tile without --tile-overlap: a quarter of it overlaps (not the default 16, which no 16-pixel tile
+    # could hold: "got 16" for a flag never passed).
+    assert main(["infer", "--checkpoint", str(tmp_path / "g.safetensors"), "--input", str(inputs),
+                 "--output", str(tmp_path / "small"), "--tile", "16"]) == 0
+    small = read_rgb_tensor(tmp_path / "small" / "odd.png")
+    assert small.shape == whole.shape and 10 * torch.log10(1 / ((whole - small) ** 2).mean()) > 30
 
 
 def test_a_bad_tile_overlap_is_one_message(tmp_path, capsys):

@@ -72,8 +72,11 @@ def test_sma_does_not_always_take_the_best(tmp_path, demo_set, scored):
 def test_missing_scores_are_refused_before_training(tmp_path, demo_set, scored):
     options = tiny_options(demo_set, tmp_path / "experiments")
     options["sampler"] = {"type": "amo", "metric": "entropy", "cache": str(scored), "grid_stride": 16}
-    with pytest.raises(DataError, match="--grid 32:16"):
+    with pytest.raises(DataError) as missing_grid:
         Trainer(load_options(write_options(tmp_path / "o.yml", options)))
+    # The whole command that writes the grid: the data from the option file, the cache, the metric and the grid.
+    assert f"`sr-iqa score -opt <this option file> --metric entropy --cache {scored} --grid 32:16`" in str(
+        missing_grid.value)
     options["sampler"] = {"type": "sma", "metric": "musiq", "cache": str(scored)}
     with pytest.raises(DataError, match="holds no 'musiq' scores"):
         Trainer(load_options(write_options(tmp_path / "o.yml", options)))

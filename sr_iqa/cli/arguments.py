@@ -43,17 +43,31 @@ def groups_of(args: argparse.Namespace, options: Options | None = None) -> list:
 
 def network_of(args: argparse.Namespace) -> tuple[dict | None, str]:
     """``-opt``'s network_g (for weight files that do not record theirs, such as BasicSR .pth) and param_key_g;
-    (None, "params") without -opt."""
+    (None, "params") without -opt. Without ``--checkpoint``, the option file's ``path.pretrain_network_g`` (as
+    BasicSR's test files name it) goes into ``args.checkpoint``; with neither, one error line."""
     if args.opt is None:
+        if args.checkpoint is None:
+            raise SrIqaError("no generator: pass --checkpoint FILE, or -opt a test file whose "
+                             "path.pretrain_network_g names one")
         return None, "params"
     from sr_iqa.checked_options import load_inference_options
 
     options = load_inference_options(args.opt, args.overrides)
+    if args.checkpoint is None:
+        if not options.checkpoint:
+            raise SrIqaError(f"no generator: pass --checkpoint FILE, or give {args.opt} a path.pretrain_network_g")
+        args.checkpoint = Path(options.checkpoint)
     return options.network_g, options.param_key
 
 
+DEFAULT_TILE_OVERLAP = 16  # LR pixels; a quarter of the tile for tiles under 64
+
+
 def check_tiles(args: argparse.Namespace) -> None:
-    if args.tile > 0 and not 0 <= args.tile_overlap < args.tile:
+    """``--tile-overlap`` not given: 16 LR pixels, or a quarter of a smaller tile; given: at least 0, below --tile."""
+    if args.tile_overlap is None:
+        args.tile_overlap = min(DEFAULT_TILE_OVERLAP, args.tile // 4)
+    elif args.tile > 0 and not 0 <= args.tile_overlap < args.tile:
         raise SrIqaError(f"--tile-overlap must be at least 0 and below --tile ({args.tile}), got {args.tile_overlap}")
 
 

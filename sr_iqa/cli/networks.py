@@ -30,16 +30,19 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--cache", type=Path, help="score cache (sr-iqa score): the GTs' NR scores read from it "
                                                      "where it holds them; the missing ones scored and added")
     evaluate.add_argument("--tile", type=int, default=0, help="LR tile size for --checkpoint (0: whole image)")
-    evaluate.add_argument("--tile-overlap", type=int, default=16)
+    evaluate.add_argument("--tile-overlap", type=int, help="LR pixels shared by neighbouring tiles (default 16, a "
+                                                           "quarter of a smaller tile)")
     evaluate.set_defaults(handler=_eval)
 
     infer = commands.add_parser("infer", help="upscale images of any size (tiled) with a checkpoint (+ adapter)")
-    infer.add_argument("--checkpoint", type=Path, required=True, help="generator file or run folder")
+    infer.add_argument("--checkpoint", type=Path, help="generator file or run folder (default: -opt's "
+                                                       "path.pretrain_network_g)")
     infer.add_argument("--adapter", type=Path, help="a stage-2 lora_*.safetensors, merged into --checkpoint")
     infer.add_argument("--input", type=Path, required=True, help="an image or a folder of images")
     infer.add_argument("--output", type=Path, required=True, help="folder for <name>.png")
     infer.add_argument("--tile", type=int, default=0, help="LR tile size (0: whole image)")
-    infer.add_argument("--tile-overlap", type=int, default=16, help="LR pixels shared by neighbouring tiles")
+    infer.add_argument("--tile-overlap", type=int, help="LR pixels shared by neighbouring tiles (default 16, a quarter "
+                                                        "of a smaller tile)")
     infer.add_argument("-opt", "--opt", type=Path, help="option file whose network_g describes a BasicSR .pth")
     infer.add_argument("overrides", nargs="*", metavar="key.sub=value", help="with -opt: option overrides")
     infer.set_defaults(handler=_infer)
@@ -142,8 +145,9 @@ def _infer(args: argparse.Namespace) -> int:
     from sr_iqa.infer import run_infer
 
     check_tiles(args)
-    run_infer(args.checkpoint, args.adapter, args.input, args.output, args.tile, args.tile_overlap,
-              *network_of(args))
+    network_g, param_key = network_of(args)  # first: it may take the checkpoint from -opt
+    run_infer(args.checkpoint, args.adapter, args.input, args.output, args.tile, args.tile_overlap, network_g,
+              param_key)
     return 0
 
 

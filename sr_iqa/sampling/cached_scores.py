@@ -12,18 +12,23 @@ from sr_iqa.errors import DataError
 from sr_iqa.iqa.score_cache import ScoreCache
 
 
-def _missing_scores(metric: str, cache: ScoreCache, missing: list[str], hint: str) -> DataError:
-    return DataError(f"{len(missing)} image(s) have no '{metric}' score in {cache.path}; run `sr-iqa score "
-                     f"--metric {metric}{hint}` first:\n" + "\n".join(missing[:20]))
+def _score_command(cache: ScoreCache, metric: str, grid: str = "") -> str:
+    """The command that writes what is missing: the training's own option file names the data and the options."""
+    name = metric.partition(" ")[0]
+    return f"`sr-iqa score -opt <this option file> --metric {name} --cache {cache.path}{grid}`"
 
 
-def require_metric(cache: ScoreCache, metric: str) -> None:
-    """``metric``: the cache's key, the pyiqa name followed by its options' JSON when it has any."""
+def _missing_scores(metric: str, cache: ScoreCache, missing: list[str], grid: str) -> DataError:
+    return DataError(f"{len(missing)} image(s) have no '{metric}' score in {cache.path}; run "
+                     f"{_score_command(cache, metric, grid)} first:\n" + "\n".join(missing[:20]))
+
+
+def require_metric(cache: ScoreCache, metric: str, grid: str = "") -> None:
+    """``metric``: the cache's key, the pyiqa name followed by its options' JSON when it has any (``-opt`` the
+    same option file gives ``score`` those options)."""
     if metric not in cache.metrics():
-        name, _, options = metric.partition(" ")
-        with_options = " with these iqa.metric_options (-opt the same option file)" if options else ""
         raise DataError(f"{cache.path} holds no '{metric}' scores (it has: {', '.join(cache.metrics()) or 'none'}); "
-                        f"run `sr-iqa score --metric {name}`{with_options}")
+                        f"run {_score_command(cache, metric, grid)}")
 
 
 def full_image_scores(groups: Sequence[Group], cache: ScoreCache, metric: str) -> list[list[float]]:
@@ -41,7 +46,7 @@ def full_image_scores(groups: Sequence[Group], cache: ScoreCache, metric: str) -
 def crop_score_grids(groups: Sequence[Group], cache: ScoreCache, metric: str, size: int,
                      stride: int) -> list[np.ndarray]:
     """Per group, raw scores shaped (GTs, rows, columns) for every ``size`` box on the ``stride`` grid."""
-    require_metric(cache, metric)
+    require_metric(cache, metric, f" --grid {size}:{stride}")
     records = cache.records([gt.path for group in groups for gt in group.gts])
     values, present, offsets = cache.grid_scores(metric, records, size, stride)
     grids, missing, position = [], [], 0
