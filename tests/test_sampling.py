@@ -216,3 +216,23 @@ def test_sampler_metric_is_the_pyiqa_name_also_when_the_metric_has_options(demo_
     with pytest.raises(DataError, match=r"holds no 'musiq \{\"pretrained_model_path\": \"/other\"\}' scores .*"
                                         + command):
         build_chooser(sampler, groups, 32, {"musiq": {"pretrained_model_path": "/other"}})
+
+
+def test_preview_of_a_release_root_shows_each_training_group_once(tmp_path: Path):
+    """Test-100 repeats the training groups' names in the copy (as HGGT's layout allows); the preview is of what the
+    sampler sees, the Train sets, each group once."""
+    import csv
+
+    from conftest import run_cli
+    from hggt_tree import write_hggt_release
+
+    root = write_hggt_release(tmp_path / "HGGT", size=96)
+    cache, previewed = tmp_path / "c.db", tmp_path / "preview.csv"
+    assert run_cli("score", "--dataset", str(root), "--metric", "niqe", "--cache", str(cache)).returncode == 0
+    result = run_cli("sampler", "preview", "--dataset", str(root), "--cache", str(cache), "--sampler", "upos",
+                     "--metric", "niqe", "--out", str(previewed))
+    assert result.returncode == 0, result.stderr
+    with open(previewed) as handle:
+        groups = [row["group"] for row in csv.DictReader(handle) if row["slot"] == "original"]
+    train = sorted(p.stem for p in (root / "Train" / "images").glob("*/original/*.png"))
+    assert sorted(groups) == train and len(set(groups)) == len(groups)

@@ -20,9 +20,10 @@ def add_data_source(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", metavar="key.sub=value", help="with -opt: option overrides")
 
 
-def groups_of(args: argparse.Namespace, options: Options | None = None) -> list:
+def groups_of(args: argparse.Namespace, options: Options | None = None, training_only: bool = False) -> list:
     """Every group of ``--dataset ROOT`` (all splits) or of ``-opt FILE``'s train and val sets (``options``: that
-    file, when the caller has loaded it already), validated."""
+    file, when the caller has loaded it already), validated. ``training_only``: the training split(s) alone (a
+    release root's ``Train/`` sets; -opt's train set), for what only training sees (the sampler's preview)."""
     from sr_iqa.data.validation import validated
 
     if args.opt is not None:
@@ -31,14 +32,16 @@ def groups_of(args: argparse.Namespace, options: Options | None = None) -> list:
 
         options = options or load_options(args.opt, args.overrides)
         groups = group_index(options.datasets.train, options.scale).groups
-        for val in [options.datasets.val, *options.datasets.extra_val.values()]:
+        for val in [] if training_only else [options.datasets.val, *options.datasets.extra_val.values()]:
             if val is not None:
                 groups += group_index(val, options.scale, with_lr=True).groups
         return groups
     from sr_iqa.data.check import discover_splits
 
-    return [group for index in discover_splits(args.dataset, args.layout).values()
-            for group in validated(index, args.scale).groups]
+    splits = discover_splits(args.dataset, args.layout)
+    if training_only and any(name.startswith("Train/") for name in splits):
+        splits = {name: index for name, index in splits.items() if name.startswith("Train/")}
+    return [group for index in splits.values() for group in validated(index, args.scale).groups]
 
 
 def network_of(args: argparse.Namespace) -> tuple[dict | None, str]:

@@ -201,8 +201,9 @@ def _sampler_preview(args: argparse.Namespace) -> int:
 
     if not args.cache.is_file():
         raise SrIqaError(f"{args.cache}: no score cache there; run `sr-iqa score` first")
-    csv_text, summary = preview(groups_of(args), ScoreCache(args.cache, read_only=True), args.metric,
-                                SamplerType(args.sampler), args.tau)
+    groups = groups_of(args, training_only=True)  # what the sampler sees: training groups, once each
+    csv_text, summary = preview(groups, ScoreCache(args.cache, read_only=True), args.metric, SamplerType(args.sampler),
+                                args.tau)
     write_or_print(csv_text, args.out)
     print(summary, file=sys.stderr if args.out is None else sys.stdout)
     return 0

@@ -62,12 +62,13 @@ def _folder_index(images: Path, labels: Path | None, lr: Path | None, find_lr: b
     if not images.is_dir():
         return GroupIndex([], [f"{images}: no such folder (datasets.*.dataroot_gt)"])
     images = release_images_folder(images)
+    notes: tuple[str, ...] = ()
     if find_lr and lr is None:
         lr, notes = fixed_lr_of(images)
         if lr is not None:
             log.info("%s: evaluated on the release's fixed LR images in %s", images, lr)
-    else:
-        notes = ()
+    elif find_lr:
+        log.info("%s: evaluated on the fixed LR images in %s (dataroot_lq)", images, lr)
     index = index_hggt(images, labels, lr) if (images / "original").is_dir() else index_flat(images, lr)
     index.notes += notes
     return index
