@@ -18,7 +18,9 @@ from sr_iqa.basicsr_metric_names import FUNCTIONS, basicsr_metric_name
 # Keys of a BasicSR/HGGT run that have no meaning here, and the values they may have (None: any value).
 # A value outside the set would change what the run does, so it is a problem instead.
 IGNORED_TOP_LEVEL = {
-    "model_type": None,  # BasicSR's model class; sr_iqa has one trainer, driven by the dataset type and losses
+    # BasicSR's model class; sr_iqa has one trainer, driven by the dataset type and losses (HGGT's model types
+    # are checked first: HGGT_MODEL_TYPES)
+    "model_type": None,
     "num_gpu": None,  # `accelerate launch` decides the processes
     "dist_params": None,
     "dist": None,
@@ -53,7 +55,8 @@ DEGRADATION_TOP_LEVEL = ("resize_prob", "resize_range", "gaussian_noise_prob", "
                          "jpeg_range2")
 DEGRADATION_IN_TRAIN_SET = ("blur_kernel_size_min", "blur_kernel_size_max", "kernel_list", "kernel_prob", "sinc_prob",
                             "blur_sigma", "betag_range", "betap_range", "kernel_list2", "kernel_prob2", "sinc_prob2",
-                            "blur_sigma2", "betag_range2", "betap_range2", "final_sinc_prob")
+                            "blur_sigma2", "betag_range2", "betap_range2", "final_sinc_prob",
+                            "blur_kernel_size_min2", "blur_kernel_size_max2")
 SECOND_STAGE = {key for key in (*DEGRADATION_TOP_LEVEL, *DEGRADATION_IN_TRAIN_SET)
                 if key.endswith("2") or key in ("second_blur_prob", "final_sinc_prob")}
 # Real-ESRGAN pads every kernel to 21 (sizes 7..21); sr_iqa pads to the largest size itself.
@@ -67,7 +70,28 @@ HGGT_TRAIN_TYPES = {
                                "groups with an effective Positive or Negative, the GT drawn among the Positives, "
                                "a Negative pushed away by neg_opt"),
     "PosNegGTOriDataset": ({}, "original", "every group, supervised by its original GT"),
+    "TwoStageDegradation_PosNegGTPos_Dataset": ({"positive_only": True}, "upos",
+                                                "groups with an effective Positive, the GT drawn uniformly among the "
+                                                "Positives, Real-ESRGAN's two degradation stages"),
+    "OneStageDegradation_DF2K_Dataset": ({}, "original", "a folder of single GTs (DF2K_OST), each its own group"),
+    "TwoStageDegradation_DF2K_Dataset": ({}, "original", "a folder of single GTs (DF2K_OST), each its own group, "
+                                                         "Real-ESRGAN's two degradation stages"),
 }
+# HGGT's model types (PosNegGTSR/basicsr/models) and what each does that sr_iqa does not; the ones not named here
+# (Ours_Model, Ours_PosGT_Model, Ours_PosNegGT_Model, RealESRGAN_PosGT_Model) train as sr_iqa's one trainer does,
+# their dataset types and losses deciding. Checked in HGGT's code: these read USM-sharpened GTs (gt_usm, or always),
+# an artifact-map loss or a localisation network.
+HGGT_MODEL_TYPES_MISSING = {
+    "LDL_Model": "LDL's artifact-map loss (ldl_opt) and losses against the USM-sharpened GT",
+    "LDL_PosGT_Model": "LDL's artifact-map loss (ldl_opt)",
+    "LDL_noGAN_Model": "the USM-sharpened GT (gt_usm) as the target",
+    "AdaTarget_Model": "AdaTarget's localisation network (network_loc) and its adaptive target",
+    "AdaTarget_PosGT_Model": "AdaTarget's localisation network (network_loc) and its adaptive target",
+    "RealESRGAN_Model": "Real-ESRGAN's USM-sharpened GT as the target of the L1, perceptual and GAN losses",
+    "RealESRNet_Model": "the USM-sharpened GT (gt_usm) as the target",
+}
+# Keys HGGT's Ours_* models never read (they read Use_sharpen, which HGGT's files do not set): no meaning there.
+UNREAD_BY_OURS_MODELS = ("gt_usm", "l1_gt_usm", "percep_gt_usm", "gan_gt_usm")
 PAIRED_TYPE = "PairedImageDataset"
 
 
@@ -221,10 +245,40 @@ def _extra_validation_sets(config: DictConfig, result: Translation) -> None:
         result.mapped.append(f"datasets.{', datasets.'.join(keys)} -> datasets.extra_val (validated too)")
 
 
-def translate(config: DictConfig) -> Translation:
-    """Rewrite BasicSR/HGGT keys in place of a copy; see the module docstring."""
+def _hggt_model_type(config: DictConfig, result: Translation) -> None:
+    """HGGT's model types that need what sr_iqa lacks are refused (their own keys dropped, so that no further line
+    guesses at them); the sharpening keys HGGT's Ours_* models never read are ignored, saying so; their
+    ``pixel_opt_o`` is the pixel loss against the supervising GT, sr_iqa's ``pixel_opt``."""
+    model_type = config.get("model_type")
+    missing = HGGT_MODEL_TYPES_MISSING.get(model_type)
+    own_keys = [key for key in (*UNREAD_BY_OURS_MODELS, "network_loc", "path_loc") if key in config]
+    if missing is not None:
+        result.problems.append(f"'model_type: {model_type}' is HGGT's {model_type}, which needs {missing}; sr_iqa "
+                               "has none of it and would train something else: use HGGT's code for this baseline")
+        for key in own_keys:
+            config.pop(key)
+        if isinstance(config.get("train"), DictConfig) and "ldl_opt" in config.train:
+            config.train.pop("ldl_opt")
+        return
+    for key in own_keys:
+        if key in UNREAD_BY_OURS_MODELS:
+            config.pop(key)
+            result.ignored.append(f"{key} (HGGT's {model_type or 'model'} does not read it)")
+    train = config.get("train")
+    if isinstance(train, DictConfig) and "pixel_opt_o" in train:
+        _move(train, "pixel_opt_o", train, "pixel_opt", "train.pixel_opt_o", "train.pixel_opt", result)
+
+
+def translate(config: DictConfig, training: bool = True) -> Translation:
+    """Rewrite BasicSR/HGGT keys in place of a copy; see the module docstring. ``training``: a file to train (HGGT's
+    model types matter); otherwise one whose network and test sets ``eval`` / ``infer`` read."""
     result = Translation(OmegaConf.create(OmegaConf.to_container(config)))
     config = result.config
+    if training:
+        _hggt_model_type(config, result)
+    else:
+        for key in (*UNREAD_BY_OURS_MODELS, "network_loc", "path_loc"):  # training's keys: no meaning here
+            config.pop(key, None)
     _drop_ignored(config, "", IGNORED_TOP_LEVEL, result)
     for dotted, values in IGNORED_ELSEWHERE.items():
         parent_key, _, key = dotted.rpartition(".")

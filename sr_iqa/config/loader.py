@@ -382,7 +382,7 @@ def read_inference_options(path: str | Path, overrides: Sequence[str] = ()) -> I
     config = read_yaml(path)
     for item in overrides:
         config = OmegaConf.merge(config, _read_overrides([item]))
-    translation = translate(config)
+    translation = translate(config, training=False)
     config, problems = translation.config, [f"{path}: {problem}" for problem in translation.problems]
     network_g = _plain(config.get("network_g"))
     if not isinstance(network_g, dict):

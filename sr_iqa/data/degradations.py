@@ -234,6 +234,20 @@ class RealESRGANDegradation(HGGTDegradation):
     poisson_scale_range2: list[float] = field(default_factory=lambda: [0.05, 2.5])
     gray_noise_prob2: float = 0.4
     jpeg_range2: list[float] = field(default_factory=lambda: [30.0, 95.0])
+    # HGGT's two-stage datasets draw the second blur and the final sinc filter from their own half-widths
+    # (HGGT's files: 1, 2: sizes 3, 5); unset, both stages draw from the first range, as Real-ESRGAN's dataset does.
+    blur_kernel_size_min2: int | None = None
+    blur_kernel_size_max2: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        low = self.blur_kernel_size_min if self.blur_kernel_size_min2 is None else self.blur_kernel_size_min2
+        high = self.blur_kernel_size_max if self.blur_kernel_size_max2 is None else self.blur_kernel_size_max2
+        if not 0 <= low <= high:
+            raise ValueError(f"blur_kernel_size_min2 ({low}) and blur_kernel_size_max2 ({high}) are half-widths: "
+                             "0 <= min <= max")
+        self.kernel_sizes2 = [2 * v + 1 for v in range(low, high + 1)]
+        self.largest_kernel = max(self.largest_kernel, self.kernel_sizes2[-1])  # every kernel padded to it
 
     def smallest_gt_size(self, scale: int) -> int:
         """The second blur runs after the first down-resize, the sinc filter at LR size; both pad by half a kernel."""
@@ -242,12 +256,12 @@ class RealESRGANDegradation(HGGTDegradation):
 
     def sample_kernels(self, rng: np.random.Generator) -> Kernels:
         kernels = super().sample_kernels(rng)
-        kernel2 = _blur_kernel(rng, self.kernel_sizes, self.largest_kernel, self.kernel_list2, self.kernel_prob2,
+        kernel2 = _blur_kernel(rng, self.kernel_sizes2, self.largest_kernel, self.kernel_list2, self.kernel_prob2,
                                self.sinc_prob2, self.blur_sigma2, self.betag_range2, self.betap_range2)
         kernels["kernel2"] = torch.from_numpy(kernel2).float()
         if rng.random() < self.final_sinc_prob:
             with _global_rngs_from(rng):
-                sinc = circular_lowpass_kernel(rng.uniform(np.pi / 3, np.pi), int(rng.choice(self.kernel_sizes)),
+                sinc = circular_lowpass_kernel(rng.uniform(np.pi / 3, np.pi), int(rng.choice(self.kernel_sizes2)),
                                                pad_to=self.largest_kernel)
         else:  # a pulse: no filtering
             sinc = np.zeros((self.largest_kernel, self.largest_kernel))

@@ -1,0 +1,143 @@
+"""HGGT's other training files (ChrisDud0257/HGGT, PosNegGTSR/options/train/PosNegGTSR/): what each key means
+there, checked against HGGT's model and dataset classes, and either honoured or refused naming what is missing.
+Each file is its GAN Pos sibling (hggt_option_files) with the keys it changes transcribed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from hggt_option_files import hggt_option_file
+
+from sr_iqa.checked_options import load_options
+from sr_iqa.config.call_options import build_from_block
+from sr_iqa.data.degradations import DEGRADATION_TYPES
+from sr_iqa.errors import OptionsError
+
+
+def _write(tmp_path: Path, options: dict, name: str = "file.yml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(options))
+    return path
+
+
+def _paths_changed(options: dict, tmp_path: Path) -> dict:
+    """Only the paths, as a user with the data elsewhere: folders that exist here."""
+    train = options["datasets"]["train"]
+    for key in ("dataroot_all_gt", "dataroot_all_json"):
+        if key in train:
+            (tmp_path / key).mkdir(exist_ok=True)
+            train[key] = str(tmp_path / key)
+    options["datasets"].pop("val")
+    options["path"]["pretrain_network_g"] = None
+    return options
+
+
+def realesrgan_posneggt_pos() -> dict:
+    """train_RealESRGAN_PosNegGT_Blind_Pos_x4.yml: RRDBNet, two degradation stages, its own degradation values."""
+    options = hggt_option_file("RRDB", "Pos")
+    options |= {"name": "RealESRGAN_PosNegGT_Blind_Pos_x4", "model_type": "RealESRGAN_PosGT_Model",
+                "resize_range": [0.9, 1.1], "noise_range": [1, 8], "poisson_scale_range": [0.05, 0.5],
+                "jpeg_range": [85, 95], "second_blur_prob": 0.8, "resize_prob2": [0.1, 0.85, 0.05],
+                "resize_range2": [0.9, 1.1], "gaussian_noise_prob2": 0.5, "noise_range2": [0, 4],
+                "poisson_scale_range2": [0, 0.3], "gray_noise_prob2": 0.2, "jpeg_range2": [87, 95],
+                "queue_size": 180}
+    options["network_g"] = {"type": "RRDBNet", "num_in_ch": 3, "num_out_ch": 3, "num_feat": 64, "num_block": 23,
+                            "num_grow_ch": 32}
+    options["datasets"]["train"] |= {
+        "type": "TwoStageDegradation_PosNegGTPos_Dataset", "blur_kernel_size_max": 3, "blur_sigma": [0.1, 0.6],
+        "blur_kernel_size_min2": 1, "blur_kernel_size_max2": 2, "kernel_list2": ["iso", "aniso"],
+        "kernel_prob2": [0.7, 0.3], "sinc_prob2": 0.01, "blur_sigma2": [0.1, 0.4], "betag_range2": [0.1, 2.0],
+        "betap_range2": [0.1, 1.0], "final_sinc_prob": 0.1}
+    options["train"]["scheduler"]["milestones"] = [300000]
+    return options
+
+
+def test_realesrgan_posneggt_file_draws_hggts_second_stage_kernels(tmp_path: Path):
+    options = load_options(_write(tmp_path, _paths_changed(realesrgan_posneggt_pos(), tmp_path)))
+    assert options.sampler.type.value == "upos" and options.datasets.train.positive_only
+    assert options.degradation["type"] == "realesrgan"
+    degradation = build_from_block(options.degradation, DEGRADATION_TYPES)
+    # HGGT's half-widths: first stage 1..3 (sizes 3, 5, 7), second blur and final sinc 1..2 (sizes 3, 5); Real-
+    # ESRGAN's own range (7..21) nowhere.
+    assert degradation.kernel_sizes == [3, 5, 7] and degradation.kernel_sizes2 == [3, 5]
+    assert (degradation.blur_sigma2, degradation.noise_range2, degradation.jpeg_range2) == ([0.1, 0.4], [0, 4],
+                                                                                            [87, 95])
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):  # the second kernel's support never exceeds 5 pixels (the rest of the 7x7 is padding)
+        kernel2 = degradation.sample_kernels(rng)["kernel2"]
+        assert kernel2.shape == (7, 7) and kernel2[0].abs().sum() == 0 and kernel2[:, 0].abs().sum() == 0
+
+
+def df2k_psnr_file(arch: str) -> dict:
+    """train_{RRDB,SwinIR}_DF2K_OST_Blind_x4.yml: Ours_Model without a discriminator, a folder of single GTs,
+    pixel_opt_o as the loss; the SwinIR file adds gt_usm: True (which Ours_Model does not read)."""
+    options = hggt_option_file(arch, "Pos")
+    options |= {"name": f"{arch}_DF2K_OST_Blind_x4", "model_type": "Ours_Model", "queue_size": 160}
+    if arch == "SwinIR":
+        options["gt_usm"] = True
+    train = options["datasets"]["train"]
+    train |= {"name": "DF2K_OST", "type": "OneStageDegradation_DF2K_Dataset", "batch_size_per_gpu": 8,
+              "dataroot_all_gt": "/data/DF2K_OST/subimages_512"}
+    train.pop("dataroot_all_json")
+    for key in ("network_d", ):
+        options.pop(key)
+    for key in ("optim_d", "gan_opt", "perceptual_opt", "net_d_iters", "net_d_init_iters", "pixel_opt"):
+        options["train"].pop(key)
+    options["train"]["pixel_opt_o"] = {"type": "L1Loss", "loss_weight": 1.0, "reduction": "mean"}
+    return options
+
+
+@pytest.mark.parametrize("arch", ["RRDB", "SwinIR"])
+def test_df2k_psnr_files_train_on_single_gts_with_their_pixel_loss(tmp_path: Path, arch: str, caplog):
+    with caplog.at_level("WARNING", logger="sr_iqa"):
+        options = load_options(_write(tmp_path, _paths_changed(df2k_psnr_file(arch), tmp_path)))
+    assert options.sampler.type.value == "original" and not options.datasets.train.positive_only
+    assert options.datasets.train.dataroot_label is None and options.network_d is None
+    assert options.train.pixel_opt == {"type": "L1Loss", "loss_weight": 1.0, "reduction": "mean"}
+    if arch == "SwinIR":  # HGGT's Ours_Model reads Use_sharpen, never gt_usm: no sharpening there either
+        assert "gt_usm (HGGT's Ours_Model does not read it)" in caplog.text
+
+
+MISSING = {  # model type -> its own keys in HGGT's file, and the words the refusal must hold
+    "LDL_Model": ({"l1_gt_usm": True, "percep_gt_usm": True, "gan_gt_usm": False},
+                  {"ldl_opt": {"type": "L1Loss", "loss_weight": 1.0, "reduction": "mean"}}, "artifact-map loss"),
+    "LDL_PosGT_Model": ({}, {"ldl_opt": {"type": "L1Loss", "loss_weight": 1.0, "reduction": "mean"}},
+                        "artifact-map loss"),
+    "LDL_noGAN_Model": ({"gt_usm": True}, {}, "USM-sharpened GT (gt_usm)"),
+    "AdaTarget_Model": ({"l1_gt_usm": True, "percep_gt_usm": True, "gan_gt_usm": False}, {}, "network_loc"),
+    "AdaTarget_PosGT_Model": ({}, {}, "network_loc"),
+    "RealESRGAN_Model": ({"gt_usm": True, "l1_gt_usm": True, "percep_gt_usm": True, "gan_gt_usm": False}, {},
+                         "USM-sharpened GT"),
+    "RealESRNet_Model": ({"gt_usm": True}, {}, "USM-sharpened GT (gt_usm)"),
+}
+
+
+@pytest.mark.parametrize("model_type", sorted(MISSING))
+def test_baselines_sr_iqa_cannot_train_are_refused_naming_what_is_missing(tmp_path: Path, model_type: str):
+    top, train, words = MISSING[model_type]
+    options = hggt_option_file("RRDB", "Pos") | {"model_type": model_type, **top}
+    options["train"] |= train
+    with pytest.raises(OptionsError) as refused:
+        load_options(_write(tmp_path, _paths_changed(options, tmp_path)))
+    message = str(refused.value)
+    assert f"'model_type: {model_type}' is HGGT's {model_type}, which needs" in message and words in message
+    assert "did you mean" not in message  # its own keys are not guessed at as typos of sr_iqa's
+
+
+def test_a_baselines_test_file_evaluates_its_checkpoint_whatever_its_model_type(tmp_path: Path):
+    """test_LDL_DF2K_OST_Blind_x4.yml: for evaluation only network_g, the test sets and the checkpoint matter."""
+    from hggt_option_files import hggt_test_option_file
+
+    from sr_iqa.checked_options import load_inference_options
+
+    options = hggt_test_option_file() | {"name": "LDL_DF2K_OST_Blind_x4", "model_type": "LDL_Model"}
+    options["network_g"] = {"type": "RRDBNet", "num_in_ch": 3, "num_out_ch": 3, "num_feat": 64, "num_block": 23,
+                            "num_grow_ch": 32}
+    options["path"]["pretrain_network_g"] = "experiments/pretrained_models/LDL/RRDB_DF2K_OST_GAN_x4.pth"
+    loaded = load_inference_options(_write(tmp_path, options))
+    assert loaded.network_g["type"] == "RRDBNet" and loaded.param_key == "params_ema"
+    assert loaded.checkpoint.endswith("RRDB_DF2K_OST_GAN_x4.pth") and len(loaded.test_sets) == 1
