@@ -141,3 +141,18 @@ def test_a_baselines_test_file_evaluates_its_checkpoint_whatever_its_model_type(
     loaded = load_inference_options(_write(tmp_path, options))
     assert loaded.network_g["type"] == "RRDBNet" and loaded.param_key == "params_ema"
     assert loaded.checkpoint.endswith("RRDB_DF2K_OST_GAN_x4.pth") and len(loaded.test_sets) == 1
+
+
+@pytest.mark.parametrize("arch", ["RRDB", "SwinIR"])
+def test_ori_files_train_every_group_on_its_original_with_pixel_opt_o(tmp_path: Path, arch: str):
+    """train_{RRDBGAN,SwinIRGAN}_PosNegGT_Blind_Ori_x4.yml: Ours_Model, PosNegGTOriDataset, pixel_opt_o (HGGT's
+    Ours_Model: L1 against the batch's GT, here the original)."""
+    options = hggt_option_file(arch, "Pos") | {"name": f"{arch}GAN_PosNegGT_Blind_Ori_x4", "model_type": "Ours_Model"}
+    options["datasets"]["train"]["type"] = "PosNegGTOriDataset"
+    options["train"]["pixel_opt_o"] = options["train"].pop("pixel_opt")
+    loaded = load_options(_write(tmp_path, _paths_changed(options, tmp_path)))
+    assert loaded.sampler.type.value == "original" and loaded.train.pixel_opt["loss_weight"] == 1.0
+    assert not loaded.datasets.train.positive_only and loaded.datasets.train.dataroot_label is None
+    options["train"]["pixel_opt"] = {"type": "L1Loss", "loss_weight": 0.5}  # both, disagreeing: one problem
+    with pytest.raises(OptionsError, match="'train.pixel_opt_o' .* and 'train.pixel_opt' .* disagree"):
+        load_options(_write(tmp_path, options, "both.yml"))
