@@ -30,6 +30,7 @@ import sys
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 import numpy as np
@@ -235,9 +236,10 @@ def _option_cases() -> list[Case]:
     for key, kind in keys:
         typo = _typo(key)
         cases.append(Case("option keys", f"typo {typo}", _override(f"{typo}=1"), f"unknown key '{typo}'"))
-        if kind is not bool:
+        if kind is not bool:  # a choice (an Enum) names its choices, with the key problems of the file
+            enum = isinstance(kind, type) and issubclass(kind, Enum)
             cases.append(Case("option types", f"{key}=abc", _override(f"{key}=abc"),
-                              f"'{key}' has the wrong type"))
+                              f"'{key}' is 'abc', not one of" if enum else f"'{key}' has the wrong type"))
         if kind is float:
             cases.append(Case("non-finite values", f"{key}=nan", _override(f"{key}=.nan"),
                               f"'{key}' must be a finite number, got nan"))

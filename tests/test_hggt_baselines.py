@@ -156,3 +156,19 @@ def test_ori_files_train_every_group_on_its_original_with_pixel_opt_o(tmp_path: 
     options["train"]["pixel_opt"] = {"type": "L1Loss", "loss_weight": 0.5}  # both, disagreeing: one problem
     with pytest.raises(OptionsError, match="'train.pixel_opt_o' .* and 'train.pixel_opt' .* disagree"):
         load_options(_write(tmp_path, options, "both.yml"))
+
+
+def test_a_files_key_type_and_choice_problems_come_in_one_message(tmp_path: Path):
+    """Before, a wrong dataset type showed only on the run after the key errors were fixed."""
+    options = hggt_option_file("RRDB", "Pos")
+    options["datasets"]["train"] |= {"type": "ThreeStageDegradation_Dataset", "gt_szie": 256}
+    options["train"]["mixed_precision"] = "bf61"
+    with pytest.raises(OptionsError) as raised:
+        load_options(_write(tmp_path, _paths_changed(options, tmp_path)))
+    lines = str(raised.value).splitlines()
+    assert lines[0] == "3 problems in the options:"
+    assert any("unknown key 'datasets.train.gt_szie'; did you mean 'gt_size'?" in line for line in lines)
+    assert any("'datasets.train.type' is 'ThreeStageDegradation_Dataset', not one of hggt, manifest" in line
+               for line in lines)
+    assert any("'train.mixed_precision' is 'bf61', not one of auto, no, fp16, bf16; did you mean 'bf16'?" in line
+               for line in lines)

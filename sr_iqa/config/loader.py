@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import logging
 import math
 import types
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +73,12 @@ def check_keys(node: Any, schema: type, prefix: str, source: str) -> list[str]:
                 problems += check_keys(value[name], typing.get_args(annotation)[1], f"{prefix}{name}.", source)
         elif annotation is int and isinstance(value, float) and value.is_integer():
             node[key] = int(value)
+        elif isinstance(annotation, type) and issubclass(annotation, Enum) and value is not None \
+                and value is not False and str(value) not in [member.value for member in annotation]:
+            choices = [member.value for member in annotation]  # (a bare YAML `no` is False: mixed_precision's "no")
+            close = difflib.get_close_matches(str(value), choices, n=1)
+            problems.append(f"{source}: '{dotted}' is '{value}', not one of {', '.join(choices)}"
+                            + (f"; did you mean '{close[0]}'?" if close else ""))
     return problems
 
 
