@@ -73,6 +73,9 @@ def test_hggts_option_files_load_with_their_meaning(release: Path, tmp_path: Pat
     assert options.datasets.val.type.value == "hggt"
     assert options.train.neg_opt == (None if variant == "Pos" else {"type": "NegativeGTLoss", "loss_weight": 300.0})
     assert options.train.warmup_iter == -1 and options.logger.wandb.project is None  # BasicSR's keys, honoured
+    assert options.train.mixed_precision.value == "auto"  # sr_iqa's, said in one line (HGGT trained in fp32)
+    assert any("BasicSR and HGGT train in fp32" in r.getMessage() and "train.mixed_precision: no" in r.getMessage()
+               for r in caplog.records)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     ignored_line = next(line for line in warnings if "ignored, no meaning in sr_iqa" in line)
     assert all(key in ignored_line for key in IGNORED)

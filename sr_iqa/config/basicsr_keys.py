@@ -276,6 +276,10 @@ def translate(config: DictConfig, training: bool = True) -> Translation:
     config = result.config
     if training:
         _hggt_model_type(config, result)
+        if "model_type" in config and OmegaConf.select(config, "train.mixed_precision") is None:
+            result.mapped.append("model_type (BasicSR and HGGT train in fp32) -> train.mixed_precision: auto, bf16 "
+                                 "autocast and TF32 on Ampere-or-newer GPUs; set train.mixed_precision: no and "
+                                 "train.tf32: false for their arithmetic")
     else:
         for key in (*UNREAD_BY_OURS_MODELS, "network_loc", "path_loc"):  # training's keys: no meaning here
             config.pop(key, None)
