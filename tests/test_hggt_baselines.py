@@ -172,3 +172,20 @@ def test_a_files_key_type_and_choice_problems_come_in_one_message(tmp_path: Path
                for line in lines)
     assert any("'train.mixed_precision' is 'bf61', not one of auto, no, fp16, bf16; did you mean 'bf16'?" in line
                for line in lines)
+
+
+def test_training_pointed_at_a_splits_original_folder_reads_the_split(tmp_path: Path):
+    """Before: the original/ folder read as single images, and the Positive filter dropped every one of them
+    ("the data set has no groups (the filters dropped 3)")."""
+    from hggt_tree import write_hggt_release
+
+    from sr_iqa.config.schema import TrainDatasetOptions
+    from sr_iqa.data.sources import group_index
+
+    release = write_hggt_release(tmp_path / "HGGT")
+    train = TrainDatasetOptions(dataroot_gt=str(release / "Train" / "images" / "0-100" / "original"),
+                                positive_only=True)
+    index = group_index(train, 4)
+    # hggt_tree.VOTES: img1 and img2 have an enhanced GT with more than one Positive vote, img3 none.
+    assert sorted(group.name for group in index.groups) == ["img1-0-0", "img2-0-0"]
+    assert all(len(group.gts) == 5 for group in index.groups)

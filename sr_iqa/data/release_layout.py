@@ -64,8 +64,8 @@ def split_of_original(folder: Path) -> tuple[Path, Path | None] | None:
         return None
     if not any(child.is_dir() and child.name.isdigit() for child in images.iterdir()):
         return None  # an original/ without enhanced GTs beside it: a plain folder after all
-    labels = images.parent / "labels"
-    return images, labels if labels.is_dir() else None
+    split = _images_folder_split(images)  # Train/labels/<set> or Test/GT/<set>/labels
+    return split.images, split.labels
 
 
 def fixed_lr_of(images: Path) -> tuple[Path | None, tuple[str, ...]]:

@@ -37,10 +37,11 @@ def folder_list(value: Any) -> list[str]:
     return [str(value)] if isinstance(value, str) else [str(item) for item in value]
 
 
-def _entries(source: DataSourceOptions, lr: Any, evaluation: bool) -> list[tuple[Path, Path | None, Path | None]]:
-    """(images, labels, LR) per ``dataroot_gt`` folder; label and LR lists must match it in length. For evaluation,
-    the ``original/`` folder of a multi-GT split stands for the split (HGGT's test files name it so): its groups
-    are evaluated with HGGT's protocol over their Positive GTs, not against the original alone."""
+def _entries(source: DataSourceOptions, lr: Any) -> list[tuple[Path, Path | None, Path | None]]:
+    """(images, labels, LR) per ``dataroot_gt`` folder; label and LR lists must match it in length. The
+    ``original/`` folder of a multi-GT split stands for the split (HGGT's test files name it so): evaluation then
+    uses HGGT's protocol over the Positive GTs, training the split's GTs and labels, not single originals that the
+    label filters would all drop."""
     folders, labels, lrs = folder_list(source.dataroot_gt), folder_list(source.dataroot_label), folder_list(lr)
     for key, values in (("dataroot_label", labels), ("dataroot_lq", lrs)):
         if values and len(values) != len(folders):
@@ -49,11 +50,11 @@ def _entries(source: DataSourceOptions, lr: Any, evaluation: bool) -> list[tuple
     entries = []
     for i, folder in enumerate(folders):
         images, label = Path(folder), Path(labels[i]) if labels else None
-        split = split_of_original(images) if evaluation else None
+        split = split_of_original(images)
         if split is not None:
             images, label = split[0], label or split[1]
-            log.info("datasets.%s: %s is the original/ of the multi-GT split %s; evaluated over its GTs with "
-                     "HGGT's protocol (labels %s)", source.name, folder, images, label or "missing: originals only")
+            log.info("datasets.%s: %s is the original/ of the multi-GT split %s, read as that split (labels %s)",
+                     source.name, folder, images, label or "missing")
         entries.append((images, label, Path(lrs[i]) if lrs else None))
     return entries
 
@@ -91,7 +92,7 @@ def group_index(source: DataSourceOptions, scale: int, min_size: int = 0, with_l
     A start whose data folders have not changed reads the index kept by the last one (``data.index_cache``)."""
     lr = getattr(source, "dataroot_lq", None) if with_lr else None
 
-    entries = _entries(source, lr, with_lr) if source.type is not DatasetLayout.manifest else []
+    entries = _entries(source, lr) if source.type is not DatasetLayout.manifest else []
 
     def build() -> GroupIndex:
         if source.type is DatasetLayout.manifest:

@@ -54,17 +54,16 @@ def validation_sets(options: Options, accelerator: Accelerator) -> list[Validati
             for (name, _, main), index in zip(blocks, indexes, strict=True)]
 
 
+@dataclass
 class Validation:
     """Runs every set on the eval network; ``stage1_reference`` (stage 2) measures the main set against stage 1."""
 
-    def __init__(self, accelerator: Accelerator, sets: list[ValidationSet], metric_set: MetricSet, options: Options,
-                 folders: ExperimentFolders, stage1_reference: Stage1Reference | None) -> None:
-        self.accelerator = accelerator
-        self.sets = sets
-        self.metric_set = metric_set
-        self.options = options
-        self.folders = folders
-        self.stage1_reference = stage1_reference
+    accelerator: Accelerator
+    sets: list[ValidationSet]
+    metric_set: MetricSet
+    options: Options
+    folders: ExperimentFolders
+    stage1_reference: Stage1Reference | None
 
     def upscaler(self, network: torch.nn.Module) -> Upscaler:
         def upscale(lq: torch.Tensor) -> torch.Tensor:
