@@ -9,12 +9,19 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+# An editable install leaves out the start-up hook that lets `import basicsr` work without sr_iqa (setup.py):
+# copied beside the packages here.
+HOOK := sr_iqa_basicsr_compat.pth
+COPY_HOOK = $(BIN)/python -c "import shutil, sysconfig; shutil.copy('$(HOOK)', sysconfig.get_paths()['purelib'])"
+
+$(VENV)/.installed: pyproject.toml setup.py $(HOOK) | $(BIN)/python
 	$(BIN)/python -m pip install -q -e .
+	$(COPY_HOOK)
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-test: pyproject.toml setup.py $(HOOK) | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[test]'
+	$(COPY_HOOK)
 	touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed
@@ -35,7 +42,7 @@ system-deps:
 # Two pytest workers, one test file each at a time (module fixtures stay in one process), each torch on one thread:
 # in-process tests of one worker overlap the subprocess launches of the other (5.0 min instead of 7.1 here).
 test: $(VENV)/.installed-test system-deps
-	$(BIN)/ruff check sr_iqa tests benchmarks
+	$(BIN)/ruff check sr_iqa tests benchmarks setup.py
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # The wheels the GPU machine's image lacks (benchmarks/wheelhouse.py), to carry there with the working tree:
@@ -44,7 +51,7 @@ wheelhouse: $(VENV)/.installed
 	$(BIN)/python benchmarks/wheelhouse.py --out wheelhouse
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check sr_iqa tests benchmarks
+	$(BIN)/ruff check sr_iqa tests benchmarks setup.py
 
 clean-demo:
 	rm -rf datasets/demo experiments/demo experiments/demo_ft experiments/demo_rrdb_x4 experiments/ablation_demo
