@@ -189,3 +189,58 @@ def test_training_pointed_at_a_splits_original_folder_reads_the_split(tmp_path: 
     # hggt_tree.VOTES: img1 and img2 have an enhanced GT with more than one Positive vote, img3 none.
     assert sorted(group.name for group in index.groups) == ["img1-0-0", "img2-0-0"]
     assert all(len(group.gts) == 5 for group in index.groups)
+
+
+RRDBNET = {"type": "RRDBNet", "num_in_ch": 3, "num_out_ch": 3, "num_feat": 64, "num_block": 23, "num_grow_ch": 32}
+RRDBADANET = {"type": "RRDBAdaNet", "in_nc": 3, "out_nc": 3, "nf": 64, "nb": 23, "gc": 32}
+# HGGT's test files (PosNegGTSR/options/test/PosNegGTSR/): each differs from test_RRDBGAN_PosNegGT_Blind_Pos_x4.yml
+# (hggt_test_option_file) in its name, model type and network_g only; all load params_ema and evaluate Test-100.
+HGGT_TEST_FILES = {
+    "RRDBGAN_PosNegGT_Blind_Ori_x4": ("Ours_Model", "RRDB"),
+    "RRDBGAN_PosNegGT_Blind_Pos+Neg_x4": ("Ours_PosNegGT_Model", "RRDB"),
+    "RRDBGAN_PosNegGT_Blind_Pos_x4": ("Ours_PosGT_Model", "RRDB"),
+    "RRDB_DF2K_OST_Blind_x4": ("Ours_Model", "RRDB"),
+    "SwinIRGAN_PosNegGT_Blind_Ori_x4": ("Ours_Model", "SwinIR"),
+    "SwinIRGAN_PosNegGT_Blind_Pos+Neg_x4": ("Ours_PosNegGT_Model", "SwinIR"),
+    "SwinIRGAN_PosNegGT_Blind_Pos_x4": ("Ours_PosGT_Model", "SwinIR"),
+    "SwinIR_DF2K_OST_Blind_x4": ("Ours_Model", "SwinIR"),
+    "RealESRGAN_DF2K_OST_Blind_x4": ("RealESRGAN_Model", "RRDBNet"),
+    "RealESRGAN_PosNegGT_Blind_Pos_x4": ("RealESRGAN_PosGT_Model", "RRDBNet"),
+    "RealESRNet_DF2K_OST_Blind_x4": ("RealESRNet_Model", "RRDBNet"),
+    "LDL_DF2K_OST_Blind_x4": ("LDL_Model", "RRDBNet"),
+    "LDL_PosNegGT_Blind_Pos_x4": ("LDL_PosGT_Model", "RRDBNet"),
+    "LDL_noGAN_DF2K_OST_Blind_x4": ("LDL_noGAN_Model", "RRDBNet"),
+    "AdaTargetGAN_DF2K_OST_Blind_x4": ("AdaTarget_Model", "RRDBAdaNet"),
+    "AdaTargetGAN_PosNegGT_Blind_Pos_x4": ("AdaTarget_PosGT_Model", "RRDBAdaNet"),
+    "AdaTarget_DF2K_OST_Blind_x4": ("AdaTarget_Model", "RRDBAdaNet"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HGGT_TEST_FILES))
+def test_every_hggt_test_file_evaluates_with_hggts_protocol_or_says_why_not(tmp_path: Path, name: str):
+    from hggt_option_files import RRDB_G, SWINIR_G, hggt_test_option_file
+    from hggt_tree import write_hggt_release
+
+    from sr_iqa.checked_options import load_inference_options
+    from sr_iqa.data.sources import group_index
+
+    model_type, arch = HGGT_TEST_FILES[name]
+    networks = {"RRDB": RRDB_G, "SwinIR": SWINIR_G, "RRDBNet": RRDBNET, "RRDBAdaNet": RRDBADANET}
+    options = hggt_test_option_file() | {"name": name, "model_type": model_type, "network_g": networks[arch]}
+    release = write_hggt_release(tmp_path / "HGGT")
+    test = options["datasets"]["test_1"]  # only the paths changed
+    test["dataroot_gt"] = str(release / "Test" / "GT" / "Test-100" / "images" / "original")
+    test["dataroot_lq"] = str(release / "Test" / "Blind_Degradation_Benchmark_LQ" / "Test-100" / "Blind_LR")
+    path = _write(tmp_path, options, f"test_{name}.yml")
+    if arch == "RRDBAdaNet":
+        refusal = "'network_g.type: RRDBAdaNet' is AdaTarget's generator .* eval --sr-dir"
+        with pytest.raises(OptionsError, match=refusal):
+            load_inference_options(path)
+        return
+    loaded = load_inference_options(path)
+    assert loaded.network_g["type"] == networks[arch]["type"] and loaded.param_key == "params_ema"
+    assert loaded.checkpoint == options["path"]["pretrain_network_g"]
+    groups = group_index(loaded.test_sets[0], loaded.scale, with_lr=True).groups
+    # HGGT's protocol needs the split's GTs and labels, not the original folder alone (hggt_tree.VOTES).
+    assert [len(group.gts) for group in groups] == [5, 5, 5]
+    assert [len(group.indices_labelled("Positive")) for group in groups] == [2, 1, 0]

@@ -90,6 +90,8 @@ HGGT_MODEL_TYPES_MISSING = {
     "RealESRGAN_Model": "Real-ESRGAN's USM-sharpened GT as the target of the L1, perceptual and GAN losses",
     "RealESRNet_Model": "the USM-sharpened GT (gt_usm) as the target",
 }
+# Generators of HGGT's baselines that sr_iqa does not build (their test files name them).
+FOREIGN_GENERATORS = {"RRDBAdaNet": "AdaTarget's generator (HGGT's basicsr/archs/adatargetnet_arch.py)"}
 # Keys HGGT's Ours_* models never read (they read Use_sharpen, which HGGT's files do not set): no meaning there.
 UNREAD_BY_OURS_MODELS = ("gt_usm", "l1_gt_usm", "percep_gt_usm", "gan_gt_usm")
 PAIRED_TYPE = "PairedImageDataset"
@@ -274,6 +276,10 @@ def translate(config: DictConfig, training: bool = True) -> Translation:
     model types matter); otherwise one whose network and test sets ``eval`` / ``infer`` read."""
     result = Translation(OmegaConf.create(OmegaConf.to_container(config)))
     config = result.config
+    generator = OmegaConf.select(config, "network_g.type")
+    if generator in FOREIGN_GENERATORS:
+        result.problems.append(f"'network_g.type: {generator}' is {FOREIGN_GENERATORS[generator]}, which sr_iqa does "
+                               "not build; evaluate the SR images it saved with `sr-iqa eval --sr-dir`")
     if training:
         _hggt_model_type(config, result)
         if "model_type" in config and OmegaConf.select(config, "train.mixed_precision") is None:
