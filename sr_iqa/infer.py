@@ -29,11 +29,12 @@ def input_images(source: Path) -> list[Path]:
 
 
 def run_infer(checkpoint: Path, adapter: Path | None, source: Path, output: Path, tile: int = 0,
-              tile_overlap: int = 16, network_g: dict | None = None, param_key: str = "params") -> list[Path]:
+              tile_overlap: int = 16, network_g: dict | None = None, param_key: str = "params",
+              strength: float = 1.0) -> list[Path]:
     """Writes ``output/<input stem>.png`` for every input image; returns the written paths. On a GPU the
-    network runs in half precision (bf16 where supported, else fp16)."""
+    network runs in half precision (bf16 where supported, else fp16). ``strength``: the adapter's."""
     images = input_images(source)
-    network, block = load_upscaler(checkpoint, adapter, network_g, param_key)
+    network, block = load_upscaler(checkpoint, adapter, network_g, param_key, strength)
     scale = generator_scale(block)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     network = network.to(device).eval()

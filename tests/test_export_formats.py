@@ -10,37 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import run_cli
+from generator_files import RRDB, SWINIR, generator_with_adapter
 
-from sr_iqa.models.generators import build_generator, generator_block
-from sr_iqa.models.lora import AdapterSettings, add_adapters
-from sr_iqa.models.weight_files import generator_metadata, load_upscaler, save_adapter
-from sr_iqa.tensor_files import save_weights
+from sr_iqa.models.weight_files import load_upscaler
 
-RRDB = {"type": "RRDBNet", "num_in_ch": 3, "num_out_ch": 3, "num_feat": 8, "num_block": 1, "num_grow_ch": 32}
-SWINIR = {"type": "SwinIR", "in_chans": 3, "img_size": 16, "window_size": 4, "img_range": 1.0, "depths": [2],
-          "embed_dim": 12, "num_heads": [2], "mlp_ratio": 2, "upsampler": "pixelshuffle", "resi_connection": "1conv"}
-TARGETS = {"RRDBNet": ("conv1", "conv2"), "SwinIR": ("qkv", "fc1")}
 ONNX_TOLERANCE = 5e-4  # of [0, 1] images: an eighth of a grey level (SwinIR's attention in ONNX Runtime's order)
-
-
-def _generator(folder: Path, block: dict, with_adapter: bool) -> tuple[Path, Path | None]:
-    """A random generator file and, when asked, an adapter on it with non-zero B (so merging changes weights)."""
-    torch.manual_seed(3)
-    block = generator_block(block, 4, "test")  # with the arch's scale key, as training records it
-    network = build_generator(block, 4)
-    base = folder / f"{block['type']}.safetensors"
-    save_weights(network, base, generator_metadata(block))
-    if not with_adapter:
-        return base, None
-    settings = AdapterSettings(rank=2, alpha=2.0, dropout=0.0, target_modules=TARGETS[block["type"]])
-    adapted = add_adapters(network, settings)
-    with torch.no_grad():
-        for name, parameter in adapted.named_parameters():
-            if "lora_B" in name:
-                parameter.normal_(0, 0.05)
-    adapter = folder / f"lora_{block['type']}.safetensors"
-    save_adapter(adapted, adapter, settings, block, base)
-    return base, adapter
 
 
 def _reference(base: Path, adapter: Path | None, lr: torch.Tensor) -> torch.Tensor:
@@ -53,7 +27,7 @@ def _reference(base: Path, adapter: Path | None, lr: torch.Tensor) -> torch.Tens
 def test_onnx_export_runs_in_onnxruntime_at_any_size(tmp_path: Path, block: dict, with_adapter: bool):
     onnxruntime = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
-    base, adapter = _generator(tmp_path, block, with_adapter)
+    base, adapter = generator_with_adapter(tmp_path, block, with_adapter)
     out = tmp_path / "model.onnx"
     result = run_cli("export", "--checkpoint", str(base), *(["--adapter", str(adapter), "--merge"] if adapter else []),
                      "--format", "onnx", "--out", str(out))
@@ -76,7 +50,7 @@ def test_onnx_export_runs_in_onnxruntime_at_any_size(tmp_path: Path, block: dict
 def test_spandrel_recognises_the_export_and_runs_it_the_same(tmp_path: Path, block: dict, with_adapter: bool,
                                                               architecture: str, file_format: str):
     spandrel = pytest.importorskip("spandrel")
-    base, adapter = _generator(tmp_path, block, with_adapter)
+    base, adapter = generator_with_adapter(tmp_path, block, with_adapter)
     out = tmp_path / f"model.{file_format}"
     result = run_cli("export", "--checkpoint", str(base), *(["--adapter", str(adapter), "--merge"] if adapter else []),
                      "--format", file_format, "--out", str(out))
@@ -90,7 +64,7 @@ def test_spandrel_recognises_the_export_and_runs_it_the_same(tmp_path: Path, blo
 
 
 def test_export_says_when_spandrel_would_misread_the_file(tmp_path: Path, caplog: pytest.LogCaptureFixture):
-    base, _ = _generator(tmp_path, RRDB | {"num_grow_ch": 4}, False)
+    base, _ = generator_with_adapter(tmp_path, RRDB | {"num_grow_ch": 4}, False)
     with caplog.at_level(logging.WARNING, logger="sr_iqa"):
         result = run_cli("export", "--checkpoint", str(base), "--out", str(tmp_path / "out.safetensors"))
     assert result.returncode == 0
@@ -100,7 +74,7 @@ def test_export_says_when_spandrel_would_misread_the_file(tmp_path: Path, caplog
 def test_onnx_without_its_packages_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     import sys
 
-    base, _ = _generator(tmp_path, RRDB, False)
+    base, _ = generator_with_adapter(tmp_path, RRDB, False)
     monkeypatch.setitem(sys.modules, "onnxscript", None)
     result = run_cli("export", "--checkpoint", str(base), "--format", "onnx", "--out", str(tmp_path / "m.onnx"))
     assert result.returncode == 2

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 from collections.abc import Callable
 from pathlib import Path
 
 from sr_iqa.config.schema import Options
 from sr_iqa.errors import SrIqaError
+
+log = logging.getLogger("sr_iqa.cli")
 
 
 def add_data_source(parser: argparse.ArgumentParser) -> None:
@@ -72,6 +75,29 @@ def check_tiles(args: argparse.Namespace) -> None:
         args.tile_overlap = min(DEFAULT_TILE_OVERLAP, args.tile // 4)
     elif args.tile > 0 and not 0 <= args.tile_overlap < args.tile:
         raise SrIqaError(f"--tile-overlap must be at least 0 and below --tile ({args.tile}), got {args.tile_overlap}")
+
+
+def lora_strength(text: str) -> float:
+    """An argparse type: an adapter strength, finite and at least 0 (0: the base network, 1: as trained)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number of at least 0 (0: the base network, 1: the "
+                                         f"adapter as trained), got {text}")
+    return value
+
+
+def check_strengths(args: argparse.Namespace) -> list[float]:
+    """The ``--lora-strength`` values, which need ``--adapter``; above 1 extrapolates, said in one line."""
+    strengths = args.lora_strength if isinstance(args.lora_strength, list) else [args.lora_strength]
+    if args.adapter is None and strengths != [1.0]:
+        raise SrIqaError("--lora-strength scales an adapter: pass --adapter FILE too")
+    for strength in strengths:
+        if strength > 1:
+            log.warning("LoRA strength %g extrapolates beyond the adapter as trained (1); check its images", strength)
+    return strengths
 
 
 def at_least(smallest: int) -> Callable[[str], int]:

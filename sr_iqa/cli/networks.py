@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from sr_iqa.cli.arguments import add_data_source, check_tiles, network_of
+from sr_iqa.cli.arguments import add_data_source, check_strengths, check_tiles, lora_strength, network_of
 from sr_iqa.errors import SrIqaError
 
 log = logging.getLogger("sr_iqa.cli")
@@ -18,6 +18,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     add_data_source(evaluate)
     evaluate.add_argument("--checkpoint", type=Path, help="generator file or run folder (newest EMA weights)")
     evaluate.add_argument("--adapter", type=Path, help="a stage-2 lora_*.safetensors, merged into --checkpoint")
+    evaluate.add_argument("--lora-strength", type=lora_strength, nargs="+", default=[1.0],
+                          help="the adapter's strength; several values: one row each, a perception-distortion "
+                               "sweep (0 the base network, 1 as trained)")
     evaluate.add_argument("--name", help="the checkpoint's row name (default: the file name)")
     evaluate.add_argument("--sr-dir", action="append", default=[], metavar="[NAME=]DIR",
                           help="SR images named like each group's original, from any method (repeatable)")
@@ -38,6 +41,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     infer.add_argument("--checkpoint", type=Path, help="generator file or run folder (default: -opt's "
                                                        "path.pretrain_network_g)")
     infer.add_argument("--adapter", type=Path, help="a stage-2 lora_*.safetensors, merged into --checkpoint")
+    infer.add_argument("--lora-strength", type=lora_strength, default=1.0,
+                       help="the adapter's strength: 0 the base network, 1 as trained (default), above 1 extrapolates")
     infer.add_argument("--input", type=Path, required=True, help="an image or a folder of images")
     infer.add_argument("--output", type=Path, required=True, help="folder for <name>.png")
     infer.add_argument("--tile", type=int, default=0, help="LR tile size (0: whole image)")
@@ -53,6 +58,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                         help="base generator: a .safetensors/.pth file or a run folder (newest EMA weights)")
     export.add_argument("--adapter", type=Path, help="a stage-2 lora_*.safetensors file")
     export.add_argument("--merge", action="store_true", help="fold the adapter into the base weights")
+    export.add_argument("--lora-strength", type=lora_strength, default=1.0,
+                        help="with --merge: the adapter's strength (0 the base network, 1 as trained)")
     export.add_argument("--peft", action="store_true",
                         help="write --adapter as PEFT does, into the folder --out (adapter_config.json, "
                              "adapter_model.safetensors), for PeftModel.from_pretrained")
@@ -116,18 +123,20 @@ def _eval(args: argparse.Namespace) -> int:
     methods = []
     if args.checkpoint is not None:
         import torch
+        from accelerate import PartialState
 
         from sr_iqa.models.weight_files import load_upscaler
-
-        network, block = load_upscaler(args.checkpoint, args.adapter, network_g, param_key)
-        name = args.name or (args.adapter or args.checkpoint).stem
-        from accelerate import PartialState
 
         # This process's device (cuda:<local rank> under accelerate launch), the one run_eval's Accelerator uses;
         # a bare "cuda" would put every rank's network on GPU 0.
         device = PartialState(cpu=not torch.cuda.is_available()).device
-        methods.append(upscaler_method(name, network.to(device).eval(), device, args.tile, args.tile_overlap,
-                                       args.scale))
+        name = args.name or (args.adapter or args.checkpoint).stem
+        strengths = check_strengths(args)
+        for strength in strengths:  # one row per strength: the adapter's perception-distortion curve
+            network, _ = load_upscaler(args.checkpoint, args.adapter, network_g, param_key, strength)
+            row = name if strengths == [1.0] else f"{name} (LoRA x{strength:g})"
+            methods.append(upscaler_method(row, network.to(device).eval(), device, args.tile, args.tile_overlap,
+                                           args.scale))
     for entry in args.sr_dir:
         name, _, folder = entry.rpartition("=")
         methods.append(sr_dir_method(name or Path(folder).name, Path(folder)))
@@ -146,8 +155,9 @@ def _infer(args: argparse.Namespace) -> int:
 
     check_tiles(args)
     network_g, param_key = network_of(args)  # first: it may take the checkpoint from -opt
+    check_strengths(args)
     run_infer(args.checkpoint, args.adapter, args.input, args.output, args.tile, args.tile_overlap, network_g,
-              param_key)
+              param_key, args.lora_strength)
     return 0
 
 
@@ -163,6 +173,8 @@ def _export(args: argparse.Namespace) -> int:
     if args.adapter is not None and not args.merge:
         raise SrIqaError("--adapter needs --merge (a generator with the adapter folded in) or --peft (the adapter "
                          "in PEFT's folder format)")
-    out = export_generator(args.checkpoint, args.adapter, args.out, *network_of(args), file_format=args.format)
+    check_strengths(args)
+    out = export_generator(args.checkpoint, args.adapter, args.out, *network_of(args), file_format=args.format,
+                           strength=args.lora_strength)
     print(f"wrote {out}" + (" (adapter merged)" if args.adapter else ""))
     return 0

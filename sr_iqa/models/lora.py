@@ -85,10 +85,13 @@ def adapter_state(net: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: tensor.detach().contiguous().cpu() for name, tensor in get_peft_model_state_dict(net).items()}
 
 
-def merged_with_adapter(net: torch.nn.Module, settings: AdapterSettings,
-                        state: dict[str, torch.Tensor]) -> torch.nn.Module:
-    """The plain generator with ``W + (alpha / rank) * B A`` folded into each adapted layer."""
+def merged_with_adapter(net: torch.nn.Module, settings: AdapterSettings, state: dict[str, torch.Tensor],
+                        strength: float = 1.0) -> torch.nn.Module:
+    """The plain generator with ``W + strength * (alpha / rank) * B A`` folded into each adapted layer: 0 is the
+    base network exactly, 1 the adapter as trained (the update is linear in B, so B is scaled)."""
     tuner = LoraModel(net, settings.peft_config(), "default")
+    if strength != 1.0:
+        state = {name: tensor * strength if "lora_B" in name else tensor for name, tensor in state.items()}
     result = set_peft_model_state_dict(tuner.model, state)
     missing = [key for key in result.missing_keys if "lora_" in key]
     if result.unexpected_keys or missing:

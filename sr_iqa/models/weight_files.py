@@ -182,10 +182,10 @@ def read_adapter(path: str | Path) -> tuple[dict[str, torch.Tensor], AdapterSett
 
 
 def load_upscaler(checkpoint: str | Path, adapter: str | Path | None = None,
-                  network_g: Mapping[str, Any] | None = None,
-                  param_key: str = "params") -> tuple[torch.nn.Module, dict[str, Any]]:
-    """The generator of ``checkpoint``, with ``adapter`` merged into it when given: what eval, infer and export
-    run. Merging once gives the same output as base plus adapter, at the base network's speed."""
+                  network_g: Mapping[str, Any] | None = None, param_key: str = "params",
+                  strength: float = 1.0) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The generator of ``checkpoint``, with ``adapter`` merged into it at ``strength`` when given: what eval, infer
+    and export run. Merging once gives the same output as base plus adapter, at the base network's speed."""
     net, block = generator_from_file(checkpoint, network_g, param_key)
     if adapter is None:
         return net, block
@@ -193,7 +193,7 @@ def load_upscaler(checkpoint: str | Path, adapter: str | Path | None = None,
     if NETWORK_KEY in metadata and parse_json(metadata[NETWORK_KEY]) != block:
         raise OptionsError(f"{adapter} was trained on a different network_g than {checkpoint}; pass the base "
                            f"checkpoint it names ({metadata.get(BASE_KEY, 'not recorded')})")
-    return merged_with_adapter(net, settings, state), block
+    return merged_with_adapter(net, settings, state, strength), block
 
 
 PEFT_CONFIG, PEFT_WEIGHTS = "adapter_config.json", "adapter_model.safetensors"  # PeftModel.save_pretrained's names
@@ -213,10 +213,10 @@ def export_peft_adapter(adapter: str | Path, folder: Path) -> Path:
 
 def export_generator(checkpoint: str | Path, adapter: str | Path | None, out: Path,
                      network_g: Mapping[str, Any] | None = None, param_key: str = "params",
-                     file_format: str = "safetensors") -> Path:
+                     file_format: str = "safetensors", strength: float = 1.0) -> Path:
     """Write one generator file (adapter merged when given): sr_iqa's safetensors (any sr_iqa command loads it by
     itself), BasicSR's ``.pth`` or ONNX (models/export_formats.py)."""
-    net, block = load_upscaler(checkpoint, adapter, network_g, param_key)
+    net, block = load_upscaler(checkpoint, adapter, network_g, param_key, strength)
     out.parent.mkdir(parents=True, exist_ok=True)
     if file_format == "onnx":
         write_onnx(net, block, generator_scale(block), out)
