@@ -49,6 +49,21 @@ def test_the_demo_ablation_file_plans_both_stages():
     assert steps[1].done_when.name == "60" and steps[3].done_when.name == "40"  # per-stage overrides
 
 
+def test_a_lora_strength_sweep_is_one_eval_and_one_row_per_strength(tmp_path: Path):
+    ablation = yaml.safe_load((REPO / "options" / "ablation" / "demo.yml").read_text())
+    arch = ablation["archs"]["RRDB"]  # its stage2 file, written as the FT variant with a sweep
+    arch["finetunes"] = {"FT": {"file": arch.pop("stage2"), "samplers": arch.pop("stage2_samplers", None),
+                                "lora_strengths": [0, 0.5, 1]}}
+    path = tmp_path / "sweep.yml"
+    path.write_text(yaml.safe_dump(ablation))
+    steps, methods = plan(load_ablation(path), REPO)
+    ft_eval = steps[-1]
+    assert ft_eval.command[ft_eval.command.index("--lora-strength"):][:4] == ["--lora-strength", "0", "0.5", "1"]
+    assert [m.label for m in methods][-3:] == ["RRDB AMO+FT (LoRA x0)", "RRDB AMO+FT (LoRA x0.5)",
+                                              "RRDB AMO+FT (LoRA x1)"]
+    assert {m.evaluation for m in methods[-3:]} == {ft_eval.done_when.parent}  # one evaluation holds the rows
+
+
 def test_a_misspelt_ablation_key_is_named(tmp_path: Path):
     path = tmp_path / "bad.yml"
     path.write_text(yaml.safe_dump({"name": "x", "dataset": "d", "archs": {"RRDB": {"stage1": "a.yml"}},

@@ -52,12 +52,21 @@ def test_eval_sweeps_strengths_as_rows_and_infer_export_take_one(tmp_path: Path,
     base, adapter = files
     out = tmp_path / "eval"
     result = run_cli("eval", "--dataset", str(demo_set.test_images.parent), "--checkpoint", str(base), "--adapter",
-                     str(adapter), "--name", "FT", "--lora-strength", "0", "0.5", "1", "--metrics", "psnr",
-                     "--out", str(out))
+                     str(adapter), "--name", "FT", "--lora-strength", "1", "0", "0.5", "--metrics", "psnr",
+                     "niqe", "--out", str(out))
     assert result.returncode == 0, result.stderr
     with (out / "summary.csv").open() as handle:
         rows = [row["method"] for row in csv.DictReader(handle)]
-    assert rows[:3] == ["FT (LoRA x0)", "FT (LoRA x0.5)", "FT (LoRA x1)"]
+    assert rows[:3] == ["FT (LoRA x1)", "FT (LoRA x0)", "FT (LoRA x0.5)"]
+    # The ablation's table and plot read those rows; the plot joins them into the adapter's curve, weakest first.
+    from sr_iqa.ablation.aggregate import aggregate, strength_curves
+    from sr_iqa.ablation.plan import AblationRow
+
+    record = aggregate([AblationRow(row, 0, out) for row in rows[:3]], tmp_path / "ablation", "niqe",
+                       str(demo_set.root), 1)
+    assert strength_curves(record["rows"]) == {"FT": [(0.0, "FT (LoRA x0)"), (0.5, "FT (LoRA x0.5)"),
+                                                      (1.0, "FT (LoRA x1)")]}
+    assert (tmp_path / "ablation" / "perception_distortion.png").stat().st_size > 0
     merged = tmp_path / "half.safetensors"
     assert run_cli("export", "--checkpoint", str(base), "--adapter", str(adapter), "--merge", "--lora-strength",
                    "0.5", "--out", str(merged)).returncode == 0

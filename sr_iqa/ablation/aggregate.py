@@ -16,6 +16,7 @@ from sr_iqa.atomic_files import write_text_atomically, write_with
 from sr_iqa.errors import SrIqaError
 from sr_iqa.evaluate.multi_gt import GOLD_STANDARD
 from sr_iqa.evaluate.tables import folder_name, markdown_table, plain_table
+from sr_iqa.models.lora import STRENGTH_ROW
 from sr_iqa.score_rules import arrow, in_words
 
 
@@ -76,6 +77,16 @@ def interval_table(intervals: dict[str, dict[str, SeedSummary]], metrics: Sequen
                                 for label, by_metric in intervals.items()))
 
 
+def strength_curves(rows: dict[str, dict[str, float]]) -> dict[str, list[tuple[float, str]]]:
+    """Rows of one adapter at several strengths (``eval --lora-strength``), by adapter: (strength, row), sorted."""
+    curves: dict[str, list[tuple[float, str]]] = {}
+    for label in rows:
+        match = STRENGTH_ROW.match(label)
+        if match:
+            curves.setdefault(match["name"], []).append((float(match["strength"]), label))
+    return {name: sorted(points) for name, points in curves.items() if len(points) > 1}
+
+
 def perception_distortion_plot(rows: dict[str, dict[str, float]], nr_metric: str, lower_better: bool,
                                path: Path) -> None:
     """PSNR (against the Positive GTs) against an NR metric, one point per method; the Gold Standard has no PSNR
@@ -91,6 +102,9 @@ def perception_distortion_plot(rows: dict[str, dict[str, float]], nr_metric: str
             continue
         axes.scatter(row[nr_metric], row["psnr"], s=40)
         axes.annotate(label, (row[nr_metric], row["psnr"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    for points in strength_curves(rows).values():  # one adapter at several strengths: its curve, weakest first
+        axes.plot([rows[label][nr_metric] for _, label in points], [rows[label]["psnr"] for _, label in points],
+                  linestyle="-", linewidth=1, color="grey")
     gold = rows.get(GOLD_STANDARD, {}).get(nr_metric)
     if gold is not None and not math.isnan(gold):
         axes.axvline(gold, linestyle="--", color="grey")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from omegaconf import MISSING, DictConfig
 from sr_iqa.checked_options import load_options
 from sr_iqa.config.loader import check_keys, raise_option_problems, read_yaml, typed  # the same strict checks
 from sr_iqa.errors import OptionsError
+from sr_iqa.models.lora import strength_row_name
 
 REFERENCE_RUN = "reference_"  # run folders of the reference rows: reference_0, reference_1, ...
 SAMPLER_NAMES = {"original": "Original", "rand": "Rand", "upos": "UPos", "sma": "SMA", "smp": "SMP", "amo": "AMO"}
@@ -30,6 +32,9 @@ class FinetuneOptions:
     file: str = MISSING
     samplers: list[str] | None = None
     overrides: list[str] = field(default_factory=list)
+    # LoRA variants: the adapter evaluated at each strength (eval --lora-strength), one row each, drawn as a curve
+    # in the perception-distortion plot; empty: at 1, as trained
+    lora_strengths: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -178,9 +183,11 @@ def plan(options: AblationOptions, base: Path) -> tuple[list[Step], list[Ablatio
                 for variant, finetune in _finetunes(files).items():
                     if finetune.samplers is not None and key not in finetune.samplers:
                         continue
-                    steps += _stage2_steps(options, base, finetune, sampler, run, shared, label, variant)
+                    stage2_steps, swept = _stage2_steps(options, base, finetune, sampler, run, shared, label, variant)
+                    steps += stage2_steps
                     evaluation = root / f"{run_name}_{_slug(variant)}" / "eval"
-                    methods.append(AblationRow(f"{label}+{variant}", seed, evaluation, base=label))
+                    methods += [AblationRow(row, seed, evaluation, base=label)
+                                for row in _stage2_rows(f"{label}+{variant}", swept)]
     return steps, methods
 
 
@@ -195,10 +202,15 @@ def _slug(variant: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", variant.lower()).strip("_")
 
 
+def _stage2_rows(label: str, strengths: list[float]) -> list[str]:
+    return [strength_row_name(label, strength) for strength in strengths] if strengths else [label]
+
+
 def _stage2_steps(options: AblationOptions, base: Path, finetune: FinetuneOptions, sampler: str, stage1_run: Path,
-                  shared: list[str], base_label: str, variant: str) -> list[Step]:
+                  shared: list[str], base_label: str, variant: str) -> tuple[list[Step], list[float]]:
     """The stage-2 training of one variant on a stage-1 model, and the evaluation of its result (the adapter
-    merged into the stage-1 model with LoRA, the run's own generator without)."""
+    merged into the stage-1 model with LoRA, at each of ``lora_strengths``; the run's own generator without);
+    and the strengths swept (none without an adapter)."""
     stage2_file, sampler_override = _option_file(base, finetune.file, sampler)
     ft_name = f"{stage1_run.name}_{_slug(variant)}"
     overrides = [f"name={ft_name}", *sampler_override, f"path.pretrain_network_g={stage1_run}", *shared,
@@ -212,16 +224,19 @@ def _stage2_steps(options: AblationOptions, base: Path, finetune: FinetuneOption
     adapter = None
     if stage2.lora is not None and stage2.lora.enabled:
         adapter = ft_run / "models" / f"{stem}_{stage2.train.total_iter}.safetensors"
+    strengths = list(finetune.lora_strengths) if adapter is not None else []
     return [Step(ft_name, "stage2", _launch(options, "train", "-opt", str(stage2_file), *overrides),
                  _final_state(ft_run, stage2.train.total_iter)),
             _eval_step(options, ft_name, f"{base_label}+{variant}", stage1_run if adapter is not None else ft_run,
-                       adapter, ft_run)]
+                       adapter, ft_run, strengths)], strengths
 
 
 def _eval_step(options: AblationOptions, run_name: str, label: str, checkpoint: Path | str, adapter: Path | None,
-               run: Path | None = None) -> Step:
+               run: Path | None = None, strengths: Sequence[float] = ()) -> Step:
     run = run or checkpoint
     adapter_arguments = ["--adapter", str(adapter)] if adapter is not None else []
+    if strengths:
+        adapter_arguments += ["--lora-strength", *(f"{strength:g}" for strength in strengths)]
     arguments = ["eval", "--dataset", options.dataset, "--checkpoint", str(checkpoint), *adapter_arguments,
                  "--name", label, "--metrics", *options.metrics, "--out", str(run / "eval"),
                  "--save-sr", str(run / "eval" / "sr"),

@@ -125,6 +125,7 @@ def _eval(args: argparse.Namespace) -> int:
         import torch
         from accelerate import PartialState
 
+        from sr_iqa.models.lora import strength_row_name
         from sr_iqa.models.weight_files import load_upscaler
 
         # This process's device (cuda:<local rank> under accelerate launch), the one run_eval's Accelerator uses;
@@ -134,7 +135,7 @@ def _eval(args: argparse.Namespace) -> int:
         strengths = check_strengths(args)
         for strength in strengths:  # one row per strength: the adapter's perception-distortion curve
             network, _ = load_upscaler(args.checkpoint, args.adapter, network_g, param_key, strength)
-            row = name if strengths == [1.0] else f"{name} (LoRA x{strength:g})"
+            row = name if strengths == [1.0] else strength_row_name(name, strength)
             methods.append(upscaler_method(row, network.to(device).eval(), device, args.tile, args.tile_overlap,
                                            args.scale))
     for entry in args.sr_dir:

@@ -9,6 +9,7 @@ metadata, the LoRA settings needed to rebuild the layers.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -83,6 +84,14 @@ def add_adapters(net: torch.nn.Module, settings: AdapterSettings) -> torch.nn.Mo
 def adapter_state(net: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The trainable LoRA tensors, keyed as PEFT saves them (no adapter name), on the CPU."""
     return {name: tensor.detach().contiguous().cpu() for name, tensor in get_peft_model_state_dict(net).items()}
+
+
+STRENGTH_ROW = re.compile(r"^(?P<name>.*) \(LoRA x(?P<strength>[0-9.e+-]+)\)$")
+
+
+def strength_row_name(name: str, strength: float) -> str:
+    """A table row of one adapter at one strength (``eval --lora-strength``); ``STRENGTH_ROW`` reads it back."""
+    return f"{name} (LoRA x{strength:g})"
 
 
 def merged_with_adapter(net: torch.nn.Module, settings: AdapterSettings, state: dict[str, torch.Tensor],
