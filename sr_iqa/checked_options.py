@@ -42,7 +42,13 @@ def _check_call_blocks(options: Options, source: str) -> None:
     and basicsr, so a typo caught by ``read_options`` costs no torch import); every block's problem in one error."""
     from sr_iqa.config.call_options import build_from_block, check_call_block, trial_build
     from sr_iqa.data.degradations import DEGRADATION_TYPES
-    from sr_iqa.losses import GAN_LOSS_TYPES, NEGATIVE_LOSS_TYPES, PERCEPTUAL_LOSS_TYPES, PIXEL_LOSS_TYPES
+    from sr_iqa.losses import (
+        GAN_LOSS_TYPES,
+        NEGATIVE_LOSS_TYPES,
+        PERCEPTUAL_LOSS_TYPES,
+        PIXEL_LOSS_TYPES,
+        RANK_LOSS_TYPES,
+    )
     from sr_iqa.models.discriminators import DISCRIMINATOR_TYPES, check_discriminator_builds
     from sr_iqa.models.generators import check_generator_builds, generator_block
     from sr_iqa.optim import OPTIMIZER_TYPES, SCHEDULER_TYPES, check_optimizer_and_scheduler
@@ -78,6 +84,10 @@ def _check_call_blocks(options: Options, source: str) -> None:
         checked(lambda: check_call_block(train.neg_opt, NEGATIVE_LOSS_TYPES, "train.neg_opt", source),
                 lambda: trial_build("train.neg_opt", source,
                                     lambda: build_from_block(train.neg_opt, NEGATIVE_LOSS_TYPES)))
+    if train.rank_opt is not None:
+        checked(lambda: check_call_block(train.rank_opt, RANK_LOSS_TYPES, "train.rank_opt", source),
+                lambda: trial_build("train.rank_opt", source,
+                                    lambda: build_from_block(train.rank_opt, RANK_LOSS_TYPES)))
     gan_parts = {"network_d": options.network_d, "train.optim_d": train.optim_d, "train.gan_opt": train.gan_opt}
     if any(block is not None for block in gan_parts.values()):
         absent = [key for key, block in gan_parts.items() if block is None]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +120,50 @@ class LPIPSLoss(torch.nn.Module):
         return self.loss_weight * self.lpips(sr * 2 - 1, target * 2 - 1).mean()
 
 
+class RankedGTLoss(torch.nn.Module):
+    """A pairwise preference over the GTs of a sample, ranked by their cached Q on its crop (train.rank_opt).
+
+    With ``d_i = mean |SR - GT_i|`` and the valid GTs sorted by Q, best first, the ``n = min(pairs, K // 2)`` best
+    (T) and the ``n`` worst (B) form ``n * n`` pairs, each costing ``t * softplus((d_top - d_bottom + margin) / t)``
+    (a hinge ``max(0, d_top - d_bottom + margin)`` smoothed at temperature ``t``): the loss falls as SR moves
+    towards the best-ranked GTs and away from the worst. Samples with fewer than two valid GTs add nothing; the
+    loss is the mean over the other samples' pairs, times ``loss_weight``. ``exclude_labels``: GTs with these
+    labels never take part (the samplers' option; the trainer's dataset applies it).
+    """
+
+    def __init__(self, loss_weight: float = 1.0, pairs: int = 1, margin: float = 0.0, temperature: float = 0.01,
+                 exclude_labels: Sequence[str] = ()) -> None:
+        super().__init__()
+        if pairs < 1 or margin < 0 or temperature <= 0:
+            raise ValueError(f"pairs must be at least 1, margin at least 0 and temperature above 0 (got pairs "
+                             f"{pairs}, margin {margin}, temperature {temperature})")
+        unknown = [label for label in exclude_labels if label not in ("Positive", "Similar", "Negative")]
+        if unknown:
+            raise ValueError(f"exclude_labels holds {unknown}; labels are Positive, Similar and Negative")
+        self.loss_weight, self.pairs, self.margin, self.temperature = loss_weight, pairs, margin, temperature
+        self.exclude_labels = tuple(exclude_labels)
+
+    def forward(self, sr: torch.Tensor, gts: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        """``sr`` B x 3 x H x W, ``gts`` B x K x 3 x H x W, ``q`` B x K (higher is better; -inf: not a candidate)."""
+        distances = (sr[:, None].float() - gts.float()).abs().mean(dim=(2, 3, 4))
+        order = torch.argsort(q, dim=1, descending=True)  # valid GTs first, best first
+        ranked = torch.gather(distances, 1, order)
+        valid = torch.isfinite(q).sum(dim=1, keepdim=True)
+        count = torch.clamp(torch.minimum(valid // 2, torch.full_like(valid, self.pairs)), min=0)
+        position = torch.arange(q.shape[1], device=q.device)[None]
+        top = position < count
+        bottom = (position >= valid - count) & (position < valid)
+        pair_mask = (top[:, :, None] & bottom[:, None, :]).float()
+        margins = ranked[:, :, None] - ranked[:, None, :] + self.margin
+        costs = self.temperature * F.softplus(margins / self.temperature)
+        pairs_per_sample = pair_mask.sum(dim=(1, 2))
+        per_sample = (costs * pair_mask).sum(dim=(1, 2)) / pairs_per_sample.clamp(min=1)
+        used = (pairs_per_sample > 0).float()
+        return self.loss_weight * (per_sample * used).sum() / used.sum().clamp(min=1)
+
+
 PIXEL_LOSS_TYPES = {"L1Loss": L1Loss, "MSELoss": MSELoss, "CharbonnierLoss": CharbonnierLoss}
+RANK_LOSS_TYPES = {"RankedGTLoss": RankedGTLoss}
 PERCEPTUAL_LOSS_TYPES = {"PerceptualLoss": VGGPerceptualLoss, "LPIPS": LPIPSLoss}
 NEGATIVE_LOSS_TYPES = {"NegativeGTLoss": NegativeGTLoss}
 GAN_LOSS_TYPES = {"GANLoss": GANLoss}
@@ -209,3 +252,7 @@ def build_negative_loss(block: Mapping[str, Any]) -> torch.nn.Module:
 
 def build_gan_loss(block: Mapping[str, Any]) -> torch.nn.Module:
     return build_from_block(block, GAN_LOSS_TYPES)
+
+
+def build_rank_loss(block: Mapping[str, Any]) -> RankedGTLoss:
+    return build_from_block(block, RANK_LOSS_TYPES)

@@ -143,3 +143,31 @@ def test_amo_never_chooses_an_excluded_label(tmp_path, demo_set, scored, mode):
     excluded = _run(tmp_path / "excluded", demo_set, scored, {**sampler, "exclude_labels": ["Negative"]})
     assert excluded["sampler/label_Negative"] == [0.0]
     assert excluded["sampler/label_Positive"][0] + excluded["sampler/label_Similar"][0] > 0
+
+
+def test_the_ranked_gt_loss_reads_each_gts_cached_q_at_the_crop(tmp_path, demo_set, scored):
+    import math
+
+    from sr_iqa.data.datasets import CropBox
+    from sr_iqa.errors import OptionsError
+
+    options = tiny_options(demo_set, tmp_path / "experiments")
+    options["sampler"] = {"type": "amo", "metric": "entropy", "cache": str(scored), "grid_stride": 32}
+    options["train"]["rank_opt"] = {"type": "RankedGTLoss", "loss_weight": 1.0, "exclude_labels": ["Negative"]}
+    options["datasets"].pop("val")
+    trainer = Trainer(load_options(write_options(tmp_path / "o.yml", options)))
+    dataset = trainer.train_set
+    for position in range(4):
+        sample, group = dataset[(0, position)], dataset.groups[position]
+        top, left, size = sample["box"].tolist()
+        cached = dataset.choose_gt.quality(position, group, CropBox(top, left, size))  # the score cache's Q there
+        expected = [-math.inf if i and gt.label == "Negative" else float(cached[i]) for i, gt in enumerate(group.gts)]
+        assert sample["ranked_q"][:len(group.gts)].tolist() == pytest.approx(expected)
+        assert torch.equal(sample["ranked_gts"][int(sample["gt_index"])], sample["gt"])  # augmented alike
+        assert torch.equal(sample["ranked_gts"][0], sample["original"])
+    output = trainer.run_iteration(trainer.training_batches())[0]
+    assert torch.isfinite(output.losses["l_g_rank"]) and output.losses["l_g_rank"] >= 0
+    options["sampler"] = {"type": "upos"}
+    with pytest.raises(OptionsError, match="'train.rank_opt' ranks each sample's GTs by the score cache's Q: it "
+                                           "needs sampler.type sma, smp or amo \\(cached\\), not upos"):
+        load_options(write_options(tmp_path / "upos.yml", options))

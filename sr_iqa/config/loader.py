@@ -219,6 +219,10 @@ def _check_values(options: Options, source: str) -> None:
             sampler.box_stride < 1 or (cached_amo and sampler.box_stride % sampler.grid_stride)):
         problems.append(f"{source}: 'sampler.box_stride' ({sampler.box_stride}) must be at least 1, and with cached "
                            f"AMO a multiple of 'sampler.grid_stride' ({sampler.grid_stride}): its boxes need scores")
+    if options.train.rank_opt is not None and not (sampler.type.value in ("sma", "smp") or cached_amo):
+        problems.append(f"{source}: 'train.rank_opt' ranks each sample's GTs by the score cache's Q: it needs "
+                        f"sampler.type sma, smp or amo (cached), not {sampler.type.value}"
+                        + (" online" if online else ""))
     unknown_labels = [label for label in sampler.exclude_labels if label not in ("Positive", "Similar", "Negative")]
     if unknown_labels:
         problems.append(f"{source}: 'sampler.exclude_labels' holds {unknown_labels}; labels are Positive, "

@@ -109,6 +109,8 @@ class TrainOptions:
     pixel_opt: dict[str, Any] = field(default_factory=_default_pixel_opt)
     perceptual_opt: dict[str, Any] | None = None  # {type: PerceptualLoss, layer_weights, ...} or {type: LPIPS, ...}
     neg_opt: dict[str, Any] | None = None  # HGGT's negative-GT loss: {type: NegativeGTLoss, loss_weight, ...}
+    # GTs ranked by cached Q on the crop, SR pulled to the best, pushed from the worst: {type: RankedGTLoss, ...}
+    rank_opt: dict[str, Any] | None = None
     gan_opt: dict[str, Any] | None = None  # basicsr's GANLoss: {type: GANLoss, gan_type, loss_weight, ...}
     optim_d: dict[str, Any] | None = None  # the discriminator's optimizer (with gan_opt)
     net_d_iters: int = 1  # with a discriminator, the generator steps every net_d_iters iterations (BasicSR)
@@ -236,4 +238,4 @@ class Options:
 # Dotted keys of the ``{type: ..., **kwargs}`` blocks: replaced whole by the user's block, never merged
 # with the default (a CosineAnnealingLR must not inherit MultiStepLR's milestones).
 CALL_BLOCKS = ("network_g", "network_d", "degradation", "train.optim_g", "train.optim_d", "train.scheduler",
-               "train.pixel_opt", "train.perceptual_opt", "train.neg_opt", "train.gan_opt")
+               "train.pixel_opt", "train.perceptual_opt", "train.neg_opt", "train.gan_opt", "train.rank_opt")

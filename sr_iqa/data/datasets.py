@@ -7,6 +7,7 @@ read) and, when asked for, one Negative GT. Only those files are opened.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,7 +97,9 @@ class MultiGTCropDataset(Dataset):
     def __init__(self, index: GroupIndex, gt_size: int, seed: int, use_hflip: bool = True, use_rot: bool = True,
                  choose_gt: GTChooser | None = None, with_negative: bool = False, with_candidates: bool = False,
                  sample_kernels: Callable[[np.random.Generator], dict[str, torch.Tensor]] | None = None,
-                 images: ImageSource | None = None) -> None:
+                 images: ImageSource | None = None, ranked_excluding: tuple[str, ...] | None = None) -> None:
+        """``ranked_excluding``: also return every GT's crop (augmented as the chosen one) with its Q at the crop,
+        for the ranked-GT loss; GTs with these labels get no Q (None: not asked)."""
         self.groups = index.groups
         self.images = images if images is not None else ImageFiles()
         self.max_gts = max((len(group.gts) for group in self.groups), default=1)
@@ -108,6 +111,7 @@ class MultiGTCropDataset(Dataset):
         self.with_negative = with_negative
         self.with_candidates = with_candidates
         self.sample_kernels = sample_kernels
+        self.ranked_excluding = ranked_excluding
 
     def __len__(self) -> int:
         return len(self.groups)
@@ -168,9 +172,23 @@ class MultiGTCropDataset(Dataset):
             sample["candidates"] = torch.stack(crops + [crops[0]] * padding)
             sample["candidate_mask"] = torch.tensor([True] * len(crops) + [False] * padding)
             sample["flips"] = torch.from_numpy(flips & np.array([self.use_hflip, self.use_rot, self.use_rot]))
+        if self.ranked_excluding is not None:
+            sample |= self._ranked_fields(group, box, flips, chosen, sample, quality)
         if self.sample_kernels is not None:
             sample.update(self.sample_kernels(rng))
         return sample
+
+    def _ranked_fields(self, group: Group, box: CropBox, flips: np.ndarray, chosen: int,
+                       sample: dict[str, torch.Tensor], quality: np.ndarray | None) -> dict[str, torch.Tensor]:
+        """Every GT's crop (padded to the largest group) and its Q, -inf where a GT takes no part (an excluded
+        label, padding); crops already read are reused."""
+        crops = [sample["original"] if i == 0 else sample["gt"] if i == chosen else
+                 self._crop(gt.path, box, flips) for i, gt in enumerate(group.gts)]
+        q = [float(quality[i]) if i == 0 or gt.label not in self.ranked_excluding else -math.inf
+             for i, gt in enumerate(group.gts)]
+        padding = self.max_gts - len(crops)
+        return {"ranked_gts": torch.stack(crops + [crops[0]] * padding),
+                "ranked_q": torch.tensor(q + [-math.inf] * padding, dtype=torch.float32)}
 
 
 @dataclass

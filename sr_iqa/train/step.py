@@ -39,6 +39,7 @@ class TrainingStep:
     pixel_loss: torch.nn.Module
     perceptual_loss: torch.nn.Module | None = None
     negative_loss: torch.nn.Module | None = None
+    rank_loss: torch.nn.Module | None = None  # train.rank_opt: the GTs ranked by cached Q on the crop
     iqa_objective: torch.nn.Module | None = None  # stage 2's -lambda_Q * Q term
     iqa_metric: str | None = None
     net_d: torch.nn.Module | None = None
@@ -71,6 +72,8 @@ class TrainingStep:
             terms["l_g_neg"] = self.negative_loss(sr, data["original"], data["reference"], data["negative"],
                                                   data["reference_votes"], data["negative_votes"],
                                                   data["has_positive"], data["has_negative"])
+        if self.rank_loss is not None:
+            terms["l_g_rank"] = self.rank_loss(sr, data["ranked_gts"], data["ranked_q"])
         if self.net_d is not None:
             terms["l_g_gan"] = self.gan_loss(self._frozen_discriminator(sr), True, is_disc=False)
         if self.iqa_objective is not None:

@@ -40,6 +40,7 @@ from sr_iqa.losses import (
     build_negative_loss,
     build_perceptual_loss,
     build_pixel_loss,
+    build_rank_loss,
 )
 from sr_iqa.main_process import built_on_main
 from sr_iqa.models.discriminators import build_discriminator
@@ -209,6 +210,7 @@ class Trainer:
             perceptual_loss=self.perceptual_loss, iqa_objective=self.iqa_objective,
             iqa_metric=options.train.iqa_opt.metric if options.train.iqa_opt else None,
             negative_loss=build_negative_loss(options.train.neg_opt) if options.train.neg_opt else None,
+            rank_loss=build_rank_loss(options.train.rank_opt) if options.train.rank_opt else None,
             net_d=self.net_d, optimizer_d=self.optimizer_d, gan_loss=self.gan_loss,
             net_d_iters=options.train.net_d_iters, net_d_init_iters=options.train.net_d_init_iters,
             clip_max_norm=options.train.grad_clip_max_norm if options.train.grad_clip else None)

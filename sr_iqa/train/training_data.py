@@ -36,10 +36,12 @@ def training_set(options: Options, accelerator: Accelerator, sample_kernels: obj
     train_options = options.datasets.train
     train_index, chooser = built_on_main(accelerator, lambda: _indexed(options))
     images = PackedStore(Path(train_options.pack)) if train_options.pack is not None else None
+    rank_block = options.train.rank_opt
     return MultiGTCropDataset(
         train_index, train_options.gt_size, options.manual_seed, train_options.use_hflip, train_options.use_rot,
         choose_gt=chooser, with_negative=options.train.neg_opt is not None, with_candidates=with_candidates,
-        sample_kernels=sample_kernels, images=images)
+        sample_kernels=sample_kernels, images=images,
+        ranked_excluding=tuple(rank_block.get("exclude_labels", ())) if rank_block is not None else None)
 
 
 def _indexed(options: Options) -> tuple[GroupIndex, GTChooser]:
