@@ -18,6 +18,7 @@ from conftest import (
     finish_nodes,
     free_port,
     kill_node,
+    run_cli,
     run_two_nodes,
     start_two_nodes,
     tiny_options,
@@ -167,6 +168,23 @@ def test_two_cpu_processes_finetune_lora_against_niqe(tmp_path: Path, demo_set):
     adapter = load_file(str(run / "models" / "lora_4.safetensors"))
     assert all(tensor.abs().sum() > 0 for name, tensor in adapter.items() if "lora_B" in name)
     assert "gaming_gap" in (run / "logs" / "train.log").read_text()
+
+
+def test_two_processes_train_with_the_ranked_gt_loss(tmp_path: Path, demo_set):
+    """train.rank_opt under DDP: every rank reads its samples' GT crops and cached Q, both step, the term is logged."""
+    cache = tmp_path / "scores.db"
+    scored = run_cli("score", "--dataset", str(demo_set.root), "--metric", "entropy", "--cache", str(cache),
+                     "--num-workers", "0")
+    assert scored.returncode == 0, scored.stderr[-2000:]
+    options = tiny_options(demo_set, tmp_path / "experiments")
+    options["sampler"] = {"type": "sma", "metric": "entropy", "cache": str(cache), "tau": 0.5}
+    options["train"] |= {"total_iter": 4, "rank_opt": {"type": "RankedGTLoss", "loss_weight": 0.5, "pairs": 2}}
+    options["datasets"].pop("val")
+    result = _launch(write_options(tmp_path / "rank.yml", options), free_port())
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "process 1 of 2" in result.stderr
+    log = (tmp_path / "experiments" / "tiny" / "logs" / "train.log").read_text()
+    assert "l_g_rank" in log and "iter 4/4" in log
 
 
 def test_two_nodes_evaluate_the_same_as_one_process(tmp_path: Path, demo_set):
