@@ -9,7 +9,7 @@ HGGT_CROP_BORDER = 4
 # HGGT's evaluation setting (RGB, crop 4) keeps the names its docs and tables use.
 HGGT_NAMES = {"hggt_psnr": ("psnr", HGGT_CROP_BORDER, False), "hggt_ssim": ("ssim", HGGT_CROP_BORDER, False)}
 _PATTERN = re.compile(r"^bsr_(psnr|ssim)_(rgb|y)_crop(\d{1,3})$")
-FUNCTIONS = {"calculate_psnr": "psnr", "calculate_ssim": "ssim"}
+METRIC_KINDS = {"calculate_psnr": "psnr", "calculate_ssim": "ssim"}
 
 
 def basicsr_metric_name(kind: str, crop_border: int, test_y_channel: bool) -> str:

@@ -79,14 +79,8 @@ def check_tiles(args: argparse.Namespace) -> None:
 
 def lora_strength(text: str) -> float:
     """An argparse type: an adapter strength, finite and at least 0 (0: the base network, 1: as trained)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number of at least 0 (0: the base network, 1: the "
-                                         f"adapter as trained), got {text}")
-    return value
+    return _number(text, 0.0, inclusive=True,
+                   requirement="a finite number of at least 0 (0: the base network, 1: the adapter as trained)")
 
 
 def check_strengths(args: argparse.Namespace) -> list[float]:
@@ -115,15 +109,21 @@ def at_least(smallest: int) -> Callable[[str], int]:
     return parse
 
 
-def positive_number(text: str) -> float:
-    """An argparse type: a finite number above 0 (``nan`` parses as a float and passes ``> 0`` checks' negation)."""
+def _number(text: str, smallest: float, inclusive: bool, requirement: str) -> float:
+    """A finite number of at least (``inclusive``) or above ``smallest``, else ``must be <requirement>``; ``nan``
+    parses as a float and slips past comparisons, so finiteness is checked first."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
+    if not math.isfinite(value) or value < smallest or (value == smallest and not inclusive):
+        raise argparse.ArgumentTypeError(f"must be {requirement}, got {text}")
     return value
+
+
+def positive_number(text: str) -> float:
+    """An argparse type: a finite number above 0."""
+    return _number(text, 0.0, inclusive=False, requirement="a finite number above 0")
 
 
 def device_here(text: str) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from sr_iqa.basicsr_metric_names import FUNCTIONS, basicsr_metric_name
+from sr_iqa.basicsr_metric_names import METRIC_KINDS, basicsr_metric_name
 
 # Keys of a BasicSR/HGGT run that have no meaning here, and the values they may have (None: any value).
 # A value outside the set would change what the run does, so it is a problem instead.
@@ -94,6 +94,7 @@ HGGT_MODEL_TYPES_MISSING = {
 FOREIGN_GENERATORS = {"RRDBAdaNet": "AdaTarget's generator (HGGT's basicsr/archs/adatargetnet_arch.py)"}
 # Keys HGGT's Ours_* models never read (they read Use_sharpen, which HGGT's files do not set): no meaning there.
 UNREAD_BY_OURS_MODELS = ("gt_usm", "l1_gt_usm", "percep_gt_usm", "gan_gt_usm")
+HGGT_MODEL_KEYS = (*UNREAD_BY_OURS_MODELS, "network_loc", "path_loc")  # top-level keys of HGGT's model classes
 PAIRED_TYPE = "PairedImageDataset"
 
 
@@ -213,12 +214,12 @@ def _validation_metrics(config: DictConfig, result: Translation) -> None:
     names = []
     for label, spec in metrics.items():
         spec = _plain(spec) or {}
-        kind = FUNCTIONS.get(spec.get("type"))
+        kind = METRIC_KINDS.get(spec.get("type"))
         crop, y_channel = spec.get("crop_border", 0), spec.get("test_y_channel", False)
         if kind is None or isinstance(crop, bool) or not isinstance(crop, int) or crop < 0 \
                 or not isinstance(y_channel, bool) or set(spec) - {"type", "crop_border", "test_y_channel"}:
             result.problems.append(f"'val.metrics.{label}': {spec} has no sr_iqa counterpart (BasicSR's "
-                                   f"{' and '.join(FUNCTIONS)} with crop_border and test_y_channel are read); "
+                                   f"{' and '.join(METRIC_KINDS)} with crop_border and test_y_channel are read); "
                                    "list pyiqa metric names instead")
             continue
         names.append(basicsr_metric_name(kind, crop, y_channel))
@@ -253,7 +254,7 @@ def _hggt_model_type(config: DictConfig, result: Translation) -> None:
     ``pixel_opt_o`` is the pixel loss against the supervising GT, sr_iqa's ``pixel_opt``."""
     model_type = config.get("model_type")
     missing = HGGT_MODEL_TYPES_MISSING.get(model_type)
-    own_keys = [key for key in (*UNREAD_BY_OURS_MODELS, "network_loc", "path_loc") if key in config]
+    own_keys = [key for key in HGGT_MODEL_KEYS if key in config]
     if missing is not None:
         result.problems.append(f"'model_type: {model_type}' is HGGT's {model_type}, which needs {missing}; sr_iqa "
                                "has none of it and would train something else: use HGGT's code for this baseline")
@@ -287,7 +288,7 @@ def translate(config: DictConfig, training: bool = True) -> Translation:
                                  "autocast and TF32 on Ampere-or-newer GPUs; set train.mixed_precision: no and "
                                  "train.tf32: false for their arithmetic")
     else:
-        for key in (*UNREAD_BY_OURS_MODELS, "network_loc", "path_loc"):  # training's keys: no meaning here
+        for key in HGGT_MODEL_KEYS:  # training's keys: no meaning here
             config.pop(key, None)
     _drop_ignored(config, "", IGNORED_TOP_LEVEL, result)
     for dotted, values in IGNORED_ELSEWHERE.items():

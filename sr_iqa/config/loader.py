@@ -421,3 +421,16 @@ def _plain(value: Any) -> Any:
 def options_to_yaml(options: Options) -> str:
     """The resolved options, loadable again with ``read_options`` / ``load_options``."""
     return OmegaConf.to_yaml(OmegaConf.structured(options))
+
+
+def flat_options(node: Options | dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Dotted key -> value of every leaf of resolved options (or of their YAML read back as a dict); an empty
+    block is a leaf. What a resume compares and the trackers take as hyper-parameters."""
+    if isinstance(node, Options):
+        node = OmegaConf.to_container(OmegaConf.structured(node), enum_to_str=True)
+    if not isinstance(node, dict) or not node:
+        return {prefix.rstrip("."): node}
+    flat: dict[str, Any] = {}
+    for key, value in node.items():
+        flat.update(flat_options(value, f"{prefix}{key}."))
+    return flat

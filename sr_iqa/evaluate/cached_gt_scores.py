@@ -23,33 +23,33 @@ GtScores = list[dict[str, float]]  # per GT of a group: metric -> score
 
 
 class CachedGtScores:
-    """Lookups for this process's groups (read-only: any rank may read), and the rows to write back."""
+    """The cache's scores of the GTs of this process's groups, read once (read-only: any rank may read), and the
+    rows to write back."""
 
     def __init__(self, path: Path, names: Sequence[str], metric_options: Mapping[str, dict],
-                 lower_better: Mapping[str, bool]) -> None:
+                 lower_better: Mapping[str, bool], groups: Sequence[Group]) -> None:
         self.path = path
         self.keys = {name: metric_key(name, metric_options.get(name)) for name in names}
         self.lower_better = dict(lower_better)
+        self._records: dict[Path, ImageRecord] = {}
         self._tables: dict[str, dict[str, dict[Region, float]]] = {}
-        self._reader = ScoreCache(path, read_only=True) if path.is_file() else None
-
-    def _records(self, group: Group) -> list[ImageRecord] | None:
-        return self._reader.records([gt.path for gt in group.gts]) if self._reader is not None else None
+        if path.is_file():  # one read of the images table and one of each metric's scores
+            reader = ScoreCache(path, read_only=True)
+            records = reader.records([gt.path for group in groups for gt in group.gts])
+            self._records = {record.path: record for record in records}
+            hashes = {record.content_hash for record in records}
+            self._tables = {key: reader.scores(key, hashes) for key in self.keys.values()}
+            reader.close()
 
     def lookup(self, group: Group, height: int, width: int) -> GtScores:
         """Per GT, the cached scores of whole images of this size (metrics not cached are absent)."""
-        records = self._records(group)
-        if records is None:
-            return [{} for _ in group.gts]
         found: GtScores = []
-        for record in records:
+        for gt in group.gts:
+            record = self._records.get(gt.path)
             scores = {}
-            if (record.height, record.width) == (height, width):
+            if record is not None and (record.height, record.width) == (height, width):
                 for name, key in self.keys.items():
-                    table = self._tables.setdefault(key, {})
-                    if record.content_hash not in table:  # one query per metric and image, only when asked
-                        table |= self._reader.scores(key, [record.content_hash])
-                    value = table[record.content_hash].get(record.full)
+                    value = self._tables[key][record.content_hash].get(record.full)
                     if value is not None:
                         scores[name] = value
             found.append(scores)
@@ -65,9 +65,10 @@ class CachedGtScores:
             return 0
         try:
             cache = ScoreCache(self.path)
+            records = iter(cache.records([gt.path for group in groups for gt in group.gts]))  # one table read
             rows = []
             for group, (height, width), scores in zip(groups, sizes, gt_scores, strict=True):
-                for record, values in zip(cache.records([gt.path for gt in group.gts]), scores, strict=True):
+                for record, values in zip([next(records) for _ in group.gts], scores, strict=True):
                     if (record.height, record.width) == (height, width):
                         region = record.full
                         rows += [(record.content_hash, self.keys[name], region.x, region.y, region.w, region.h,

@@ -113,11 +113,12 @@ def run_eval(methods: Sequence[SrMethod], groups: Sequence[Group], metric_names:
     gt_scores: list[list[dict[str, float]]] = []
     sizes: list[tuple[int, int]] = []
     cached = None
-    if score_cache is not None:
-        cached = CachedGtScores(score_cache, metric_set.no_reference_names(), dict(metric_options or {}),
-                                {name: metric_set.lower_better(name) for name in names})
     reused = 0
     with accelerator.split_between_processes(list(range(len(dataset)))) as mine:
+        if score_cache is not None:
+            cached = CachedGtScores(score_cache, metric_set.no_reference_names(), dict(metric_options or {}),
+                                    {name: metric_set.lower_better(name) for name in names},
+                                    [dataset.groups[position] for position in mine])
         for position in progress_bar(iterable=mine, desc="eval", unit="group", disable=not accelerator.is_main_process):
             item = dataset[position]
             # Once per group, shared by every method; cut like item.gt (a multiple of the scale without fixed LR).

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import yaml
 
-from sr_iqa.config.loader import options_to_yaml
+from sr_iqa.config.loader import flat_options
 from sr_iqa.config.schema import Options
 from sr_iqa.errors import OptionsError, RunFolderError
 
@@ -38,15 +37,6 @@ NOT_COMPARED = ("name", "path.resume_state", "path.experiments_root", "path.pret
                 "path.pretrain_network_d")  # where the run is, and weights that the saved state replaces
 
 
-def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(node, dict) or not node:
-        return {prefix.rstrip("."): node}
-    flat: dict[str, Any] = {}
-    for key, value in node.items():
-        flat.update(_flat(value, f"{prefix}{key}."))
-    return flat
-
-
 def _governing(key: str, table: dict[str, str]) -> str | None:
     for prefix, reason in table.items():
         if key == prefix or key.startswith(prefix + "."):
@@ -70,8 +60,8 @@ def check_changed_options(options: Options, state_folder: Path) -> None:
         raise RunFolderError(f"{saved_file}: cannot be read ({type(error).__name__}); {fix}") from None
     if not isinstance(saved_options, dict):
         raise RunFolderError(f"{saved_file}: holds no options; {fix}")
-    saved = _flat(saved_options)
-    current = _flat(yaml.safe_load(options_to_yaml(options)))
+    saved = flat_options(saved_options)
+    current = flat_options(options)
     pool = bool(saved.get("datasets.train.queue_size") or current.get("datasets.train.queue_size"))
     refused, applied = [], []
     for key in sorted(set(saved) | set(current)):

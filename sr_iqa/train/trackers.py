@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.tracking import GeneralTracker, TensorBoardTracker, WandBTracker
 
+from sr_iqa.config.loader import flat_options
 from sr_iqa.config.schema import LoggerOptions, Options
 from sr_iqa.errors import OptionsError
 
@@ -54,16 +54,11 @@ def wandb_run_id(logger: LoggerOptions, logs: Path, resuming: bool) -> str | Non
     return secrets.token_hex(4)  # W&B's ids are short lower-case alphanumerics
 
 
-def hyperparameters(node: Any, prefix: str = "") -> dict[str, bool | int | float | str]:
+def hyperparameters(options: Options) -> dict[str, bool | int | float | str]:
     """The resolved options as flat ``a.b.c`` keys with scalar values, the form TensorBoard's hparams and W&B's
     config both take (lists and None as their text)."""
-    if isinstance(node, dict):
-        flat: dict[str, bool | int | float | str] = {}
-        for key, value in node.items():
-            flat.update(hyperparameters(value, f"{prefix}{key}."))
-        return flat
-    value = node if isinstance(node, (bool, int, float, str)) else str(node)
-    return {prefix.rstrip("."): value}
+    return {key: value if isinstance(value, (bool, int, float, str)) else str(value)
+            for key, value in flat_options(options).items()}
 
 
 def comparison_strip(lq: torch.Tensor, sr: torch.Tensor, gt: torch.Tensor, scale: int,

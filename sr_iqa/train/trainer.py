@@ -15,7 +15,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import torch
-import yaml
 from accelerate import Accelerator
 from accelerate.utils import InitProcessGroupKwargs, ProjectConfiguration, set_seed
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -276,18 +275,18 @@ class Trainer:
             self.folders.create()
             for leftover in checkpoints.remove_leftovers(self.folders.models, self.folders.training_states):
                 log.info("removed %s, left by a save or prune that was killed", leftover)
-            write_text_atomically(self.folders.options_file, options_to_yaml(self.options))
+            resolved = options_to_yaml(self.options)
+            write_text_atomically(self.folders.options_file, resolved)
             self.log_file = logging.FileHandler(self.folders.logs / "train.log")
             self.log_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
             replay_startup_log(logging.getLogger("sr_iqa"), self.log_file)  # the options and data summary too
             logging.getLogger("sr_iqa").addHandler(self.log_file)
-            log.info("options (resolved, as in %s):\n%s", self.folders.options_file, options_to_yaml(self.options))
+            log.info("options (resolved, as in %s):\n%s", self.folders.options_file, resolved)
             if self.wandb_run_id is not None:
                 write_text_atomically(self.folders.logs / trackers.WANDB_RUN_ID_FILE, self.wandb_run_id + "\n")
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:  # the resolved options as hyper-parameters of every tracker
-            self.accelerator.init_trackers(self.options.name, config=trackers.hyperparameters(
-                yaml.safe_load(options_to_yaml(self.options))))
+            self.accelerator.init_trackers(self.options.name, config=trackers.hyperparameters(self.options))
 
     def _validation_metrics(self) -> list[str]:
         """val.metrics, then the held-out monitors and stage 2's optimised metric, each once."""
