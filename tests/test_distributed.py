@@ -144,8 +144,13 @@ def test_a_two_node_run_killed_and_resumed_equals_an_uninterrupted_one(two_node_
         assert all(torch.equal(got[key], expected[key]) for key in expected), stem
 
 
-def test_two_cpu_processes_finetune_lora_against_niqe(tmp_path: Path, demo_set):
-    """Frozen backbone + IQA term under DDP: no unused-parameter errors, both ranks step the same adapters."""
+def test_two_cpu_processes_finetune_lora_against_niqe_and_piqe(tmp_path: Path, demo_set):
+    """Frozen backbone + IQA term under DDP: no unused-parameter errors, both ranks step the same adapters. Q is
+    NIQE and PIQE normalised (train.iqa_opt.metrics): the main process reads the statistics, rank 0 records them."""
+    cache = tmp_path / "scores.db"
+    scored = run_cli("score", "--dataset", str(demo_set.train_images), "--metric", "niqe", "--metric", "piqe",
+                     "--cache", str(cache), "--num-workers", "0")
+    assert scored.returncode == 0, scored.stderr[-2000:]
     from sr_iqa.models.generators import build_generator
     from sr_iqa.models.weight_files import generator_metadata
     from sr_iqa.tensor_files import save_weights
@@ -157,8 +162,9 @@ def test_two_cpu_processes_finetune_lora_against_niqe(tmp_path: Path, demo_set):
     options["datasets"]["train"] |= {"gt_size": 96, "batch_size_per_gpu": 1}
     options["path"]["pretrain_network_g"] = str(base)
     options["lora"] = {"rank": 2, "alpha": 2}
-    options["train"] |= {"total_iter": 4, "iqa_opt": {"metric": "niqe", "loss_weight": 0.05}}
-    options["val"] |= {"monitor_metrics": ["piqe"]}
+    options["train"] |= {"total_iter": 4, "iqa_opt": {"metrics": {"niqe": 1.0, "piqe": 1.0}, "loss_weight": 0.05,
+                                                      "cache": str(cache)}}
+    options["val"] |= {"monitor_metrics": ["entropy"]}
     result = _launch(write_options(tmp_path / "ft.yml", options), free_port())
     assert result.returncode == 0, result.stderr[-3000:]
     assert "process 1 of 2" in result.stderr and "find_unused_parameters" not in result.stderr
@@ -167,7 +173,10 @@ def test_two_cpu_processes_finetune_lora_against_niqe(tmp_path: Path, demo_set):
         "lora_4.safetensors", "lora_ema_4.safetensors"]
     adapter = load_file(str(run / "models" / "lora_4.safetensors"))
     assert all(tensor.abs().sum() > 0 for name, tensor in adapter.items() if "lora_B" in name)
-    assert "gaming_gap" in (run / "logs" / "train.log").read_text()
+    log = (run / "logs" / "train.log").read_text()
+    assert "gaming_gap" in log and "q_combined" in log and "optimised_change" in log
+    assert json.loads((run / "q_normalisation.json").read_text())["train.iqa_opt"]["piqe"]["images"] == len(
+        list(demo_set.train_images.rglob("*.png")))  # every training GT
 
 
 def test_two_processes_train_with_the_ranked_gt_loss(tmp_path: Path, demo_set):

@@ -60,16 +60,29 @@ def test_gaming_gap_is_optimised_change_minus_mean_held_out_change():
     reference = {"niqe": 10.0, "piqe": 50.0, "musiq": 40.0}
     results = {"niqe": 8.0, "piqe": 55.0, "musiq": 38.0}  # NIQE better by 20 %, PIQE -10 %, MUSIQ -5 %
     lower = {"niqe": True, "piqe": True, "musiq": False}
-    report = gaming_report(results, reference, "niqe", ["piqe", "musiq"], lower)
+    niqe, monitors = {"niqe": 1.0}, ["piqe", "musiq"]
+    report = gaming_report(results, reference, niqe, monitors, lower)
     assert report["change/niqe"] == pytest.approx(20.0)
     assert report["change/piqe"] == pytest.approx(-10.0) and report["change/musiq"] == pytest.approx(-5.0)
     assert report["held_out_change"] == pytest.approx(-7.5)
     assert report["gaming_gap"] == pytest.approx(27.5)
-    assert is_gaming(report, "niqe")
-    honest = gaming_report({"niqe": 8.0, "piqe": 45.0, "musiq": 44.0}, reference, "niqe", ["piqe", "musiq"], lower)
-    assert not is_gaming(honest, "niqe") and honest["gaming_gap"] == pytest.approx(10.0)
-    slight = gaming_report({"niqe": 9.9, "piqe": 50.2, "musiq": 39.9}, reference, "niqe", ["piqe", "musiq"], lower)
-    assert slight["gaming_gap"] > 0 and not is_gaming(slight, "niqe")  # within the 1 % tolerance: noise
+    assert is_gaming(report)
+    honest = gaming_report({"niqe": 8.0, "piqe": 45.0, "musiq": 44.0}, reference, niqe, monitors, lower)
+    assert not is_gaming(honest) and honest["gaming_gap"] == pytest.approx(10.0)
+    slight = gaming_report({"niqe": 9.9, "piqe": 50.2, "musiq": 39.9}, reference, niqe, monitors, lower)
+    assert slight["gaming_gap"] > 0 and not is_gaming(slight)  # within the 1 % tolerance: noise
+
+
+def test_with_several_optimised_metrics_the_gap_takes_their_weighted_change_and_only_outside_monitors():
+    reference = {"niqe": 10.0, "piqe": 50.0, "musiq": 40.0}
+    results = {"niqe": 8.0, "piqe": 55.0, "musiq": 38.0}  # NIQE better by 20 %, PIQE -10 %, MUSIQ -5 %
+    lower = {"niqe": True, "piqe": True, "musiq": False}
+    report = gaming_report(results, reference, {"niqe": 1.0, "piqe": 3.0}, ["piqe", "musiq"], lower)
+    assert report["optimised_change"] == pytest.approx((20.0 - 3 * 10.0) / 4)  # -2.5, worked by hand
+    assert report["held_out_change"] == pytest.approx(-5.0)  # piqe is optimised: only musiq is held out
+    assert report["gaming_gap"] == pytest.approx(2.5)
+    alone = gaming_report(results, reference, {"niqe": 1.0, "piqe": 3.0}, ["piqe"], lower)
+    assert "gaming_gap" not in alone  # no monitor outside the list: no gap to report
 
 
 def test_stage1_reference_warns_when_the_metric_is_gamed(demo_set, caplog: pytest.LogCaptureFixture):
@@ -93,7 +106,7 @@ def test_stage1_reference_warns_when_the_metric_is_gamed(demo_set, caplog: pytes
 
     gamed = {"niqe": stage1_results["niqe"] / 2, "piqe": stage1_results["piqe"] * 1.5}  # NIQE +50 %, PIQE -50 %
     with caplog.at_level(logging.WARNING, logger="sr_iqa.train"):
-        report = reference.measures(gamed, outputs, "niqe", ["piqe"])
+        report = reference.measures(gamed, outputs, {"niqe": 1.0}, ["piqe"])
     assert report["change/niqe"] == pytest.approx(50.0) and report["change/piqe"] == pytest.approx(-50.0)
     assert report["gaming_gap"] == pytest.approx(100.0)
     assert report["structured_noise"] == pytest.approx(255 * 0.01, rel=0.1)
@@ -102,6 +115,6 @@ def test_stage1_reference_warns_when_the_metric_is_gamed(demo_set, caplog: pytes
     caplog.clear()
     honest = {"niqe": stage1_results["niqe"] / 2, "piqe": stage1_results["piqe"] / 2}
     with caplog.at_level(logging.WARNING, logger="sr_iqa.train"):
-        report = reference.measures(honest, stage1_outputs, "niqe", ["piqe"])
+        report = reference.measures(honest, stage1_outputs, {"niqe": 1.0}, ["piqe"])
     assert report["gaming_gap"] == pytest.approx(0.0, abs=1e-9) and report["structured_noise"] == 0.0
     assert "may be gamed" not in caplog.text

@@ -90,7 +90,7 @@ def _per_seed(methods: Sequence[AblationRow], settings: ExperimentSettings
         lower = summary["lower_better"]
         report = gaming_report({settings.q: mine["Q"]} | {m: mine[m] for m in settings.monitors},
                                {settings.q: base["Q"]} | {m: base[m] for m in settings.monitors},
-                               settings.q, settings.monitors, lower)
+                               {settings.q: 1.0}, settings.monitors, lower)
         mine[GAMING_GAP] = report.get("gaming_gap", math.nan)
         mine[STRUCTURED_NOISE] = _structured_noise(method, next(m for m in methods if m.label == method.base
                                                                 and m.seed == method.seed))

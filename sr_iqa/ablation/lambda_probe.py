@@ -51,6 +51,10 @@ def probe_lambda(stage2_file: Path, overrides: list[str], generator: Path, origi
     train = options.train
     if train.iqa_opt is None or train.pixel_opt is None:
         raise ValueError(f"{stage2_file}: the lambda_Q probe needs train.iqa_opt and train.pixel_opt")
+    if train.iqa_opt.metric is None:
+        raise OptionsError(f"{stage2_file}: the lambda_Q probe measures one metric's gradient; with "
+                           "train.iqa_opt.metrics, set experiment.stage2_q_share: null and give "
+                           "train.iqa_opt.loss_weight in the option file")
     net, _ = generator_from_file(generator)
     net.eval()
     pixel = build_pixel_loss(train.pixel_opt)

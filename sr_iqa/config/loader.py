@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException, ValidationError
 
 from sr_iqa.config.basicsr_keys import translate
+from sr_iqa.config.q_metrics import q_metric_problems
 from sr_iqa.config.schema import CALL_BLOCKS, DatasetLayout, IqaOptions, Options, TrainOptions, ValDatasetOptions
 from sr_iqa.config.suggest import did_you_mean
 from sr_iqa.errors import OptionsError
@@ -208,10 +209,9 @@ def _check_values(options: Options, source: str) -> None:
                            f"'datasets.train.batch_size_per_gpu' ({batch})")
     sampler = options.sampler
     online = sampler.type.value == "amo" and sampler.mode.value == "online"
-    if sampler.type.value in ("sma", "smp", "amo"):
-        for key in ("metric",) if online else ("metric", "cache"):
-            if getattr(sampler, key) is None:
-                problems.append(f"{source}: the {sampler.type.value} sampler needs 'sampler.{key}'")
+    if sampler.type.value in ("sma", "smp", "amo") and not online and sampler.cache is None:
+        problems.append(f"{source}: the {sampler.type.value} sampler needs 'sampler.cache'")
+    problems += q_metric_problems(options, source)
     if sampler.tau <= 0 or sampler.grid_stride < 1:
         problems.append(f"{source}: 'sampler.tau' must be positive and 'sampler.grid_stride' at least 1")
     cached_amo = sampler.type.value == "amo" and sampler.mode.value == "cached"

@@ -88,7 +88,10 @@ class PathOptions:
 class IqaObjectiveOptions:
     """Stage 2's direct optimisation: the loss gains -loss_weight * Q(SR) (+ for lower-better metrics)."""
 
-    metric: str = MISSING  # pyiqa metric name, used in its differentiable loss form
+    metric: str | None = None  # pyiqa metric name, used in its differentiable loss form (or ``metrics``)
+    # Q of several metrics: name -> weight, each normalised by its spread over the training GTs (score cache)
+    metrics: dict[str, float] = field(default_factory=dict)
+    cache: str | None = None  # with ``metrics``: the score cache of the normalisation; default sampler.cache
     loss_weight: float = 0.01  # lambda_Q, in units of the metric's score (unpublished; sr_iqa's default)
     augment: bool = False  # score a random flip / shift / upscale of SR: an expectation over transformations
 
@@ -163,6 +166,8 @@ class SamplerOptions:
 
     type: SamplerType = SamplerType.original
     metric: str | None = None  # the metric key in the score cache (sma, smp, amo)
+    # or Q of several metrics (sma, smp, amo): name -> weight, each normalised by its spread over the training GTs
+    metrics: dict[str, float] = field(default_factory=dict)
     tau: float = 1.0  # softmax temperature (sma, smp), in units of the metric's score
     cache: str | None = None  # the SQLite score cache written by `sr-iqa score`
     grid_stride: int = 32  # amo: the STRIDE of `sr-iqa score --grid <gt_size>:STRIDE`

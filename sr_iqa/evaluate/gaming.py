@@ -2,8 +2,10 @@
 
 Gaming gap
     ``change(optimised Q) - mean(change(held-out metric))``, each change in percent of the stage-1
-    value and signed so that positive means "better". Honest improvement moves both together
-    (gap near 0); gaming raises the optimised score while the held-out ones stay or fall (large gap).
+    value and signed so that positive means "better". With Q made of several metrics, the optimised
+    change is the weighted mean of theirs, and the held-out metrics are the monitors outside the list.
+    Honest improvement moves both together (gap near 0); gaming raises the optimised score while the
+    held-out ones stay or fall (large gap).
 
 Structured-noise score
     The RMS amplitude, in 8-bit grey levels, of the *periodic high-frequency* part of
@@ -54,24 +56,29 @@ def relative_change(new: float, reference: float, lower_better: bool) -> float:
     return oriented(change, lower_better)
 
 
-def gaming_report(results: Mapping[str, float], reference: Mapping[str, float], optimised: str,
+def gaming_report(results: Mapping[str, float], reference: Mapping[str, float], optimised: Mapping[str, float],
                   monitors: Sequence[str], lower_better: Mapping[str, bool]) -> dict[str, float]:
-    """Changes (in %, positive = better) of the optimised metric and each monitor, and the gaming gap."""
-    report = {f"change/{optimised}": relative_change(results[optimised], reference[optimised],
-                                                     lower_better[optimised])}
-    held_out = [relative_change(results[name], reference[name], lower_better[name]) for name in monitors]
-    for name, value in zip(monitors, held_out, strict=True):
+    """Changes (in %, positive = better) of each optimised metric and each monitor, their weighted mean
+    (``optimised``: metric -> weight; one metric: weight 1) and the gaming gap. A monitor that is also optimised
+    tells nothing about gaming: it is left out of the held-out mean."""
+    report = {f"change/{name}": relative_change(results[name], reference[name], lower_better[name])
+              for name in optimised}
+    total = sum(optimised.values())
+    report["optimised_change"] = sum(weight * report[f"change/{name}"] for name, weight in optimised.items()) / total
+    held_out_names = [name for name in monitors if name not in optimised]
+    held_out = [relative_change(results[name], reference[name], lower_better[name]) for name in held_out_names]
+    for name, value in zip(held_out_names, held_out, strict=True):
         report[f"change/{name}"] = value
     if held_out:
         report["held_out_change"] = sum(held_out) / len(held_out)
-        report["gaming_gap"] = report[f"change/{optimised}"] - report["held_out_change"]
+        report["gaming_gap"] = report["optimised_change"] - report["held_out_change"]
     return report
 
 
 GAMING_TOLERANCE = 1.0  # percent: changes smaller than this are validation noise, not a verdict
 
 
-def is_gaming(report: Mapping[str, float], optimised: str, tolerance: float = GAMING_TOLERANCE) -> bool:
-    """The optimised metric improved while the held-out metrics, on average, got worse (each by more than
+def is_gaming(report: Mapping[str, float], tolerance: float = GAMING_TOLERANCE) -> bool:
+    """The optimised metrics improved while the held-out metrics, on average, got worse (each by more than
     ``tolerance`` percent)."""
-    return report[f"change/{optimised}"] > tolerance and report.get("held_out_change", 0.0) < -tolerance
+    return report["optimised_change"] > tolerance and report.get("held_out_change", 0.0) < -tolerance

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from sr_iqa.config.q_metrics import weighted_metrics
 from sr_iqa.config.schema import AmoMode, SamplerOptions, SamplerType
 from sr_iqa.data.datasets import GTChooser
 from sr_iqa.data.groups import Group
-from sr_iqa.errors import OptionsError
+from sr_iqa.iqa.combined_q import MetricScale, combined
 from sr_iqa.iqa.score_cache import ScoreCache, metric_key
-from sr_iqa.sampling.cached_scores import crop_score_grids, full_image_scores, require_metric
+from sr_iqa.sampling.cached_scores import crop_score_grids, full_image_scores, open_cache, require_metric
 from sr_iqa.sampling.choosers import CachedScoreSampler, OriginalGT, as_quality, positive_indices
 from sr_iqa.sampling.online_amo import OnlineAmoCrops
 
@@ -21,12 +23,13 @@ log = logging.getLogger("sr_iqa.sampling")
 
 
 def build_chooser(options: SamplerOptions, groups: Sequence[Group], gt_size: int,
-                  metric_options: Mapping[str, dict[str, Any]] | None = None) -> GTChooser:
+                  metric_options: Mapping[str, dict[str, Any]] | None = None,
+                  scales: Mapping[str, MetricScale] | None = None) -> GTChooser:
     """The ``GTChooser`` for training: scores are read from the cache once, here, never per sample.
 
     ``sampler.metric`` is a pyiqa name, as online AMO and ``sr-iqa score --metric`` take it; with an entry in
     ``iqa.metric_options`` (``metric_options``), its scores are those that ``score`` stored under the name and
-    those options."""
+    those options. ``sampler.metrics`` (several metrics) needs their ``scales`` (``q_scales.run_scales``)."""
     boxes = options.box_stride or 1  # every sampler's crop grid (cached AMO: its score grid when not given)
     if options.type is SamplerType.original:
         return OriginalGT(boxes)
@@ -39,18 +42,27 @@ def build_chooser(options: SamplerOptions, groups: Sequence[Group], gt_size: int
         return CachedScoreSampler(options.type, options.tau, box_stride=boxes, exclude_labels=exclude)
     if options.type is SamplerType.amo and options.mode is AmoMode.online:
         return OnlineAmoCrops(boxes)  # every GT's crop is read; OnlineAmo picks on the device
-    path = Path(options.cache)
-    if not path.is_file():
-        raise OptionsError(f"sampler.cache: no score cache at {path}; write it with `sr-iqa score`")
-    cache = ScoreCache(path, read_only=True)  # training ranks never write it (a read-only data mount will do)
-    key = metric_key(options.metric, (metric_options or {}).get(options.metric))
-    require_metric(cache, key)
-    lower_better = cache.lower_better(key)
+    cache = open_cache(options.cache, "sampler.cache")
+    keys = {name: metric_key(name, (metric_options or {}).get(name)) for name in weighted_metrics(options)}
+    for key in keys.values():
+        require_metric(cache, key)
     if options.type is SamplerType.amo:
-        grids = crop_score_grids(groups, cache, key, gt_size, options.grid_stride)
-        return CachedScoreSampler(options.type, options.tau, crops=[as_quality(g, lower_better) for g in grids],
+        grids = {name: crop_score_grids(groups, cache, key, gt_size, options.grid_stride) for name, key in keys.items()}
+        return CachedScoreSampler(options.type, options.tau, crops=_qualities(grids, keys, cache, scales),
                                   box_stride=options.box_stride or options.grid_stride, exclude_labels=exclude,
                                   grid_stride=options.grid_stride)
-    full = full_image_scores(groups, cache, key)
-    return CachedScoreSampler(options.type, options.tau, full=[as_quality(f, lower_better) for f in full],
+    full = {name: [np.asarray(q) for q in full_image_scores(groups, cache, key)] for name, key in keys.items()}
+    return CachedScoreSampler(options.type, options.tau, full=_qualities(full, keys, cache, scales),
                               box_stride=boxes, exclude_labels=exclude)
+
+
+def _qualities(per_metric: Mapping[str, list[np.ndarray]], keys: Mapping[str, str], cache: ScoreCache,
+               scales: Mapping[str, MetricScale] | None) -> list[np.ndarray]:
+    """Per group, Q (higher is better, -inf where not scorable): the one metric's scores oriented, or the
+    normalised sum of several (``scales``)."""
+    if not scales:
+        (name, key), = keys.items()
+        return [as_quality(scores, cache.lower_better(key)) for scores in per_metric[name]]
+    groups = len(next(iter(per_metric.values())))
+    return [as_quality(combined({name: values[i] for name, values in per_metric.items()}, scales), False)
+            for i in range(groups)]

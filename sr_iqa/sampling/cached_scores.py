@@ -3,13 +3,24 @@ SMP) and every GT's crop grid (cached AMO). A missing score is an error naming w
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from sr_iqa.data.groups import Group
-from sr_iqa.errors import DataError
-from sr_iqa.iqa.score_cache import ScoreCache
+from sr_iqa.errors import DataError, OptionsError
+from sr_iqa.iqa.combined_q import MetricScale, metric_scales
+from sr_iqa.iqa.score_cache import ScoreCache, metric_key
+
+
+def open_cache(path: str | Path, key: str) -> ScoreCache:
+    """The score cache named by option ``key``, read-only: training ranks never write it (a read-only data mount
+    will do)."""
+    if not Path(path).is_file():
+        raise OptionsError(f"{key}: no score cache at {path}; write it with `sr-iqa score`")
+    return ScoreCache(Path(path), read_only=True)
 
 
 def _score_command(cache: ScoreCache, metric: str, grid: str = "") -> str:
@@ -62,3 +73,12 @@ def crop_score_grids(groups: Sequence[Group], cache: ScoreCache, metric: str, si
     if missing:
         raise _missing_scores(metric, cache, missing, f" --grid {size}:{stride}")
     return grids
+
+
+def training_scales(groups: Sequence[Group], cache: ScoreCache, weights: Mapping[str, float],
+                    metric_options: Mapping[str, dict[str, Any]], source: str) -> dict[str, MetricScale]:
+    """Each metric's normalisation from its full-image scores of every GT of ``groups`` (the training set)."""
+    keys = {name: metric_key(name, metric_options.get(name)) for name in weights}
+    scores = {name: [q for group in full_image_scores(groups, cache, key) for q in group]
+              for name, key in keys.items()}
+    return metric_scales(weights, scores, {name: cache.lower_better(key) for name, key in keys.items()}, source)

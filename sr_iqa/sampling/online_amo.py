@@ -4,17 +4,24 @@ training step, before the sample's flips, as cached AMO chooses on the unflipped
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from sr_iqa.config.q_metrics import weighted_metrics
 from sr_iqa.config.schema import AmoMode, IqaOptions, SamplerOptions, SamplerType
 from sr_iqa.data.datasets import LABEL_CODES, CropBox, augment_tensors
 from sr_iqa.data.groups import Group
+from sr_iqa.iqa.combined_q import CombinedQ, MetricScale
 from sr_iqa.iqa.metrics import create_metric, score_each
 from sr_iqa.iqa.weights import weights_folder
 from sr_iqa.score_rules import oriented
+
+
+def is_online_amo(sampler: SamplerOptions) -> bool:
+    return sampler.type is SamplerType.amo and sampler.mode is AmoMode.online
 
 
 @dataclass
@@ -51,12 +58,14 @@ class OnlineAmo:
         self.excluded_label_codes = excluded_label_codes
 
     @classmethod
-    def from_options(cls, sampler: SamplerOptions, iqa: IqaOptions, device: torch.device) -> OnlineAmo | None:
-        """None unless the sampler is online AMO."""
-        if sampler.type is not SamplerType.amo or sampler.mode is not AmoMode.online:
+    def from_options(cls, sampler: SamplerOptions, iqa: IqaOptions, device: torch.device,
+                     scales: Mapping[str, MetricScale] | None = None) -> OnlineAmo | None:
+        """None unless the sampler is online AMO; ``sampler.metrics`` (several metrics) needs their ``scales``."""
+        if not is_online_amo(sampler):
             return None
-        metric = create_metric(sampler.metric, device, weights_dir=weights_folder(None, iqa),
-                               options=iqa.metric_options.get(sampler.metric))
+        metrics = {name: create_metric(name, device, weights_dir=weights_folder(None, iqa),
+                                       options=iqa.metric_options.get(name)) for name in weighted_metrics(sampler)}
+        metric = CombinedQ(metrics, scales) if scales else metrics[sampler.metric]
         excluded = (torch.tensor([LABEL_CODES[label] for label in sampler.exclude_labels], device=device)
                     if sampler.exclude_labels else None)
         return cls(metric, excluded)

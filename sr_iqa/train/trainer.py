@@ -25,11 +25,13 @@ from sr_iqa import writer_lock
 from sr_iqa.atomic_files import write_text_atomically
 from sr_iqa.config import Options, options_to_yaml
 from sr_iqa.config.call_options import build_from_block
+from sr_iqa.config.q_metrics import q_name, weighted_metrics
 from sr_iqa.config.schema import MixedPrecision
 from sr_iqa.data.degradations import DEGRADATION_TYPES
 from sr_iqa.data.device_prefetch import DevicePrefetcher
 from sr_iqa.errors import OptionsError
 from sr_iqa.evaluate.metric_set import MetricSet, Upscaler
+from sr_iqa.iqa.combined_q import SCALES_FILE, CombinedQ, write_scales
 from sr_iqa.iqa.metrics import FrozenMetricLoss
 from sr_iqa.iqa.weights import weights_folder
 from sr_iqa.log_buffer import replay_startup_log
@@ -48,7 +50,8 @@ from sr_iqa.models.lora import AdapterSettings, add_adapters
 from sr_iqa.models.weight_files import load_network_weights
 from sr_iqa.optim import build_optimizer, build_scheduler
 from sr_iqa.progress import progress_bar
-from sr_iqa.sampling.online_amo import OnlineAmo
+from sr_iqa.sampling.online_amo import OnlineAmo, is_online_amo
+from sr_iqa.sampling.q_scales import OBJECTIVE, SAMPLER
 from sr_iqa.sampling.statistics import SamplingStatistics
 from sr_iqa.train import checkpoints, resume_check, speed, trackers, training_data, training_log, training_state
 from sr_iqa.train.experiment import ExperimentFolders
@@ -84,7 +87,7 @@ class Trainer:
         self.log_file = None
         resume_from = self._setup_resume()
         self._setup_accelerator(resuming=resume_from is not None)
-        self._setup_data()
+        self._setup_data(resuming=resume_from is not None)
         self._setup_metrics_and_objectives()
         net_g = self._setup_generator()
         self._setup_run_folder()
@@ -127,13 +130,16 @@ class Trainer:
         self.device = self.accelerator.device
         self.progress = TrainingProgress()
 
-    def _setup_data(self) -> None:
-        """Sets degradation, online_amo, train_set, validation_sets, val_set (the main one, or None)."""
+    def _setup_data(self, resuming: bool) -> None:
+        """Sets degradation, train_set, q_scales (the normalisation of each Q made of several metrics; a resumed
+        run's recorded ones), online_amo, validation_sets, val_set (the main one, or None)."""
         options = self.options
         self.degradation = build_from_block(options.degradation, DEGRADATION_TYPES)
-        self.online_amo = OnlineAmo.from_options(options.sampler, options.iqa, self.device)  # None unless online
-        self.train_set = training_data.training_set(options, self.accelerator, self.degradation.sample_kernels,
-                                                    with_candidates=self.online_amo is not None)
+        self.train_set, self.q_scales = training_data.training_set(
+            options, self.accelerator, self.degradation.sample_kernels, with_candidates=is_online_amo(options.sampler),
+            recorded_scales=self.folders.root / SCALES_FILE if resuming else None)
+        self.online_amo = OnlineAmo.from_options(options.sampler, options.iqa, self.device,  # None unless online
+                                                 self.q_scales.get(SAMPLER))
         self.validation_sets = validation_sets(options, self.accelerator)  # every process validates its share
         self.val_set = next((s.dataset for s in self.validation_sets if s.main), None)
 
@@ -151,9 +157,11 @@ class Trainer:
             self.perceptual_loss = build_perceptual_loss(options.train.perceptual_opt, weights_dir).to(self.device)
         self.iqa_objective = None  # stage 2's Q: frozen, in eval, outside DDP, like the perceptual loss
         iqa_opt = options.train.iqa_opt
-        if iqa_opt is not None:
-            metric = FrozenMetricLoss(iqa_opt.metric, self.device, weights_dir,
-                                      options.iqa.metric_options.get(iqa_opt.metric))
+        if iqa_opt is not None:  # one metric's loss form, or several normalised and summed (train.iqa_opt.metrics)
+            losses = {name: FrozenMetricLoss(name, self.device, weights_dir, options.iqa.metric_options.get(name))
+                      for name in weighted_metrics(iqa_opt)}
+            scales = self.q_scales.get(OBJECTIVE)
+            metric = CombinedQ(losses, scales) if scales else losses[iqa_opt.metric]
             self.iqa_objective = IqaObjective(metric, iqa_opt.loss_weight, iqa_opt.augment)
 
     def _setup_generator(self) -> torch.nn.Module:
@@ -207,7 +215,7 @@ class Trainer:
         self.step = TrainingStep(
             self.accelerator, self.net_g, self.optimizer, build_pixel_loss(options.train.pixel_opt).to(self.device),
             perceptual_loss=self.perceptual_loss, iqa_objective=self.iqa_objective,
-            iqa_metric=options.train.iqa_opt.metric if options.train.iqa_opt else None,
+            iqa_metric=q_name(options.train.iqa_opt) if options.train.iqa_opt else None,
             negative_loss=build_negative_loss(options.train.neg_opt) if options.train.neg_opt else None,
             rank_loss=build_rank_loss(options.train.rank_opt) if options.train.rank_opt else None,
             net_d=self.net_d, optimizer_d=self.optimizer_d, gan_loss=self.gan_loss,
@@ -284,15 +292,17 @@ class Trainer:
             log.info("options (resolved, as in %s):\n%s", self.folders.options_file, resolved)
             if self.wandb_run_id is not None:
                 write_text_atomically(self.folders.logs / trackers.WANDB_RUN_ID_FILE, self.wandb_run_id + "\n")
+            if self.q_scales:  # what each metric of Q is divided by, for the record and for a resume
+                write_scales(self.folders.root / SCALES_FILE, self.q_scales)
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:  # the resolved options as hyper-parameters of every tracker
             self.accelerator.init_trackers(self.options.name, config=trackers.hyperparameters(self.options))
 
     def _validation_metrics(self) -> list[str]:
-        """val.metrics, then the held-out monitors and stage 2's optimised metric, each once."""
+        """val.metrics, then the held-out monitors and stage 2's optimised metrics, each once."""
         extra = list(self.options.val.monitor_metrics)
         if self.options.train.iqa_opt is not None:
-            extra.append(self.options.train.iqa_opt.metric)
+            extra += weighted_metrics(self.options.train.iqa_opt)
         return list(dict.fromkeys([*self.options.val.metrics, *extra]))
 
     # ----- the loop ----------------------------------------------------------------------------
@@ -398,7 +408,7 @@ class Trainer:
             if unscored:
                 log.warning("%d SR crops since the last report could not be scored by %s (flat crops have no "
                             "finite features) and were left out of the IQA term", unscored,
-                            self.options.train.iqa_opt.metric)
+                            q_name(self.options.train.iqa_opt))
         training_log.report(self.accelerator, self.progress.iteration, self.options.train.total_iter,
                             self.optimizer.param_groups[0]["lr"], losses, monitors, scalars, sampling, bar, started)
 

@@ -25,26 +25,28 @@ from sr_iqa.data.training_order import TrainingSampleOrder
 from sr_iqa.data.validation import raise_problems
 from sr_iqa.main_process import built_on_main
 from sr_iqa.sampling.build import build_chooser
+from sr_iqa.sampling.q_scales import SAMPLER, RunScales, run_scales
 
 log = logging.getLogger("sr_iqa.train")
 
 
-def training_set(options: Options, accelerator: Accelerator, sample_kernels: object,
-                 with_candidates: bool) -> MultiGTCropDataset:
+def training_set(options: Options, accelerator: Accelerator, sample_kernels: object, with_candidates: bool,
+                 recorded_scales: Path | None = None) -> tuple[MultiGTCropDataset, RunScales]:
     """Index and validate the training data before any work; bad data stops the run here. The main process does
-    it once and hands the index and the sampler (score grids included) to the others."""
+    it once and hands the index, the sampler (score grids included) and the Q normalisations to the others.
+    ``recorded_scales``: a resumed run's file of them."""
     train_options = options.datasets.train
-    train_index, chooser = built_on_main(accelerator, lambda: _indexed(options))
+    train_index, chooser, scales = built_on_main(accelerator, lambda: _indexed(options, recorded_scales))
     images = PackedStore(Path(train_options.pack)) if train_options.pack is not None else None
     rank_block = options.train.rank_opt
-    return MultiGTCropDataset(
+    return (MultiGTCropDataset(
         train_index, train_options.gt_size, options.manual_seed, train_options.use_hflip, train_options.use_rot,
         choose_gt=chooser, with_negative=options.train.neg_opt is not None, with_candidates=with_candidates,
         sample_kernels=sample_kernels, images=images,
-        ranked_excluding=tuple(rank_block.get("exclude_labels", ())) if rank_block is not None else None)
+        ranked_excluding=tuple(rank_block.get("exclude_labels", ())) if rank_block is not None else None), scales)
 
 
-def _indexed(options: Options) -> tuple[GroupIndex, GTChooser]:
+def _indexed(options: Options, recorded_scales: Path | None) -> tuple[GroupIndex, GTChooser, RunScales]:
     train_options = options.datasets.train
     train_index = group_index(train_options, options.scale, min_size=train_options.gt_size)
     for line in summarize("training data", train_index, positive_only=False):
@@ -54,8 +56,9 @@ def _indexed(options: Options) -> tuple[GroupIndex, GTChooser]:
                  "; ".join(sorted(set(train_index.dropped.values()))))
     if train_options.pack is not None:
         raise_problems(PackedStore(Path(train_options.pack)).stale())
+    scales = run_scales(options, train_index.groups, recorded_scales)
     return train_index, build_chooser(options.sampler, train_index.groups, train_options.gt_size,
-                                      options.iqa.metric_options)
+                                      options.iqa.metric_options, scales.get(SAMPLER)), scales
 
 
 def training_loader(dataset: MultiGTCropDataset, options: Options, accelerator: Accelerator,

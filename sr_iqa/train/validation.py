@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from accelerate import Accelerator
 
+from sr_iqa.config.q_metrics import weighted_metrics
 from sr_iqa.config.schema import Options, ValDatasetOptions
 from sr_iqa.data.datasets import EvalGroupDataset
 from sr_iqa.data.image_io import write_rgb
@@ -100,7 +101,7 @@ class Validation:
             log.info("process %d validated %d of the %d images of %s", self.accelerator.process_index, len(outputs),
                      len(validation_set.dataset), validation_set.name, extra={"all_ranks": True})
         if validation_set.main and self.stage1_reference is not None:
-            results |= self.stage1_reference.measures(results, outputs, self.options.train.iqa_opt.metric,
+            results |= self.stage1_reference.measures(results, outputs, weighted_metrics(self.options.train.iqa_opt),
                                                       self.options.val.monitor_metrics)
         prefix = "val" if validation_set.main else f"val/{validation_set.name}"
         shown = "" if validation_set.main else f" of {validation_set.name}"

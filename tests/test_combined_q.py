@@ -1,0 +1,173 @@
+"""Q made of several metrics, each normalised by its spread over the training GTs (issue 30, point 3): the
+statistics, the samplers' choices and stage 2's objective, against values worked out by hand."""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import run_cli, tiny_options, write_options
+
+from sr_iqa.checked_options import load_options
+from sr_iqa.config.schema import SamplerOptions, SamplerType
+from sr_iqa.data.groups import index_hggt
+from sr_iqa.errors import DataError
+from sr_iqa.iqa.combined_q import SCALES_FILE, CombinedQ, MetricScale, metric_scales
+from sr_iqa.iqa.metrics import FrozenMetricLoss, create_metric
+from sr_iqa.iqa.score_cache import ScoreCache
+from sr_iqa.sampling.build import build_chooser
+from sr_iqa.sampling.q_scales import run_scales
+from sr_iqa.train.trainer import Trainer
+
+
+def test_each_metric_is_divided_by_its_own_spread_so_a_wide_scale_does_not_win():
+    # NIQE (lower-better) 4, 6, 8: oriented -4, -6, -8, mean -6, std sqrt(8/3); PIQE (lower-better) 20, 40, 60:
+    # mean -40, std 10 sqrt(8/3). Two NIQE points are worth twenty PIQE points.
+    lower = {"niqe": True, "piqe": True}
+    scales = metric_scales({"niqe": 1.0, "piqe": 1.0}, {"niqe": [4, 6, 8], "piqe": [20, 40, 60]}, lower, "test")
+    spread = math.sqrt(8 / 3)
+    assert scales["niqe"] == MetricScale(1.0, True, -6.0, pytest.approx(spread), 3)
+    assert scales["piqe"].mean == -40.0 and scales["piqe"].std == pytest.approx(10 * spread)
+    q = lambda niqe, piqe: sum(s.normalised(np.float64(v)) for s, v in  # noqa: E731
+                               ((scales["niqe"], niqe), (scales["piqe"], piqe)))
+    assert q(4, 60) == pytest.approx(0.0)  # NIQE 2 better, PIQE 20 worse: they cancel
+    assert q(6, 20) == pytest.approx(20 / (10 * spread))
+    assert q(6, 40) == pytest.approx(0.0)  # the training GTs' mean is 0
+    # NaN is left out of the statistics (an image the metric could not score)
+    with_nan = metric_scales({"niqe": 2.0}, {"niqe": [4, math.nan, 8]}, lower, "test")
+    assert with_nan["niqe"] == MetricScale(2.0, True, -6.0, 2.0, 2)
+
+
+def test_a_metric_whose_scores_do_not_spread_is_refused_by_name():
+    with pytest.raises(DataError, match=r"sampler.metrics: 'piqe' cannot be normalised: its 3 finite score"):
+        metric_scales({"piqe": 1.0}, {"piqe": [5, 5, 5]}, {"piqe": True}, "sampler.metrics")
+
+
+def test_the_module_sums_the_real_metrics_terms_and_passes_gradients(demo_set):
+    from sr_iqa.data.image_io import read_rgb_tensor
+
+    image = read_rgb_tensor(next((demo_set.train_images / "original").glob("*.png")))[None]
+    scales = {"niqe": MetricScale(1.0, True, 0.0, 1.0, 2), "piqe": MetricScale(2.0, True, -10.0, 5.0, 2)}
+    q = CombinedQ({name: create_metric(name) for name in scales}, scales)
+    niqe, piqe = (float(create_metric(name)(image)) for name in scales)
+    assert float(q(image)) == pytest.approx(-niqe + 2 * (-piqe + 10) / 5, rel=1e-5)  # worked from the scales
+    assert q.lower_better is False
+    losses = CombinedQ({"niqe": FrozenMetricLoss("niqe", options={})}, {"niqe": scales["niqe"]})
+    pixels = image.clone().requires_grad_(True)
+    (-losses(pixels).sum()).backward()
+    assert torch.isfinite(pixels.grad).all() and pixels.grad.abs().sum() > 0
+
+
+def _planted_cache(path: Path, groups, musiq, niqe) -> Path:
+    """GT j of every group scores musiq(j) (higher-better) and niqe(j) (lower-better), full image."""
+    cache = ScoreCache(path)
+    records = cache.records([gt.path for group in groups for gt in group.gts])
+    rows, position = [], 0
+    for group in groups:
+        for j in range(len(group.gts)):
+            r = records[position]
+            rows += [(r.content_hash, "musiq", 0, 0, r.width, r.height, musiq(j), False),
+                     (r.content_hash, "niqe", 0, 0, r.width, r.height, niqe(j), True)]
+            position += 1
+    cache.put(rows)
+    cache.close()
+    return path
+
+
+def test_the_samplers_choose_by_the_normalised_sum(demo_set, tmp_path: Path):
+    """MUSIQ prefers the last GT (10 j), NIQE the first (j): normalised, each is (j - 2) / sqrt(2) in its own
+    units (five GTs a group), so equal weights make every GT equal, and the weights decide; a raw sum would
+    follow MUSIQ's wider scale whatever the weights."""
+    groups = index_hggt(demo_set.train_images, demo_set.train_labels).groups[:2]
+    assert all(len(group.gts) == 5 for group in groups)
+    path = _planted_cache(tmp_path / "scores.db", groups, lambda j: 10.0 * j, lambda j: float(j))
+    options = tiny_options(demo_set, tmp_path)
+    options["sampler"] = {"type": "sma", "metrics": {"musiq": 1.0, "niqe": 1.0}, "cache": str(path), "tau": 1.0}
+    loaded = load_options(write_options(tmp_path / "sma.yml", options))
+    sma = build_chooser(loaded.sampler, groups, 96, {}, run_scales(loaded, groups)["sampler"])
+    assert np.allclose(sma.full[0], 0.0)  # equal weights: every GT the same Q, uniform choice
+
+    weighted = SamplerOptions(type=SamplerType.sma, metrics={"musiq": 3.0, "niqe": 1.0}, cache=str(path))
+    loaded.sampler = weighted
+    scales = run_scales(loaded, groups)["sampler"]
+    q = build_chooser(weighted, groups, 96, {}, scales).full[1]
+    assert np.allclose(q, math.sqrt(2) * (np.arange(5) - 2))  # 3 (j-2)/sqrt 2 - (j-2)/sqrt 2, by hand
+
+    # AMO on a 96-px crop of a 96-px image: the one box is the full image; NIQE weighted 3:1 wins although its
+    # raw scores spread ten times less than MUSIQ's.
+    amo = SamplerOptions(type=SamplerType.amo, metrics={"musiq": 1.0, "niqe": 3.0}, cache=str(path), grid_stride=96)
+    loaded.sampler = amo
+    chooser = build_chooser(amo, groups, 96, {}, run_scales(loaded, groups)["sampler"])
+    assert chooser.crops[0][:, 0, 0].argmax() == 0
+    raw_sum = [10.0 * j - 3.0 * j for j in range(5)]
+    assert int(np.argmax(raw_sum)) == 4  # what the weights would pick without the normalisation
+
+
+@pytest.fixture(scope="module")
+def scored_training_set(demo_set, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """NIQE and PIQE of every training GT, as `sr-iqa score` writes them."""
+    cache = tmp_path_factory.mktemp("cache") / "scores.db"
+    result = run_cli("score", "--dataset", str(demo_set.train_images), "--metric", "niqe", "--metric", "piqe",
+                     "--cache", str(cache), "--num-workers", "0")
+    assert result.returncode == 0, result.stderr[-2000:]
+    return cache
+
+
+def _stored_statistics(cache: Path, metric: str) -> tuple[float, float, int]:
+    """Mean and population std of -score (both metrics are lower-better), read from the SQLite file itself."""
+    with sqlite3.connect(cache) as db:
+        scores = np.array([row[0] for row in db.execute(
+            "SELECT score FROM scores WHERE metric = ? AND x = 0 AND y = 0 AND w = 96 AND h = 96", (metric,))])
+    return float((-scores).mean()), float(scores.std()), len(scores)
+
+
+def test_stage2_optimises_the_normalised_sum_and_records_its_statistics(demo_set, tmp_path: Path,
+                                                                       scored_training_set: Path):
+    from sr_iqa.models.generators import build_generator
+    from sr_iqa.models.weight_files import generator_metadata
+    from sr_iqa.tensor_files import save_weights
+
+    options = tiny_options(demo_set, tmp_path / "experiments", total_iter=2, ema_decay=0)
+    base = tmp_path / "base.safetensors"
+    torch.manual_seed(1)  # an untrained net whose output is not flat, so NIQE has something to score
+    save_weights(build_generator(options["network_g"], 4), base, generator_metadata(options["network_g"]))
+    options["datasets"]["train"] |= {"gt_size": 96, "batch_size_per_gpu": 1}
+    options["path"]["pretrain_network_g"] = str(base)
+    options["lora"] = {"rank": 2, "alpha": 2}
+    options["sampler"] = {"type": "sma", "metrics": {"niqe": 1.0, "piqe": 0.5}, "cache": str(scored_training_set)}
+    options["train"]["iqa_opt"] = {"metrics": {"niqe": 1.0, "piqe": 1.0}, "loss_weight": 0.05}
+    options["val"] |= {"monitor_metrics": ["piqe", "entropy"]}
+    options["logger"] |= {"print_freq": 1, "save_checkpoint_freq": 2}
+    file = write_options(tmp_path / "ft.yml", options)
+    run = Trainer(load_options(file)).train().root
+
+    recorded = json.loads((run / SCALES_FILE).read_text())
+    assert set(recorded) == {"sampler", "train.iqa_opt"}
+    for metric in ("niqe", "piqe"):
+        mean, std, images = _stored_statistics(scored_training_set, metric)
+        scale = recorded["train.iqa_opt"][metric]
+        assert (scale["mean"], scale["std"], scale["images"]) == (pytest.approx(mean), pytest.approx(std), images)
+        assert scale["lower_better"] is True and scale["weight"] == 1.0
+    assert recorded["sampler"]["piqe"]["weight"] == 0.5
+    log = (run / "logs" / "train.log").read_text()
+    assert "q_combined" in log
+    record = json.loads((run / "logs" / "validation.jsonl").read_text().splitlines()[-1])
+    changes = record["results"]
+    assert changes["optimised_change"] == pytest.approx((changes["change/niqe"] + changes["change/piqe"]) / 2)
+    # piqe is optimised: the held-out change is entropy's alone
+    assert changes["held_out_change"] == pytest.approx(changes["change/entropy"])
+
+    # A resumed run divides by the statistics its folder recorded, not by a new reading of the cache.
+    recorded["train.iqa_opt"]["niqe"]["std"] = 123.0
+    (run / SCALES_FILE).write_text(json.dumps(recorded))
+    resumed = load_options(file, ["train.total_iter=4", "path.resume_state=auto"])
+    trainer = Trainer(resumed)
+    assert trainer.q_scales["train.iqa_opt"]["niqe"].std == 123.0
+    assert trainer.iqa_objective.metric.scales["niqe"].std == 123.0
+    trainer.train()
+    assert json.loads((run / SCALES_FILE).read_text())["train.iqa_opt"]["niqe"]["std"] == 123.0
