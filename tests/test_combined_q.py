@@ -26,21 +26,23 @@ from sr_iqa.train.trainer import Trainer
 
 
 def test_each_metric_is_divided_by_its_own_spread_so_a_wide_scale_does_not_win():
-    # NIQE (lower-better) 4, 6, 8: oriented -4, -6, -8, mean -6, std sqrt(8/3); PIQE (lower-better) 20, 40, 60:
-    # mean -40, std 10 sqrt(8/3). Two NIQE points are worth twenty PIQE points.
+    # NIQE (lower-better) 4, 6, 8: oriented -4, -6, -8, median -6, absolute deviations 2, 0, 2, MAD 2, spread
+    # 1.4826 x 2; PIQE (lower-better) 20, 40, 60: median -40, MAD 20. Two NIQE points are worth twenty PIQE points.
     lower = {"niqe": True, "piqe": True}
     scales = metric_scales({"niqe": 1.0, "piqe": 1.0}, {"niqe": [4, 6, 8], "piqe": [20, 40, 60]}, lower, "test")
-    spread = math.sqrt(8 / 3)
-    assert scales["niqe"] == MetricScale(1.0, True, -6.0, pytest.approx(spread), 3)
-    assert scales["piqe"].mean == -40.0 and scales["piqe"].std == pytest.approx(10 * spread)
+    assert scales["niqe"] == MetricScale(1.0, True, -6.0, pytest.approx(2 * 1.4826), 3)
+    assert scales["piqe"].centre == -40.0 and scales["piqe"].spread == pytest.approx(20 * 1.4826)
     q = lambda niqe, piqe: sum(s.normalised(np.float64(v)) for s, v in  # noqa: E731
                                ((scales["niqe"], niqe), (scales["piqe"], piqe)))
     assert q(4, 60) == pytest.approx(0.0)  # NIQE 2 better, PIQE 20 worse: they cancel
-    assert q(6, 20) == pytest.approx(20 / (10 * spread))
-    assert q(6, 40) == pytest.approx(0.0)  # the training GTs' mean is 0
+    assert q(6, 20) == pytest.approx(20 / (20 * 1.4826))
+    assert q(6, 40) == pytest.approx(0.0)  # the training GTs' median is 0
+    # one outlier GT does not set the scale (a standard deviation would be about 41 here)
+    outlier = metric_scales({"niqe": 1.0}, {"niqe": [4, 5, 6, 7, 100]}, lower, "test")["niqe"]
+    assert (outlier.centre, outlier.spread) == (-6.0, pytest.approx(1.4826))
     # NaN is left out of the statistics (an image the metric could not score)
     with_nan = metric_scales({"niqe": 2.0}, {"niqe": [4, math.nan, 8]}, lower, "test")
-    assert with_nan["niqe"] == MetricScale(2.0, True, -6.0, 2.0, 2)
+    assert with_nan["niqe"] == MetricScale(2.0, True, -6.0, pytest.approx(2 * 1.4826), 2)
 
 
 def test_a_metric_whose_scores_do_not_spread_is_refused_by_name():
@@ -80,9 +82,9 @@ def _planted_cache(path: Path, groups, musiq, niqe) -> Path:
 
 
 def test_the_samplers_choose_by_the_normalised_sum(demo_set, tmp_path: Path):
-    """MUSIQ prefers the last GT (10 j), NIQE the first (j): normalised, each is (j - 2) / sqrt(2) in its own
-    units (five GTs a group), so equal weights make every GT equal, and the weights decide; a raw sum would
-    follow MUSIQ's wider scale whatever the weights."""
+    """MUSIQ prefers the last GT (10 j), NIQE the first (j), five GTs a group: MUSIQ's median is 20 and its MAD 10,
+    NIQE's 2 and 1, so each normalised term is +-(j - 2) / 1.4826; equal weights make every GT equal, and the
+    weights decide. A raw sum would follow MUSIQ's wider scale whatever the weights."""
     groups = index_hggt(demo_set.train_images, demo_set.train_labels).groups[:2]
     assert all(len(group.gts) == 5 for group in groups)
     path = _planted_cache(tmp_path / "scores.db", groups, lambda j: 10.0 * j, lambda j: float(j))
@@ -96,7 +98,7 @@ def test_the_samplers_choose_by_the_normalised_sum(demo_set, tmp_path: Path):
     loaded.sampler = weighted
     scales = run_scales(loaded, groups)["sampler"]
     q = build_chooser(weighted, groups, 96, {}, scales).full[1]
-    assert np.allclose(q, math.sqrt(2) * (np.arange(5) - 2))  # 3 (j-2)/sqrt 2 - (j-2)/sqrt 2, by hand
+    assert np.allclose(q, 2 * (np.arange(5) - 2) / 1.4826)  # (3 (j - 2) - (j - 2)) / 1.4826, by hand
 
     # AMO on a 96-px crop of a 96-px image: the one box is the full image; NIQE weighted 3:1 wins although its
     # raw scores spread ten times less than MUSIQ's.
@@ -119,11 +121,12 @@ def scored_training_set(demo_set, tmp_path_factory: pytest.TempPathFactory) -> P
 
 
 def _stored_statistics(cache: Path, metric: str) -> tuple[float, float, int]:
-    """Mean and population std of -score (both metrics are lower-better), read from the SQLite file itself."""
+    """Median and 1.4826 x MAD of -score (both metrics are lower-better), read from the SQLite file itself."""
     with sqlite3.connect(cache) as db:
-        scores = np.array([row[0] for row in db.execute(
+        scores = -np.array([row[0] for row in db.execute(
             "SELECT score FROM scores WHERE metric = ? AND x = 0 AND y = 0 AND w = 96 AND h = 96", (metric,))])
-    return float((-scores).mean()), float(scores.std()), len(scores)
+    median = float(np.median(scores))
+    return median, 1.4826 * float(np.median(np.abs(scores - median))), len(scores)
 
 
 def test_stage2_optimises_the_normalised_sum_and_records_its_statistics(demo_set, tmp_path: Path,
@@ -149,9 +152,10 @@ def test_stage2_optimises_the_normalised_sum_and_records_its_statistics(demo_set
     recorded = json.loads((run / SCALES_FILE).read_text())
     assert set(recorded) == {"sampler", "train.iqa_opt"}
     for metric in ("niqe", "piqe"):
-        mean, std, images = _stored_statistics(scored_training_set, metric)
+        centre, spread, images = _stored_statistics(scored_training_set, metric)
         scale = recorded["train.iqa_opt"][metric]
-        assert (scale["mean"], scale["std"], scale["images"]) == (pytest.approx(mean), pytest.approx(std), images)
+        assert (scale["centre"], scale["spread"], scale["images"]) == (pytest.approx(centre), pytest.approx(spread),
+                                                                      images)
         assert scale["lower_better"] is True and scale["weight"] == 1.0
     assert recorded["sampler"]["piqe"]["weight"] == 0.5
     log = (run / "logs" / "train.log").read_text()
@@ -163,11 +167,11 @@ def test_stage2_optimises_the_normalised_sum_and_records_its_statistics(demo_set
     assert changes["held_out_change"] == pytest.approx(changes["change/entropy"])
 
     # A resumed run divides by the statistics its folder recorded, not by a new reading of the cache.
-    recorded["train.iqa_opt"]["niqe"]["std"] = 123.0
+    recorded["train.iqa_opt"]["niqe"]["spread"] = 123.0
     (run / SCALES_FILE).write_text(json.dumps(recorded))
     resumed = load_options(file, ["train.total_iter=4", "path.resume_state=auto"])
     trainer = Trainer(resumed)
-    assert trainer.q_scales["train.iqa_opt"]["niqe"].std == 123.0
-    assert trainer.iqa_objective.metric.scales["niqe"].std == 123.0
+    assert trainer.q_scales["train.iqa_opt"]["niqe"].spread == 123.0
+    assert trainer.iqa_objective.metric.scales["niqe"].spread == 123.0
     trainer.train()
-    assert json.loads((run / SCALES_FILE).read_text())["train.iqa_opt"]["niqe"]["std"] == 123.0
+    assert json.loads((run / SCALES_FILE).read_text())["train.iqa_opt"]["niqe"]["spread"] == 123.0

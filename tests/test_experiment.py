@@ -16,8 +16,8 @@ import yaml
 from conftest import REPO, run_cli
 
 from sr_iqa.ablation.experiment_options import load_experiment
+from sr_iqa.ablation.page_sections import replace_section
 from sr_iqa.ablation.plan import plan
-from sr_iqa.ablation.results_page import replace_section
 from sr_iqa.errors import OptionsError
 
 T_975_ONE_DEGREE = 12.706  # the published two-sided 95% t quantile for 1 degree of freedom (two seeds)

@@ -89,6 +89,10 @@ class AblationOptions:
     # the GTs are scored once for all runs and seeds; null: each evaluation scores them itself.
     score_cache: str | None = None
     plot_metric: str = "musiq"  # the NR metric of the perception-distortion plot
+    # A Markdown page (e.g. experiments/RESULTS.md) that gets this ablation's section: how it ran, ``design``, the
+    # table with intervals and the plot (copied beside the page, under results/); null: ablation_table.md only
+    results: str | None = None
+    design: str | None = None  # the design, as fixed before the runs, printed in the section
     report_images: int = 4  # test images shown in the visual report
     launch: LaunchOptions = field(default_factory=LaunchOptions)
 

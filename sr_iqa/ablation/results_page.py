@@ -7,33 +7,22 @@ others (another preset, the authors' interpretation outside the markers) as they
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import math
-import os
-import platform
-import subprocess
 import time
-from importlib import metadata
 from pathlib import Path
 
 from sr_iqa.ablation.claims import PAPER, ClaimResult
 from sr_iqa.ablation.experiment_options import Experiment
 from sr_iqa.ablation.findings import Findings
+from sr_iqa.ablation.page_sections import machine_line, overrides_code, replace_section, step_minutes, versions_line
 from sr_iqa.ablation.plan import AblationOptions
 from sr_iqa.ablation.prepared_data import PreparedData
 from sr_iqa.ablation.validity_gate import GateReport, gate_lines
-from sr_iqa.atomic_files import write_text_atomically, write_with
+from sr_iqa.atomic_files import write_with
 from sr_iqa.evaluate.multi_gt import GOLD_STANDARD
 from sr_iqa.evaluate.tables import plain_table
 from sr_iqa.score_rules import arrow, in_words, oriented
-
-PACKAGES = ("sr_iqa", "torch", "basicsr", "pyiqa", "peft", "accelerate")
-HEADER = """# Experiments: the paper's orderings measured with sr_iqa
-
-Each section between `<!-- begin ... -->` and `<!-- end ... -->` is written by `sr-iqa experiment` (a rerun
-replaces it); the text outside the markers is the authors' reading of it.
-"""
 
 
 def write_results(experiment: Experiment, ablation: AblationOptions, findings: Findings,
@@ -45,17 +34,6 @@ def write_results(experiment: Experiment, ablation: AblationOptions, findings: F
                      plot.relative_to(results.parent), prepared)
     replace_section(results, ablation.name, section)
     return results
-
-
-def replace_section(path: Path, name: str, section: str) -> None:
-    begin, end = f"<!-- begin {name} -->", f"<!-- end {name} -->"
-    text = path.read_text() if path.is_file() else HEADER
-    block = f"{begin}\n{section.rstrip()}\n{end}"
-    if begin in text and end in text:
-        text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip() + f"\n\n{block}\n"
-    write_text_atomically(path, text)
 
 
 def _measure_name(findings: Findings, measure: str) -> str:
@@ -119,41 +97,6 @@ def _gate_section(gate: GateReport, prepared: PreparedData) -> str:
     return "\n\n".join(parts)
 
 
-def _machine() -> str:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError, StopIteration):
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    gpu = f"; GPU: {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "; no GPU"
-    return f"{cpu}, {os.cpu_count()} cores{gpu}; {platform.system()} {platform.release()}"
-
-
-def _versions() -> str:
-    found = []
-    for name in PACKAGES:
-        try:
-            found.append(f"{name} {metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            found.append(f"{name} (not installed)")
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                check=True, timeout=10).stdout.strip()
-        found.append(f"commit {commit}")
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return f"Python {platform.python_version()}, " + ", ".join(found)
-
-
-def _code(overrides: list[str]) -> str:
-    return f"`{' '.join(overrides)}`" if overrides else "none"
-
-
-def _minutes(step_seconds: dict[str, float], kind: str) -> float:
-    return sum(seconds for key, seconds in step_seconds.items() if key.endswith(f" {kind}")) / 60
-
-
 def render(experiment: Experiment, ablation: AblationOptions, findings: Findings, step_seconds: dict[str, float],
            wall_seconds: float, plot: Path, prepared: PreparedData) -> str:
     settings = experiment.settings
@@ -168,9 +111,9 @@ def render(experiment: Experiment, ablation: AblationOptions, findings: Findings
     parts = [
         f"## Preset `{settings.preset}` (`{ablation.name}`)",
         f"Written by `sr-iqa experiment --preset {settings.preset}` (option file `{experiment.source}`) on {now}.",
-        f"- Machine: {_machine()}.\n- Versions: {_versions()}.\n"
-        f"- Time: {total:.1f} min of steps (stage 1 {_minutes(step_seconds, 'stage1'):.1f}, stage 2 "
-        f"{_minutes(step_seconds, 'stage2'):.1f}, evaluation {_minutes(step_seconds, 'eval'):.1f}; summed over "
+        f"- Machine: {machine_line()}.\n- Versions: {versions_line()}.\n"
+        f"- Time: {total:.1f} min of steps (stage 1 {step_minutes(step_seconds, 'stage1'):.1f}, stage 2 "
+        f"{step_minutes(step_seconds, 'stage2'):.1f}, evaluation {step_minutes(step_seconds, 'eval'):.1f}; summed over "
         f"every invocation, {len(step_seconds)} steps); this invocation {wall_seconds / 60:.1f} min with the data "
         "and the analysis.",
         "### Design (fixed before the first run)",
@@ -184,8 +127,8 @@ def render(experiment: Experiment, ablation: AblationOptions, findings: Findings
         "0 for a measure not named), Holm's correction over the family, reproduced when the adjusted p < 0.05. "
         "The fine orderings are printed without verdicts.\n"
         f"- Stage 2: {probe}.\n"
-        f"- Overrides of every run (after the option files): {_code(ablation.overrides)}; stage 1: "
-        f"{_code(ablation.stage1_overrides)}; stage 2: {_code(ablation.stage2_overrides)}.",
+        f"- Overrides of every run (after the option files): {overrides_code(ablation.overrides)}; stage 1: "
+        f"{overrides_code(ablation.stage1_overrides)}; stage 2: {overrides_code(ablation.stage2_overrides)}.",
         "### 0. Validity gate (before any training)",
         _gate_section(findings.gate, prepared),
         "### 1. Samplers (stage 1), on the held-out groups",

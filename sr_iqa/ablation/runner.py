@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from sr_iqa.ablation.ablation_page import write_ablation_page
 from sr_iqa.ablation.aggregate import aggregate
 from sr_iqa.ablation.plan import AblationOptions, AblationRow, load_ablation, plan
 from sr_iqa.atomic_files import write_text_atomically
@@ -118,7 +119,10 @@ def run_ablation(path: Path, dry_run: bool = False, entry: CommandLine | None = 
 
         root = Path(options.experiments_root) / options.name
         report = write_report(root)
-        print(f"{record['caption']}\n\n{record['table']}\n\nwrote {root / 'ablation_table.md'}, {report}")
+        written = [root / "ablation_table.md", report]
+        if options.results is not None:
+            written.append(write_ablation_page(options, path, record, finished.step_seconds, root))
+        print(f"{record['caption']}\n\n{record['table']}\n\nwrote " + ", ".join(map(str, written)))
     return 0
 
 

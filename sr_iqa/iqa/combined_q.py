@@ -1,14 +1,18 @@
 """Q made of several NR metrics, each normalised on its own before the weighted sum.
 
-    Q(x) = sum_m  w_m * (s_m * q_m(x) - mu_m) / sigma_m
+    Q(x) = sum_m  w_m * (s_m * q_m(x) - c_m) / r_m
 
-``s_m`` is +1 for a higher-better metric and -1 for a lower-better one (``score_rules.oriented``); ``mu_m`` and
-``sigma_m`` are the mean and the population standard deviation of ``s_m * q_m`` over every GT of the training set,
-read from the score cache. The sum is higher-better and in units of each metric's spread over the training GTs, so
-no metric weighs more because its scale is wider (NIQE moves by a point where PIQE moves by ten), and an optimiser
-that games one metric gains only that metric's share. Normalising each reward on its own before combining them
-is how LucidNFT (arXiv 2603.05947) fuses its rewards, per rollout group; here the statistics are the training
-GTs', which sr_iqa's score cache already holds.
+``s_m`` is +1 for a higher-better metric and -1 for a lower-better one (``score_rules.oriented``); ``c_m`` is the
+median of ``s_m * q_m`` over every GT of the training set (read from the score cache) and ``r_m`` its spread, 1.4826
+times the median absolute deviation (the standard deviation for normally spread scores). The sum is higher-better
+and in units of each metric's spread over the training GTs, so no metric weighs more because its scale is wider
+(NIQE moves by a point where PIQE moves by ten), and an optimiser that games one metric gains only that metric's
+share. Median and MAD rather than mean and standard deviation: NIQE of single-block crops has a long tail (on the
+demo set's 150 training GTs: median 8.8, a few above 50, up to 99.7), which gives a standard deviation of 13.9
+against a MAD spread of 3.1; one outlier GT would otherwise set the scale of the whole term.
+
+Normalising each reward on its own before combining them is how LucidNFT (arXiv 2603.05947) fuses its rewards,
+per rollout group; here the statistics are the training GTs', which sr_iqa's score cache already holds.
 
 The scales are fixed before training and written into the run folder (``SCALES_FILE``); a resumed run reads them
 back, so its objective does not move when the cache gains scores.
@@ -33,6 +37,7 @@ from sr_iqa.score_rules import oriented
 
 SCALES_FILE = "q_normalisation.json"  # in the run folder: {section: {metric: MetricScale}}
 Scores = TypeVar("Scores", np.ndarray, torch.Tensor)
+MAD_TO_STD = 1.4826  # the median absolute deviation of normal data times this is its standard deviation
 
 
 @dataclass(frozen=True)
@@ -41,13 +46,13 @@ class MetricScale:
 
     weight: float
     lower_better: bool
-    mean: float  # of the oriented (higher-better) scores
-    std: float  # population standard deviation of the same
+    centre: float  # median of the oriented (higher-better) scores
+    spread: float  # 1.4826 x their median absolute deviation
     images: int  # GTs the statistics come from
 
     def normalised(self, scores: Scores) -> Scores:
-        """``weight * (oriented(scores) - mean) / std``: the metric's term of Q."""
-        return self.weight * (oriented(scores, self.lower_better) - self.mean) / self.std
+        """``weight * (oriented(scores) - centre) / spread``: the metric's term of Q."""
+        return self.weight * (oriented(scores, self.lower_better) - self.centre) / self.spread
 
 
 def metric_scales(weights: Mapping[str, float], scores: Mapping[str, Sequence[float]],
@@ -58,12 +63,13 @@ def metric_scales(weights: Mapping[str, float], scores: Mapping[str, Sequence[fl
     for name, weight in weights.items():
         values = oriented(np.asarray(scores[name], dtype=np.float64), lower_better[name])
         values = values[np.isfinite(values)]
-        std = float(values.std()) if len(values) else math.nan
-        if len(values) < 2 or not std > 0:
+        centre = float(np.median(values)) if len(values) else math.nan
+        spread = MAD_TO_STD * float(np.median(np.abs(values - centre))) if len(values) else math.nan
+        if len(values) < 2 or not spread > 0:
             raise DataError(f"{source}: '{name}' cannot be normalised: its {len(values)} finite score(s) of the "
-                            "training GTs do not spread (Q of several metrics divides each by its spread); score "
-                            "more training images or leave the metric out")
-        scales[name] = MetricScale(float(weight), lower_better[name], float(values.mean()), std, len(values))
+                            "training GTs do not spread (Q of several metrics divides each by the median absolute "
+                            "deviation); score more training images or leave the metric out")
+        scales[name] = MetricScale(float(weight), lower_better[name], centre, spread, len(values))
     return scales
 
 
@@ -93,8 +99,11 @@ class CombinedQ(torch.nn.Module):
 
 def describe(scales: Mapping[str, MetricScale]) -> str:
     """One log line: each term with its weight and the statistics it is divided by."""
-    return " + ".join(f"{s.weight:g} x ({'-' if s.lower_better else ''}{name} - {s.mean:.4g}) / {s.std:.4g}"
-                      for name, s in scales.items())
+    def term(name: str, scale: MetricScale) -> str:
+        difference = f"{-scale.centre:.4g} - {name}" if scale.lower_better else f"{name} - {scale.centre:.4g}"
+        return f"{scale.weight:g} x ({difference}) / {scale.spread:.4g}"
+
+    return " + ".join(term(name, scale) for name, scale in scales.items())
 
 
 def write_scales(path: Path, sections: Mapping[str, Mapping[str, MetricScale]]) -> None:
