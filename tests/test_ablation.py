@@ -88,6 +88,7 @@ def tiny_ablation(tmp_path: Path, demo_set) -> Path:
         "name": "tiny_ablation", "experiments_root": str(tmp_path / "experiments"), "dataset": str(demo_set.root),
         "archs": {"RRDB": {"stage1": str(stage1)}}, "samplers": ["original", "upos"], "seeds": [0],
         "metrics": ["psnr", "niqe"], "plot_metric": "niqe", "report_images": 2,
+        "results": str(tmp_path / "pages" / "RESULTS.md"), "design": "- Fixed before the runs.",
     }
     return write_options(tmp_path / "ablation.yml", ablation)
 
@@ -120,6 +121,14 @@ def test_the_runner_finishes_the_grid_and_skips_finished_steps_after_an_interrup
     # An interruption: the UPos run lost its final state and its evaluation never happened.
     shutil.rmtree(root / "RRDB_upos_s0" / "training_states" / "2")
     (root / "RRDB_upos_s0" / "eval" / "summary.json").write_text('{"rows": {"RRDB')  # cut short (older versions)
+    # The ablation's section of the results page: the table it measured, the design, the plot beside the page;
+    # the authors' text outside the markers stays through a rerun, which replaces the section.
+    page = tmp_path / "pages" / "RESULTS.md"
+    section = page.read_text()
+    assert "## Ablation `tiny_ablation`" in section and "- Fixed before the runs." in section
+    assert record["table"] in section
+    assert (page.parent / "results" / "tiny_ablation_perception_distortion.png").read_bytes()[:4] == b"\x89PNG"
+    page.write_text(section + "\nOur reading of it.\n")
     finished = root / "RRDB_original_s0" / "eval" / "summary.json"
     before = finished.stat().st_mtime_ns
     second = run_cli("ablate", "-opt", str(tiny_ablation), timeout=600)
@@ -129,6 +138,8 @@ def test_the_runner_finishes_the_grid_and_skips_finished_steps_after_an_interrup
         ("RRDB_upos_s0 stage1", "accelerate launch"), ("RRDB_upos_s0 eval", "accelerate launch")]
     assert finished.stat().st_mtime_ns == before
     assert (root / "RRDB_upos_s0" / "eval" / "summary.json").is_file()
+    rewritten = page.read_text()
+    assert rewritten.count("<!-- begin tiny_ablation -->") == 1 and rewritten.endswith("Our reading of it.\n")
 
     report = root / "report.html"
     html = report.read_text()

@@ -175,3 +175,15 @@ def test_stage2_optimises_the_normalised_sum_and_records_its_statistics(demo_set
     assert trainer.iqa_objective.metric.scales["niqe"].spread == 123.0
     trainer.train()
     assert json.loads((run / SCALES_FILE).read_text())["train.iqa_opt"]["niqe"]["spread"] == 123.0
+
+
+def test_the_experiments_lambda_probe_asks_for_a_loss_weight_with_several_metrics(demo_set, tmp_path: Path):
+    """The probe sets lambda_Q from one metric's gradient; with several it says what to set instead."""
+    from sr_iqa.ablation.lambda_probe import probe_lambda
+    from sr_iqa.errors import OptionsError
+
+    options = tiny_options(demo_set, tmp_path)
+    options["train"]["iqa_opt"] = {"metrics": {"niqe": 1.0, "piqe": 1.0}, "cache": str(tmp_path / "c.db")}
+    stage2 = write_options(tmp_path / "ft.yml", options)
+    with pytest.raises(OptionsError, match="set experiment.stage2_q_share: null and give train.iqa_opt.loss_weight"):
+        probe_lambda(stage2, [], tmp_path / "unused.safetensors", [], 1.0, 96)

@@ -34,7 +34,8 @@ def test_one_seed_has_no_interval_and_no_finite_seed_no_mean():
 
 def test_the_ablation_table_gives_each_method_its_interval_over_seeds(tmp_path):
     """Three seeds' eval summaries (written by eval's own writer) -> the table's interval row, worked out by hand:
-    psnr 20, 21, 22 -> 21 ± 4.303 / sqrt(3); niqe 5, NaN, 7 -> 6 ± 12.706 * sqrt(2) / sqrt(2), one NaN counted."""
+    psnr 20, 21, 22 -> 21 ± 4.303 / sqrt(3); niqe 5, NaN, 7 -> 6 ± 12.706 * sqrt(2) / sqrt(2), one NaN counted; psnr
+    against the original 16, 17, 18 -> 17 with psnr's half width."""
     import json
 
     from sr_iqa.ablation.aggregate import aggregate
@@ -48,14 +49,18 @@ def test_the_ablation_table_gives_each_method_its_interval_over_seeds(tmp_path):
         folder.mkdir(parents=True)
         write_summary_json(folder, EvaluationSummary(
             rows={"RRDB UPos": {"psnr": psnr, "niqe": niqe}, GOLD_STANDARD: {"niqe": 4.0}},
-            against_original={}, distance_to_gold={}, lower_better={"psnr": False, "niqe": True},
-            no_reference=["niqe"]))
+            against_original={"RRDB UPos": {"psnr": psnr - 4}}, distance_to_gold={},
+            lower_better={"psnr": False, "niqe": True}, no_reference=["niqe"]))
         methods.append(AblationRow("RRDB UPos", seed, folder))
     record = aggregate(methods, tmp_path, "niqe", "unused", 0)
     psnr, niqe = record["intervals"]["RRDB UPos"]["psnr"], record["intervals"]["RRDB UPos"]["niqe"]
     assert psnr["mean"] == 21.0 and psnr["half_width"] == pytest.approx(4.303 / math.sqrt(3), abs=5e-4)
     assert niqe["mean"] == 6.0 and niqe["seeds"] == 2 and niqe["nan_seeds"] == 1
     assert niqe["half_width"] == pytest.approx(12.706, abs=1e-3)  # t_{0.975, 1} * sqrt(2) / sqrt(2)
+    original = record["intervals"]["RRDB UPos"]["psnr vs original"]  # 16, 17, 18: the distortion axis
+    assert original["mean"] == 17.0 and original["half_width"] == pytest.approx(psnr["half_width"])
     table = (tmp_path / "ablation_table.md").read_text()
-    assert f"| RRDB UPos | 21.0000 ± {psnr['half_width']:.4f} | 6.0000 ± {niqe['half_width']:.4f} (1 NaN) |" in table
+    assert "| Method | psnr ↑ | niqe ↓ | psnr vs original ↑ |" in table
+    assert (f"| RRDB UPos | 21.0000 ± {psnr['half_width']:.4f} | 6.0000 ± {niqe['half_width']:.4f} (1 NaN) | "
+            f"17.0000 ± {original['half_width']:.4f} |") in table
     assert json.loads((tmp_path / "ablation.json").read_text())["rows"]["RRDB UPos"]["psnr"] == 21.0
