@@ -109,6 +109,34 @@ def write_options(path: Path, options: dict) -> Path:
     return path
 
 
+def lora_stage2_options(demo_set: DemoSetPaths, folder: Path, **train: object) -> dict:
+    """Tiny options for a LoRA stage 2 on 96-px crops (NIQE's minimum), from an untrained network saved in
+    ``folder`` whose output is not flat, so that NIQE has something to score."""
+    import torch
+
+    from sr_iqa.models.generators import build_generator
+    from sr_iqa.models.weight_files import generator_metadata
+    from sr_iqa.tensor_files import save_weights
+
+    options = tiny_options(demo_set, folder / "experiments", **train)
+    base = folder / "base.safetensors"
+    torch.manual_seed(1)
+    save_weights(build_generator(options["network_g"], 4), base, generator_metadata(options["network_g"]))
+    options["datasets"]["train"] |= {"gt_size": 96, "batch_size_per_gpu": 1}
+    options["path"]["pretrain_network_g"] = str(base)
+    options["lora"] = {"rank": 2, "alpha": 2}
+    return options
+
+
+def score_training_gts(demo_set: DemoSetPaths, cache: Path, *metrics: str) -> Path:
+    """Every training GT scored by each metric into ``cache``, as `sr-iqa score` writes it."""
+    arguments = [argument for metric in metrics for argument in ("--metric", metric)]
+    result = run_cli("score", "--dataset", str(demo_set.train_images), *arguments, "--cache", str(cache),
+                     "--num-workers", "0")
+    assert result.returncode == 0, result.stderr[-2000:]
+    return cache
+
+
 def run_cli(*args: str, cwd: Path = REPO, env: dict | None = None, timeout: float = 300,
             fresh_process: bool = False) -> subprocess.CompletedProcess:
     """``sr-iqa ARGS`` as a user would run it: through the command line's entry point, in this process (a fresh

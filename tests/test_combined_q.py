@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli, tiny_options, write_options
+from conftest import lora_stage2_options, score_training_gts, tiny_options, write_options
 
 from sr_iqa.checked_options import load_options
 from sr_iqa.config.schema import SamplerOptions, SamplerType
@@ -113,11 +113,7 @@ def test_the_samplers_choose_by_the_normalised_sum(demo_set, tmp_path: Path):
 @pytest.fixture(scope="module")
 def scored_training_set(demo_set, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """NIQE and PIQE of every training GT, as `sr-iqa score` writes them."""
-    cache = tmp_path_factory.mktemp("cache") / "scores.db"
-    result = run_cli("score", "--dataset", str(demo_set.train_images), "--metric", "niqe", "--metric", "piqe",
-                     "--cache", str(cache), "--num-workers", "0")
-    assert result.returncode == 0, result.stderr[-2000:]
-    return cache
+    return score_training_gts(demo_set, tmp_path_factory.mktemp("cache") / "scores.db", "niqe", "piqe")
 
 
 def _stored_statistics(cache: Path, metric: str) -> tuple[float, float, int]:
@@ -131,17 +127,7 @@ def _stored_statistics(cache: Path, metric: str) -> tuple[float, float, int]:
 
 def test_stage2_optimises_the_normalised_sum_and_records_its_statistics(demo_set, tmp_path: Path,
                                                                        scored_training_set: Path):
-    from sr_iqa.models.generators import build_generator
-    from sr_iqa.models.weight_files import generator_metadata
-    from sr_iqa.tensor_files import save_weights
-
-    options = tiny_options(demo_set, tmp_path / "experiments", total_iter=2, ema_decay=0)
-    base = tmp_path / "base.safetensors"
-    torch.manual_seed(1)  # an untrained net whose output is not flat, so NIQE has something to score
-    save_weights(build_generator(options["network_g"], 4), base, generator_metadata(options["network_g"]))
-    options["datasets"]["train"] |= {"gt_size": 96, "batch_size_per_gpu": 1}
-    options["path"]["pretrain_network_g"] = str(base)
-    options["lora"] = {"rank": 2, "alpha": 2}
+    options = lora_stage2_options(demo_set, tmp_path, total_iter=2, ema_decay=0)
     options["sampler"] = {"type": "sma", "metrics": {"niqe": 1.0, "piqe": 0.5}, "cache": str(scored_training_set)}
     options["train"]["iqa_opt"] = {"metrics": {"niqe": 1.0, "piqe": 1.0}, "loss_weight": 0.05}
     options["val"] |= {"monitor_metrics": ["piqe", "entropy"]}

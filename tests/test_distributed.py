@@ -18,8 +18,10 @@ from conftest import (
     finish_nodes,
     free_port,
     kill_node,
+    lora_stage2_options,
     run_cli,
     run_two_nodes,
+    score_training_gts,
     start_two_nodes,
     tiny_options,
     write_options,
@@ -147,21 +149,8 @@ def test_a_two_node_run_killed_and_resumed_equals_an_uninterrupted_one(two_node_
 def test_two_cpu_processes_finetune_lora_against_niqe_and_piqe(tmp_path: Path, demo_set):
     """Frozen backbone + IQA term under DDP: no unused-parameter errors, both ranks step the same adapters. Q is
     NIQE and PIQE normalised (train.iqa_opt.metrics): the main process reads the statistics, rank 0 records them."""
-    cache = tmp_path / "scores.db"
-    scored = run_cli("score", "--dataset", str(demo_set.train_images), "--metric", "niqe", "--metric", "piqe",
-                     "--cache", str(cache), "--num-workers", "0")
-    assert scored.returncode == 0, scored.stderr[-2000:]
-    from sr_iqa.models.generators import build_generator
-    from sr_iqa.models.weight_files import generator_metadata
-    from sr_iqa.tensor_files import save_weights
-
-    options = tiny_options(demo_set, tmp_path / "experiments")
-    base = tmp_path / "base.safetensors"
-    torch.manual_seed(1)  # an untrained net whose output is not flat, so NIQE has something to score
-    save_weights(build_generator(options["network_g"], 4), base, generator_metadata(options["network_g"]))
-    options["datasets"]["train"] |= {"gt_size": 96, "batch_size_per_gpu": 1}
-    options["path"]["pretrain_network_g"] = str(base)
-    options["lora"] = {"rank": 2, "alpha": 2}
+    cache = score_training_gts(demo_set, tmp_path / "scores.db", "niqe", "piqe")
+    options = lora_stage2_options(demo_set, tmp_path)
     options["train"] |= {"total_iter": 4, "iqa_opt": {"metrics": {"niqe": 1.0, "piqe": 1.0}, "loss_weight": 0.05,
                                                       "cache": str(cache)}}
     options["val"] |= {"monitor_metrics": ["entropy"]}
@@ -181,10 +170,7 @@ def test_two_cpu_processes_finetune_lora_against_niqe_and_piqe(tmp_path: Path, d
 
 def test_two_processes_train_with_the_ranked_gt_loss(tmp_path: Path, demo_set):
     """train.rank_opt under DDP: every rank reads its samples' GT crops and cached Q, both step, the term is logged."""
-    cache = tmp_path / "scores.db"
-    scored = run_cli("score", "--dataset", str(demo_set.root), "--metric", "entropy", "--cache", str(cache),
-                     "--num-workers", "0")
-    assert scored.returncode == 0, scored.stderr[-2000:]
+    cache = score_training_gts(demo_set, tmp_path / "scores.db", "entropy")
     options = tiny_options(demo_set, tmp_path / "experiments")
     options["sampler"] = {"type": "sma", "metric": "entropy", "cache": str(cache), "tau": 0.5}
     options["train"] |= {"total_iter": 4, "rank_opt": {"type": "RankedGTLoss", "loss_weight": 0.5, "pairs": 2}}
@@ -199,8 +185,6 @@ def test_two_processes_train_with_the_ranked_gt_loss(tmp_path: Path, demo_set):
 def test_two_nodes_evaluate_the_same_as_one_process(tmp_path: Path, demo_set):
     import json
     import shutil
-
-    from conftest import run_cli
 
     from sr_iqa.models.generators import build_generator
     from sr_iqa.models.weight_files import generator_metadata
