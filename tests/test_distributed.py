@@ -148,11 +148,12 @@ def test_a_two_node_run_killed_and_resumed_equals_an_uninterrupted_one(two_node_
 
 def test_two_cpu_processes_finetune_lora_against_niqe_and_piqe(tmp_path: Path, demo_set):
     """Frozen backbone + IQA term under DDP: no unused-parameter errors, both ranks step the same adapters. Q is
-    NIQE and PIQE normalised (train.iqa_opt.metrics): the main process reads the statistics, rank 0 records them."""
+    NIQE and PIQE normalised, for the SMA sampler and the objective: the main process reads the statistics and
+    shares them, rank 0 records them."""
     cache = score_training_gts(demo_set, tmp_path / "scores.db", "niqe", "piqe")
     options = lora_stage2_options(demo_set, tmp_path)
-    options["train"] |= {"total_iter": 4, "iqa_opt": {"metrics": {"niqe": 1.0, "piqe": 1.0}, "loss_weight": 0.05,
-                                                      "cache": str(cache)}}
+    options["sampler"] = {"type": "sma", "metrics": {"niqe": 1.0, "piqe": 1.0}, "cache": str(cache)}
+    options["train"] |= {"total_iter": 4, "iqa_opt": {"metrics": {"niqe": 1.0, "piqe": 1.0}, "loss_weight": 0.05}}
     options["val"] |= {"monitor_metrics": ["entropy"]}
     result = _launch(write_options(tmp_path / "ft.yml", options), free_port())
     assert result.returncode == 0, result.stderr[-3000:]
@@ -164,8 +165,9 @@ def test_two_cpu_processes_finetune_lora_against_niqe_and_piqe(tmp_path: Path, d
     assert all(tensor.abs().sum() > 0 for name, tensor in adapter.items() if "lora_B" in name)
     log = (run / "logs" / "train.log").read_text()
     assert "gaming_gap" in log and "q_combined" in log and "optimised_change" in log
-    assert json.loads((run / "q_normalisation.json").read_text())["train.iqa_opt"]["piqe"]["images"] == len(
-        list(demo_set.train_images.rglob("*.png")))  # every training GT
+    recorded = json.loads((run / "q_normalisation.json").read_text())
+    assert recorded["sampler"] == recorded["train.iqa_opt"]  # same metrics, weights and cache (the sampler's)
+    assert recorded["train.iqa_opt"]["piqe"]["images"] == len(list(demo_set.train_images.rglob("*.png")))
 
 
 def test_two_processes_train_with_the_ranked_gt_loss(tmp_path: Path, demo_set):
