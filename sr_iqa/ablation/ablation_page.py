@@ -31,10 +31,13 @@ def write_ablation_page(options: AblationOptions, source: Path, record: dict, st
     if options.design:
         parts += ["### Design (fixed before the runs)", options.design.strip()]
     parts += ["### Results", record["caption"], record["table"]]
-    if record.get("interval_table"):
-        parts += ["Mean ± half width of the 95% interval over the seeds (Student's t, n - 1 degrees of freedom); "
-                  "rows without one are evaluated once (references). FR metrics against the Positive GTs, then "
-                  "against the original GT:", record["interval_table"]]
+    if len(record["seeds"]) > 1:
+        parts.append("Mean ± half width of the 95% interval over the seeds (Student's t, n - 1 degrees of freedom); "
+                     "rows without one are evaluated once (references). FR metrics against the Positive GTs, then "
+                     "against the original GT:")
+    else:
+        parts.append("One seed, no interval. FR metrics against the Positive GTs, then against the original GT:")
+    parts.append(record["interval_table"])
     if record.get("plot"):
         plot = page.parent / "results" / f"{options.name}_perception_distortion.png"
         plot.parent.mkdir(parents=True, exist_ok=True)

@@ -57,12 +57,10 @@ def aggregate(methods: Sequence[AblationRow], root: Path, plot_metric: str, data
     caption = (f"Methods averaged over seeds {seeds}; FR metrics against the Positive GTs; Gold Standard: the best "
                "GT per group, averaged.")
     text = f"{caption}\n\n{table}\n"
-    intervals_text = ""
-    if len(seeds) > 1:
-        intervals_text = interval_table(intervals, [*metrics, *originals], lower_better)
-        text += ("\nMean ± half width of the 95% interval over the seeds (Student's t with n - 1 degrees of freedom, "
-                 "n the seeds with a score; a NaN seed is left out and counted); FR metrics against the Positive "
-                 f"GTs, then against the original:\n\n{intervals_text}\n")
+    intervals_text = interval_table(intervals, [*metrics, *originals], lower_better)
+    spread = ("Mean ± half width of the 95% interval over the seeds (Student's t with n - 1 degrees of freedom, n the "
+              "seeds with a score; a NaN seed is left out and counted)" if len(seeds) > 1 else "One seed, no interval")
+    text += f"\n{spread}; FR metrics against the Positive GTs, then against the original:\n\n{intervals_text}\n"
     write_text_atomically(root / "ablation_table.md", text)
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer)

@@ -19,7 +19,7 @@ def q_name(block: SamplerOptions | IqaObjectiveOptions) -> str:
 def objective_cache(options: Options) -> str | None:
     """The score cache stage 2's normalisation reads: train.iqa_opt.cache, else the sampler's."""
     iqa_opt = options.train.iqa_opt
-    return (iqa_opt.cache if iqa_opt is not None and iqa_opt.cache is not None else None) or options.sampler.cache
+    return (iqa_opt.cache if iqa_opt is not None else None) or options.sampler.cache
 
 
 def q_metric_problems(options: Options, source: str) -> list[str]:

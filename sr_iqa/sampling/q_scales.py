@@ -26,11 +26,12 @@ def run_scales(options: Options, groups: Sequence[Group], recorded: Path | None 
     run folder's file of a resumed run."""
     previous = read_scales(recorded) if recorded is not None and recorded.is_file() else {}
     iqa_opt = options.train.iqa_opt
-    blocks = [(SAMPLER, options.sampler.metrics, options.sampler.cache)]
-    if iqa_opt is not None:
-        blocks.append((OBJECTIVE, iqa_opt.metrics, objective_cache(options)))
+    blocks = [(SAMPLER, options.sampler.metrics, options.sampler.cache, "sampler.cache")]
+    if iqa_opt is not None:  # the objective's cache: its own, else the sampler's
+        blocks.append((OBJECTIVE, iqa_opt.metrics, objective_cache(options),
+                       "train.iqa_opt.cache" if iqa_opt.cache is not None else "sampler.cache"))
     sections: RunScales = {}
-    for section, weights, cache_path in blocks:
+    for section, weights, cache_path, cache_key in blocks:
         if not weights:
             continue
         kept = previous.get(section)
@@ -38,7 +39,7 @@ def run_scales(options: Options, groups: Sequence[Group], recorded: Path | None 
             sections[section] = kept
             log.info("%s: Q = %s (the statistics recorded in %s)", section, describe(kept), recorded)
             continue
-        cache = open_cache(cache_path, f"{section}.cache" if section == SAMPLER or iqa_opt.cache else "sampler.cache")
+        cache = open_cache(cache_path, cache_key)
         sections[section] = training_scales(groups, cache, weights, options.iqa.metric_options,
                                             f"{section}.metrics")
         log.info("%s: Q = %s (from the scores of %d training GTs in %s)", section, describe(sections[section]),
