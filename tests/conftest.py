@@ -128,9 +128,10 @@ def lora_stage2_options(demo_set: DemoSetPaths, folder: Path, **train: object) -
     return options
 
 
-def score_training_gts(demo_set: DemoSetPaths, cache: Path, *metrics: str) -> Path:
-    """Every training GT scored by each metric into ``cache``, as `sr-iqa score` writes it."""
+def score_training_gts(demo_set: DemoSetPaths, cache: Path, *metrics: str, grid: str | None = None) -> Path:
+    """Every training GT scored by each metric into ``cache`` (and on ``grid``), as `sr-iqa score` writes it."""
     arguments = [argument for metric in metrics for argument in ("--metric", metric)]
+    arguments += ["--grid", grid] if grid is not None else []
     result = run_cli("score", "--dataset", str(demo_set.train_images), *arguments, "--cache", str(cache),
                      "--num-workers", "0")
     assert result.returncode == 0, result.stderr[-2000:]
