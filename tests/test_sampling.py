@@ -124,6 +124,46 @@ def test_preview_probabilities_equal_softmax_of_the_exported_scores(tmp_path: Pa
         assert [float(r["score"]) for r in group] == [score_of[name] for name in names]
 
 
+def test_preview_of_two_metrics_shows_their_normalised_sum(tmp_path: Path):
+    """`--metric niqe:1 --metric piqe:2`: each GT's Q is 1 (-niqe - c_niqe) / r_niqe + 2 (-piqe - c_piqe) / r_piqe,
+    c the median and r 1.4826 x the MAD of the oriented scores of every training GT (worked out here from the
+    exported scores), and SMA's probabilities are the softmax of Q / tau."""
+    import csv
+
+    from conftest import run_cli
+    from hggt_tree import VOTES, write_hggt_split
+
+    root = tmp_path / "HGGT"
+    write_hggt_split(root / "Train" / "images" / "s", root / "Train" / "labels" / "s", VOTES, size=96)
+    cache, exported, previewed = tmp_path / "c.db", tmp_path / "scores.csv", tmp_path / "preview.csv"
+    scored = run_cli("score", "--dataset", str(root), "--metric", "niqe", "--metric", "piqe", "--cache", str(cache))
+    assert scored.returncode == 0, scored.stderr
+    assert run_cli("scores", "export", "--cache", str(cache), "--out", str(exported)).returncode == 0
+    result = run_cli("sampler", "preview", "--dataset", str(root), "--cache", str(cache), "--sampler", "sma",
+                     "--metric", "niqe:1", "--metric", "piqe:2", "--tau", "0.5", "--out", str(previewed))
+    assert result.returncode == 0, result.stderr
+    with open(exported) as handle:
+        score_of: dict[str, dict[str, float]] = {}
+        for row in csv.DictReader(handle):
+            score_of.setdefault(row["metric"], {})[Path(row["image"]).name] = float(row["score"])
+    terms = {}
+    for metric, weight in (("niqe", 1.0), ("piqe", 2.0)):
+        oriented = {name: -value for name, value in score_of[metric].items()}  # both lower-better
+        centre = float(np.median(list(oriented.values())))
+        spread = 1.4826 * float(np.median([abs(v - centre) for v in oriented.values()]))
+        terms[metric] = {name: weight * (value - centre) / spread for name, value in oriented.items()}
+    with open(previewed) as handle:
+        rows = list(csv.DictReader(handle))
+    for start in range(0, len(rows), 5):
+        group = rows[start:start + 5]
+        names = [f"{r['group']}.png" if r["slot"] == "original" else f"{r['group']}_{r['slot']}.png" for r in group]
+        q = np.array([terms["niqe"][name] + terms["piqe"][name] for name in names])
+        np.testing.assert_allclose([float(r["score"]) for r in group], q, rtol=1e-9)
+        np.testing.assert_allclose([float(r["probability"]) for r in group], np.exp(q / 0.5) / np.exp(q / 0.5).sum(),
+                                   rtol=1e-9)
+    assert "Q = 1 x (" in result.stdout and "higher is better" in result.stdout
+
+
 def test_upos_start_up_log_counts_groups_that_fall_back(caplog):
     import logging
 

@@ -140,3 +140,11 @@ def device_here(text: str) -> str:
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise argparse.ArgumentTypeError(f"{text}: this machine has {torch.cuda.device_count()} GPU(s)")
     return text
+
+
+def weighted_metric(text: str) -> tuple[str, float]:
+    """An argparse type: ``NAME`` or ``NAME:WEIGHT`` (a weight above 0), one metric of a Q made of several."""
+    name, _, weight = text.partition(":")
+    if not name:
+        raise argparse.ArgumentTypeError(f"expected NAME or NAME:WEIGHT, got {text!r}")
+    return name, positive_number(weight) if weight else 1.0

@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from sr_iqa.cli.arguments import add_data_source, at_least, device_here, groups_of, positive_number
+from sr_iqa.cli.arguments import add_data_source, at_least, device_here, groups_of, positive_number, weighted_metric
 from sr_iqa.errors import SrIqaError
 
 log = logging.getLogger("sr_iqa.cli")
@@ -83,7 +83,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     add_data_source(sampler_preview)
     sampler_preview.add_argument("--cache", type=Path, required=True)
     sampler_preview.add_argument("--sampler", required=True, choices=["rand", "upos", "sma", "smp", "amo"])
-    sampler_preview.add_argument("--metric", required=True, help="metric key in the cache (e.g. niqe)")
+    sampler_preview.add_argument("--metric", required=True, action="append", type=weighted_metric,
+                                 help="metric key in the cache (e.g. niqe); repeated (niqe:1 piqe:2), Q is their "
+                                      "weighted sum, each normalised by its training-GT spread (sampler.metrics)")
     sampler_preview.add_argument("--tau", type=positive_number, default=1.0, help="softmax temperature (sma, smp)")
     sampler_preview.add_argument("--out", type=Path, help="CSV file; standard output when omitted")
     sampler_preview.set_defaults(handler=_sampler_preview)
@@ -199,10 +201,13 @@ def _sampler_preview(args: argparse.Namespace) -> int:
     from sr_iqa.iqa.score_cache import ScoreCache
     from sr_iqa.sampling.preview import preview, write_or_print
 
+    weights = dict(args.metric)
+    if len(weights) < len(args.metric):
+        raise SrIqaError(f"--metric names a metric twice: {', '.join(name for name, _ in args.metric)}")
     if not args.cache.is_file():
         raise SrIqaError(f"{args.cache}: no score cache there; run `sr-iqa score` first")
     groups = groups_of(args, training_only=True)  # what the sampler sees: training groups, once each
-    csv_text, summary = preview(groups, ScoreCache(args.cache, read_only=True), args.metric, SamplerType(args.sampler),
+    csv_text, summary = preview(groups, ScoreCache(args.cache, read_only=True), weights, SamplerType(args.sampler),
                                 args.tau)
     write_or_print(csv_text, args.out)
     print(summary, file=sys.stderr if args.out is None else sys.stdout)

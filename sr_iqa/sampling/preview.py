@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,30 +18,41 @@ import numpy as np
 from sr_iqa.atomic_files import write_text_atomically
 from sr_iqa.config.schema import SamplerType
 from sr_iqa.data.groups import Group
+from sr_iqa.iqa.combined_q import combined, describe
 from sr_iqa.iqa.score_cache import ScoreCache
-from sr_iqa.sampling.cached_scores import full_image_scores
+from sr_iqa.sampling.cached_scores import full_image_scores, training_scales
 from sr_iqa.sampling.choosers import as_quality, probabilities
 from sr_iqa.score_rules import in_words
 
 
-def preview(groups: Sequence[Group], cache: ScoreCache, metric: str, sampler: SamplerType,
+def preview(groups: Sequence[Group], cache: ScoreCache, weights: Mapping[str, float], sampler: SamplerType,
             tau: float) -> tuple[str, str]:
-    """(CSV text, summary text)."""
-    lower_better = cache.lower_better(metric)
+    """(CSV text, summary text). One metric: its raw score; several (``weights``): Q, their normalised weighted sum
+    (higher is better), as ``sampler.metrics`` trains."""
+    if len(weights) == 1:
+        (metric,) = weights
+        lower_better = cache.lower_better(metric)
+        scores = full_image_scores(groups, cache, metric)
+        name = metric
+    else:
+        scales = training_scales(groups, cache, weights, {}, "--metric")
+        per_metric = {metric: full_image_scores(groups, cache, metric) for metric in weights}
+        scores = [list(combined({m: np.asarray(per_metric[m][i]) for m in weights}, scales))
+                  for i in range(len(groups))]
+        lower_better, name = False, f"Q = {describe(scales)}"
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["group", "slot", "label", "score", "probability"])
     expected, best = [], []
-    for group, scores in zip(groups, full_image_scores(groups, cache, metric), strict=True):
-        q = as_quality(scores, lower_better)
+    for group, group_scores in zip(groups, scores, strict=True):
+        q = as_quality(group_scores, lower_better)
         probability = probabilities(sampler, group, q, tau)
-        for gt, score, p in zip(group.gts, scores, probability, strict=True):
+        for gt, score, p in zip(group.gts, group_scores, probability, strict=True):
             writer.writerow([group.name, gt.slot, gt.label or ("original" if gt.slot == "original" else ""),
-                             repr(score), repr(float(p))])
-        expected.append(float(np.dot(probability, scores)))
-        best.append(scores[int(np.argmax(q))])
-    direction = in_words(lower_better)
-    summary = (f"{sampler.value} (tau {tau}) on {len(groups)} groups, {metric} ({direction}): "
+                             repr(float(score)), repr(float(p))])
+        expected.append(float(np.dot(probability, group_scores)))
+        best.append(group_scores[int(np.argmax(q))])
+    summary = (f"{sampler.value} (tau {tau}) on {len(groups)} groups, {name} ({in_words(lower_better)}): "
                f"mean score of the expected chosen GT {statistics.fmean(expected):.4f}, "
                f"mean per-group best {statistics.fmean(best):.4f}")
     return out.getvalue(), summary
