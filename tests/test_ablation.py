@@ -49,6 +49,25 @@ def test_the_demo_ablation_file_plans_both_stages():
     assert steps[1].done_when.name == "60" and steps[3].done_when.name == "40"  # per-stage overrides
 
 
+def test_the_beyond_ablation_file_plans_its_rows_and_their_options_load():
+    """Every run of options/ablation/beyond.yml, its overrides applied to the demo's option files, loads (the
+    ranked-GT loss block, the two-metric Q with metric=null)."""
+    from sr_iqa.checked_options import load_options
+
+    steps, methods = plan(load_ablation(REPO / "options" / "ablation" / "beyond.yml"), REPO)
+    labels = [m.label for m in methods]
+    assert {"RRDB AMO", "RRDB AMO+rank", "RRDB AMO+rank100", "RRDB AMO+FT_NIQE+PIQE", "RRDB AMO+FT (LoRA x0)",
+            "RRDB AMO+FT (LoRA x1.5)"} <= set(labels)
+    assert len({m.seed for m in methods if m.label == "RRDB AMO+rank"}) == 3
+    for step in (s for s in steps if s.kind != "eval"):
+        start = step.command.index("-opt") + 1
+        options = load_options(Path(step.command[start]), step.command[start + 1:])
+        if step.run.startswith("RRDB_amo_rank_"):
+            assert options.train.rank_opt == {"type": "RankedGTLoss", "loss_weight": 1.0, "pairs": 2}
+        if step.run.endswith("_ft_niqe_piqe"):
+            assert options.train.iqa_opt.metric is None and options.train.iqa_opt.metrics == {"niqe": 1, "piqe": 1}
+
+
 def test_a_lora_strength_sweep_is_one_eval_and_one_row_per_strength(tmp_path: Path):
     ablation = yaml.safe_load((REPO / "options" / "ablation" / "demo.yml").read_text())
     arch = ablation["archs"]["RRDB"]  # its stage2 file, written as the FT variant with a sweep
