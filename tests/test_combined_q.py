@@ -199,3 +199,19 @@ def test_online_amo_with_two_metrics_chooses_as_the_cache_does(demo_set, tmp_pat
                                       online.metric.lower_better)
         choices.append((int(sample["gt_index"]), int(chosen[0])))
     assert all(a == b for a, b in choices) and len({a for a, _ in choices}) > 1  # the winner varies
+
+
+def test_a_damaged_statistics_file_of_a_resumed_run_is_named_with_what_to_do(demo_set, tmp_path: Path):
+    groups = index_hggt(demo_set.train_images, demo_set.train_labels).groups[:2]
+    path = _planted_cache(tmp_path / "scores.db", groups, lambda j: 10.0 * j, lambda j: float(j))
+    options = tiny_options(demo_set, tmp_path)
+    options["sampler"] = {"type": "sma", "metrics": {"musiq": 1.0, "niqe": 1.0}, "cache": str(path)}
+    loaded = load_options(write_options(tmp_path / "sma.yml", options))
+    fields = '"weight": 1, "lower_better": true, "centre": 0, "images": 2'
+    for damage in ("{not json", '{"sampler": {"niqe": {"weight": 1}}}', "[1, 2]",
+                   f'{{"sampler": {{"niqe": {{{fields}, "spread": 0}}}}}}',
+                   f'{{"sampler": {{"niqe": {{{fields}, "spread": "wide"}}}}}}'):
+        recorded = tmp_path / SCALES_FILE
+        recorded.write_text(damage)
+        with pytest.raises(DataError, match=f"{recorded}: not a Q normalisation file written by sr_iqa .*delete it"):
+            run_scales(loaded, groups, recorded)

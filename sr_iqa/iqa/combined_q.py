@@ -114,8 +114,14 @@ def write_scales(path: Path, sections: Mapping[str, Mapping[str, MetricScale]]) 
 def read_scales(path: Path) -> dict[str, dict[str, MetricScale]]:
     try:
         recorded = json.loads(path.read_text())
-        return {section: {name: MetricScale(**fields) for name, fields in scales.items()}
-                for section, scales in recorded.items()}
+        sections = {section: {name: MetricScale(**fields) for name, fields in scales.items()}
+                    for section, scales in recorded.items()}
+        for scales in sections.values():
+            for name, scale in scales.items():
+                if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in
+                           (scale.weight, scale.centre, scale.spread)) or not scale.spread > 0:
+                    raise ValueError(f"'{name}' needs a finite weight and centre and a positive spread")
+        return sections
     except (OSError, ValueError, TypeError, AttributeError) as error:
         raise DataError(f"{path}: not a Q normalisation file written by sr_iqa ({error}); delete it to measure the "
                         "statistics again from the score cache") from None
