@@ -1,10 +1,11 @@
 """One writer at a time: an advisory lock (a POSIX record lock, ``fcntl.lockf``) on a small file, holding the
 writer's pid, host and start.
 
-A training holds ``<experiments_root>/.<name>.lock`` from its first write to its end, and ``sr-iqa score`` holds
-``<cache>.lock`` while it writes the cache: a second training under the same name (a rerun, a second `ablate`,
-a command on another node of the same file system) or a second scoring job on the same cache stops at once with
-the holder's name, instead of both writing the same files. The operating system drops the lock when its process
+A training holds ``<experiments_root>/.<name>.lock`` from its first write to its end, ``sr-iqa score`` holds
+``<cache>.lock`` while it writes the cache, and ``sr-iqa eval`` holds ``.<out>.lock`` beside its ``--out``: a second
+training under the same name (a rerun, a second `ablate`, a command on another node of the same file system), a
+second scoring job on the same cache or a second evaluation into the same folder stops at once with the holder's
+name, instead of both writing the same files. The operating system drops the lock when its process
 ends, killed or not: there is no stale lock to remove.
 
 Why a record lock and not ``flock``: a ``flock`` belongs to the open file, which every forked child (a DataLoader

@@ -234,3 +234,31 @@ def test_eval_reads_the_gt_scores_the_cache_holds_and_adds_the_others(tmp_path: 
         for metric in ("niqe", "piqe"):
             assert float(row_first[metric]) == pytest.approx(float(row_plain[metric]), rel=1e-5)
             assert row_second[metric] == row_first[metric]
+
+
+def test_a_second_evaluation_into_the_same_out_stops_naming_the_first(tmp_path: Path, mini_test_split: Path,
+                                                                      capsys: pytest.CaptureFixture):
+    """One writer per --out: a live evaluation (here a process holding its lock) makes a second one stop before it
+    scores anything, with the holder's pid; once the holder is gone the same command runs."""
+    import signal
+
+    from sr_iqa.writer_lock import run_lock_file
+
+    originals = mini_test_split / "Test" / "GT" / "Test-mini" / "images" / "original"
+    out = tmp_path / "out"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import time; from pathlib import Path; from sr_iqa import writer_lock\n"
+        f"writer_lock.acquire(Path('{run_lock_file(out)}'), 'out', 'evaluation'); print('held', flush=True); "
+        "time.sleep(600)")], stdout=subprocess.PIPE, text=True)
+    arguments = ["eval", "--dataset", str(mini_test_split), "--sr-dir", f"copy={originals}", "--metrics", "psnr",
+                 "--out", str(out)]
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert main(arguments) == 2
+        error = capsys.readouterr().err
+        assert f"{out.resolve()} is being written by another evaluation (pid {holder.pid} on" in error
+        assert not out.exists()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert main(arguments) == 0 and (out / "summary.json").is_file()

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 
+from sr_iqa import writer_lock
 from sr_iqa.atomic_files import remove_partial_files
 from sr_iqa.data.datasets import EvalGroup, EvalGroupDataset
 from sr_iqa.data.groups import Group, GroupIndex
@@ -26,6 +27,7 @@ from sr_iqa.evaluate.cached_gt_scores import CachedGtScores
 from sr_iqa.evaluate.metric_set import MetricSet, gathered
 from sr_iqa.evaluate.multi_gt import ImageResult, gold_standard, read_gts, score_gts, score_sr
 from sr_iqa.evaluate.tables import EvaluationSummary, folder_name, write_evaluation, write_gt_scores, write_summary_json
+from sr_iqa.main_process import built_on_main
 from sr_iqa.progress import progress_bar
 
 log = logging.getLogger("sr_iqa.eval")
@@ -102,6 +104,21 @@ def run_eval(methods: Sequence[SrMethod], groups: Sequence[Group], metric_names:
     ``save_sr``: also write each SR image to ``save_sr/<method>/<group>.png`` (for the visual report).
     ``score_cache``: the GTs' NR scores read from it where it holds them, the others scored and written to it."""
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    # One evaluation per --out at a time (a second one, or an ablation's rerun meeting a live one, stops at once
+    # naming the holder); the main process holds it, the others learn whether it could.
+    lock = built_on_main(accelerator, lambda: writer_lock.acquire(writer_lock.run_lock_file(out), str(out),
+                                                                  "evaluation", "--out"))
+    try:
+        return _evaluate(accelerator, methods, groups, metric_names, out, scale, weights_dir, metric_options, strict,
+                         save_sr, score_cache)
+    finally:
+        writer_lock.release(lock)  # held by the main process only; a no-op elsewhere
+
+
+def _evaluate(accelerator: Accelerator, methods: Sequence[SrMethod], groups: Sequence[Group],
+              metric_names: Sequence[str], out: Path, scale: int, weights_dir: Path | None,
+              metric_options: Mapping[str, dict] | None, strict: bool, save_sr: Path | None,
+              score_cache: Path | None) -> EvaluationSummary | None:
     # Each network built once; without --strict a metric that cannot run here is reported and left out.
     metric_set = MetricSet(metric_names, accelerator.device, weights_dir, dict(metric_options or {}),
                            skip_unavailable=not strict)
