@@ -12,6 +12,7 @@ from basicsr.losses.basic_loss import CharbonnierLoss, L1Loss, MSELoss, Perceptu
 from basicsr.losses.gan_loss import GANLoss
 
 from sr_iqa.config.call_options import build_from_block
+from sr_iqa.data.groups import LABEL_VALUES
 from sr_iqa.iqa.metrics import score_each
 from sr_iqa.iqa.vgg_backbone import TORCHVISION_VGG, vgg_backbone
 from sr_iqa.score_rules import oriented
@@ -137,7 +138,7 @@ class RankedGTLoss(torch.nn.Module):
         if pairs < 1 or margin < 0 or temperature <= 0:
             raise ValueError(f"pairs must be at least 1, margin at least 0 and temperature above 0 (got pairs "
                              f"{pairs}, margin {margin}, temperature {temperature})")
-        unknown = [label for label in exclude_labels if label not in ("Positive", "Similar", "Negative")]
+        unknown = [label for label in exclude_labels if label not in LABEL_VALUES]
         if unknown:
             raise ValueError(f"exclude_labels holds {unknown}; labels are Positive, Similar and Negative")
         self.loss_weight, self.pairs, self.margin, self.temperature = loss_weight, pairs, margin, temperature

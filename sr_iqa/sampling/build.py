@@ -15,7 +15,13 @@ from sr_iqa.data.datasets import GTChooser
 from sr_iqa.data.groups import Group
 from sr_iqa.iqa.combined_q import MetricScale, combined
 from sr_iqa.iqa.score_cache import ScoreCache, metric_key
-from sr_iqa.sampling.cached_scores import crop_score_grids, full_image_scores, open_cache, require_metric
+from sr_iqa.sampling.cached_scores import (
+    crop_score_grids,
+    full_image_scores,
+    gt_records,
+    open_cache,
+    require_metric,
+)
 from sr_iqa.sampling.choosers import CachedScoreSampler, OriginalGT, as_quality, positive_indices
 from sr_iqa.sampling.online_amo import OnlineAmoCrops
 
@@ -46,12 +52,15 @@ def build_chooser(options: SamplerOptions, groups: Sequence[Group], gt_size: int
     keys = {name: metric_key(name, (metric_options or {}).get(name)) for name in weighted_metrics(options)}
     for key in keys.values():
         require_metric(cache, key)
+    records = gt_records(groups, cache)  # once for every metric of Q
     if options.type is SamplerType.amo:
-        grids = {name: crop_score_grids(groups, cache, key, gt_size, options.grid_stride) for name, key in keys.items()}
+        grids = {name: crop_score_grids(groups, cache, key, gt_size, options.grid_stride, records)
+                 for name, key in keys.items()}
         return CachedScoreSampler(options.type, options.tau, crops=_qualities(grids, keys, cache, scales),
                                   box_stride=options.box_stride or options.grid_stride, exclude_labels=exclude,
                                   grid_stride=options.grid_stride)
-    full = {name: [np.asarray(q) for q in full_image_scores(groups, cache, key)] for name, key in keys.items()}
+    full = {name: [np.asarray(q) for q in full_image_scores(groups, cache, key, records)]
+            for name, key in keys.items()}
     return CachedScoreSampler(options.type, options.tau, full=_qualities(full, keys, cache, scales),
                               box_stride=boxes, exclude_labels=exclude)
 

@@ -12,7 +12,7 @@ import numpy as np
 from sr_iqa.data.groups import Group
 from sr_iqa.errors import DataError, OptionsError
 from sr_iqa.iqa.combined_q import MetricScale, metric_scales
-from sr_iqa.iqa.score_cache import ScoreCache, metric_key
+from sr_iqa.iqa.score_cache import ImageRecord, ScoreCache, metric_key
 
 
 def open_cache(path: str | Path, key: str) -> ScoreCache:
@@ -42,10 +42,18 @@ def require_metric(cache: ScoreCache, metric: str, grid: str = "") -> None:
                         f"run {_score_command(cache, metric, grid)}")
 
 
-def full_image_scores(groups: Sequence[Group], cache: ScoreCache, metric: str) -> list[list[float]]:
-    """Raw full-image score of every GT of every group; one DataError lists the images without one."""
+def gt_records(groups: Sequence[Group], cache: ScoreCache) -> list[ImageRecord]:
+    """Every GT's record, in group order: one read of the images table and one stat per file, so a Q of several
+    metrics reads them once for all its metrics."""
+    return cache.records([gt.path for group in groups for gt in group.gts])
+
+
+def full_image_scores(groups: Sequence[Group], cache: ScoreCache, metric: str,
+                      records: Sequence[ImageRecord] | None = None) -> list[list[float]]:
+    """Raw full-image score of every GT of every group (``records``: their ``gt_records``, read here when not
+    given); one DataError lists the images without one."""
     require_metric(cache, metric)
-    records = cache.records([gt.path for group in groups for gt in group.gts])
+    records = records if records is not None else gt_records(groups, cache)
     table = cache.scores(metric, {r.content_hash for r in records})
     missing = [str(r.path) for r in records if r.full not in table[r.content_hash]]
     if missing:
@@ -54,11 +62,12 @@ def full_image_scores(groups: Sequence[Group], cache: ScoreCache, metric: str) -
     return [[next(scores) for _ in group.gts] for group in groups]
 
 
-def crop_score_grids(groups: Sequence[Group], cache: ScoreCache, metric: str, size: int,
-                     stride: int) -> list[np.ndarray]:
-    """Per group, raw scores shaped (GTs, rows, columns) for every ``size`` box on the ``stride`` grid."""
+def crop_score_grids(groups: Sequence[Group], cache: ScoreCache, metric: str, size: int, stride: int,
+                     records: Sequence[ImageRecord] | None = None) -> list[np.ndarray]:
+    """Per group, raw scores shaped (GTs, rows, columns) for every ``size`` box on the ``stride`` grid
+    (``records``: as for ``full_image_scores``)."""
     require_metric(cache, metric, f" --grid {size}:{stride}")
-    records = cache.records([gt.path for group in groups for gt in group.gts])
+    records = records if records is not None else gt_records(groups, cache)
     values, present, offsets = cache.grid_scores(metric, records, size, stride)
     grids, missing, position = [], [], 0
     for group in groups:
@@ -76,9 +85,11 @@ def crop_score_grids(groups: Sequence[Group], cache: ScoreCache, metric: str, si
 
 
 def training_scales(groups: Sequence[Group], cache: ScoreCache, weights: Mapping[str, float],
-                    metric_options: Mapping[str, dict[str, Any]], source: str) -> dict[str, MetricScale]:
+                    metric_options: Mapping[str, dict[str, Any]], source: str,
+                    records: Sequence[ImageRecord] | None = None) -> dict[str, MetricScale]:
     """Each metric's normalisation from its full-image scores of every GT of ``groups`` (the training set)."""
     keys = {name: metric_key(name, metric_options.get(name)) for name in weights}
-    scores = {name: [q for group in full_image_scores(groups, cache, key) for q in group]
+    records = records if records is not None else gt_records(groups, cache)
+    scores = {name: [q for group in full_image_scores(groups, cache, key, records) for q in group]
               for name, key in keys.items()}
     return metric_scales(weights, scores, {name: cache.lower_better(key) for name, key in keys.items()}, source)

@@ -20,7 +20,7 @@ from sr_iqa.config.schema import SamplerType
 from sr_iqa.data.groups import Group
 from sr_iqa.iqa.combined_q import combined, describe
 from sr_iqa.iqa.score_cache import ScoreCache
-from sr_iqa.sampling.cached_scores import full_image_scores, training_scales
+from sr_iqa.sampling.cached_scores import full_image_scores, gt_records, training_scales
 from sr_iqa.sampling.choosers import as_quality, probabilities
 from sr_iqa.score_rules import in_words
 
@@ -35,8 +35,9 @@ def preview(groups: Sequence[Group], cache: ScoreCache, weights: Mapping[str, fl
         scores = full_image_scores(groups, cache, metric)
         name = metric
     else:
-        scales = training_scales(groups, cache, weights, {}, "--metric")
-        per_metric = {metric: full_image_scores(groups, cache, metric) for metric in weights}
+        records = gt_records(groups, cache)  # once for every metric
+        scales = training_scales(groups, cache, weights, {}, "--metric", records)
+        per_metric = {metric: full_image_scores(groups, cache, metric, records) for metric in weights}
         scores = [list(combined({m: np.asarray(per_metric[m][i]) for m in weights}, scales))
                   for i in range(len(groups))]
         lower_better, name = False, f"Q = {describe(scales)}"
