@@ -83,6 +83,11 @@ def test_wandb_offline_holds_the_training_and_validation_scalars_and_resumes_the
     run = _train(tmp_path, options, "train.total_iter=4").folders.root
     run_id = (run / "logs" / "wandb_run_id").read_text().strip()
     _train(tmp_path, options, "path.resume_state=auto")
+    import wandb
+
+    # W&B's core process writes the run files behind run.finish(); at a user's process exit its teardown waits for
+    # them, here it is called (a loaded machine once read the resumed file before its rows were written).
+    wandb.teardown()
     files = sorted((run / "logs" / "wandb").glob("offline-run-*/run-*.wandb"))
     assert [f.name for f in files] == [f"run-{run_id}.wandb"] * 2  # resumed: the same W&B run
     history, config = run_records(files[0])
