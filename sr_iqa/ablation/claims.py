@@ -29,6 +29,8 @@ ALPHA = 0.05
 ORIGINALS = "Original"  # the sampler "original": originals only
 CONTROL = "Control"  # the positive control's stage-1 variant name
 NOISE_PER_GAIN = "noise per Q gain"
+Q_GAIN, GAMING_GAP, STRUCTURED_NOISE, PSNR_CHANGE = "Q gain", "gaming gap", "structured noise", "PSNR change"
+STAGE2_MEASURES = (Q_GAIN, GAMING_GAP, STRUCTURED_NOISE, NOISE_PER_GAIN, PSNR_CHANGE)  # against the base run
 PAPER = "SwinIR, MUSIQ ↑ (paper's table as quoted in issue 18; not checked against the paper here)"
 
 
@@ -108,13 +110,40 @@ def holm(p_values: Sequence[float]) -> list[float]:
     return adjusted
 
 
-def control_verdict(difference: SeedSummary, min_effect: float) -> str:
+@dataclass(frozen=True)
+class ClaimFamilies:
+    """The claims an experiment declares: the control (decided first; the sampler claims are read only when it
+    passes), the primary family (Holm) and the fine orderings (no verdicts)."""
+
+    control: Claim | None
+    primary: tuple[Claim, ...]
+    fine: tuple[Claim, ...]
+
+
+BUILT_IN = ClaimFamilies(CONTROL_CLAIM, PRIMARY_CLAIMS, FINE_ORDERINGS)
+
+
+def declared_claims(block: object | None) -> ClaimFamilies:
+    """The families of an experiment file's ``experiment.claims`` block (``ClaimsOptions``); without one, the
+    built-in control, primary claims and fine orderings."""
+    if block is None:
+        return BUILT_IN
+
+    def claim(option: object) -> Claim:
+        return Claim(option.text, option.paper, option.better, option.worse, option.measure, option.sampler_claim)
+
+    return ClaimFamilies(None if block.control is None else claim(block.control),
+                         tuple(claim(c) for c in block.primary), tuple(claim(c) for c in block.fine))
+
+
+def control_verdict(difference: SeedSummary, min_effect: float, claim: Claim = CONTROL_CLAIM) -> str:
     if difference.seeds < 2 or math.isnan(difference.half_width):
         return "not decidable (fewer than two seeds with a score)"
     if difference.mean - difference.half_width > min_effect:
-        return "decidable: the control beats originals only (95% interval above the minimum effect)"
+        return (f"decidable: {claim.better} beats {claim.worse} on {claim.measure} (95% interval above the minimum "
+                "effect)")
     return ("NOT decidable: the interval does not lie above the minimum effect, so this design cannot see a "
-            "sampler's effect on Q")
+            f"sampler's effect on {claim.measure}")
 
 
 def primary_verdict(difference: SeedSummary, adjusted_p: float, control_passed: bool, sampler_claim: bool) -> str:

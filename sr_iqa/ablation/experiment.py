@@ -15,9 +15,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from sr_iqa.ablation.experiment_options import load_experiment
-from sr_iqa.ablation.findings import analyse
-from sr_iqa.ablation.plan import AblationOptions, plan
+from sr_iqa.ablation.claims import declared_claims
+from sr_iqa.ablation.experiment_options import Experiment, load_experiment
+from sr_iqa.ablation.findings import analyse, claim_differences
+from sr_iqa.ablation.plan import SAMPLER_NAMES, AblationOptions, plan
+from sr_iqa.ablation.power import POWER_FILE, PowerPlan, plan_seeds, read_plan
 from sr_iqa.ablation.prepared_data import data_overrides, prepare_data
 from sr_iqa.ablation.results_page import write_results
 from sr_iqa.ablation.runner import CommandLine, execute, run_in_process
@@ -49,6 +51,11 @@ def run_experiment(path: Path, dry_run: bool = False, entry: CommandLine | None 
             *ablation.stage2_overrides, f"train.iqa_opt.loss_weight={prepared.probe.loss_weight:.6g}"])
     if settings.time_budget is not None:
         ablation = _within_budget(ablation, settings.time_budget, entry)
+    if settings.power is not None:
+        power = _seeds_from_pilot(ablation, experiment, command, entry)
+        if power is None:
+            return None
+        ablation, prepared = replace(ablation, seeds=power.seeds), replace(prepared, power=power)
     results = None
     first = _stage1_only(ablation)
     for phase in [first, ablation] if first != ablation else [ablation]:
@@ -59,6 +66,38 @@ def run_experiment(path: Path, dry_run: bool = False, entry: CommandLine | None 
         results = write_results(experiment, phase, findings, finished.step_seconds, started, prepared)
         log.info("wrote %s (%s)", results, "stage 1" if phase is not ablation else "every step")
     return results
+
+
+def _seeds_from_pilot(ablation: AblationOptions, experiment: Experiment, command: str,
+                      entry: CommandLine | None) -> PowerPlan | None:
+    """Run (or reuse) the pilot of the control claim's two arms, and the seeds its spread asks for, printed before
+    the runs that use them and recorded in the ablation's folder (``power.json``) so that a rerun keeps them."""
+    settings = experiment.settings
+    options, claim = settings.power, declared_claims(settings.claims).control
+    record = Path(ablation.experiments_root) / ablation.name / POWER_FILE
+    recorded = read_plan(record)
+    if recorded is not None and recorded.claim == claim.text and recorded.pilot_seeds == options.pilot_seeds:
+        log.info(recorded.line())
+        return recorded
+    pilot = _arms_only(ablation, {claim.better, claim.worse}, options.pilot_seeds)
+    finished = execute(pilot, command, False, entry)
+    if finished is None:
+        return None
+    arch = next(iter(ablation.archs))
+    differences = claim_differences(finished.methods, settings, claim, arch) or []
+    power = plan_seeds(options, claim.text, claim.measure, differences)
+    power.save(record)
+    log.info(power.line())
+    return power
+
+
+def _arms_only(ablation: AblationOptions, arms: set[str], seeds: list[int]) -> AblationOptions:
+    """Stage 1 of the named methods alone (sampler names or stage-1 variants), at these seeds, no references."""
+    archs = {name: replace(files, stage2=None, finetunes={},
+                           variants={v: block for v, block in files.variants.items() if v in arms})
+             for name, files in ablation.archs.items()}
+    samplers = [s for s in ablation.samplers if SAMPLER_NAMES.get(s, s) in arms]
+    return replace(ablation, archs=archs, samplers=samplers, seeds=list(seeds), references={})
 
 
 def _stage1_only(ablation: AblationOptions) -> AblationOptions:

@@ -6,9 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from omegaconf import MISSING
+from omegaconf import MISSING, DictConfig
 
 from sr_iqa.ablation.plan import AblationOptions, ablation_from_config
+from sr_iqa.ablation.power import PowerOptions
 from sr_iqa.ablation.time_budget import TimeBudgetOptions
 from sr_iqa.config.loader import check_keys, raise_option_problems, read_yaml, typed
 from sr_iqa.data.demo_set import PHOTO_NUMBERS, TEST_PHOTOS, TRAIN_PHOTOS
@@ -41,6 +42,29 @@ class GateOptions:
     q_min: float = 0.0
     q_max: float = 12.0
     margin: float = 0.0
+    min_headroom: float | None = None  # held-out groups: the best GT must beat the original by this much in Q
+
+
+@dataclass
+class ClaimOptions:
+    """A claim declared before the runs: ``better`` above ``worse`` (method names without the arch: a sampler's
+    name such as UPos, a stage-1 variant, AMO+FT) on ``measure`` ("Q", a monitor, "<metric> vs original")."""
+
+    text: str = MISSING
+    better: str = MISSING
+    worse: str = MISSING
+    measure: str = "Q"
+    paper: str = "none"  # the paper's figures behind it, if any
+    sampler_claim: bool = True  # a primary claim read only when the control passed
+
+
+@dataclass
+class ClaimsOptions:
+    """The experiment's claims; without this block, the built-in ones (``claims.BUILT_IN``)."""
+
+    control: ClaimOptions | None = None  # decided first, on its 95% interval against the minimum effect
+    primary: list[ClaimOptions] = field(default_factory=list)  # one-sided paired t-tests, Holm over the family
+    fine: list[ClaimOptions] = field(default_factory=list)  # differences printed without verdicts
 
 
 @dataclass
@@ -60,6 +84,9 @@ class ExperimentSettings:
     min_effects: dict[str, float] = field(default_factory=lambda: {"Q": 0.1})
     # iteration counts set from a budget of seconds at rates measured before the first step (a GPU loan)
     time_budget: TimeBudgetOptions | None = None
+    claims: ClaimsOptions | None = None  # declared before the runs; null: the built-in control and claims
+    # a pilot of the control's two arms sets the number of seeds (needs claims.control); null: ablation.seeds
+    power: PowerOptions | None = None
     results: str = "experiments/RESULTS.md"
     design: str = ""  # why the sizes are what they are, written into the results
 
@@ -79,6 +106,8 @@ def load_experiment(path: Path) -> Experiment:
     problems += check_keys((block or {}).get("data"), ExperimentData, "experiment.data.", str(path))
     problems += check_keys((block or {}).get("gate"), GateOptions, "experiment.gate.", str(path))
     problems += check_keys((block or {}).get("time_budget"), TimeBudgetOptions, "experiment.time_budget.", str(path))
+    problems += _claim_key_problems((block or {}).get("claims"), str(path))
+    problems += check_keys((block or {}).get("power"), PowerOptions, "experiment.power.", str(path))
     raise_option_problems(problems)
     if "ablation" not in user:
         raise OptionsError(f"{path}: required key 'ablation' is missing (the grid the experiment runs)")
@@ -94,7 +123,7 @@ def load_experiment(path: Path) -> Experiment:
     if unknown:
         raise OptionsError(f"{path}: no photo named {', '.join(unknown)} in experiment.data; photos: "
                            f"{', '.join(PHOTO_NUMBERS)}")
-    problems = _value_problems(settings, str(path))
+    problems = _value_problems(settings, str(path)) + _claim_name_problems(settings, ablation, str(path))
     if problems:
         raise_option_problems(problems)
     shared = sorted(set(settings.data.train_photos) & set(settings.data.test_photos))
@@ -106,6 +135,47 @@ def load_experiment(path: Path) -> Experiment:
 
         ablation.score_cache = str(DemoSetPaths(Path(settings.data.root)).score_cache)
     return Experiment(settings, ablation, path)
+
+
+def _claim_key_problems(block: object, path: str) -> list[str]:
+    if block is None:
+        return []
+    problems = check_keys(block, ClaimsOptions, "experiment.claims.", path)
+    if isinstance(block.get("control"), DictConfig):
+        problems += check_keys(block.control, ClaimOptions, "experiment.claims.control.", path)
+    for family in ("primary", "fine"):
+        for i, claim in enumerate(block.get(family) or []):
+            problems += check_keys(claim, ClaimOptions, f"experiment.claims.{family}[{i}].", path)
+    return problems
+
+
+def _claim_name_problems(settings: ExperimentSettings, ablation: AblationOptions, path: str) -> list[str]:
+    """Each declared claim compares methods this experiment runs, on a measure it takes."""
+    from sr_iqa.ablation.claims import STAGE2_MEASURES
+    from sr_iqa.ablation.plan import SAMPLER_NAMES
+
+    if settings.claims is None:
+        return []
+    methods = {"Gold Standard"} | {SAMPLER_NAMES[s] for s in ablation.samplers if s in SAMPLER_NAMES}
+    for arch in ablation.archs.values():
+        methods |= set(arch.variants)
+        for name, finetune in arch.finetunes.items():
+            methods |= {f"{SAMPLER_NAMES.get(s, s)}+{name}" for s in (finetune.samplers or ablation.samplers)}
+    measures = {"Q", *settings.monitors, *(f"{name} vs original" for name in settings.distortion), *STAGE2_MEASURES}
+    claims = settings.claims
+    named = [("control", claims.control)] if claims.control is not None else []
+    named += [(f"primary[{i}]", c) for i, c in enumerate(claims.primary)]
+    named += [(f"fine[{i}]", c) for i, c in enumerate(claims.fine)]
+    problems = []
+    for where, claim in named:
+        unknown = [name for name in (claim.better, claim.worse) if name not in methods]
+        if unknown:
+            problems.append(f"{path}: 'experiment.claims.{where}' names {', '.join(unknown)}, which this experiment "
+                            f"does not run; methods: {', '.join(sorted(methods))}")
+        if claim.measure not in measures:
+            problems.append(f"{path}: 'experiment.claims.{where}.measure' is '{claim.measure}'; measures: "
+                            f"{', '.join(sorted(measures))}")
+    return problems
 
 
 def _value_problems(settings: ExperimentSettings, path: str) -> list[str]:
@@ -125,6 +195,15 @@ def _value_problems(settings: ExperimentSettings, path: str) -> list[str]:
     if settings.stage2_q_share is not None and not settings.stage2_q_share > 0:
         problems.append(f"{path}: 'experiment.stage2_q_share' must be above 0 (or null to keep the option files' "
                         f"lambda_Q), got {settings.stage2_q_share}")
+    power = settings.power
+    if power is not None:
+        if settings.claims is None or settings.claims.control is None:
+            problems.append(f"{path}: 'experiment.power' runs a pilot of the control's two arms: declare "
+                            "'experiment.claims.control'")
+        if not (power.effect > 0 and 0 < power.target < 1 and 2 <= len(power.pilot_seeds) <= power.min_seeds
+                <= power.max_seeds):
+            problems.append(f"{path}: 'experiment.power' needs effect > 0, 0 < target < 1 and 2 <= len(pilot_seeds) "
+                            "<= min_seeds <= max_seeds")
     budget = settings.time_budget
     if budget is not None:
         if not budget.seconds > 0:

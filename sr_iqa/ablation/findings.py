@@ -16,14 +16,16 @@ from pathlib import Path
 import torch
 
 from sr_iqa.ablation.claims import (
-    CONTROL_CLAIM,
-    FINE_ORDERINGS,
+    GAMING_GAP,
     NOISE_PER_GAIN,
-    PRIMARY_CLAIMS,
+    PSNR_CHANGE,
+    Q_GAIN,
+    STRUCTURED_NOISE,
     Claim,
     ClaimResult,
     control_verdict,
     decide_primary,
+    declared_claims,
 )
 from sr_iqa.ablation.experiment_options import ExperimentSettings
 from sr_iqa.ablation.intervals import SeedSummary, summarise_seeds
@@ -38,7 +40,6 @@ from sr_iqa.iqa.metrics import create_metric
 from sr_iqa.score_rules import nan_aware_mean, oriented
 
 TILED_Q = "tiled_q.json"  # in an evaluation folder
-Q_GAIN, GAMING_GAP, STRUCTURED_NOISE, PSNR_CHANGE = "Q gain", "gaming gap", "structured noise", "PSNR change"
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class Findings:
     gate: GateReport
     seeds: list[int]
     held_out_groups: int
+    per_seed: dict[str, dict[int, dict[str, float]]]  # label -> seed -> measure -> value (the claims' inputs)
 
 
 def _per_seed(methods: Sequence[AblationRow], settings: ExperimentSettings
@@ -149,23 +151,33 @@ def analyse(methods: Sequence[AblationRow], settings: ExperimentSettings, archs:
     def differences(claim: Claim, arch: str) -> list[float] | None:
         return _differences(claim, arch, values, lower_better, gold)
 
+    families = declared_claims(settings.claims)
     control, primary, fine = [], [], []
     for arch in archs:
-        control_differences = differences(CONTROL_CLAIM, arch)
+        control_differences = None if families.control is None else differences(families.control, arch)
         control_result = None
         if control_differences is not None:
             summary = summarise_seeds(control_differences)
-            control_result = ClaimResult(CONTROL_CLAIM, arch, summary,
-                                         control_verdict(summary, effects.get("Q", 0.0)))
+            control_result = ClaimResult(families.control, arch, summary,
+                                         control_verdict(summary, effects.get(families.control.measure, 0.0),
+                                                         families.control))
             control.append(control_result)
         passed = control_result is not None and control_result.verdict.startswith("decidable")
-        primary += decide_primary({claim: differences(claim, arch) for claim in PRIMARY_CLAIMS}, arch, effects,
+        primary += decide_primary({claim: differences(claim, arch) for claim in families.primary}, arch, effects,
                                   passed)
         fine += [ClaimResult(claim, arch, None if d is None else summarise_seeds(d), "")
-                 for claim in FINE_ORDERINGS if (d := differences(claim, arch)) is not None]
+                 for claim in families.fine if (d := differences(claim, arch)) is not None]
     return Findings(settings.q, settings.q_tiles, lower_better, stage1, [m for m in stage2 if m in lower_better],
                     summaries, bases, references, gold, control, primary, fine, effects, gate,
-                    sorted({m.seed for m in methods}), groups)
+                    sorted({m.seed for m in methods}), groups, values)
+
+
+def claim_differences(methods: Sequence[AblationRow], settings: ExperimentSettings, claim: Claim,
+                      arch: str) -> list[float] | None:
+    """Per seed, the claim's paired difference (positive favours ``better``) over the runs ``methods``: what a
+    pilot reads before the runs that decide the claim."""
+    values, lower_better, gold, _ = _per_seed(methods, settings)
+    return _differences(claim, arch, values, lower_better, gold)
 
 
 def _differences(claim: Claim, arch: str, values: dict[str, dict[int, dict[str, float]]],

@@ -13,6 +13,7 @@ import torch
 from sr_iqa.ablation.experiment_options import Experiment, ExperimentSettings
 from sr_iqa.ablation.lambda_probe import LambdaProbe, probe_lambda, read_or_probe
 from sr_iqa.ablation.positive_control import write_control_labels
+from sr_iqa.ablation.power import PowerPlan
 from sr_iqa.ablation.validity_gate import GateReport, GateRule, run_gate
 from sr_iqa.errors import OptionsError
 from sr_iqa.iqa.scorer import Grid
@@ -36,6 +37,7 @@ class PreparedData:
     untrained: dict[str, Path]  # arch -> its stage-1 network before training
     probe: LambdaProbe | None
     control_groups: int  # training groups in which the positive control has a Positive
+    power: PowerPlan | None = None  # the seeds a pilot asked for (experiment.power)
 
 
 def prepare_data(experiment: Experiment) -> PreparedData:
@@ -55,8 +57,9 @@ def prepare_data(experiment: Experiment) -> PreparedData:
                        train_photos=tuple(data.train_photos), test_photos=tuple(data.test_photos))
     paths = build_demo_set(Path(data.root), spec)
     gate = settings.gate
-    report = run_gate(paths, create_metric(settings.q), settings.q, GateRule(gate.q_min, gate.q_max, gate.margin),
-                      settings.q_tiles, spec.scale, spec.seed, say=log.info)
+    rule = GateRule(gate.q_min, gate.q_max, gate.margin, gate.min_headroom)
+    report = run_gate(paths, create_metric(settings.q), settings.q, rule, settings.q_tiles, spec.scale, spec.seed,
+                      say=log.info)
     _, control_groups = write_control_labels(report, paths.train_labels)
     score_data_set(paths.root, data.score_metric, paths.score_cache, Grid.parse(data.score_grid))
     untrained = {arch: save_untrained(Path(files.stage1), _stage1_overrides(experiment),

@@ -7,6 +7,7 @@ others (another preset, the authors' interpretation outside the markers) as they
 
 from __future__ import annotations
 
+import csv
 import datetime
 import math
 import time
@@ -30,10 +31,38 @@ def write_results(experiment: Experiment, ablation: AblationOptions, findings: F
     results = Path(experiment.settings.results)
     plot = results.parent / "results" / f"{ablation.name}_perception_distortion.png"
     perception_distortion_plot(findings, plot)
+    write_per_seed(findings, per_seed_file(results, ablation.name))
     section = render(experiment, ablation, findings, step_seconds, time.time() - started,
                      plot.relative_to(results.parent), prepared)
     replace_section(results, ablation.name, section)
     return results
+
+
+def per_seed_file(results: Path, name: str) -> Path:
+    """``results/<name>_per_seed.csv`` beside the results page: one row per run, seed and measure."""
+    return results.parent / "results" / f"{name}_per_seed.csv"
+
+
+def write_per_seed(findings: Findings, path: Path) -> None:
+    """Every value the claims are computed from, so that a reader can recompute each claim."""
+    def rows(partial: Path) -> None:
+        with partial.open("w", newline="") as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(["method", "seed", "measure", "value", "lower_better"])
+            for label, by_seed in findings.per_seed.items():
+                for seed, measures in sorted(by_seed.items()):
+                    for measure, value in measures.items():
+                        writer.writerow([label, seed, measure, repr(float(value)),
+                                         findings.lower_better.get(measure)])
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_with(path, rows)
+
+
+RECOMPUTE = ("Each claim from `{file}`: per seed, the `better` method's value minus the `worse` method's on the "
+             "claim's measure (negated where `lower_better` is True), then `scipy.stats.ttest_1samp(differences, "
+             "minimum_effect, alternative='greater')` for its one-sided p and Holm's step-down over the primary "
+             "family; the interval is the mean ± t(0.975, n - 1) x SD / sqrt(n).")
 
 
 def _measure_name(findings: Findings, measure: str) -> str:
@@ -108,6 +137,7 @@ def render(experiment: Experiment, ablation: AblationOptions, findings: Findings
     effects = ", ".join(f"{_measure_name(findings, m)} {v:g}" for m, v in findings.min_effects.items())
     probe = (prepared.probe.line(settings.q) if prepared.probe is not None else
              "lambda_Q as the option files set it (no probe)")
+    per_seed = per_seed_file(Path(settings.results), ablation.name).name
     parts = [
         f"## Preset `{settings.preset}` (`{ablation.name}`)",
         f"Written by `sr-iqa experiment --preset {settings.preset}` (option file `{experiment.source}`) on {now}.",
@@ -127,6 +157,8 @@ def render(experiment: Experiment, ablation: AblationOptions, findings: Findings
         "0 for a measure not named), Holm's correction over the family, reproduced when the adjusted p < 0.05. "
         "The fine orderings are printed without verdicts.\n"
         f"- Stage 2: {probe}.\n"
+        + (f"- Seeds from a pilot, before the runs: {prepared.power.line()}.\n" if prepared.power else "")
+        + f"- Per-seed values: [`{per_seed}`](results/{per_seed}). {RECOMPUTE.format(file=per_seed)}\n"
         f"- Overrides of every run (after the option files): {overrides_code(ablation.overrides)}; stage 1: "
         f"{overrides_code(ablation.stage1_overrides)}; stage 2: {overrides_code(ablation.stage2_overrides)}.",
         "### 0. Validity gate (before any training)",
@@ -135,7 +167,7 @@ def render(experiment: Experiment, ablation: AblationOptions, findings: Findings
         f"Rows without an interval are evaluated once (not trained): "
         f"{', '.join(findings.references) or 'none'}.",
         _table(findings, stage1, findings.stage1_measures, gold=True),
-        "**Positive control.**",
+        "**Control (decided before any sampler claim is read).**",
         _claims_table(findings, findings.control, verdicts=True) if findings.control else "No control in this preset.",
         "### 2. Stage 2, against the stage-1 model each run fine-tunes (same seed)",
         f"Q gain: {q_name} of the fine-tuned model minus its stage-1 model's, positive = better. Structured noise: "

@@ -35,23 +35,34 @@ DROPPED = "gate_dropped"
 
 @dataclass(frozen=True)
 class GateRule:
-    """Kept: ``q_min <= Q(original) <= q_max`` and Q(original) better than Q(bicubic) by at least ``margin``."""
+    """Kept: ``q_min <= Q(original) <= q_max`` and Q(original) better than Q(bicubic) by at least ``margin``; a
+    held-out group also needs headroom, its best GT better than its original by at least ``min_headroom`` (so
+    that a choice among the GTs can show), when that is set."""
 
     q_min: float
     q_max: float
     margin: float
+    min_headroom: float | None = None
 
-    def reason_to_drop(self, original: float, bicubic: float, lower_better: bool) -> str | None:
+    def reason_to_drop(self, original: float, bicubic: float, lower_better: bool,
+                       headroom: float | None = None) -> str | None:
+        """Why the group goes (None: kept); ``headroom``: its best GT's gain over the original, held-out only."""
         if not math.isfinite(original) or not self.q_min <= original <= self.q_max:
             return f"Q of the original {original:.2f} outside [{self.q_min:g}, {self.q_max:g}]"
+        if not math.isfinite(bicubic):
+            return f"Q cannot score the bicubic x4 ({bicubic}), so it cannot rank the original above it"
         if oriented(original - bicubic, lower_better) < self.margin:
             return f"Q does not rank the original ({original:.2f}) above bicubic x4 ({bicubic:.2f})"
+        if headroom is not None and self.min_headroom is not None and not headroom >= self.min_headroom:
+            return f"headroom {headroom:.2f} (best GT over the original) below {self.min_headroom:g}"
         return None
 
     def describe(self, metric: str, tiles: str, lower_better: bool) -> str:
+        headroom = ("" if self.min_headroom is None else
+                    f"; a held-out group also needs its best GT to beat its original by at least {self.min_headroom:g}")
         return (f"a group is kept when {metric} (mean over the {tiles} tiles) of its original lies in "
                 f"[{self.q_min:g}, {self.q_max:g}] and is {'lower' if lower_better else 'higher'} than its bicubic "
-                f"x4's by at least {self.margin:g}")
+                f"x4's by at least {self.margin:g}{headroom}")
 
 
 @dataclass(frozen=True)
@@ -127,8 +138,11 @@ def _record(metric: torch.nn.Module, group: Group, split: str, number: int, rule
     q_original, q_bicubic = tiled_q(metric, original, tiles), tiled_q(metric, bicubic, tiles)
     gts = {gt.slot: tiled_q(metric, read_rgb_tensor(gt.path), tiles) for gt in group.gts[1:]}
     labels = {gt.slot: gt.label or "" for gt in group.gts[1:]}
+    headroom = None
+    if split == "held-out":
+        headroom = oriented(best([q_original, *gts.values()], lower_better) - q_original, lower_better)
     return GroupRecord(split, group.name, photo_of(group.name), q_original, q_bicubic, gts, labels,
-                       rule.reason_to_drop(q_original, q_bicubic, lower_better))
+                       rule.reason_to_drop(q_original, q_bicubic, lower_better, headroom))
 
 
 def run_gate(paths: DemoSetPaths, metric: torch.nn.Module, metric_name: str, rule: GateRule, tiles: str, scale: int,
@@ -183,6 +197,13 @@ def gate_lines(report: GateReport) -> list[str]:
         per_photo = ", ".join(f"{p} {sum(r.dropped is None for r in records if r.photo == p)}/"
                               f"{sum(r.photo == p for r in records)}" for p in photos)
         lines.append(f"{split}: {len(report.kept(split))} of {len(records)} groups kept ({per_photo})")
+    kept = report.kept("held-out")
+    if kept:
+        gains = [oriented(r.best_gt(report.lower_better) - r.original, report.lower_better) for r in kept]
+        share = max(gains) / sum(gains) * 100 if sum(gains) > 0 else 0.0
+        lines.append(f"held-out headroom (best GT over the original, {report.metric}): mean "
+                     f"{sum(gains) / len(gains):.2f}, none in {sum(g <= 0 for g in gains)} of {len(gains)} kept "
+                     f"groups, the largest group {share:.0f}% of the total")
     beating, positives = agreement(report.kept("train"), report.lower_better)
     lines.append(f"training labels against Q: {beating} of {positives} Positives beat their original on "
                  f"{report.metric}")

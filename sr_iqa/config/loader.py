@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException, ValidationError
 
 from sr_iqa.config.basicsr_keys import translate
-from sr_iqa.config.q_metrics import q_metric_problems
+from sr_iqa.config.q_metrics import choice_problems, q_metric_problems
 from sr_iqa.config.schema import CALL_BLOCKS, DatasetLayout, IqaOptions, Options, TrainOptions, ValDatasetOptions
 from sr_iqa.config.suggest import did_you_mean
 from sr_iqa.errors import OptionsError
@@ -223,6 +223,7 @@ def _check_values(options: Options, source: str) -> None:
         problems.append(f"{source}: 'train.rank_opt' ranks each sample's GTs by the score cache's Q: it needs "
                         f"sampler.type sma, smp or amo (cached), not {sampler.type.value}"
                         + (" online" if online else ""))
+    problems += choice_problems(sampler, online, source)
     unknown_labels = [label for label in sampler.exclude_labels if label not in ("Positive", "Similar", "Negative")]
     if unknown_labels:
         problems.append(f"{source}: 'sampler.exclude_labels' holds {unknown_labels}; labels are Positive, "

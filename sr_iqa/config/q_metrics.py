@@ -49,3 +49,18 @@ def q_metric_problems(options: Options, source: str) -> list[str]:
                         "GTs: set 'train.iqa_opt.cache' (or 'sampler.cache') to the score cache `sr-iqa score` "
                         "wrote")
     return problems
+
+
+def choice_problems(sampler: SamplerOptions, online: bool, source: str) -> list[str]:
+    """sampler.choose / shuffle_seed / include_original where the sampler has no such choice to make."""
+    kind = sampler.type.value
+    problems = []
+    if sampler.choose.value == "worst" and kind not in ("sma", "smp", "amo"):
+        problems.append(f"{source}: 'sampler.choose: worst' needs a Q-driven sampler (sma, smp or amo), not {kind}")
+    if sampler.shuffle_seed is not None and (kind not in ("sma", "smp", "amo") or online):
+        problems.append(f"{source}: 'sampler.shuffle_seed' permutes cached scores: it needs sma, smp or cached amo, "
+                        f"not {kind}" + (" online" if online else ""))
+    if not sampler.include_original and kind not in ("rand", "sma", "amo"):
+        problems.append(f"{source}: 'sampler.include_original: false' applies to rand, sma and amo (upos and smp "
+                        f"never choose the original but as a fallback), not {kind}")
+    return problems

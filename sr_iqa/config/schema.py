@@ -160,6 +160,14 @@ class AmoMode(str, Enum):
     online = "online"
 
 
+class QChoice(str, Enum):
+    """Which end of Q a Q-driven sampler favours: ``worst`` is the choice contrast's arm that shows whether the
+    set-up can see Q's choice at all (Q-best must beat it before any sampler ordering is read)."""
+
+    best = "best"
+    worst = "worst"
+
+
 @dataclass
 class SamplerOptions:
     """Which GT supervises each sample (see docs/training.md "Samplers")."""
@@ -174,6 +182,14 @@ class SamplerOptions:
     mode: AmoMode = AmoMode.cached  # amo: read the crop grid from the cache, or score every GT crop on the device
     # rand, sma, amo: GTs with these labels are never chosen (e.g. [Negative]); the original always can be
     exclude_labels: list[str] = field(default_factory=list)
+    # sma, smp, amo: favour the best Q (the paper's samplers) or the worst (the choice contrast's control arm)
+    choose: QChoice = QChoice.best
+    # rand, sma, amo: whether the original is a candidate; false: enhanced GTs only, so arms that differ only in
+    # which GT they pick see enhanced targets equally often (the original stays the fallback of a group without one)
+    include_original: bool = True
+    # sma, smp, cached amo: Q permuted among each group's GTs by a permutation drawn from this seed (a negative
+    # control: the choice keeps AMO's form but no longer follows Q); null: Q as scored
+    shuffle_seed: int | None = None
     # Training crop boxes on this grid for every sampler (a fair ablation: cached AMO needs its score grid); null:
     # anywhere, but cached AMO on its grid_stride. With cached AMO, a multiple of grid_stride.
     box_stride: int | None = None

@@ -160,3 +160,40 @@ class FrozenMetricLoss(torch.nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.metric(image)
+
+
+# Why a metric's gradient is zero where the reason is known (shown with the stop).
+ZERO_GRADIENT_REASONS = {
+    "piqe": "pyiqa's PIQE rounds its input to 0-255 levels (torch.round) before scoring, so its gradient is exactly "
+            "zero",
+}
+
+
+def probe_image(size: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """A natural photo's crop (scikit-image's astronaut, her face and shoulder) as the gradient probe's input."""
+    from skimage import data
+
+    photo = torch.from_numpy(data.astronaut()).permute(2, 0, 1).float() / 255
+    top, left = 40, 160
+    crop = photo[:, top:top + size, left:left + size]
+    if crop.shape[-1] < size or crop.shape[-2] < size:
+        crop = torch.nn.functional.interpolate(photo[None], size=(size, size), mode="bicubic", align_corners=False)[0]
+    return crop.clamp(0, 1)[None].to(device)
+
+
+def require_gradient(metric: torch.nn.Module, name: str, size: int, key: str,
+                     device: torch.device | str = "cpu") -> None:
+    """Stop before training when a Q term cannot move the weights: one probe image through the loss form, and its
+    gradient with respect to the image must be finite and non-zero (``key``: the option that names the metric)."""
+    image = probe_image(max(size, 96), device).requires_grad_(True)
+    scores, reason = score_each(metric, image)
+    if not torch.isfinite(scores).all():
+        raise OptionsError(f"{key}: {name} cannot score the gradient probe (a {image.shape[-1]}-px photo crop): "
+                           f"{reason or 'not a finite score'}; a Q term must score natural crops")
+    gradient = torch.autograd.grad(scores.sum(), image, allow_unused=True)[0] if scores.requires_grad else None
+    if gradient is None or not torch.isfinite(gradient).all() or not gradient.abs().max() > 0:
+        found = "none" if gradient is None else ("not finite" if not torch.isfinite(gradient).all() else "zero")
+        why = ZERO_GRADIENT_REASONS.get(name, "its score does not depend differentiably on the image")
+        raise OptionsError(f"{key}: {name} cannot be a Q term: its gradient with respect to the image is {found} "
+                           f"({why}); use it as a monitor (val.metrics) or a judge, and a differentiable metric "
+                           "(e.g. niqe) as Q")

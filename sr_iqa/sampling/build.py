@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from sr_iqa.config.q_metrics import weighted_metrics
-from sr_iqa.config.schema import AmoMode, SamplerOptions, SamplerType
+from sr_iqa.config.schema import AmoMode, QChoice, SamplerOptions, SamplerType
 from sr_iqa.data.datasets import GTChooser
 from sr_iqa.data.groups import Group
 from sr_iqa.iqa.combined_q import MetricScale, combined
@@ -22,7 +22,13 @@ from sr_iqa.sampling.cached_scores import (
     open_cache,
     require_metric,
 )
-from sr_iqa.sampling.choosers import CachedScoreSampler, OriginalGT, as_quality, positive_indices
+from sr_iqa.sampling.choosers import (
+    CachedScoreSampler,
+    OriginalGT,
+    as_quality,
+    positive_indices,
+    shuffled_among_gts,
+)
 from sr_iqa.sampling.online_amo import OnlineAmoCrops
 
 log = logging.getLogger("sr_iqa.sampling")
@@ -43,9 +49,10 @@ def build_chooser(options: SamplerOptions, groups: Sequence[Group], gt_size: int
         without = sum(not positive_indices(group) for group in groups)
         log.info("%s: %d of %d groups have no Positive and fall back to the original GT", options.type.value,
                  without, len(groups))
-    exclude = tuple(options.exclude_labels)
+    choice = {"exclude_labels": tuple(options.exclude_labels), "include_original": options.include_original,
+              "worst": options.choose is QChoice.worst}
     if options.type in (SamplerType.rand, SamplerType.upos):
-        return CachedScoreSampler(options.type, options.tau, box_stride=boxes, exclude_labels=exclude)
+        return CachedScoreSampler(options.type, options.tau, box_stride=boxes, **choice)
     if options.type is SamplerType.amo and options.mode is AmoMode.online:
         return OnlineAmoCrops(boxes)  # every GT's crop is read; OnlineAmo picks on the device
     cache = open_cache(options.cache, "sampler.cache")
@@ -56,13 +63,21 @@ def build_chooser(options: SamplerOptions, groups: Sequence[Group], gt_size: int
     if options.type is SamplerType.amo:
         grids = {name: crop_score_grids(groups, cache, key, gt_size, options.grid_stride, records)
                  for name, key in keys.items()}
-        return CachedScoreSampler(options.type, options.tau, crops=_qualities(grids, keys, cache, scales),
-                                  box_stride=options.box_stride or options.grid_stride, exclude_labels=exclude,
-                                  grid_stride=options.grid_stride)
+        crops = _maybe_shuffled(_qualities(grids, keys, cache, scales), options.shuffle_seed)
+        return CachedScoreSampler(options.type, options.tau, crops=crops,
+                                  box_stride=options.box_stride or options.grid_stride,
+                                  grid_stride=options.grid_stride, **choice)
     full = {name: [np.asarray(q) for q in full_image_scores(groups, cache, key, records)]
             for name, key in keys.items()}
-    return CachedScoreSampler(options.type, options.tau, full=_qualities(full, keys, cache, scales),
-                              box_stride=boxes, exclude_labels=exclude)
+    qualities = _maybe_shuffled(_qualities(full, keys, cache, scales), options.shuffle_seed)
+    return CachedScoreSampler(options.type, options.tau, full=qualities, box_stride=boxes, **choice)
+
+
+def _maybe_shuffled(qualities: list[np.ndarray], seed: int | None) -> list[np.ndarray]:
+    if seed is None:
+        return qualities
+    log.info("sampler.shuffle_seed %d: Q permuted among each group's GTs (a negative control)", seed)
+    return shuffled_among_gts(qualities, seed)
 
 
 def _qualities(per_metric: Mapping[str, list[np.ndarray]], keys: Mapping[str, str], cache: ScoreCache,

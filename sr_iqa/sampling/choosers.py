@@ -48,16 +48,31 @@ def positive_indices(group: Group) -> list[int]:
     return group.indices_labelled("Positive")
 
 
+def worst_first(q: np.ndarray) -> np.ndarray:
+    """Q negated, so that the argmax or softmax favours the worst; an unscorable GT (-inf) stays never chosen."""
+    return np.where(np.isfinite(q), -q, -np.inf)
+
+
+def candidate_indices(group: Group, exclude_labels: Sequence[str] = (), include_original: bool = True) -> list[int]:
+    """The GTs rand, sma and amo choose among: the original (unless left out) and the enhanced GTs whose label is
+    not excluded; the original alone when nothing else is left."""
+    candidates = [i for i, gt in enumerate(group.gts)
+                  if (include_original if i == 0 else gt.label not in exclude_labels)]
+    return candidates or [0]
+
+
 def probabilities(sampler: SamplerType, group: Group, q: np.ndarray | None, tau: float,
-                  exclude_labels: Sequence[str] = ()) -> np.ndarray:
+                  exclude_labels: Sequence[str] = (), include_original: bool = True,
+                  worst: bool = False) -> np.ndarray:
     """The probability of each GT of ``group``; ``q`` holds one Q (higher is better) per GT (not for rand/upos).
-    GTs labelled with one of ``exclude_labels`` are never candidates (the original always is, for rand/sma/amo)."""
+    GTs labelled with one of ``exclude_labels`` are never candidates, nor the original without
+    ``include_original`` (``candidate_indices``); ``worst``: sma, smp and amo favour the lowest Q instead."""
     count = len(group.gts)
     result = np.zeros(count)
     if sampler is SamplerType.original:
         result[0] = 1.0
         return result
-    candidates = [i for i, gt in enumerate(group.gts) if i == 0 or gt.label not in exclude_labels]
+    candidates = candidate_indices(group, exclude_labels, include_original)
     if sampler is SamplerType.rand:
         result[candidates] = 1.0 / len(candidates)
         return result
@@ -68,6 +83,8 @@ def probabilities(sampler: SamplerType, group: Group, q: np.ndarray | None, tau:
         return result
     if q is None:
         raise ValueError(f"the {sampler.value} sampler needs scores")
+    if worst:
+        q = worst_first(np.asarray(q, dtype=np.float64))
     if sampler is SamplerType.amo:
         result[candidates[int(np.argmax(q[candidates]))]] = 1.0  # argmax takes the first of equal maxima
         return result
@@ -108,6 +125,8 @@ class CachedScoreSampler:
     box_stride: int = 1  # the grid crop boxes are drawn on (a multiple of grid_stride for AMO)
     exclude_labels: tuple[str, ...] = ()
     grid_stride: int = 1  # AMO: the stride of the crop-score grid
+    include_original: bool = True  # the original is a candidate (rand, sma, amo)
+    worst: bool = False  # sampler.choose: worst
 
     def quality(self, position: int, group: Group, box: CropBox) -> np.ndarray | None:
         if self.sampler is SamplerType.amo:
@@ -116,4 +135,11 @@ class CachedScoreSampler:
 
     def choose(self, position: int, group: Group, box: CropBox, rng: np.random.Generator) -> int:
         return draw(probabilities(self.sampler, group, self.quality(position, group, box), self.tau,
-                                  self.exclude_labels), rng)
+                                  self.exclude_labels, self.include_original, self.worst), rng)
+
+
+def shuffled_among_gts(per_group: list[np.ndarray], seed: int) -> list[np.ndarray]:
+    """Each group's Q (GTs on the first axis, crop grids behind it) with its GTs permuted by one permutation per
+    group drawn from ``seed``: the negative control's scores, as structured as Q but no longer about its GT."""
+    rng = np.random.default_rng(seed)
+    return [values[rng.permutation(len(values))] for values in per_group]

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from sr_iqa.config.q_metrics import weighted_metrics
-from sr_iqa.config.schema import AmoMode, IqaOptions, SamplerOptions, SamplerType
+from sr_iqa.config.schema import AmoMode, IqaOptions, QChoice, SamplerOptions, SamplerType
 from sr_iqa.data.datasets import LABEL_CODES, CropBox, augment_tensors
 from sr_iqa.data.groups import Group
 from sr_iqa.iqa.combined_q import CombinedQ, MetricScale
@@ -40,22 +40,27 @@ class OnlineAmoCrops:
 
 @torch.no_grad()
 def online_amo_choice(candidates: torch.Tensor, mask: torch.Tensor, metric: torch.nn.Module,
-                      lower_better: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """The paper's AMO: Q of every GT crop (B x n x 3 x H x W) on the device; returns (argmax index, Q per GT)."""
+                      lower_better: bool, worst: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """The paper's AMO: Q of every GT crop (B x n x 3 x H x W) on the device; returns (argmax index, Q per GT);
+    ``worst``: the argmin among the scorable candidates (the choice contrast's control arm)."""
     batch, count = candidates.shape[:2]
     q = score_each(metric, candidates.flatten(0, 1))[0].view(batch, count)  # NaN where a crop cannot be scored
     q = oriented(q, lower_better)
     q = q.nan_to_num(nan=float("-inf")).masked_fill(~mask, float("-inf"))
-    return q.argmax(dim=1), q  # argmax takes the first of equal maxima, as the cached AMO does
+    ranked = torch.where(torch.isfinite(q), -q, q) if worst else q
+    return ranked.argmax(dim=1), q  # argmax takes the first of equal maxima, as the cached AMO does
 
 
 class OnlineAmo:
     """The device's side: Q (inference form, never prepared, in eval) of each candidate crop, the argmax taken
     among the GTs the sampler allows."""
 
-    def __init__(self, metric: torch.nn.Module, excluded_label_codes: torch.Tensor | None) -> None:
+    def __init__(self, metric: torch.nn.Module, excluded_label_codes: torch.Tensor | None,
+                 include_original: bool = True, worst: bool = False) -> None:
         self.metric = metric
         self.excluded_label_codes = excluded_label_codes
+        self.include_original = include_original
+        self.worst = worst
 
     @classmethod
     def from_options(cls, sampler: SamplerOptions, iqa: IqaOptions, device: torch.device,
@@ -68,7 +73,7 @@ class OnlineAmo:
         metric = CombinedQ(metrics, scales) if scales else metrics[sampler.metric]
         excluded = (torch.tensor([LABEL_CODES[label] for label in sampler.exclude_labels], device=device)
                     if sampler.exclude_labels else None)
-        return cls(metric, excluded)
+        return cls(metric, excluded, sampler.include_original, sampler.choose is QChoice.worst)
 
     def choose(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The batch with its candidates replaced by the chosen GT (flipped as the sample), its index and Q."""
@@ -76,8 +81,12 @@ class OnlineAmo:
         candidates, mask = batch.pop("candidates"), batch.pop("candidate_mask")
         if self.excluded_label_codes is not None:  # sampler.exclude_labels: never the argmax
             mask = mask & ~torch.isin(batch["labels"], self.excluded_label_codes)
+        if not self.include_original:  # enhanced GTs only; the original where a sample has no other candidate
+            enhanced = mask.clone()
+            enhanced[:, 0] = False
+            mask = torch.where(enhanced.any(dim=1, keepdim=True), enhanced, mask)
         flips = batch.pop("flips")
-        chosen, q = online_amo_choice(candidates, mask, self.metric, bool(self.metric.lower_better))
+        chosen, q = online_amo_choice(candidates, mask, self.metric, bool(self.metric.lower_better), self.worst)
         rows = torch.arange(len(chosen), device=chosen.device)
         return batch | {"gt": augment_tensors(candidates[rows, chosen], flips), "gt_index": chosen,
                         "chosen_q": q[rows, chosen], "best_q": q.max(dim=1).values}

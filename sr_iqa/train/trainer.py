@@ -32,7 +32,7 @@ from sr_iqa.data.device_prefetch import DevicePrefetcher
 from sr_iqa.errors import OptionsError
 from sr_iqa.evaluate.metric_set import MetricSet, Upscaler
 from sr_iqa.iqa.combined_q import SCALES_FILE, CombinedQ, write_scales
-from sr_iqa.iqa.metrics import FrozenMetricLoss
+from sr_iqa.iqa.metrics import FrozenMetricLoss, require_gradient
 from sr_iqa.iqa.weights import weights_folder
 from sr_iqa.log_buffer import replay_startup_log
 from sr_iqa.losses import (
@@ -160,6 +160,9 @@ class Trainer:
         if iqa_opt is not None:  # one metric's loss form, or several normalised and summed (train.iqa_opt.metrics)
             losses = {name: FrozenMetricLoss(name, self.device, weights_dir, options.iqa.metric_options.get(name))
                       for name in weighted_metrics(iqa_opt)}
+            key = "train.iqa_opt.metric" if iqa_opt.metric is not None else "train.iqa_opt.metrics"
+            for name, loss in losses.items():  # a term without a gradient would train on the others alone
+                require_gradient(loss, name, options.datasets.train.gt_size, key, self.device)
             scales = self.q_scales.get(OBJECTIVE)
             metric = CombinedQ(losses, scales) if scales else losses[iqa_opt.metric]
             self.iqa_objective = IqaObjective(metric, iqa_opt.loss_weight, iqa_opt.augment)
