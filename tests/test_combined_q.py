@@ -111,9 +111,10 @@ def test_the_samplers_choose_by_the_normalised_sum(demo_set, tmp_path: Path):
 
 
 @pytest.fixture(scope="module")
-def scored_training_set(demo_set, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """NIQE and PIQE of every training GT, as `sr-iqa score` writes them."""
-    return score_training_gts(demo_set, tmp_path_factory.mktemp("cache") / "scores.db", "niqe", "piqe")
+def scored_training_set(demo_set, tmp_path_factory: pytest.TempPathFactory, pretrained: Path) -> Path:
+    """NIQE, PIQE and the brisque package's BRISQUE of every training GT, as `sr-iqa score` writes them."""
+    return score_training_gts(demo_set, tmp_path_factory.mktemp("cache") / "scores.db", "niqe", "piqe",
+                              "brisque_pkg")
 
 
 def _stored_statistics(cache: Path, metric: str) -> tuple[float, float, int]:
@@ -129,15 +130,16 @@ def test_stage2_optimises_the_normalised_sum_and_records_its_statistics(demo_set
                                                                        scored_training_set: Path):
     options = lora_stage2_options(demo_set, tmp_path, total_iter=2, ema_decay=0)
     options["sampler"] = {"type": "sma", "metrics": {"niqe": 1.0, "piqe": 0.5}, "cache": str(scored_training_set)}
-    options["train"]["iqa_opt"] = {"metrics": {"niqe": 1.0, "piqe": 1.0}, "loss_weight": 0.05}
-    options["val"] |= {"monitor_metrics": ["piqe", "entropy"]}
+    # PIQE cannot be a Q term (its gradient is zero); BRISQUE, differentiable here, is the second one.
+    options["train"]["iqa_opt"] = {"metrics": {"niqe": 1.0, "brisque_pkg": 1.0}, "loss_weight": 0.05}
+    options["val"] |= {"monitor_metrics": ["brisque_pkg", "entropy"]}
     options["logger"] |= {"print_freq": 1, "save_checkpoint_freq": 2}
     file = write_options(tmp_path / "ft.yml", options)
     run = Trainer(load_options(file)).train().root
 
     recorded = json.loads((run / SCALES_FILE).read_text())
     assert set(recorded) == {"sampler", "train.iqa_opt"}
-    for metric in ("niqe", "piqe"):
+    for metric in ("niqe", "brisque_pkg"):
         centre, spread, images = _stored_statistics(scored_training_set, metric)
         scale = recorded["train.iqa_opt"][metric]
         assert (scale["centre"], scale["spread"], scale["images"]) == (pytest.approx(centre), pytest.approx(spread),
@@ -148,8 +150,8 @@ def test_stage2_optimises_the_normalised_sum_and_records_its_statistics(demo_set
     assert "q_combined" in log
     record = json.loads((run / "logs" / "validation.jsonl").read_text().splitlines()[-1])
     changes = record["results"]
-    assert changes["optimised_change"] == pytest.approx((changes["change/niqe"] + changes["change/piqe"]) / 2)
-    # piqe is optimised: the held-out change is entropy's alone
+    assert changes["optimised_change"] == pytest.approx((changes["change/niqe"] + changes["change/brisque_pkg"]) / 2)
+    # brisque_pkg is optimised: the held-out change is entropy's alone
     assert changes["held_out_change"] == pytest.approx(changes["change/entropy"])
 
     # A resumed run divides by the statistics its folder recorded, not by a new reading of the cache.

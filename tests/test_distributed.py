@@ -146,14 +146,15 @@ def test_a_two_node_run_killed_and_resumed_equals_an_uninterrupted_one(two_node_
         assert all(torch.equal(got[key], expected[key]) for key in expected), stem
 
 
-def test_two_cpu_processes_finetune_lora_against_niqe_and_piqe(tmp_path: Path, demo_set):
+def test_two_cpu_processes_finetune_lora_against_niqe_and_brisque(tmp_path: Path, demo_set, pretrained: Path):
     """Frozen backbone + IQA term under DDP: no unused-parameter errors, both ranks step the same adapters. Q is
-    NIQE and PIQE normalised, for the SMA sampler and the objective: the main process reads the statistics and
+    NIQE and BRISQUE normalised, for the SMA sampler and the objective: the main process reads the statistics and
     shares them, rank 0 records them."""
-    cache = score_training_gts(demo_set, tmp_path / "scores.db", "niqe", "piqe")
+    cache = score_training_gts(demo_set, tmp_path / "scores.db", "niqe", "brisque_pkg")
     options = lora_stage2_options(demo_set, tmp_path)
-    options["sampler"] = {"type": "sma", "metrics": {"niqe": 1.0, "piqe": 1.0}, "cache": str(cache)}
-    options["train"] |= {"total_iter": 4, "iqa_opt": {"metrics": {"niqe": 1.0, "piqe": 1.0}, "loss_weight": 0.05}}
+    q_weights = {"niqe": 1.0, "brisque_pkg": 1.0}
+    options["sampler"] = {"type": "sma", "metrics": q_weights, "cache": str(cache)}
+    options["train"] |= {"total_iter": 4, "iqa_opt": {"metrics": q_weights, "loss_weight": 0.05}}
     options["val"] |= {"monitor_metrics": ["entropy"]}
     result = _launch(write_options(tmp_path / "ft.yml", options), free_port())
     assert result.returncode == 0, result.stderr[-3000:]
@@ -167,7 +168,7 @@ def test_two_cpu_processes_finetune_lora_against_niqe_and_piqe(tmp_path: Path, d
     assert "gaming_gap" in log and "q_combined" in log and "optimised_change" in log
     recorded = json.loads((run / "q_normalisation.json").read_text())
     assert recorded["sampler"] == recorded["train.iqa_opt"]  # same metrics, weights and cache (the sampler's)
-    assert recorded["train.iqa_opt"]["piqe"]["images"] == len(list(demo_set.train_images.rglob("*.png")))
+    assert recorded["train.iqa_opt"]["brisque_pkg"]["images"] == len(list(demo_set.train_images.rglob("*.png")))
 
 
 def test_two_processes_train_with_the_ranked_gt_loss(tmp_path: Path, demo_set):

@@ -52,7 +52,20 @@ def _metric_kwargs(name: str, options: dict[str, Any] | None) -> dict[str, Any]:
 
 
 VGG_DISTANCE = "vgg_dist"  # sr_iqa's own: HGGT's perceptual loss as a distance, with the installed Caffe VGG19
-LOCAL_METRICS = (*HGGT_NAMES, VGG_DISTANCE)  # and bsr_<psnr|ssim>_<rgb|y>_crop<N>
+BRISQUE_PACKAGE = "brisque_pkg"  # the brisque package's BRISQUE (its SVR, installed), in torch: a judge
+# sr_iqa's own metrics and the pretrained network each needs installed (``sr-iqa weights install <network>``).
+INSTALLED_NETWORK_METRICS = {VGG_DISTANCE: "vgg19-caffe", BRISQUE_PACKAGE: "brisque-svr"}
+LOCAL_METRICS = (*HGGT_NAMES, *INSTALLED_NETWORK_METRICS)  # and bsr_<psnr|ssim>_<rgb|y>_crop<N>
+
+
+def _installed_network_metric(name: str, device: torch.device | str) -> torch.nn.Module:
+    if name == VGG_DISTANCE:
+        from sr_iqa.iqa.vgg_distance import VGGFeatureDistance
+
+        return VGGFeatureDistance().to(device)
+    from sr_iqa.iqa.brisque_svr import BrisqueSVR
+
+    return BrisqueSVR.installed(device)
 
 
 def _check_name(name: str) -> None:
@@ -70,10 +83,8 @@ def create_metric(name: str, device: torch.device | str = "cpu", as_loss: bool =
     _check_name(name)
     if basicsr_setting(name) is not None:  # basicsr's functions as BasicSR and HGGT call them; nothing to load
         return create_basicsr_metric(name)
-    if name == VGG_DISTANCE:
-        from sr_iqa.iqa.vgg_distance import VGGFeatureDistance
-
-        return VGGFeatureDistance().to(device)
+    if name in INSTALLED_NETWORK_METRICS:
+        return _installed_network_metric(name, device)
     given_path = (options or {}).get("pretrained_model_path")
     if given_path and not Path(given_path).is_file():
         raise WeightsUnavailableError(f"metric '{name}': pretrained_model_path {given_path} is not a file; "
@@ -101,11 +112,13 @@ def missing_weights(name: str, weights_dir: Path | None = None,
     _check_name(name)
     if basicsr_setting(name) is not None:
         return []
-    if name == VGG_DISTANCE:
+    if name in INSTALLED_NETWORK_METRICS:
+        from sr_iqa.pretrained.catalog import catalog_entry
         from sr_iqa.pretrained.install import installed_network, pretrained_dir
 
-        return [] if installed_network("vgg19-caffe") else [
-            ("vgg19_caffe_features.pth: sr-iqa weights install vgg19-caffe", pretrained_dir())]
+        network = INSTALLED_NETWORK_METRICS[name]
+        return [] if installed_network(network) else [
+            (f"{catalog_entry(network).file_name}: sr-iqa weights install {network}", pretrained_dir())]
     with weight_lookup(f"metric '{name}'", weights_dir, probe=True) as request, _missing_package_named(name):
         pyiqa.create_metric(name, device=torch.device("cpu"), **_metric_kwargs(name, options))
     return request.missing

