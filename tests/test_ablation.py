@@ -56,7 +56,7 @@ def test_the_beyond_ablation_file_plans_its_rows_and_their_options_load():
 
     steps, methods = plan(load_ablation(REPO / "options" / "ablation" / "beyond.yml"), REPO)
     labels = [m.label for m in methods]
-    assert {"RRDB AMO", "RRDB AMO+rank", "RRDB AMO+rank100", "RRDB AMO+FT_NIQE+PIQE", "RRDB AMO+FT (LoRA x0)",
+    assert {"RRDB AMO", "RRDB AMO+rank", "RRDB AMO+rank100", "RRDB AMO+FT_NIQE+BRISQUE", "RRDB AMO+FT (LoRA x0)",
             "RRDB AMO+FT (LoRA x1.5)"} <= set(labels)
     assert len({m.seed for m in methods if m.label == "RRDB AMO+rank"}) == 3
     for step in (s for s in steps if s.kind != "eval"):
@@ -64,8 +64,9 @@ def test_the_beyond_ablation_file_plans_its_rows_and_their_options_load():
         options = load_options(Path(step.command[start]), step.command[start + 1:])
         if step.run.startswith("RRDB_amo_rank_"):
             assert options.train.rank_opt == {"type": "RankedGTLoss", "loss_weight": 1.0, "pairs": 2}
-        if step.run.endswith("_ft_niqe_piqe"):
-            assert options.train.iqa_opt.metric is None and options.train.iqa_opt.metrics == {"niqe": 1, "piqe": 1}
+        if step.run.endswith("_ft_niqe_brisque"):
+            assert options.train.iqa_opt.metric is None
+            assert options.train.iqa_opt.metrics == {"niqe": 1, "brisque_pkg": 1}
 
 
 def test_a_lora_strength_sweep_is_one_eval_and_one_row_per_strength(tmp_path: Path):

@@ -235,3 +235,24 @@ def test_the_gpu_preset_runs_at_a_tiny_size_with_its_time_budget(tmp_path: Path,
         assert (root / run / "training_states").is_dir()
     text = (tmp_path / "experiments" / "RESULTS_gpu_tiny.md").read_text()
     assert "| RRDB AMO+full FT |" in text and "| RRDB Control |" in text and not (root / "timing_probe").exists()
+
+
+def test_the_per_seed_file_holds_the_values_each_claim_is_computed_from(tiny_run: tuple[Path, str]):
+    """A reader recomputes the control claim from the CSV alone: its per-seed Q values are the saved SR images'
+    NIQE, and their paired differences give the page's interval."""
+    import csv
+
+    folder, _ = tiny_run
+    root = folder / "experiments" / "experiment_tiny"
+    rows = list(csv.DictReader((folder / "experiments" / "results" / "experiment_tiny_per_seed.csv").open()))
+    value = {(r["method"], int(r["seed"]), r["measure"]): float(r["value"]) for r in rows}
+    assert {r["lower_better"] for r in rows if r["measure"] == "Q"} == {"True"}
+    for sampler, label in (("original", "RRDB Original"), ("control", "RRDB Control")):
+        for seed in (0, 1):
+            assert value[(label, seed, "Q")] == pytest.approx(_saved_sr_niqe(root / f"RRDB_{sampler}_s{seed}", label),
+                                                              abs=2e-4)
+    differences = [value[("RRDB Original", s, "Q")] - value[("RRDB Control", s, "Q")] for s in (0, 1)]
+    text = (folder / "experiments" / "RESULTS_tiny.md").read_text()
+    control = _cells(text, "RRDB: Positive control (UPos on labels that agree with Q) above originals only")
+    assert _mean_and_half_width(control[2]) == pytest.approx(_by_hand(differences), abs=2e-4, rel=1e-4)
+    assert "experiment_tiny_per_seed.csv" in text and "ttest_1samp" in text

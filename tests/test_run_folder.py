@@ -122,6 +122,13 @@ def test_the_state_records_its_number_of_processes_and_batch_size_is_decided_by_
                          "datasets.train.batch_size_per_gpu=1"])
     assert code == 2 and "'datasets.train.batch_size_per_gpu' 2 -> 1: step N's samples depend on the batch size" \
         in errors.getvalue()
+    # Issue 37 item 3: the data position is iteration x accumulation, so 1 -> 2 would skip two micro-batches here.
+    errors = io.StringIO()
+    with contextlib.redirect_stderr(errors):
+        code = cli.main(["train", "-opt", str(option_file), "path.resume_state=auto", "train.total_iter=4",
+                         "train.gradient_accumulation_steps=2"])
+    assert code == 2 and "'train.gradient_accumulation_steps' 1 -> 2: the data position is iterations x " \
+        "micro-batches" in errors.getvalue()
 
 
 @pytest.mark.parametrize("damage", ["missing", "damaged"])

@@ -81,6 +81,21 @@ def test_warmup_before_a_multistep_scheduler_reaches_the_initial_lr(options_file
     assert basicsr == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 7.5e-4, 7.5e-4, 7.5e-4, 3.75e-4, 3.75e-4])
 
 
+def test_the_logged_lr_is_the_one_each_iteration_used(options_file: Path, caplog: pytest.LogCaptureFixture):
+    """Issue 37 item 6, worked by hand: lr 1e-3, warm-up 3, halved after 4 steps: the iterations step with 3.33e-4,
+    6.67e-4, 1e-3, 1e-3, 5e-4, and train.log shows those, not the next iteration's."""
+    import logging
+    import re
+
+    caplog.set_level(logging.INFO, logger="sr_iqa")  # as the command line sets it
+    trainer = _trainer(options_file, "train.warmup_iter=3", "train.total_iter=5", "logger.print_freq=1",
+                       "train.scheduler={type: MultiStepLR, milestones: [4], gamma: 0.5}")
+    trainer.train()
+    log = (trainer.folders.logs / "train.log").read_text()
+    logged = [float(lr) for lr in re.findall(r"iter \d+/5 +lr (\S+)", log)]
+    assert logged == pytest.approx([1e-3 / 3, 2e-3 / 3, 1e-3, 1e-3, 5e-4], rel=1e-3)
+
+
 def test_no_warmup_leaves_the_scheduler_alone(options_file: Path):
     trainer = _trainer(options_file, "train.warmup_iter=-1", "train.scheduler={type: MultiStepLR, milestones: [2]}")
     assert _lrs_per_iteration(trainer, 3) == pytest.approx([1e-3, 1e-3, 1e-4])

@@ -30,6 +30,8 @@ DECIDED_BY_STATE = {
     "manual_seed": "the random states are restored from the saved state and would ignore it",
     "datasets.train.batch_size_per_gpu": "step N's samples depend on the batch size: the run would skip or repeat "
                                          "samples",
+    "train.gradient_accumulation_steps": "the data position is iterations x micro-batches per iteration: the run "
+                                         "would skip or repeat micro-batches",
 }
 # The training-pair pool is saved with its rows' shapes: with a pool, these cannot change.
 POOL_SHAPE = ("datasets.train.queue_size", "datasets.train.gt_size")  # (the batch size: decided by the state)

@@ -85,6 +85,7 @@ class Trainer:
         self.source = source
         self.folders = ExperimentFolders(Path(options.path.experiments_root) / options.name)
         self.log_file = None
+        self.lr_used = float("nan")  # the lr the last iteration stepped with (what the logs show)
         resume_from = self._setup_resume()
         self._setup_accelerator(resuming=resume_from is not None)
         self._setup_data(resuming=resume_from is not None)
@@ -386,6 +387,7 @@ class Trainer:
     def run_iteration(self, batches: Iterator[dict[str, torch.Tensor]]) -> list[StepOutput]:
         """One optimizer step: its micro-batches (their outputs returned), the schedulers, the EMA and the counter.
         Everything the loop does per iteration except logging, validation and checkpoints."""
+        self.lr_used = self.optimizer.param_groups[0]["lr"]  # set for this iteration; the schedulers set the next
         outputs = [self.train_step(next(batches)) for _ in range(self.options.train.gradient_accumulation_steps)]
         with warnings.catch_warnings():  # while D warms up alone, G's scheduler steps (BasicSR's) and G's optimizer not
             warnings.filterwarnings("ignore", r"Detected call of `lr_scheduler\.step\(\)`", UserWarning)
@@ -413,7 +415,7 @@ class Trainer:
                             "finite features) and were left out of the IQA term", unscored,
                             q_name(self.options.train.iqa_opt))
         training_log.report(self.accelerator, self.progress.iteration, self.options.train.total_iter,
-                            self.optimizer.param_groups[0]["lr"], losses, monitors, scalars, sampling, bar, started)
+                            self.lr_used, losses, monitors, scalars, sampling, bar, started)
 
     # ----- validate and save -------------------------------------------------------------------
 
