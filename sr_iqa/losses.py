@@ -122,14 +122,15 @@ class LPIPSLoss(torch.nn.Module):
 
 
 class RankedGTLoss(torch.nn.Module):
-    """A pairwise preference over the GTs of a sample, ranked by their cached Q on its crop (train.rank_opt).
+    """A pairwise preference over the GTs of a sample, ranked by their cached Q (train.rank_opt): Q on the crop with
+    cached AMO (the score grid's box), each GT's whole-image Q with SMA and SMP.
 
     With ``d_i = mean |SR - GT_i|`` and the valid GTs sorted by Q, best first, the ``n = min(pairs, K // 2)`` best
     (T) and the ``n`` worst (B) form ``n * n`` pairs, each costing ``t * softplus((d_top - d_bottom + margin) / t)``
     (a hinge ``max(0, d_top - d_bottom + margin)`` smoothed at temperature ``t``): the loss falls as SR moves
     towards the best-ranked GTs and away from the worst. Samples with fewer than two valid GTs add nothing; the
     loss is the mean over the other samples' pairs, times ``loss_weight``. ``exclude_labels``: GTs with these
-    labels never take part (the samplers' option; the trainer's dataset applies it).
+    labels never take part (the samplers' option; the trainer's dataset applies this loss's checked tuple).
     """
 
     def __init__(self, loss_weight: float = 1.0, pairs: int = 1, margin: float = 0.0, temperature: float = 0.01,

@@ -4,7 +4,8 @@ Direction: a metric is lower-better (NIQE, LPIPS) or higher-better (PSNR, MUSIQ)
 its higher-better form (the sign flip), and the rest compares through it.
 
 NaN: a metric that cannot score an image (NIQE on a flat crop) gives NaN. A mean leaves NaN values out and counts
-them, so one unscorable image neither turns a method's whole column into NaN nor disappears unnoticed.
+them, so one unscorable image neither turns a method's whole column into NaN nor disappears unnoticed. An infinite
+score is no score either: means and ``best`` leave out every non-finite value alike.
 """
 
 from __future__ import annotations
@@ -45,13 +46,13 @@ def in_words(lower_better: bool) -> str:
 class NanAwareMean:
     mean: float  # of the finite values; NaN when there is none
     values: int  # finite values averaged
-    nan_values: int  # left out
+    nan_values: int  # left out: NaN or infinite
 
 
 def nan_aware_mean(values: Iterable[float]) -> NanAwareMean:
-    """The mean of the values that are not NaN, and how many were left out."""
+    """The mean of the finite values, and how many were left out (NaN or infinite, as ``best`` leaves them)."""
     listed = [float(v) for v in values]
-    finite = [v for v in listed if not math.isnan(v)]
+    finite = [v for v in listed if math.isfinite(v)]
     mean = sum(finite) / len(finite) if finite else math.nan
     return NanAwareMean(mean, len(finite), len(listed) - len(finite))
 

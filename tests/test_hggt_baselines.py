@@ -102,14 +102,20 @@ def test_df2k_psnr_files_train_on_single_gts_with_their_pixel_loss(tmp_path: Pat
         assert "gt_usm (HGGT's Ours_Model does not read it)" in caplog.text
 
 
+ADATARGET_TOP = {"k_size": 7, "s_size": 9, "load_mode_g": "my_pretrain", "load_mode_loc": "my_pretrain",
+                 "network_loc": {"type": "LocNet"}, "path_loc": {"pretrain_network_loc": "LOC.pth"}}
+ADATARGET_TRAIN = {"optim_loc": {"type": "Adam", "lr": 1e-4}, "adatarget_opt": {"type": "AdaTargetLoss",
+                                                                                 "loss_weight": 1.0}}
 MISSING = {  # model type -> its own keys in HGGT's file, and the words the refusal must hold
     "LDL_Model": ({"l1_gt_usm": True, "percep_gt_usm": True, "gan_gt_usm": False},
                   {"ldl_opt": {"type": "L1Loss", "loss_weight": 1.0, "reduction": "mean"}}, "artifact-map loss"),
     "LDL_PosGT_Model": ({}, {"ldl_opt": {"type": "L1Loss", "loss_weight": 1.0, "reduction": "mean"}},
                         "artifact-map loss"),
     "LDL_noGAN_Model": ({"gt_usm": True}, {}, "USM-sharpened GT (gt_usm)"),
-    "AdaTarget_Model": ({"l1_gt_usm": True, "percep_gt_usm": True, "gan_gt_usm": False}, {}, "network_loc"),
-    "AdaTarget_PosGT_Model": ({}, {}, "network_loc"),
+    # AdaTarget's own keys as HGGT's train_AdaTarget*_x4.yml give them (commit 0877113): none is a typo of sr_iqa's
+    "AdaTarget_Model": ({"l1_gt_usm": True, "percep_gt_usm": True, "gan_gt_usm": False, **ADATARGET_TOP},
+                        ADATARGET_TRAIN, "network_loc"),
+    "AdaTarget_PosGT_Model": (ADATARGET_TOP, ADATARGET_TRAIN, "network_loc"),
     "RealESRGAN_Model": ({"gt_usm": True, "l1_gt_usm": True, "percep_gt_usm": True, "gan_gt_usm": False}, {},
                          "USM-sharpened GT"),
     "RealESRNet_Model": ({"gt_usm": True}, {}, "USM-sharpened GT (gt_usm)"),

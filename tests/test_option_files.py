@@ -168,3 +168,15 @@ def test_rrdb_ft_trains_on_the_cpu_under_bf16_and_writes_fp32_adapters(tmp_path:
     log = (run / "logs" / "train.log").read_text()
     assert "LoRA rank 4 on conv1, conv2, conv3, conv4, conv5" in log and "q_niqe" in log
     assert "gaming_gap" in log and "structured_noise" in log
+
+
+def test_every_amo_recipe_says_which_gts_are_candidates():
+    """Issue 37 item 12: stage 2's AMO could pick Negatives without the file saying so. Each AMO recipe names
+    sampler.exclude_labels; the paper's AMO (every GT a candidate) is what they mean."""
+    import yaml
+
+    recipes = [p for p in OPTION_FILES if p.parent.name in ("train", "finetune") and "_amo_" in p.name]
+    assert len(recipes) >= 12
+    for path in recipes:
+        sampler = yaml.safe_load(path.read_text())["sampler"]
+        assert sampler["type"] == "amo" and sampler.get("exclude_labels") == [], path.name

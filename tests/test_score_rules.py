@@ -32,6 +32,10 @@ def test_a_nan_is_left_out_of_the_mean_and_counted():
     assert math.isnan(empty.mean) and (empty.values, empty.nan_values) == (0, 1)
     means, left_out = nan_aware_means([{"niqe": 4.0, "psnr": 20.0}, {"niqe": NAN, "psnr": 22.0}])
     assert means == {"niqe": 4.0, "psnr": 21.0} and left_out == {"niqe": 1}
+    # Issue 37 item 8: an infinite score is left out as best() leaves it out, not averaged into an infinite mean.
+    infinite = nan_aware_mean([1.0, math.inf, 3.0, -math.inf])
+    assert (infinite.mean, infinite.values, infinite.nan_values) == (2.0, 2, 2)
+    assert best([1.0, math.inf, 3.0], lower_better=False) == 3.0
 
 
 def test_the_gold_standard_and_the_distance_to_it_follow_each_metrics_direction():

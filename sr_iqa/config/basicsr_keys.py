@@ -95,6 +95,10 @@ FOREIGN_GENERATORS = {"RRDBAdaNet": "AdaTarget's generator (HGGT's basicsr/archs
 # Keys HGGT's Ours_* models never read (they read Use_sharpen, which HGGT's files do not set): no meaning there.
 UNREAD_BY_OURS_MODELS = ("gt_usm", "l1_gt_usm", "percep_gt_usm", "gan_gt_usm")
 HGGT_MODEL_KEYS = (*UNREAD_BY_OURS_MODELS, "network_loc", "path_loc")  # top-level keys of HGGT's model classes
+# Keys only a refused model reads (HGGT's AdaTarget files: its kernel sizes, load modes, the localisation network's
+# optimizer and loss; LDL's artifact-map loss): dropped with the refusal, not guessed at as typos.
+REFUSED_MODEL_KEYS = ("k_size", "s_size", "load_mode_g", "load_mode_loc")
+REFUSED_MODEL_TRAIN_KEYS = ("optim_loc", "adatarget_opt", "ldl_opt")
 PAIRED_TYPE = "PairedImageDataset"
 
 
@@ -258,10 +262,11 @@ def _hggt_model_type(config: DictConfig, result: Translation) -> None:
     if missing is not None:
         result.problems.append(f"'model_type: {model_type}' is HGGT's {model_type}, which needs {missing}; sr_iqa "
                                "has none of it and would train something else: use HGGT's code for this baseline")
-        for key in own_keys:
+        for key in [*own_keys, *(key for key in REFUSED_MODEL_KEYS if key in config)]:
             config.pop(key)
-        if isinstance(config.get("train"), DictConfig) and "ldl_opt" in config.train:
-            config.train.pop("ldl_opt")
+        train = config.get("train")
+        for key in (key for key in REFUSED_MODEL_TRAIN_KEYS if isinstance(train, DictConfig) and key in train):
+            train.pop(key)
         return
     for key in own_keys:
         if key in UNREAD_BY_OURS_MODELS:

@@ -23,6 +23,7 @@ from sr_iqa.data.packed_store import PackedStore
 from sr_iqa.data.sources import group_index
 from sr_iqa.data.training_order import TrainingSampleOrder
 from sr_iqa.data.validation import raise_problems
+from sr_iqa.losses import build_rank_loss
 from sr_iqa.main_process import built_on_main
 from sr_iqa.sampling.build import build_chooser
 from sr_iqa.sampling.q_scales import SAMPLER, RunScales, run_scales
@@ -39,11 +40,13 @@ def training_set(options: Options, accelerator: Accelerator, sample_kernels: obj
     train_index, chooser, scales = built_on_main(accelerator, lambda: _indexed(options, recorded_scales))
     images = PackedStore(Path(train_options.pack)) if train_options.pack is not None else None
     rank_block = options.train.rank_opt
+    # the labels the ranked-GT loss leaves out, as the loss itself reads and checks them (one home)
+    ranked_excluding = build_rank_loss(rank_block).exclude_labels if rank_block is not None else None
     return (MultiGTCropDataset(
         train_index, train_options.gt_size, options.manual_seed, train_options.use_hflip, train_options.use_rot,
         choose_gt=chooser, with_negative=options.train.neg_opt is not None, with_candidates=with_candidates,
         sample_kernels=sample_kernels, images=images,
-        ranked_excluding=tuple(rank_block.get("exclude_labels", ())) if rank_block is not None else None), scales)
+        ranked_excluding=ranked_excluding), scales)
 
 
 def _indexed(options: Options, recorded_scales: Path | None) -> tuple[GroupIndex, GTChooser, RunScales]:
