@@ -82,6 +82,20 @@ def test_hggts_option_files_load_with_their_meaning(release: Path, tmp_path: Pat
     assert not any("labels are loaded" in line or "filters groups" in line for line in warnings)
 
 
+def test_a_second_paired_validation_set_is_mapped_as_the_first(release: Path, tmp_path: Path):
+    """Issue 37 item 9: BasicSR's datasets.val_2 block, PairedImageDataset as val's, was refused while val's is
+    mapped; both become flat-folder sets with their LR folder."""
+    options = _with_paths(hggt_option_file("RRDB", "Pos"), release, tmp_path)
+    options["datasets"]["val_2"] = {**options["datasets"]["val"], "name": "Set5_again"}
+    assert options["datasets"]["val_2"]["type"] == "PairedImageDataset"
+    path = tmp_path / "two_val.yml"
+    path.write_text(yaml.safe_dump(options))
+    loaded = load_options(path)
+    second = loaded.datasets.extra_val["val_2"]
+    assert second.type.value == "hggt" and second.dataroot_lq == options["datasets"]["val"]["dataroot_lq"]
+    assert loaded.datasets.val.type.value == "hggt"
+
+
 def test_every_problem_of_a_file_comes_in_one_error(tmp_path: Path):
     options = hggt_option_file("RRDB", "Pos")
     options["path"]["strict_load_d"] = False  # a loose discriminator load would change the run: refused

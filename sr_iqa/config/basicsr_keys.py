@@ -188,7 +188,7 @@ def _dataset_types(config: DictConfig, result: Translation) -> None:
     elif isinstance(train, DictConfig) and train.get("type") == PAIRED_TYPE:
         result.problems.append(f"'datasets.train.type: {PAIRED_TYPE}': sr_iqa synthesises the training LR from "
                                "the original GT; point dataroot_gt at the GT folder and remove dataroot_lq and type")
-    for split in [key for key in datasets if key == "val" or str(key).startswith("test")]:
+    for split in [key for key in datasets if str(key).startswith(("val", "test"))]:  # val, val_2, test_1, ...
         node = datasets[split]
         if isinstance(node, DictConfig) and node.get("type") == PAIRED_TYPE:
             node.type = "hggt"  # a flat GT folder with its LQ folder is a paired set of single-GT groups
@@ -318,8 +318,8 @@ def translate(config: DictConfig, training: bool = True) -> Translation:
                 train = config.datasets.train
             _move(config, key, train, key, key, f"datasets.train.{key}", result)
     _degradation_keys(config, result)
+    _dataset_types(config, result)  # before val_2, val_set14, ... move to extra_val: each is mapped as val is
     _extra_validation_sets(config, result)
-    _dataset_types(config, result)
     _negative_loss(config, result)
     _validation_metrics(config, result)
     return result
