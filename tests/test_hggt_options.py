@@ -175,7 +175,7 @@ def test_hggts_test_file_evaluates_the_checkpoint_it_names_and_infer_needs_only_
     path.write_text(yaml.safe_dump(options))
     out = tmp_path / "eval"
     assert main(["eval", "-opt", str(path), "--metrics", "hggt_psnr", "hggt_ssim", "--out", str(out),
-                 "--save-sr", str(tmp_path / "sr_saved")]) == 0
+                 "--save-sr", str(tmp_path / "sr_saved"), "--sr-suffix", "RRDB"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["rows"][checkpoint.stem]["hggt_psnr"] < 80  # params_ema's network, not the zeroed params
     # HGGT's protocol, by hand as its calculate_multigt_labeled_psnr_ssim.py does it on the saved SR images:
@@ -184,9 +184,12 @@ def test_hggts_test_file_evaluates_the_checkpoint_it_names_and_infer_needs_only_
     test_images = release / "Test" / "GT" / "Test-100" / "images"
     positives = {"img1-0-0": ["01", "02"], "img2-0-0": ["04"], "img3-0-0": ["original"]}
     rows = {row["image"]: row for row in csv.DictReader((out / "per_image.csv").open())}
+    # --sr-suffix: named <group>_<suffix>.png, the group found as HGGT's script finds it (the last _ part dropped)
+    saved = sorted(p.name for p in (tmp_path / "sr_saved" / checkpoint.stem).iterdir())
+    assert ['_'.join(name.split('_')[:-1]) for name in saved] == sorted(positives)
     by_hand = {}
     for image, slots in positives.items():
-        sr = cv2.imread(str(tmp_path / "sr_saved" / checkpoint.stem / f"{image}.png")).astype(np.float32) / 255
+        sr = cv2.imread(str(tmp_path / "sr_saved" / checkpoint.stem / f"{image}_RRDB.png")).astype(np.float32) / 255
         gts = [cv2.imread(str(test_images / slot / (f"{image}.png" if slot == "original" else f"{image}_{slot}.png")))
                .astype(np.float32) / 255 for slot in slots]
         by_hand[image] = [sum(f(gt * 255, sr * 255, crop_border=4, input_order="HWC") for gt in gts) / len(gts)

@@ -83,6 +83,17 @@ def lora_strength(text: str) -> float:
                    requirement="a finite number of at least 0 (0: the base network, 1: the adapter as trained)")
 
 
+def sr_suffix(text: str) -> str:
+    """An argparse type: the part after ``<group>_`` in saved SR names; letters, digits, - and . only, so that it
+    stays one file name and HGGT's scripts find the group by dropping the last ``_`` part."""
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9.-]+", text) or text in (".", ".."):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a file-name suffix: letters, digits, '-' and '.' only "
+                                         "(no '_', which HGGT's scripts split on, and no '/')")
+    return text
+
+
 def check_strengths(args: argparse.Namespace) -> list[float]:
     """The ``--lora-strength`` values, which need ``--adapter``; above 1 extrapolates, said in one line."""
     strengths = args.lora_strength if isinstance(args.lora_strength, list) else [args.lora_strength]

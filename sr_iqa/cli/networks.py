@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from sr_iqa.cli.arguments import add_data_source, check_strengths, check_tiles, lora_strength, network_of
+from sr_iqa.cli.arguments import add_data_source, check_strengths, check_tiles, lora_strength, network_of, sr_suffix
 from sr_iqa.errors import SrIqaError
 
 log = logging.getLogger("sr_iqa.cli")
@@ -28,6 +28,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                                                        "nima qalign topiq_nr)")
     evaluate.add_argument("--out", type=Path, required=True, help="folder for per_image.csv and summary.*")
     evaluate.add_argument("--save-sr", type=Path, help="also write SR images to DIR/<method>/<group>.png")
+    evaluate.add_argument("--sr-suffix", type=sr_suffix, default="",
+                          help="name saved SR images <group>_SUFFIX.png, as HGGT's and BasicSR's metric scripts "
+                               "read them (they drop the last _ part)")
     evaluate.add_argument("--strict", action="store_true", help="fail when a metric's weights are missing")
     evaluate.add_argument("--weights-dir", type=Path, help="folder with metric weight files")
     evaluate.add_argument("--cache", type=Path, help="score cache (sr-iqa score): the GTs' NR scores read from it "
@@ -144,7 +147,8 @@ def _eval(args: argparse.Namespace) -> int:
     weights_dir = weights_folder(args.weights_dir, iqa)
     metrics = args.metrics or [*DEFAULT_FULL_REFERENCE, *DEFAULT_NO_REFERENCE]
     summary = run_eval(methods, groups, metrics, args.out, args.scale, weights_dir,
-                       iqa.metric_options if iqa is not None else {}, args.strict, args.save_sr, args.cache)
+                       iqa.metric_options if iqa is not None else {}, args.strict, args.save_sr, args.cache,
+                       args.sr_suffix)
     if summary is not None:
         print(summary_markdown(summary))
         print(f"\nwrote per_image.csv, summary.csv, summary.md, summary.json to {args.out}")

@@ -99,9 +99,10 @@ def original_gt_method(name: str = "Original GT") -> SrMethod:
 def run_eval(methods: Sequence[SrMethod], groups: Sequence[Group], metric_names: Sequence[str], out: Path,
              scale: int = 4, weights_dir: Path | None = None, metric_options: Mapping[str, dict] | None = None,
              strict: bool = False, save_sr: Path | None = None,
-             score_cache: Path | None = None) -> EvaluationSummary | None:
+             score_cache: Path | None = None, sr_suffix: str = "") -> EvaluationSummary | None:
     """Evaluate every method on every group; the main process writes ``out`` and returns the summary.
-    ``save_sr``: also write each SR image to ``save_sr/<method>/<group>.png`` (for the visual report).
+    ``save_sr``: also write each SR image to ``save_sr/<method>/<group>.png`` (for the visual report), or to
+    ``<group>_<sr_suffix>.png`` (HGGT's and BasicSR's metric scripts drop the last ``_`` part to find the group).
     ``score_cache``: the GTs' NR scores read from it where it holds them, the others scored and written to it."""
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     # One evaluation per --out at a time (a second one, or an ablation's rerun meeting a live one, stops at once
@@ -110,7 +111,7 @@ def run_eval(methods: Sequence[SrMethod], groups: Sequence[Group], metric_names:
                                                                   "evaluation", "--out"))
     try:
         return _evaluate(accelerator, methods, groups, metric_names, out, scale, weights_dir, metric_options, strict,
-                         save_sr, score_cache)
+                         save_sr, score_cache, sr_suffix)
     finally:
         writer_lock.release(lock)  # held by the main process only; a no-op elsewhere
 
@@ -118,7 +119,7 @@ def run_eval(methods: Sequence[SrMethod], groups: Sequence[Group], metric_names:
 def _evaluate(accelerator: Accelerator, methods: Sequence[SrMethod], groups: Sequence[Group],
               metric_names: Sequence[str], out: Path, scale: int, weights_dir: Path | None,
               metric_options: Mapping[str, dict] | None, strict: bool, save_sr: Path | None,
-              score_cache: Path | None) -> EvaluationSummary | None:
+              score_cache: Path | None, sr_suffix: str = "") -> EvaluationSummary | None:
     # Each network built once; without --strict a metric that cannot run here is reported and left out.
     metric_set = MetricSet(metric_names, accelerator.device, weights_dir, dict(metric_options or {}),
                            skip_unavailable=not strict)
@@ -147,7 +148,8 @@ def _evaluate(accelerator: Accelerator, methods: Sequence[SrMethod], groups: Seq
             for method in methods:
                 sr = method.produce(item)
                 if save_sr is not None:
-                    write_rgb(save_sr / folder_name(method.name) / f"{item.name}.png", sr)
+                    stem = f"{item.name}_{sr_suffix}" if sr_suffix else item.name
+                    write_rgb(save_sr / folder_name(method.name) / f"{stem}.png", sr)
                 results.append(score_sr(method.name, sr, item.group, gts, metric_set))
     # Concatenated in rank order, i.e. the groups' order.
     results, gt_scores, sizes = (gathered(accelerator, items) for items in (results, gt_scores, sizes))
