@@ -28,9 +28,10 @@ def split(tmp_path: Path) -> TrainDatasetOptions:
 
 
 def _age(root: Path, seconds: float = 60) -> None:
+    """Folders and label files last changed ``seconds`` ago."""
     past = time.time_ns() - int(seconds * 1e9)
-    for folder in [root, *(p for p in root.rglob("*") if p.is_dir())]:
-        os.utime(folder, ns=(past, past))
+    for path in [root, *(p for p in root.rglob("*") if p.is_dir() or p.suffix == ".json")]:
+        os.utime(path, ns=(past, past))
 
 
 class Opened:
@@ -81,6 +82,29 @@ def test_a_change_re_reads_what_changed_and_finds_what_is_wrong(split: TrainData
         index = group_index(split, 4)
     assert len(index.groups) == 3
     assert not [path for path in watcher.paths if path.endswith(".png")]  # images of unchanged folders not opened
+    assert "folders changed since" in caplog.text
+
+
+def test_a_label_file_rewritten_in_place_is_read_again(split: TrainDatasetOptions, tmp_path: Path, caplog):
+    """Issue 37 item 1: an editor rewrites labels/<annotator>/<group>.json under the same name, which changes no
+    folder's time. Here A's and B's first vote of img1-0-0 go from Positive to Negative (same size, the folders'
+    times put back): the next start must serve the new labels, not the kept ones."""
+    import json
+
+    assert group_index(split, 4).groups[0].gts[1].label == "Positive"  # 01 of img1-0-0: P, P, S
+    folders = {p: p.stat().st_mtime_ns for p in (tmp_path / "labels").iterdir()}
+    for annotator in ("A", "B"):
+        file = tmp_path / "labels" / annotator / "img1-0-0.json"
+        entries = json.loads(file.read_text())
+        before = file.stat().st_size
+        entries["Picture_2"]["Label"] = "Negative"
+        file.write_text(json.dumps(entries))
+        assert file.stat().st_size == before
+    for folder, mtime_ns in folders.items():
+        os.utime(folder, ns=(mtime_ns, mtime_ns))
+    with caplog.at_level(logging.INFO, logger="sr_iqa"):
+        relabelled = group_index(split, 4)
+    assert relabelled.groups[0].gts[1].label == "Negative"
     assert "folders changed since" in caplog.text
 
 

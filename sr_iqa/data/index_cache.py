@@ -8,9 +8,12 @@ every folder it read from (each image's folder, each label folder and the folder
 stats those folders (about ten per split) and, when none changed, reads the index instead of the data set.
 
 A folder's modification time changes when a file in it is created, removed or renamed (what copying, syncing or
-deleting data does), not when a file is rewritten in place under the same name: such a change is seen by
-``sr-iqa data check``, which reads everything, or after removing the index (its path is logged). When a folder
-changed, the split is indexed again, but images in unchanged folders are not opened again. A folder changed
+deleting data does), not when a file is rewritten in place under the same name. Label files are small and an
+editor or a script rewrites them in place, so each one's size and modification time is recorded too and stat'ed
+at start (60k stats at HGGT's size, a fraction of a second on a local disk); an image rewritten in place under the
+same name is seen by ``sr-iqa data check``, which reads everything, or after removing the index (its path is
+logged). When a folder or a label file changed, the split is indexed again, but images in unchanged folders are
+not opened again. A folder changed
 within two seconds of the index being written counts as changed on the next start (file systems with coarse
 timestamps could otherwise hide a change made in that tick). A damaged index is rebuilt, with a line saying so.
 """
@@ -34,7 +37,7 @@ from sr_iqa.user_cache import cache_dir
 
 log = logging.getLogger("sr_iqa.data")
 
-VERSION = 2  # 2: an evaluation split named by its original/ folder is the multi-GT split
+VERSION = 3  # 2: an evaluation split named by its original/ folder is the multi-GT split; 3: label files watched
 RACY_NS = 2_000_000_000  # a folder changed this close to the index's writing is checked again next time
 
 
@@ -51,7 +54,8 @@ def validated_index(key: dict[str, Any], build: Callable[[], GroupIndex], roots:
     key = {**key, "scale": scale, "min_size": min_size, "version": VERSION}
     path = index_folder() / f"{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]}.json"
     kept, kept_index = _read(path, key)
-    changed = _changed_folders(kept["folders"], kept["written_ns"]) if kept is not None else None
+    changed = (_changed_folders(kept["folders"], kept["written_ns"]) | _changed_label_files(kept)
+               if kept is not None else None)
     if kept_index is not None and not changed:
         log.info("data index: %d groups from %s (its %d folders unchanged)", len(kept_index.groups), path,
                  len(kept["folders"]))
@@ -67,8 +71,36 @@ def validated_index(key: dict[str, Any], build: Callable[[], GroupIndex], roots:
     results = checked_images(image_paths(index.groups), known=known)
     validated(index, scale, min_size, results)
     folders = _watched_folders(roots, results)
-    _write(path, key, index, {str(p): size for p, (size, _) in results.items()}, folders, started_ns)
+    _write(path, key, index, {str(p): size for p, (size, _) in results.items()}, folders, _label_files(folders),
+           started_ns)
     return index
+
+
+def _label_files(folders: dict[str, int]) -> dict[str, list[int]]:
+    """Every label file (``*.json``) in a watched folder, with its size and modification time."""
+    files = {}
+    for folder in folders:
+        if os.path.isdir(folder):
+            for entry in os.scandir(folder):
+                if entry.name.endswith(".json") and entry.is_file():
+                    stat = entry.stat()
+                    files[entry.path] = [stat.st_size, stat.st_mtime_ns]
+    return files
+
+
+def _changed_label_files(kept: dict[str, Any]) -> set[str]:
+    """The folders of label files rewritten (another size or time, or gone) since the index was written, or
+    changed within its racy window."""
+    changed = set()
+    for file, (size, mtime_ns) in kept["labels"].items():
+        try:
+            stat = os.stat(file)
+        except OSError:
+            changed.add(os.path.dirname(file))
+            continue
+        if (stat.st_size, stat.st_mtime_ns) != (size, mtime_ns) or mtime_ns >= kept["written_ns"] - RACY_NS:
+            changed.add(os.path.dirname(file))
+    return changed
 
 
 def _watched_folders(roots: Sequence[Path], results: dict) -> dict[str, int]:
@@ -105,7 +137,7 @@ def _read(path: Path, key: dict[str, Any]) -> tuple[dict[str, Any], GroupIndex] 
         if kept["key"] != key:
             raise ValueError("written for other options")
         if not (isinstance(kept["folders"], dict) and isinstance(kept["sizes"], dict)
-                and isinstance(kept["written_ns"], int)):
+                and isinstance(kept["labels"], dict) and isinstance(kept["written_ns"], int)):
             raise ValueError("fields of the wrong type")
         return kept, _index_of(kept)
     except (ValueError, KeyError, TypeError, IndexError, OSError) as error:
@@ -115,8 +147,8 @@ def _read(path: Path, key: dict[str, Any]) -> tuple[dict[str, Any], GroupIndex] 
 
 
 def _write(path: Path, key: dict[str, Any], index: GroupIndex, sizes: dict[str, Any], folders: dict[str, int],
-           written_ns: int) -> None:
-    record = {"key": key, "written_ns": written_ns, "folders": folders, "sizes": sizes,
+           labels: dict[str, list[int]], written_ns: int) -> None:
+    record = {"key": key, "written_ns": written_ns, "folders": folders, "sizes": sizes, "labels": labels,
               "groups": [_group_record(group) for group in index.groups], "dropped": index.dropped,
               "notes": index.notes}
     try:
