@@ -80,3 +80,22 @@ def test_onnx_without_its_packages_is_one_line(tmp_path: Path, monkeypatch: pyte
     assert result.returncode == 2
     assert "needs the onnx and onnxscript packages: pip install onnx onnxscript" in result.stderr
     assert not list(tmp_path.glob("*.onnx")) and not list(tmp_path.glob(".*partial"))
+
+
+def test_a_pth_export_labels_the_weights_with_the_key_they_were_loaded_from(tmp_path: Path):
+    """Issue 37 item 5: a BasicSR .pth holding params and params_ema, loaded by its params (the docs' two-line
+    network_g file), was exported with those weights under params_ema, which HGGT's test files and chaiNNer then
+    take for the EMA network."""
+    from sr_iqa.models.generators import build_generator
+    from sr_iqa.models.weight_files import export_generator
+
+    block = dict(RRDB)
+    torch.manual_seed(0)
+    plain, ema = (build_generator(block, 4).state_dict() for _ in range(2))
+    source = tmp_path / "basicsr.pth"
+    torch.save({"params": plain, "params_ema": ema}, source)
+    for param_key, expected in (("params", plain), ("params_ema", ema)):
+        out = export_generator(source, None, tmp_path / f"{param_key}.pth", block, param_key, file_format="pth")
+        written = torch.load(out, weights_only=True)
+        assert list(written) == [param_key]
+        assert all(torch.equal(written[param_key][name], expected[name]) for name in expected)

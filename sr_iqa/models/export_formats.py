@@ -1,6 +1,7 @@
 """Generator files for the tools SR models are deployed with, beside sr_iqa's own safetensors.
 
-- ``pth``: BasicSR's ``{"params_ema": state_dict}``, what BasicSR, HGGT's scripts and chaiNNer read.
+- ``pth``: BasicSR's ``{"params_ema": state_dict}`` or ``{"params": ...}``, the key the weights were loaded
+  from (EMA weights are not labelled otherwise); what BasicSR, HGGT's scripts and chaiNNer read.
 - ``onnx``: ONNX Runtime, TensorRT and the like; dynamic batch, height and width.
 - sr_iqa's safetensors and the ``pth`` are what spandrel (the loader of chaiNNer and ComfyUI) reads and
   auto-detects for RRDBNet and SwinIR; ``spandrel_problem`` says when it cannot (checked against spandrel 0.4).
@@ -49,11 +50,12 @@ class PaddedUpscaler(torch.nn.Module):
         return self.network(padded)[..., : height * self.scale, : width * self.scale]
 
 
-def write_pth(network: torch.nn.Module, out: Path) -> None:
-    """BasicSR's file layout: the weights under ``params_ema`` (what a BasicSR test file loads by default)."""
+def write_pth(network: torch.nn.Module, out: Path, key: str = "params_ema") -> None:
+    """BasicSR's file layout: the weights under ``key`` (``params_ema``: what a BasicSR test file loads by default,
+    falling back to ``params``)."""
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in network.state_dict().items()}
     with replaced_atomically(out) as partial:
-        torch.save({"params_ema": state}, partial)
+        torch.save({key: state}, partial)
 
 
 def write_onnx(network: torch.nn.Module, block: Mapping[str, Any], scale: int, out: Path) -> None:

@@ -211,6 +211,19 @@ def export_peft_adapter(adapter: str | Path, folder: Path) -> Path:
     return folder
 
 
+def loaded_key(path: str | Path, param_key: str = "params") -> str:
+    """Which BasicSR key the weights ``generator_from_file`` loads are, so that an export labels them truly:
+    a ``.pth``'s key as ``read_weights_state`` picks it; sr_iqa's EMA file ``params_ema``, its other files
+    ``params``."""
+    path = resolve_weights_file(path)
+    if path.suffix == ".safetensors":
+        return "params_ema" if path.stem.startswith("net_g_ema") else "params"
+    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    if param_key in state:
+        return param_key
+    return next((key for key in ("params", "params_ema") if key in state), "params")
+
+
 def export_generator(checkpoint: str | Path, adapter: str | Path | None, out: Path,
                      network_g: Mapping[str, Any] | None = None, param_key: str = "params",
                      file_format: str = "safetensors", strength: float = 1.0) -> Path:
@@ -222,7 +235,10 @@ def export_generator(checkpoint: str | Path, adapter: str | Path | None, out: Pa
         write_onnx(net, block, generator_scale(block), out)
         return out
     if file_format == "pth":
-        write_pth(net, out)
+        key = loaded_key(checkpoint, param_key)
+        write_pth(net, out, key)
+        log.info("%s: the weights stored under '%s', the key they were loaded from%s", out, key,
+                 " (BasicSR and HGGT's test files load params_ema and fall back to params)" if key == "params" else "")
     else:
         save_weights(net, out, generator_metadata(block))
     problem = spandrel_problem(block)
