@@ -90,7 +90,16 @@ RESUME_EDGES = [
     ("other-world-size", lambda run: (run / "training_states" / "2" / "progress.json").write_text(
         '{"iteration": 2, "num_processes": 2}'), "auto",
      "was saved by 2 process(es), resumed with 1: step 2's samples depend on the number of processes"),
+    ("no-ema-weights", lambda run: [p.unlink() for p in (run / "training_states" / "2").glob("*ema*")], "auto",
+     "holds no EMA weights but train.ema_decay is"),
 ]
+
+
+def _files(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``root`` with its size and modification time: a rewrite under the same name shows. The run
+    lock beside the run folder is left out: taking it writes its holder, by design."""
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")
+            if p.is_file() and p.suffix != ".lock"}
 
 
 @pytest.mark.parametrize(("damage", "resume", "expected"), [case[1:] for case in RESUME_EDGES],
@@ -100,14 +109,19 @@ def test_each_resume_edge_case_is_its_own_line(saved_run: Path, tmp_path: Path, 
     changed learning rate; nothing is written."""
     option_file, run = _copy(saved_run, tmp_path)
     damage(run)
-    before = sorted(str(path.relative_to(tmp_path)) for path in tmp_path.rglob("*"))
+    before = _files(tmp_path)
     # A changed learning rate: what a missing or unreadable options.yml once let through without a word.
-    changed_lr = [] if "process(es)" in expected else ["train.optim_g.lr=0.002"]
+    changed_lr = [] if "process(es)" in expected or "EMA" in expected else ["train.optim_g.lr=0.002"]
     code, lines = _resume_in_process(option_file, f"path.resume_state={resume.format(run=run)}", *changed_lr)
     assert code == 2 and len(lines) == 1, lines
     assert expected.format(run=run) in lines[0]
     assert "would run code" not in lines[0]
-    assert sorted(str(path.relative_to(tmp_path)) for path in tmp_path.rglob("*")) == before
+    # Issue 37 item 4: nothing written, not even rewritten in place (options.yml, train.log), and the lock let go
+    assert _files(tmp_path) == before
+    from sr_iqa import writer_lock
+
+    lock = writer_lock.acquire(writer_lock.run_lock_file(run), str(run), "training", "path.experiments_root")
+    writer_lock.release(lock)  # free again: the refused start let go of it
 
 
 def test_the_state_records_its_number_of_processes_and_batch_size_is_decided_by_it(saved_run: Path, tmp_path: Path):

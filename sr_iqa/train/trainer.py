@@ -80,7 +80,9 @@ class Trainer:
 
     def __init__(self, options: Options, source: str = "options") -> None:
         """The set-up, in the order it runs; each step sets the attributes it names. Everything that can fail on
-        bad input (data, weights, LoRA targets) runs before the first write to the run folder."""
+        bad input (data, weights, LoRA targets, a saved state that cannot be resumed) runs before the first write
+        to the run folder (options.yml, the log, the W&B id, q_normalisation.json, the trackers); the run lock,
+        taken before the saved state is read, is released when any of it fails."""
         self.options = options
         self.source = source
         self.folders = ExperimentFolders(Path(options.path.experiments_root) / options.name)
@@ -91,11 +93,16 @@ class Trainer:
         self._setup_data(resuming=resume_from is not None)
         self._setup_metrics_and_objectives()
         net_g = self._setup_generator()
-        self._setup_run_folder()
         self._setup_model(net_g)
-        self._setup_resumed_state(resume_from)
-        self._setup_loader()
-        self._setup_statistics()
+        self._setup_run_lock()
+        try:
+            self._setup_resumed_state(resume_from)
+            self._create_run_folder()
+            self._setup_loader()
+            self._setup_statistics()
+        except BaseException:
+            writer_lock.release(self.run_lock)  # held by the main process only; a no-op elsewhere
+            raise
 
     # ----- set-up, in the order __init__ runs it ----------------------------------------------------
 
@@ -240,13 +247,12 @@ class Trainer:
         log.info("process %d of %d on %s, mixed precision %s", self.accelerator.process_index,
                  self.accelerator.num_processes, self.device, self.precision, extra={"all_ranks": True})
 
-    def _setup_run_folder(self) -> None:
-        """Sets run_lock; the first write: a second training under this name (reading the folder before was
-        harmless) stops here. Then the folder, its options file and log."""
+    def _setup_run_lock(self) -> None:
+        """Sets run_lock: a second training under this name (reading the folder before was harmless) stops here,
+        before this one reads the saved state another could be writing."""
         self.run_lock = built_on_main(self.accelerator, lambda: writer_lock.acquire(
             writer_lock.run_lock_file(self.folders.root), str(self.folders.root),
             "training", "path.experiments_root"))
-        self._create_run_folder()
 
     def _setup_resumed_state(self, resume_from: Path | None) -> None:
         """Sets saved_parts; per-rank seeds, then (resuming) the saved state and this rank's pair pool."""
