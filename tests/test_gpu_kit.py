@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
+pytestmark = pytest.mark.package_index  # builds its wheelhouse with pip download; deselect offline
+
 sys.path.insert(0, str(REPO / "benchmarks"))
 from gpu_image import build_image_env  # noqa: E402
 from wheelhouse import LIMIT_MIB, MISSING_FROM_IMAGE, build  # noqa: E402
