@@ -187,6 +187,7 @@ def test_online_amo_with_two_metrics_chooses_as_the_cache_does(demo_set, tmp_pat
     groups = index_hggt(demo_set.train_images, demo_set.train_labels)
     options = tiny_options(demo_set, tmp_path)
     options["sampler"] = {"type": "amo", "metrics": {"niqe": 1.0, "piqe": 2.0}, "cache": str(cache), "grid_stride": 32}
+    options["datasets"]["train"]["gt_size"] = 96  # AMO's crops: the cached grid's boxes
     loaded = load_options(write_options(tmp_path / "amo.yml", options))
     scales = run_scales(loaded, groups.groups)["sampler"]
     cached = build_chooser(loaded.sampler, groups.groups, 96, {}, scales)
@@ -201,6 +202,60 @@ def test_online_amo_with_two_metrics_chooses_as_the_cache_does(demo_set, tmp_pat
                                       online.metric.lower_better)
         choices.append((int(sample["gt_index"]), int(chosen[0])))
     assert all(a == b for a, b in choices) and len({a for a, _ in choices}) > 1  # the winner varies
+
+
+def _spread_of_rows(cache: Path, metric: str, where: str) -> tuple[float, float, int]:
+    """Median and 1.4826 x MAD of -score over the SQLite rows ``where`` selects (both metrics lower-better)."""
+    with sqlite3.connect(cache) as db:
+        scores = -np.array([row[0] for row in db.execute(f"SELECT score FROM scores WHERE metric = ? AND {where}",
+                                                         (metric,))])
+    median = float(np.median(scores))
+    return median, 1.4826 * float(np.median(np.abs(scores - median))), len(scores)
+
+
+def test_q_on_crops_is_normalised_on_the_crops_not_the_whole_images(demo_set, tmp_path: Path, caplog):
+    """Issue 37 item 2: GTs of 192 px, Q applied to 96-px crops (cached AMO, stage 2). The statistics must be
+    those of the 16 grid boxes of every GT, read here from the SQLite rows; the whole images' differ."""
+    import logging
+
+    from hggt_tree import VOTES, write_hggt_split
+
+    from sr_iqa.cli import main
+
+    images, labels, cache = tmp_path / "images", tmp_path / "labels", tmp_path / "scores.db"
+    write_hggt_split(images, labels, VOTES, size=192)
+    assert main(["score", "--dataset", str(images), "--metric", "niqe", "--metric", "piqe", "--grid", "96:32",
+                 "--cache", str(cache), "--num-workers", "0"]) == 0
+    options = tiny_options(demo_set, tmp_path)
+    options["datasets"]["train"] |= {"dataroot_gt": str(images), "dataroot_label": str(labels), "gt_size": 96}
+    weights = {"niqe": 1.0, "piqe": 1.0}
+    options["sampler"] = {"type": "amo", "metrics": weights, "cache": str(cache), "grid_stride": 32}
+    options["train"]["iqa_opt"] = {"metrics": weights, "loss_weight": 0.05}
+    loaded = load_options(write_options(tmp_path / "amo.yml", options))
+    groups = index_hggt(images, labels).groups
+    scales = run_scales(loaded, groups)
+    for metric in weights:
+        on_crops = _spread_of_rows(cache, metric, "w = 96 AND h = 96")
+        whole = _spread_of_rows(cache, metric, "w = 192 AND h = 192")
+        assert on_crops[2] == 15 * 16 and whole[2] == 15
+        for section in ("sampler", "train.iqa_opt"):
+            scale = scales[section][metric]
+            assert (scale.centre, scale.spread, scale.images) == (pytest.approx(on_crops[0]),
+                                                                  pytest.approx(on_crops[1]), on_crops[2])
+        assert scales["sampler"][metric].spread != pytest.approx(whole[1], rel=0.05)
+    # SMA's Q is whole-image: its statistics stay those of the whole GTs
+    loaded.sampler.type = SamplerType.sma
+    loaded.train.iqa_opt = None
+    assert run_scales(loaded, groups)["sampler"]["piqe"].images == 15
+    # Stage 2 without a crop grid in the cache: whole images, said in a warning with the command
+    whole_only = tmp_path / "whole.db"
+    assert main(["score", "--dataset", str(images), "--metric", "niqe", "--metric", "piqe", "--cache",
+                 str(whole_only), "--num-workers", "0"]) == 0
+    options["sampler"] = {"type": "sma", "metrics": weights, "cache": str(whole_only)}
+    loaded = load_options(write_options(tmp_path / "sma.yml", options))
+    with caplog.at_level(logging.WARNING, logger="sr_iqa"):
+        assert run_scales(loaded, groups)["train.iqa_opt"]["niqe"].images == 15
+    assert "run `sr-iqa score --grid 96:32` for the crops' own" in caplog.text
 
 
 def test_a_damaged_statistics_file_of_a_resumed_run_is_named_with_what_to_do(demo_set, tmp_path: Path):

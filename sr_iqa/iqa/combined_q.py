@@ -48,7 +48,7 @@ class MetricScale:
     lower_better: bool
     centre: float  # median of the oriented (higher-better) scores
     spread: float  # 1.4826 x their median absolute deviation
-    images: int  # GTs the statistics come from
+    images: int  # scores the statistics come from: one per GT (whole images) or per grid box (crops)
 
     def normalised(self, scores: Scores) -> Scores:
         """``weight * (oriented(scores) - centre) / spread``: the metric's term of Q."""

@@ -86,10 +86,18 @@ def crop_score_grids(groups: Sequence[Group], cache: ScoreCache, metric: str, si
 
 def training_scales(groups: Sequence[Group], cache: ScoreCache, weights: Mapping[str, float],
                     metric_options: Mapping[str, dict[str, Any]], source: str,
-                    records: Sequence[ImageRecord] | None = None) -> dict[str, MetricScale]:
-    """Each metric's normalisation from its full-image scores of every GT of ``groups`` (the training set)."""
+                    records: Sequence[ImageRecord] | None = None,
+                    crops: tuple[int, int] | None = None) -> dict[str, MetricScale]:
+    """Each metric's normalisation from its scores of every GT of ``groups`` (the training set): of the whole
+    images, or with ``crops`` (size, stride) of every box of that grid, the population a Q applied to crops
+    combines (a metric's spread differs between whole images and crops: PIQE's by a factor of five)."""
     keys = {name: metric_key(name, metric_options.get(name)) for name in weights}
     records = records if records is not None else gt_records(groups, cache)
-    scores = {name: [q for group in full_image_scores(groups, cache, key, records) for q in group]
-              for name, key in keys.items()}
+    if crops is None:
+        scores = {name: [q for group in full_image_scores(groups, cache, key, records) for q in group]
+                  for name, key in keys.items()}
+    else:
+        scores = {name: np.concatenate([grid.ravel() for grid in crop_score_grids(groups, cache, key, *crops,
+                                                                                    records)]).tolist()
+                  for name, key in keys.items()}
     return metric_scales(weights, scores, {name: cache.lower_better(key) for name, key in keys.items()}, source)
