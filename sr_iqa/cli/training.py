@@ -40,7 +40,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "experiment", help="the paper's orderings on photos scikit-image ships: samplers, stage-2 variants, Gold "
                            "Standard, over seeds with 95%% intervals; writes experiments/RESULTS.md (resumable)")
     which = experiment.add_mutually_exclusive_group(required=True)
-    which.add_argument("--preset", help="options/experiment/PRESET.yml: cpu (about an hour on 2 cores), gpu, tiny")
+    which.add_argument("--preset", help="options/experiment/PRESET.yml: cpu (about an hour on 2 cores), choice (Q's "
+                                         "choice among the GTs, judged by BRISQUE; hours on 2 cores), gpu, tiny")
     which.add_argument("-opt", "--opt", type=Path, help="an experiment file of your own")
     experiment.add_argument("--dry-run", action="store_true", help="print the planned commands only")
     experiment.set_defaults(handler=_experiment)
