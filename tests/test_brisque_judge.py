@@ -14,7 +14,7 @@ import skimage.data
 import torch
 
 from sr_iqa.errors import DataError
-from sr_iqa.iqa.brisque_svr import BrisqueSVR, half_scale
+from sr_iqa.iqa.brisque_svr import half_scale
 from sr_iqa.iqa.metrics import create_metric, missing_weights, require_gradient
 from sr_iqa.pretrained.brisque_model import BRISQUE_MEMBERS, brisque_model
 
@@ -66,7 +66,7 @@ def test_half_scale_is_opencvs_bicubic_resize():
 
 def test_its_gradient_is_the_finite_difference_one(pretrained: Path):
     """The shape parameter is a root found without a graph; its one Newton step must give the implicit gradient."""
-    judge = BrisqueSVR.installed()
+    judge = create_metric("brisque_pkg")
     torch.manual_seed(0)
     image = (0.3 + 0.4 * torch.rand(1, 1, 14, 14, dtype=torch.float64)).requires_grad_(True)
     assert torch.autograd.gradcheck(judge, (image,), eps=1e-6, atol=1e-4, rtol=1e-3)

@@ -104,6 +104,7 @@ def test_the_samplers_choose_by_the_normalised_sum(demo_set, tmp_path: Path):
     # raw scores spread ten times less than MUSIQ's.
     amo = SamplerOptions(type=SamplerType.amo, metrics={"musiq": 1.0, "niqe": 3.0}, cache=str(path), grid_stride=96)
     loaded.sampler = amo
+    loaded.datasets.train.gt_size = 96  # AMO's crops, normalised on their own grid's boxes
     chooser = build_chooser(amo, groups, 96, {}, run_scales(loaded, groups)["sampler"])
     assert chooser.crops[0][:, 0, 0].argmax() == 0
     raw_sum = [10.0 * j - 3.0 * j for j in range(5)]

@@ -28,7 +28,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                                                        "nima qalign topiq_nr)")
     evaluate.add_argument("--out", type=Path, required=True, help="folder for per_image.csv and summary.*")
     evaluate.add_argument("--save-sr", type=Path, help="also write SR images to DIR/<method>/<group>.png")
-    evaluate.add_argument("--sr-suffix", type=sr_suffix, default="",
+    evaluate.add_argument("--sr-suffix", type=sr_suffix,
                           help="name saved SR images <group>_SUFFIX.png, as HGGT's and BasicSR's metric scripts "
                                "read them (they drop the last _ part)")
     evaluate.add_argument("--strict", action="store_true", help="fail when a metric's weights are missing")
@@ -148,7 +148,7 @@ def _eval(args: argparse.Namespace) -> int:
     metrics = args.metrics or [*DEFAULT_FULL_REFERENCE, *DEFAULT_NO_REFERENCE]
     summary = run_eval(methods, groups, metrics, args.out, args.scale, weights_dir,
                        iqa.metric_options if iqa is not None else {}, args.strict, args.save_sr, args.cache,
-                       args.sr_suffix)
+                       args.sr_suffix or "")
     if summary is not None:
         print(summary_markdown(summary))
         print(f"\nwrote per_image.csv, summary.csv, summary.md, summary.json to {args.out}")

@@ -6,7 +6,8 @@ brisque-svr``. Its features are computed as the package computes them (skimage's
 7-px Gaussian of sigma 7/6, an asymmetric generalised Gaussian fitted by moment matching, then the same at half
 scale through OpenCV's bicubic, which torch's bicubic reproduces), in float64, so scores agree with the package's
 to rounding. It is a judge no sr_iqa run trains on unless asked: a separate model from pyiqa's ``brisque``.
-Lower is better; roughly 0 (pristine) to 100.
+Lower is better; roughly 0 (pristine) to 100. Torch alone: it sits in the data-and-models layer, so that the
+install check (``pretrained.checks``) can score with it; ``iqa.metrics`` loads the installed file into it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import math
 import torch
 import torch.nn.functional as F
 
-BRISQUE_SVR_NETWORK = "brisque-svr"
 MSCN_STABILISER = 1 / 255  # the package's C
 GREY_WEIGHTS = (0.2125, 0.7154, 0.0721)  # skimage.color.rgb2gray
 ALPHA_BRACKET = (0.05, 20.0)  # the shape parameter's search interval (natural images: 0.2 to 4)
@@ -116,13 +116,6 @@ class BrisqueSVR(torch.nn.Module):
         super().__init__()
         for name in ("support_vectors", "coefficients", "feature_min", "feature_max", "rho", "gamma"):
             self.register_buffer(name, model[name].double())
-
-    @classmethod
-    def installed(cls, device: torch.device | str = "cpu") -> BrisqueSVR:
-        from sr_iqa.pretrained.install import pretrained_file
-
-        model = torch.load(pretrained_file(BRISQUE_SVR_NETWORK), map_location="cpu", weights_only=True)
-        return cls(model).to(device)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         features = brisque_features(images)

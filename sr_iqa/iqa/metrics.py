@@ -64,8 +64,10 @@ def _installed_network_metric(name: str, device: torch.device | str) -> torch.nn
 
         return VGGFeatureDistance().to(device)
     from sr_iqa.iqa.brisque_svr import BrisqueSVR
+    from sr_iqa.pretrained.install import pretrained_file
 
-    return BrisqueSVR.installed(device)
+    model = torch.load(pretrained_file(INSTALLED_NETWORK_METRICS[name]), map_location="cpu", weights_only=True)
+    return BrisqueSVR(model).to(device)
 
 
 def _check_name(name: str) -> None:
