@@ -23,7 +23,8 @@
 #               experiment") where they can be had.
 # GPU_CHECK_PARTS="gpu install tests" (names as above, "user path" as user_path) runs only those parts, for a
 # second call that redoes what failed; the others are reported as not run.
-# A failing or timed-out part does not stop the others. Everything lands in $OUT when it is set (the device
+# Without a CUDA GPU (or without torch for $PY) it stops after the gpu part, in one line, exit status 2.
+# Otherwise a failing or timed-out part does not stop the others. Everything lands in $OUT when it is set (the device
 # tool brings it back), else in benchmarks/gpu_check_out/: summary.txt (each part's status and time, and
 # the benchmark figures), gpu_check.log (all output), RESULTS.md (with the GPU table), benchmark_rows.json,
 # eval_stage1.md and eval_stage2.md. Exit status: 0 when every part passed and no GPU target was missed.
@@ -76,9 +77,21 @@ part() {
   echo "$name: $status in $((SECONDS - begun)) s" | tee -a "$SUMMARY" "$LOG"
 }
 
-part gpu 30 "$PY" -c "import subprocess, torch
+part gpu 30 "$PY" -c "import subprocess, sys
+try:
+    import torch
+except ImportError:
+    sys.exit('$PY has no torch')
+if not torch.cuda.is_available():
+    sys.exit(f'torch {torch.__version__} sees no CUDA GPU')
 subprocess.run(['nvidia-smi', '--query-gpu=name,memory.total,driver_version', '--format=csv'])
-print('torch', torch.__version__, 'CUDA', torch.version.cuda, 'GPU', torch.cuda.is_available())"
+print('torch', torch.__version__, 'CUDA', torch.version.cuda, 'GPU', torch.cuda.get_device_name(0))"
+# Every later part needs a GPU and torch: without them each would end in its own traceback.
+if [[ " $PARTS " == *" gpu "* ]] && ! grep -q "^gpu: ok" "$SUMMARY"; then
+  echo "gpu_check.sh: stopped after its first part: no CUDA GPU (or no torch for $PY) on this machine; run it on" \
+    "the lent GPU machine" | tee -a "$SUMMARY"
+  exit 2
+fi
 part install 120 env PY="$PY" bash benchmarks/gpu_install.sh wheelhouse "$SITE"
 export PYTHONPATH="$SITE"
 # The step figures first: on 2026-11-27 two calls on an H100 spent the whole loan on tests, the user path and the

@@ -112,3 +112,23 @@ def test_the_gpu_check_runs_its_parts_in_order_and_skips_what_the_budget_cannot_
     assert summary[3] == "tests: SKIPPED (time budget spent)" and summary[4] == "benchmarks: SKIPPED (time budget " \
                                                                                  "spent)"
     assert not any("-m pytest" in call for call in calls)
+
+
+def test_the_gpu_check_stops_after_its_first_part_without_a_gpu(tmp_path: Path):
+    """Issue 36: on a machine without a CUDA GPU every later part ended in its own traceback; now one line."""
+    import os
+    import subprocess
+    import sys
+
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the check runs on")
+    out = tmp_path / "out"
+    result = subprocess.run(["bash", str(Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.sh")],
+                            env={**os.environ, "PY": sys.executable, "OUT": str(out)}, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stdout + result.stderr
+    summary = (out / "summary.txt").read_text().splitlines()
+    assert summary[1].startswith("gpu: FAILED") and len(summary) == 3
+    assert summary[2].startswith("gpu_check.sh: stopped after its first part: no CUDA GPU")
