@@ -37,6 +37,16 @@ def test_paper_ablation_files_expand_to_the_sampler_grid():
         assert ft_eval.command[ft_eval.command.index("--adapter") + 1].endswith("lora_ema_10000.safetensors")
 
 
+def test_seeds_are_the_outer_loop_so_a_stopped_grid_holds_every_arm_at_the_same_seeds():
+    options = load_ablation(REPO / "options" / "ablation" / "demo.yml")
+    options.seeds = [0, 1]
+    steps, methods = plan(options, REPO)
+    runs = [(step.run, step.kind) for step in steps if step.kind != "eval"]
+    assert runs == [(f"RRDB_{sampler}_s{seed}{suffix}", kind) for seed in (0, 1) for sampler in ("upos", "amo")
+                    for suffix, kind in (("", "stage1"), ("_ft", "stage2"))]
+    assert [(m.label, m.seed) for m in methods][1:3] == [("RRDB UPos", 0), ("RRDB UPos+FT", 0)]
+
+
 def test_the_demo_ablation_file_plans_both_stages():
     steps, methods = plan(load_ablation(REPO / "options" / "ablation" / "demo.yml"), REPO)
     expected = [("reference_0", "eval")]  # Real-ESRGAN x4plus: evaluated, not trained

@@ -166,11 +166,12 @@ def plan(options: AblationOptions, base: Path) -> tuple[list[Step], list[Ablatio
         run = root / f"{REFERENCE_RUN}{number}"
         steps.append(_eval_step(options, run.name, label, checkpoint, None, run))
         methods.append(AblationRow(label, options.seeds[0], run / "eval"))
-    for arch, files in options.archs.items():
-        runs = [(sampler, sampler, SAMPLER_NAMES.get(sampler, sampler), []) for sampler in options.samplers]
-        runs += [(variant.sampler, _slug(name), name, variant.overrides) for name, variant in files.variants.items()]
-        for sampler, key, name, variant_overrides in runs:
-            for seed in options.seeds:
+    for seed in options.seeds:  # seeds outermost: a grid stopped part way holds every arm at the same seeds
+        for arch, files in options.archs.items():
+            runs = [(sampler, sampler, SAMPLER_NAMES.get(sampler, sampler), []) for sampler in options.samplers]
+            runs += [(variant.sampler, _slug(name), name, variant.overrides)
+                     for name, variant in files.variants.items()]
+            for sampler, key, name, variant_overrides in runs:
                 run_name = f"{arch}_{key}_s{seed}"
                 shared = [f"path.experiments_root={root}", "path.resume_state=auto", f"manual_seed={seed}",
                           *options.overrides, *variant_overrides]
