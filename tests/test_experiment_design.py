@@ -17,7 +17,7 @@ from sr_iqa.ablation.claims import holm, one_sided_p
 from sr_iqa.ablation.lambda_probe import probe_lambda
 from sr_iqa.ablation.positive_control import control_labels, write_control_labels
 from sr_iqa.ablation.prepared_data import save_untrained
-from sr_iqa.ablation.validity_gate import DROPPED, GateReport, GateRule, GroupRecord, run_gate, tiled_q
+from sr_iqa.ablation.validity_gate import DROPPED, GateReport, GateRule, GroupRecord, gate_lines, run_gate, tiled_q
 from sr_iqa.data.check import discover_splits
 from sr_iqa.data.demo_set import build_demo_set, load_photo
 from sr_iqa.data.image_io import array_to_tensor, read_rgb_tensor
@@ -36,6 +36,23 @@ def test_tiled_q_is_the_mean_of_the_metric_on_each_tile(niqe: torch.nn.Module):
     assert tiled_q(niqe, image, "96:96") == pytest.approx(sum(by_hand) / 4, rel=1e-5)
     overlapping = [float(niqe(image[None, :, y:y + 96, x:x + 96])) for y in (0, 48, 96) for x in (0, 48, 96)]
     assert tiled_q(niqe, image, "96:48") == pytest.approx(sum(overlapping) / 9, rel=1e-5)
+
+
+def test_tiled_q_covers_a_crop_that_is_not_a_whole_number_of_tiles(niqe: torch.nn.Module):
+    crop = array_to_tensor(load_photo("astronaut")[100:228, 150:278].copy())  # 128 px: 96-px tiles at 0 and 32
+    by_hand = [float(niqe(crop[None, :, y:y + 96, x:x + 96])) for y in (0, 32) for x in (0, 32)]
+    assert tiled_q(niqe, crop, "96:96") == pytest.approx(sum(by_hand) / 4, rel=1e-5)
+    assert math.isnan(tiled_q(niqe, crop[:, :90], "96:96"))  # shorter than one tile: nothing to score
+
+
+def test_a_gate_report_from_before_the_covering_tiles_says_so():
+    report = GateReport("niqe", "96:96", True, GateRule(0, 12, 0), [])
+    assert GateReport.from_json(report.to_json()).covering
+    old = json.loads(report.to_json())
+    del old["covering"]
+    old_report = GateReport.from_json(json.dumps(old))
+    assert not old_report.covering and "top-left" in gate_lines(old_report)[0]
+    assert "top-left" not in gate_lines(report)[0]
 
 
 @pytest.mark.parametrize(("original", "bicubic", "dropped"), [

@@ -25,7 +25,6 @@ from sr_iqa.data.groups import Group
 from sr_iqa.data.image_io import read_rgb_tensor
 from sr_iqa.errors import OptionsError
 from sr_iqa.evaluate.metric_set import bicubic_upscaler
-from sr_iqa.iqa.score_cache import grid_regions
 from sr_iqa.iqa.scorer import Grid
 from sr_iqa.score_rules import best, is_better, oriented
 
@@ -97,6 +96,9 @@ class GateReport:
     lower_better: bool
     rule: GateRule
     records: list[GroupRecord]
+    # tiles covering each image (``covering_starts``); a report written before they did (false) measured the
+    # grid from the top-left alone, leaving a strip of a crop that is not a whole number of tiles unseen
+    covering: bool = True
 
     def kept(self, split: str) -> list[GroupRecord]:
         return [r for r in self.records if r.split == split and r.dropped is None]
@@ -108,22 +110,32 @@ class GateReport:
     def from_json(text: str) -> GateReport:
         data = json.loads(text)
         return GateReport(data["metric"], data["tiles"], data["lower_better"], GateRule(**data["rule"]),
-                          [GroupRecord(**record) for record in data["records"]])
+                          [GroupRecord(**record) for record in data["records"]], data.get("covering", False))
+
+
+def covering_starts(length: int, size: int, stride: int) -> list[int]:
+    """Tile starts on the ``stride`` grid plus one flush with the far edge when the grid leaves a strip unseen, so
+    that the tiles cover the whole image (a 128-px crop in 96-px tiles: 0 and 32, not its top-left tile alone)."""
+    if length < size:
+        return []
+    starts = list(range(0, length - size + 1, stride))
+    return starts if starts[-1] == length - size else [*starts, length - size]
 
 
 @torch.no_grad()
 def tiled_q(metric: torch.nn.Module, image: torch.Tensor, tiles: str) -> float:
-    """Mean Q over the ``size`` x ``size`` tiles on a ``stride`` grid of a CHW image in [0, 1] (a tile the metric
-    cannot score is left out; NaN when none can): how the experiment measures Q everywhere, so that the samplers'
+    """Mean Q over the ``size`` x ``size`` tiles on a ``stride`` grid covering a CHW image in [0, 1] (a tile the
+    metric cannot score is left out; NaN when none can): how the experiment measures Q everywhere, so that the samplers'
     crop scores, the gate and the evaluation measure the same thing."""
     from sr_iqa.iqa.metrics import score_each
 
     grid = Grid.parse(tiles)
-    size, stride = grid.size, grid.stride
-    regions = grid_regions(image.shape[-1], image.shape[-2], size, stride)
-    if not regions:
+    size = grid.size
+    boxes = [(y, x) for y in covering_starts(image.shape[-2], size, grid.stride)
+             for x in covering_starts(image.shape[-1], size, grid.stride)]
+    if not boxes:
         return math.nan
-    batch = torch.stack([image[:, r.y:r.y + size, r.x:r.x + size] for r in regions])
+    batch = torch.stack([image[:, y:y + size, x:x + size] for y, x in boxes])
     scores, _ = score_each(metric, batch)
     finite = scores[torch.isfinite(scores)]
     return float(finite.mean()) if len(finite) else math.nan
@@ -190,7 +202,9 @@ def _move_out(paths: DemoSetPaths, record: GroupRecord) -> None:
 
 def gate_lines(report: GateReport) -> list[str]:
     """The counts, per split and photo, and the training labels' agreement with Q, as printed and written."""
-    lines = [f"validity gate: {report.rule.describe(report.metric, report.tiles, report.lower_better)}"]
+    lines = [f"validity gate: {report.rule.describe(report.metric, report.tiles, report.lower_better)}"
+             + ("" if report.covering else " (gated before the tiles covered each image: the grid from the top-left "
+                "only, a strip of a crop that is not a whole number of tiles unseen)")]
     for split in ("train", "held-out"):
         records = [r for r in report.records if r.split == split]
         photos = sorted({r.photo for r in records}, key=lambda p: [r.photo for r in records].index(p))
