@@ -11,6 +11,8 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from sr_iqa.errors import OutputPathError
+
 PARTIAL_SUFFIX = ".partial"
 
 
@@ -18,11 +20,44 @@ def partial_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}{PARTIAL_SUFFIX}")
 
 
+def check_output_file(path: Path) -> None:
+    """Refuse, in one line, an output path that is not a plain file's place: a folder, a device node, a FIFO or
+    socket (renaming over ``/dev/null`` would replace the device), or one under a file."""
+    if path.is_symlink() or not path.exists():
+        parent = next((p for p in path.parents if p.exists() or p.is_symlink()), None)
+        if parent is not None and not parent.is_dir():
+            raise OutputPathError(f"{path}: {parent} is a file, not a folder; give an output path under a folder")
+        return
+    if path.is_dir():
+        raise OutputPathError(f"{path} is a folder; give a file name (e.g. {path / 'out'}{path.suffix})")
+    if not path.is_file():
+        raise OutputPathError(f"{path} is not a plain file (a device, FIFO or socket); refusing to replace it; "
+                              "give a file name")
+
+
+def check_output_folder(path: Path, inputs: tuple[Path, ...] = ()) -> None:
+    """Refuse, in one line, an output folder that is a file (or lies under one), or that is one of the ``inputs``
+    folders or holds one of the ``inputs`` files (written images would replace the images read)."""
+    if path.exists() and not path.is_dir():
+        raise OutputPathError(f"{path} is a file, not a folder; give a folder for the output")
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise OutputPathError(f"{path}: {parent} is a file, not a folder; give an output folder under a folder")
+    resolved = path.resolve()
+    for source in inputs:
+        source = source.resolve()
+        if resolved == source or (source.is_file() and resolved == source.parent):
+            raise OutputPathError(f"{path} would write over the inputs ({source}); give another output folder")
+
+
 @contextlib.contextmanager
 def replaced_atomically(path: Path) -> Iterator[Path]:
-    """Yields the partial path to write; on leaving the block it replaces ``path`` (or is removed on an error)."""
+    """Yields the partial path to write; on leaving the block it replaces ``path`` (or is removed on an error).
+    A symlink at ``path`` is replaced by the file, never written through."""
+    check_output_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = partial_path(path)
+    partial.unlink(missing_ok=True)  # a link planted under the partial name would be written through
     try:
         yield partial
         os.replace(partial, path)
@@ -43,6 +78,18 @@ def write_with(path: Path, write: Callable[[Path], object]) -> None:
     """``write(partial)`` (a library's own save function), then the rename."""
     with replaced_atomically(path) as partial:
         write(partial)
+
+
+def open_appending(path: Path):
+    """``path`` opened for appending text, created if missing, never through a symbolic link planted at its name (a
+    shared folder would let one user append to another's file): a link is one ``OutputPathError``."""
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as error:
+        if path.is_symlink():
+            raise OutputPathError(f"{path} is a symbolic link; sr_iqa never writes through one: remove it") from None
+        raise OutputPathError(f"cannot open {path} for writing ({error.strerror})") from None
+    return os.fdopen(descriptor, "a", encoding="utf-8")
 
 
 def remove_partial_files(folder: Path) -> list[Path]:

@@ -21,6 +21,11 @@ class WeightsUnavailableError(MetricUnavailableError):
     """A metric or network needs weight files that are not on disk and cannot be downloaded."""
 
 
+class OutputPathError(SrIqaError):
+    """An output path names what a command must not write over or into: a folder, a device, a path under a file,
+    the inputs themselves."""
+
+
 class RunFolderError(SrIqaError):
     """The experiment folder is in a state that would lose work if we went on."""
 

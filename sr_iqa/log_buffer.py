@@ -4,6 +4,9 @@ so that the run's ``logs/train.log`` starts with it too."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+
+from sr_iqa.atomic_files import open_appending
 
 
 class StartupLogBuffer(logging.Handler):
@@ -23,6 +26,13 @@ class StartupLogBuffer(logging.Handler):
             if record.levelno >= handler.level:
                 handler.handle(record)
         self.records.clear()
+
+
+class RunLogFile(logging.FileHandler):
+    """``logs/train.log``: a file handler that never opens its file through a symbolic link."""
+
+    def _open(self):  # noqa: ANN202 - logging's own hook
+        return open_appending(Path(self.baseFilename))
 
 
 def replay_startup_log(logger: logging.Logger, handler: logging.Handler) -> None:

@@ -38,8 +38,11 @@ def acquire(lock_file: Path, resource: str, what: str, setting: str = "the folde
         return path
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     except OSError as error:
+        if path.is_symlink():
+            raise RunFolderError(f"{path} is a symbolic link; a lock is never taken through one (it would write "
+                                 "where the link points): remove it") from None
         raise RunFolderError(f"cannot write to {path.parent} ({error.strerror}); set {setting} to a folder you can "
                              "write") from None
     try:
@@ -64,6 +67,13 @@ def release(path: Path | None) -> None:
     descriptor = _HELD.pop(path, None) if path is not None else None
     if descriptor is not None:
         os.close(descriptor)  # closing drops the lock; the file stays (removing it would race a new holder)
+
+
+def file_lock(path: Path) -> Path:
+    """The lock of a file's writers (a score cache): beside it, named from its resolved path, so that a second
+    spelling of it (a symlinked name) waits for the same lock instead of writing beside the first writer."""
+    resolved = path.resolve()
+    return resolved.parent / f"{resolved.name}.lock"
 
 
 def run_lock_file(run_folder: Path) -> Path:

@@ -616,8 +616,51 @@ def _flag_cases() -> list[Case]:
             for arguments, words in FLAGS]
 
 
+# ----- output paths that are not a plain file's or a folder's place --------------------------------------------
+
+def _output_case(obstacle: str, *arguments: str) -> Callable[[Bench], list[str]]:
+    """``obstacle`` at {folder}/x before the command: "folder", "file" or "fifo"."""
+    def prepare(bench: Bench) -> list[str]:
+        images, _ = bench.tree()
+        cache = bench.cache(images)
+        target = bench.folder / "x"
+        {"folder": target.mkdir, "file": lambda: target.write_text("mine\n"),
+         "fifo": lambda: os.mkfifo(target)}[obstacle]()
+        return [part.format(images=images, folder=bench.folder, cache=cache) for part in arguments]
+
+    return prepare
+
+
+OUTPUTS: list[tuple[str, tuple[str, ...], str]] = [
+    ("fifo", ("scores", "export", "--cache", "{cache}", "--out", "{folder}/x"), "x is not a plain file"),
+    ("folder", ("scores", "export", "--cache", "{cache}", "--out", "{folder}/x"), "x is a folder"),
+    ("folder", ("sampler", "preview", "--dataset", "{images}", "--cache", "{cache}", "--sampler", "sma", "--metric",
+                "niqe", "--out", "{folder}/x"), "x is a folder"),
+    ("folder", ("export", "--checkpoint", "{folder}/none.safetensors", "--out", "{folder}/x"), "x is a folder"),
+    ("file", ("export", "--checkpoint", "{folder}/none.safetensors", "--out", "{folder}/x/g.safetensors"),
+     "x is a file, not a folder"),
+    ("file", ("eval", "--dataset", "{images}", "--sr-dir", "{images}/original", "--metrics", "psnr", "--out",
+              "{folder}/x"), "x is a file, not a folder"),
+    ("file", ("eval", "--dataset", "{images}", "--sr-dir", "{images}/original", "--metrics", "psnr", "--out",
+              "{folder}/e", "--save-sr", "{folder}/x/sr"), "x is a file, not a folder"),
+    ("folder", ("eval", "--dataset", "{images}", "--sr-dir", "{images}/original", "--metrics", "psnr", "--out",
+                "{folder}/e", "--save-sr", "{images}"), "would write over the inputs"),
+    ("file", ("infer", "--checkpoint", "{folder}/none.safetensors", "--input", "{images}/original", "--output",
+              "{folder}/x"), "x is a file, not a folder"),
+    ("folder", ("infer", "--checkpoint", "{folder}/none.safetensors", "--input", "{images}/original", "--output",
+                "{images}/original"), "would write over the inputs"),
+    ("file", ("weights", "install", "brisque-svr", "--dir", "{folder}/x"), "x is a file, not a folder"),
+]
+
+
+def _output_cases() -> list[Case]:
+    return [Case("output paths", f"{obstacle}: " + " ".join(arguments).replace("{folder}/", ""),
+                 _output_case(obstacle, *arguments), words)
+            for obstacle, arguments, words in OUTPUTS]
+
+
 CASES: list[Case] = [*_option_cases(), *_data_cases(), *_manifest_cases(), *_cache_cases(), *_pack_cases(),
-                     *_weight_cases(), *_flag_cases()]
+                     *_weight_cases(), *_flag_cases(), *_output_cases()]
 
 
 def main() -> int:

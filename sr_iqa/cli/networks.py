@@ -6,6 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from sr_iqa.atomic_files import check_output_file, check_output_folder
 from sr_iqa.cli.arguments import add_data_source, check_strengths, check_tiles, lora_strength, network_of, sr_suffix
 from sr_iqa.errors import SrIqaError
 
@@ -116,10 +117,15 @@ def _eval(args: argparse.Namespace) -> int:
         sr_dir_method,
         upscaler_method,
     )
-    from sr_iqa.evaluate.tables import summary_markdown
+    from sr_iqa.evaluate.tables import folder_name, summary_markdown
     from sr_iqa.iqa.weights import weights_folder
 
     check_tiles(args)
+    check_output_folder(args.out)
+    if args.save_sr is not None:  # <save-sr>/<method>/: never one of the --sr-dir folders it reads
+        check_output_folder(args.save_sr)
+        for name, _, folder in (entry.rpartition("=") for entry in args.sr_dir):
+            check_output_folder(args.save_sr / folder_name(name or Path(folder).name), (Path(folder),))
     groups, network_g, iqa, param_key = _eval_groups(args)
     if args.checkpoint is None and not args.sr_dir:
         raise SrIqaError("nothing to evaluate: pass --checkpoint FILE (with --adapter) and/or --sr-dir DIR")
@@ -159,6 +165,7 @@ def _infer(args: argparse.Namespace) -> int:
     from sr_iqa.infer import run_infer
 
     check_tiles(args)
+    check_output_folder(args.output, (args.input,))
     network_g, param_key = network_of(args)  # first: it may take the checkpoint from -opt
     check_strengths(args)
     run_infer(args.checkpoint, args.adapter, args.input, args.output, args.tile, args.tile_overlap, network_g,
@@ -173,12 +180,14 @@ def _export(args: argparse.Namespace) -> int:
         if args.adapter is None or args.merge or args.format != "safetensors":
             raise SrIqaError("--peft writes an adapter as PEFT does: pass --adapter FILE, without --merge or "
                              "--format")
+        check_output_folder(args.out)
         print(f"wrote {export_peft_adapter(args.adapter, args.out)} (adapter_config.json, adapter_model.safetensors)")
         return 0
     if args.adapter is not None and not args.merge:
         raise SrIqaError("--adapter needs --merge (a generator with the adapter folded in) or --peft (the adapter "
                          "in PEFT's folder format)")
     check_strengths(args)
+    check_output_file(args.out)
     out = export_generator(args.checkpoint, args.adapter, args.out, *network_of(args), file_format=args.format,
                            strength=args.lora_strength)
     print(f"wrote {out}" + (" (adapter merged)" if args.adapter else ""))

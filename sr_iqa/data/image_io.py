@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from sr_iqa.atomic_files import write_with
 from sr_iqa.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -76,8 +77,12 @@ def tensor_to_array(tensor: torch.Tensor) -> np.ndarray:
 def write_rgb(path: Path, image: np.ndarray | torch.Tensor) -> None:
     if isinstance(image, torch.Tensor):
         image = tensor_to_array(image)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image).save(path)
+    picture = Image.fromarray(image)
+    image_format = Image.registered_extensions().get(path.suffix.lower())
+    if image_format is None:
+        raise DataError(f"{path}: no image format for '{path.suffix}'; use .png")
+    # Whole or not at all, and a link planted at the name is replaced, never written through.
+    write_with(path, lambda partial: picture.save(partial, format=image_format))
 
 
 def list_images(folder: Path) -> list[Path]:

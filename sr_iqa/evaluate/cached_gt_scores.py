@@ -59,7 +59,7 @@ class CachedGtScores:
         """Write the whole-image scores the cache lacks (main process, all groups gathered); the rows added.
         Another writer holding the cache leaves it as it is (said in one line)."""
         try:
-            lock = writer_lock.acquire(Path(f"{self.path}.lock"), str(self.path), "writer", "--cache")
+            lock = writer_lock.acquire(writer_lock.file_lock(self.path), str(self.path), "writer", "--cache")
         except RunFolderError as busy:
             log.info("GT scores not written to the score cache: %s", busy)
             return 0

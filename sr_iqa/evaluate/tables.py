@@ -117,8 +117,10 @@ def summary_markdown(summary: EvaluationSummary) -> str:
 
 
 def folder_name(method: str) -> str:
-    """A method name as a folder name: letters, digits, '-', '_', '+', '.' kept; the rest becomes '_'."""
-    return re.sub(r"[^A-Za-z0-9+._-]", "_", method)
+    """A method name as a folder name: letters, digits, '-', '_', '+', '.' kept; the rest becomes '_'; a name of dots
+    alone ("..") becomes underscores, so that it names a folder inside the output, never its parent."""
+    name = re.sub(r"[^A-Za-z0-9+._-]", "_", method)
+    return "_" * len(name) if set(name) <= {"."} else name
 
 
 def write_gt_scores(path: Path, groups: Sequence[Group], gt_scores: Sequence[Sequence[Mapping[str, float]]],

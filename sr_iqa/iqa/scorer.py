@@ -260,7 +260,7 @@ def run_scoring(entries: Sequence[GTEntry], metric_names: Sequence[str], cache_p
     keys = {name: metric_key(name, metric_options.get(name)) for name in metric_names}
     rank, world = accelerator.process_index, accelerator.num_processes
     # One scoring job per cache: a second one (another terminal, another node) stops here, naming the first.
-    lock = built_on_main(accelerator, lambda: writer_lock.acquire(Path(f"{cache_path}.lock"), str(cache_path),
+    lock = built_on_main(accelerator, lambda: writer_lock.acquire(writer_lock.file_lock(cache_path), str(cache_path),
                                                                   "scoring job", "--cache"))
     if accelerator.is_main_process:  # creates or migrates the file, and takes in a killed run's spools
         ScoreCache(cache_path).merge_spools()

@@ -34,7 +34,7 @@ from sr_iqa.evaluate.metric_set import MetricSet, Upscaler
 from sr_iqa.iqa.combined_q import SCALES_FILE, CombinedQ, write_scales
 from sr_iqa.iqa.metrics import FrozenMetricLoss, require_gradient
 from sr_iqa.iqa.weights import weights_folder
-from sr_iqa.log_buffer import replay_startup_log
+from sr_iqa.log_buffer import RunLogFile, replay_startup_log
 from sr_iqa.losses import (
     IqaObjective,
     build_gan_loss,
@@ -295,7 +295,7 @@ class Trainer:
                 log.info("removed %s, left by a save or prune that was killed", leftover)
             resolved = options_to_yaml(self.options)
             write_text_atomically(self.folders.options_file, resolved)
-            self.log_file = logging.FileHandler(self.folders.logs / "train.log")
+            self.log_file = RunLogFile(self.folders.logs / "train.log")
             self.log_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
             replay_startup_log(logging.getLogger("sr_iqa"), self.log_file)  # the options and data summary too
             logging.getLogger("sr_iqa").addHandler(self.log_file)
