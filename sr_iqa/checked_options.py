@@ -40,69 +40,88 @@ def load_inference_options(path: str | Path, overrides: Sequence[str] = ()) -> I
 def _check_call_blocks(options: Options, source: str) -> None:
     """Check ``{type: ..., **kwargs}`` blocks against the classes they name, and try to build them (imports torch
     and basicsr, so a typo caught by ``read_options`` costs no torch import); every block's problem in one error."""
-    from sr_iqa.config.call_options import build_from_block, check_call_block, trial_build
-    from sr_iqa.data.degradations import DEGRADATION_TYPES
-    from sr_iqa.losses import (
-        GAN_LOSS_TYPES,
-        NEGATIVE_LOSS_TYPES,
-        PERCEPTUAL_LOSS_TYPES,
-        PIXEL_LOSS_TYPES,
-        RANK_LOSS_TYPES,
-    )
-    from sr_iqa.models.discriminators import DISCRIMINATOR_TYPES, check_discriminator_builds
+    raise_option_problems([*_generator_and_optimizer_problems(options, source), *_loss_problems(options, source),
+                           *_gan_problems(options, source), *_degradation_problems(options, source)])
+
+
+def _first_problem(*checks: Callable[[], object]) -> list[str]:
+    """Run the checks of one block in order, up to its first problem: [that problem], or [] when all passed."""
+    try:
+        for check in checks:
+            check()
+    except OptionsError as error:
+        return [str(error)]
+    return []
+
+
+def _generator_and_optimizer_problems(options: Options, source: str) -> list[str]:
+    from sr_iqa.config.call_options import check_call_block
     from sr_iqa.models.generators import check_generator_builds, generator_block
     from sr_iqa.optim import OPTIMIZER_TYPES, SCHEDULER_TYPES, check_optimizer_and_scheduler
-
-    problems: list[str] = []
-
-    def checked(*checks: Callable[[], object]) -> bool:
-        """Run the checks of one block in order, up to its first problem (collected); whether all passed."""
-        try:
-            for check in checks:
-                check()
-        except OptionsError as error:
-            problems.append(str(error))
-            return False
-        return True
 
     def network_g() -> None:
         options.network_g = generator_block(options.network_g, options.scale, source)
 
     train = options.train
-    checked(network_g, lambda: check_generator_builds(options.network_g, options.scale, source))
-    checked(lambda: check_call_block(train.optim_g, OPTIMIZER_TYPES, "train.optim_g", source, supplied=("params",)),
-            lambda: train.scheduler is None or check_call_block(train.scheduler, SCHEDULER_TYPES, "train.scheduler",
-                                                                source, supplied=("optimizer",)),
-            lambda: check_optimizer_and_scheduler(train.optim_g, train.scheduler, "train.optim_g", source))
-    # The cheap losses are made once here (an unknown `reduction` is refused by the constructor); the perceptual
-    # loss loads a backbone, so only its keys are checked.
-    checked(lambda: check_call_block(train.pixel_opt, PIXEL_LOSS_TYPES, "train.pixel_opt", source),
-            lambda: trial_build("train.pixel_opt", source, lambda: build_from_block(train.pixel_opt, PIXEL_LOSS_TYPES)))
-    if train.perceptual_opt is not None:
-        checked(lambda: check_call_block(train.perceptual_opt, PERCEPTUAL_LOSS_TYPES, "train.perceptual_opt", source))
-    if train.neg_opt is not None:
-        checked(lambda: check_call_block(train.neg_opt, NEGATIVE_LOSS_TYPES, "train.neg_opt", source),
-                lambda: trial_build("train.neg_opt", source,
-                                    lambda: build_from_block(train.neg_opt, NEGATIVE_LOSS_TYPES)))
-    if train.rank_opt is not None:
-        checked(lambda: check_call_block(train.rank_opt, RANK_LOSS_TYPES, "train.rank_opt", source),
-                lambda: trial_build("train.rank_opt", source,
-                                    lambda: build_from_block(train.rank_opt, RANK_LOSS_TYPES)))
+    return [*_first_problem(network_g, lambda: check_generator_builds(options.network_g, options.scale, source)),
+            *_first_problem(
+                lambda: check_call_block(train.optim_g, OPTIMIZER_TYPES, "train.optim_g", source, supplied=("params",)),
+                lambda: train.scheduler is None or check_call_block(train.scheduler, SCHEDULER_TYPES,
+                                                                    "train.scheduler", source, supplied=("optimizer",)),
+                lambda: check_optimizer_and_scheduler(train.optim_g, train.scheduler, "train.optim_g", source))]
+
+
+def _loss_problems(options: Options, source: str) -> list[str]:
+    """The cheap losses are made once (an unknown `reduction` is refused by the constructor); the perceptual loss
+    loads a backbone, so only its keys are checked."""
+    from sr_iqa.config.call_options import build_from_block, check_call_block, trial_build
+    from sr_iqa.losses import NEGATIVE_LOSS_TYPES, PERCEPTUAL_LOSS_TYPES, PIXEL_LOSS_TYPES, RANK_LOSS_TYPES
+
+    train, problems = options.train, []
+    for key, block, types, build in (("train.pixel_opt", train.pixel_opt, PIXEL_LOSS_TYPES, True),
+                                     ("train.perceptual_opt", train.perceptual_opt, PERCEPTUAL_LOSS_TYPES, False),
+                                     ("train.neg_opt", train.neg_opt, NEGATIVE_LOSS_TYPES, True),
+                                     ("train.rank_opt", train.rank_opt, RANK_LOSS_TYPES, True)):
+        if block is None:
+            continue
+        checks = [lambda key=key, block=block, types=types: check_call_block(block, types, key, source)]
+        if build:
+            checks.append(lambda key=key, block=block, types=types: trial_build(
+                key, source, lambda: build_from_block(block, types)))
+        problems += _first_problem(*checks)
+    return problems
+
+
+def _gan_problems(options: Options, source: str) -> list[str]:
+    """network_d, train.optim_d and train.gan_opt come together, each checked and the discriminator built."""
+    from sr_iqa.config.call_options import build_from_block, check_call_block, trial_build
+    from sr_iqa.losses import GAN_LOSS_TYPES
+    from sr_iqa.models.discriminators import DISCRIMINATOR_TYPES, check_discriminator_builds
+    from sr_iqa.optim import OPTIMIZER_TYPES, check_optimizer_and_scheduler
+
+    train = options.train
     gan_parts = {"network_d": options.network_d, "train.optim_d": train.optim_d, "train.gan_opt": train.gan_opt}
-    if any(block is not None for block in gan_parts.values()):
-        absent = [key for key, block in gan_parts.items() if block is None]
-        if absent:
-            problems.append(f"{source}: GAN training needs {', '.join(repr(k) for k in gan_parts)} together; "
-                            f"missing {', '.join(repr(k) for k in absent)}")
-        else:
-            checked(lambda: check_call_block(options.network_d, DISCRIMINATOR_TYPES, "network_d", source),
-                    lambda: check_discriminator_builds(options.network_d, options.datasets.train.gt_size, source))
-            checked(lambda: check_call_block(train.optim_d, OPTIMIZER_TYPES, "train.optim_d", source,
-                                             supplied=("params",)),
-                    lambda: check_optimizer_and_scheduler(train.optim_d, None, "train.optim_d", source))
-            checked(lambda: check_call_block(train.gan_opt, GAN_LOSS_TYPES, "train.gan_opt", source),
-                    lambda: trial_build("train.gan_opt", source,
-                                        lambda: build_from_block(train.gan_opt, GAN_LOSS_TYPES)))
+    if all(block is None for block in gan_parts.values()):
+        return []
+    absent = [key for key, block in gan_parts.items() if block is None]
+    if absent:
+        return [f"{source}: GAN training needs {', '.join(repr(k) for k in gan_parts)} together; "
+                f"missing {', '.join(repr(k) for k in absent)}"]
+    return [*_first_problem(lambda: check_call_block(options.network_d, DISCRIMINATOR_TYPES, "network_d", source),
+                            lambda: check_discriminator_builds(options.network_d, options.datasets.train.gt_size,
+                                                               source)),
+            *_first_problem(lambda: check_call_block(train.optim_d, OPTIMIZER_TYPES, "train.optim_d", source,
+                                                     supplied=("params",)),
+                            lambda: check_optimizer_and_scheduler(train.optim_d, None, "train.optim_d", source)),
+            *_first_problem(lambda: check_call_block(train.gan_opt, GAN_LOSS_TYPES, "train.gan_opt", source),
+                            lambda: trial_build("train.gan_opt", source,
+                                                lambda: build_from_block(train.gan_opt, GAN_LOSS_TYPES)))]
+
+
+def _degradation_problems(options: Options, source: str) -> list[str]:
+    """The degradation's block, and whether its kernels and resizes fit the training crop."""
+    from sr_iqa.config.call_options import build_from_block, check_call_block
+    from sr_iqa.data.degradations import DEGRADATION_TYPES
 
     def degradation_fits() -> None:
         try:
@@ -114,8 +133,8 @@ def _check_call_blocks(options: Options, source: str) -> None:
                                f"'{options.degradation['type']}' degradation needs at least {smallest} at scale "
                                f"{options.scale} (its blur kernels and resizes must fit the crop)")
 
-    checked(lambda: check_call_block(options.degradation, DEGRADATION_TYPES, "degradation", source), degradation_fits)
-    raise_option_problems(problems)
+    return _first_problem(lambda: check_call_block(options.degradation, DEGRADATION_TYPES, "degradation", source),
+                          degradation_fits)
 
 
 def _warn_about_labels(options: Options, source: str) -> None:

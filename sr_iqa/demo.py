@@ -127,28 +127,42 @@ def run_demo(dataset_root: Path, options_file: Path, overrides: Sequence[str] = 
     install(DEMO_PRETRAINED, say=log.info)
     log.info("building the demo set in %s (reused when complete)", dataset_root)
     paths = build_demo_set(dataset_root, spec or DemoSetSpec())
-    data = paths.option_overrides()
-    # Run names apart from the option files' own, so `sr-iqa train -opt` on them starts afresh.
-    stage1_options = load_options(options_file, [*data, f"name={DEMO_RUN_NAME}", *overrides])
+    stage1_options, stage2_runs = _demo_options(paths, options_file, finetune_file, overrides)
     experiments = Path(stage1_options.path.experiments_root)
-    stage2_runs: list[tuple[str, Options]] = []
-    if finetune_file is not None:
-        stage2 = [*data, f"path.pretrain_network_g={experiments / DEMO_RUN_NAME}"]
-        stage2_runs = [
-            ("LoRA", load_options(finetune_file, [*stage2, f"name={FINETUNE_RUN_NAME}", *overrides])),
-            ("full", load_options(finetune_file, [*stage2, f"name={FULL_FINETUNE_RUN_NAME}", "lora.enabled=false",
-                                                  *overrides])),
-        ]
     if fresh:
         for name in (DEMO_RUN_NAME, FINETUNE_RUN_NAME, FULL_FINETUNE_RUN_NAME):
             shutil.rmtree(experiments / name, ignore_errors=True)
     _score_for_sampler(stage1_options, paths)
+    return _train_and_evaluate(paths, stage1_options, stage2_runs, options_file, finetune_file)
 
+
+def _demo_options(paths: DemoSetPaths, options_file: Path, finetune_file: Path | None, overrides: Sequence[str]
+                  ) -> tuple[Options, list[tuple[str, Options]]]:
+    """Stage 1's options and stage 2's two variants ("LoRA", "full"), on the demo set, under the demo's run names
+    (apart from the option files' own, so `sr-iqa train -opt` on them starts afresh)."""
+    data = paths.option_overrides()
+    stage1_options = load_options(options_file, [*data, f"name={DEMO_RUN_NAME}", *overrides])
+    experiments = Path(stage1_options.path.experiments_root)
+    if finetune_file is None:
+        return stage1_options, []
+    stage2 = [*data, f"path.pretrain_network_g={experiments / DEMO_RUN_NAME}"]
+    return stage1_options, [
+        ("LoRA", load_options(finetune_file, [*stage2, f"name={FINETUNE_RUN_NAME}", *overrides])),
+        ("full", load_options(finetune_file, [*stage2, f"name={FULL_FINETUNE_RUN_NAME}", "lora.enabled=false",
+                                              *overrides])),
+    ]
+
+
+def _train_and_evaluate(paths: DemoSetPaths, stage1_options: Options, stage2_runs: list[tuple[str, Options]],
+                        options_file: Path, finetune_file: Path | None) -> str:
+    """Train (or resume) every stage, evaluate them beside bicubic, Real-ESRGAN and the original, print and write
+    the table with its reading; the table."""
     from sr_iqa.evaluate.run_eval import original_gt_method, run_eval, upscaler_method
     from sr_iqa.evaluate.tables import summary_markdown
     from sr_iqa.iqa.metrics import VGG_DISTANCE
     from sr_iqa.train.trainer import Trainer
 
+    experiments = Path(stage1_options.path.experiments_root)
     stage1 = Trainer(stage1_options, source=str(options_file))
     stage1.train()
     device, scale = stage1.device, stage1_options.scale
@@ -167,8 +181,7 @@ def run_demo(dataset_root: Path, options_file: Path, overrides: Sequence[str] = 
     for how, options in stage2_runs:
         trainer = Trainer(options, source=str(finetune_file))
         trainer.train()
-        lora = options.lora
-        label = f"Stage 2: + LoRA rank {lora.rank} FT" if how == "LoRA" else "Stage 2: + full FT"
+        label = f"Stage 2: + LoRA rank {options.lora.rank} FT" if how == "LoRA" else "Stage 2: + full FT"
         iqa_opt = options.train.iqa_opt
         methods.append(upscaler_method(f"{label} vs {iqa_opt.metric.upper()} (iter {trainer.progress.iteration})",
                                        trainer.eval_network().eval(), device, scale=scale))
@@ -176,13 +189,11 @@ def run_demo(dataset_root: Path, options_file: Path, overrides: Sequence[str] = 
         metric_names += [iqa_opt.metric, *options.val.monitor_metrics]
         notes.append(_stage2_line(label, trainer.folders.root, iqa_opt.metric, options.val.monitor_metrics))
     methods.append(original_gt_method())
-    original_label = methods[-1].name
-
     groups = stage1.val_set.groups  # the demo evaluates on the held-out test split
     summary = run_eval(methods, groups, list(dict.fromkeys(metric_names)), experiments / DEMO_RUN_NAME / "eval",
                        scale)
     table = summary_markdown(summary)
-    notes.append("\n".join(findings(summary, bicubic_label, stage1_label, original_label, stage2_rows)))
+    notes.append("\n".join(findings(summary, bicubic_label, stage1_label, methods[-1].name, stage2_rows)))
     caption = (f"Demo: x{scale} SR on {len(groups)} held-out groups ({paths.test_images}), evaluated as in HGGT "
                f"(full tables in {experiments / DEMO_RUN_NAME / 'eval'}).")
     text = "\n\n".join([caption, table, *notes])

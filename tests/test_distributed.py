@@ -211,8 +211,14 @@ def test_two_nodes_evaluate_the_same_as_one_process(tmp_path: Path, demo_set):
     assert two["rows"].keys() == one["rows"].keys()
     for method, row in one["rows"].items():
         assert two["rows"][method] == pytest.approx(row)
+    groups = len(list(sr_dir.iterdir()))
     lines = (tmp_path / "two" / "per_image.csv").read_text().splitlines()
-    assert len(lines) == 1 + 2 * len(list(sr_dir.iterdir()))  # every group once per method, from both ranks
+    assert len(lines) == 1 + 2 * groups  # every group once per method
+    shares = {}  # each node's own log: what its process evaluated
+    for node in nodes:
+        found = re.findall(r"eval: process (\d) of 2 evaluates (\d+) of (\d+) groups", node.stdout + node.stderr)
+        shares |= {int(rank): int(count) for rank, count, total in found if int(total) == groups}
+    assert set(shares) == {0, 1} and all(count > 0 for count in shares.values()) and sum(shares.values()) == groups
 
 
 def test_bad_data_stops_both_nodes_with_one_message(tmp_path: Path, demo_set):

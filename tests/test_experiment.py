@@ -208,7 +208,7 @@ def test_the_gpu_preset_runs_at_a_tiny_size_with_its_time_budget(tmp_path: Path,
     settings["data"] |= {"crop_size": 96, "test_crop_size": 96, "train_crops_per_photo": 1, "test_crops_per_photo": 1,
                          "train_photos": ["astronaut", "camera"], "test_photos": ["chelsea", "grace_hopper"]}
     settings |= {"pretrained": [], "gate": {"q_min": 0, "q_max": 1000, "margin": -1000}, "stage2_q_share": None,
-                 "distortion": ["psnr", "ssim"], "results": "experiments/RESULTS_gpu_tiny.md"}
+                 "distortion": ["psnr", "ssim"], "monitors": ["piqe"], "results": "experiments/RESULTS_gpu_tiny.md"}
     settings["time_budget"] |= {"seconds": 10, "probe_iterations": 2, "min_iterations": 30}  # NIQE-scorable outputs
     # One seed: the statistics over seeds are the tiny preset's test; here the gpu file's keys and mechanics.
     ablation |= {"references": {}, "seeds": [0], "metrics": ["psnr", "ssim", "niqe", "piqe"],
@@ -256,3 +256,6 @@ def test_the_per_seed_file_holds_the_values_each_claim_is_computed_from(tiny_run
     control = _cells(text, "RRDB: Positive control (UPos on labels that agree with Q) above originals only")
     assert _mean_and_half_width(control[2]) == pytest.approx(_by_hand(differences), abs=2e-4, rel=1e-4)
     assert "experiment_tiny_per_seed.csv" in text and "ttest_1samp" in text
+    gaming = [value[(label, seed, "gaming images")] for label in ("RRDB Original", "RRDB Control") for seed in (0, 1)]
+    assert all(0 <= share <= 1 for share in gaming)  # a fraction of the held-out images, for every run
+    assert "gaming images: the fraction of held-out images" in text and "Flagged as gaming" in text

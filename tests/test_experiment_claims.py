@@ -85,3 +85,22 @@ def test_the_gate_drops_a_nan_bicubic_and_a_held_out_group_without_headroom(orig
     rule = GateRule(0, 12, 0, min_headroom=0.1)
     reason = rule.reason_to_drop(original, bicubic, lower_better=True, headroom=headroom)
     assert reason is None if dropped is None else dropped in reason
+
+
+def test_gaming_images_counts_where_q_beats_every_gt_and_no_judge_does(tmp_path: Path):
+    """Three held-out images, NIQE as Q (lower better), BRISQUE (lower) and a higher-better judge, worked by hand:
+    a: Q 3.0 beats the best GT (4.0), BRISQUE 20 is not below the best GT's 10, judge 0.5 not above 0.9: gaming.
+    b: Q 3.0 beats 4.0 but BRISQUE 5 beats the best GT's 10: an honest gain. c: Q 5.0 does not beat 4.0."""
+    from sr_iqa.ablation.gaming_images import gaming_fraction
+
+    (tmp_path / "per_image.csv").write_text(
+        "method,image,brisque_pkg,judge_up\n"
+        "M,a,20,0.5\nM,b,5,0.5\nM,c,50,0.1\nOther,a,1,1\n")
+    (tmp_path / "gt_scores.csv").write_text(
+        "group,slot,label,brisque_pkg,judge_up\n"
+        + "".join(f"{g},original,,10,0.9\n{g},01,Positive,30,0.2\n" for g in "abc"))
+    lower = {"Q": True, "brisque_pkg": True, "judge_up": False}
+    sr_q, best_q = {"a": 3.0, "b": 3.0, "c": 5.0}, {"a": 4.0, "b": 4.0, "c": 4.0}
+    assert gaming_fraction(tmp_path, "M", sr_q, best_q, ["brisque_pkg", "judge_up"], lower) == pytest.approx(1 / 3)
+    assert gaming_fraction(tmp_path, "Other", sr_q, best_q, ["brisque_pkg"], lower) == 0  # its judge beats the GT
+    assert math.isnan(gaming_fraction(tmp_path, "M", sr_q, best_q, [], lower))  # no judge: no verdict

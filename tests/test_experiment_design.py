@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import SMALL_SPEC, tiny_options, write_options
+from conftest import REPO, SMALL_SPEC, tiny_options, write_options
 
 from sr_iqa.ablation.claims import holm, one_sided_p
 from sr_iqa.ablation.lambda_probe import probe_lambda
@@ -154,6 +154,31 @@ def test_the_probe_scales_lambda_with_the_share_and_the_fidelity_weight(cut_netw
         one.loss_weight / 2, rel=1e-5)
     assert probe_lambda(stage2(2.0), [], cut_network, originals, 1.0, 96).loss_weight == pytest.approx(
         one.loss_weight * 2, rel=1e-5)  # L1 alone: twice its weight, twice its gradient
+    assert one.generator == str(cut_network) and str(cut_network) in one.line("niqe")
+
+
+def test_lambda_q_is_probed_on_the_stage1_model_the_first_stage2_starts_from(tmp_path: Path):
+    from sr_iqa.ablation.experiment import first_stage2_base
+    from sr_iqa.ablation.experiment_options import load_experiment
+    from sr_iqa.ablation.lambda_probe import LambdaProbe, read_or_probe
+    from sr_iqa.ablation.plan import plan
+
+    ablation = load_experiment(REPO / "options" / "experiment" / "cpu.yml").ablation
+    steps, _ = plan(ablation, REPO)
+    base = first_stage2_base(ablation)
+    trained_at = next(i for i, step in enumerate(steps) if step.kind == "stage1" and step.run == base.name)
+    first_stage2 = next(i for i, step in enumerate(steps) if step.kind == "stage2")
+    assert trained_at < first_stage2 and f"path.pretrain_network_g={base}" in steps[first_stage2].command
+    probes = []
+
+    def probe(generator: str) -> LambdaProbe:
+        probes.append(generator)
+        return LambdaProbe(1.0, 2.0, 4.0, 0.1, 5.0, 3, 0.5, generator)
+
+    assert read_or_probe(tmp_path, 1.0, Path("a"), lambda: probe("a")).generator == "a"
+    assert read_or_probe(tmp_path, 1.0, Path("a"), lambda: probe("a")).generator == "a"  # recorded: not again
+    assert read_or_probe(tmp_path, 1.0, Path("b"), lambda: probe("b")).generator == "b"  # another model: again
+    assert probes == ["a", "b"]
 
 
 def _total_iter(command: list[str]) -> int:

@@ -32,9 +32,9 @@ def _offline_env(**extra: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def kit(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def kit(tmp_path_factory: pytest.TempPathFactory, pretrained_wheels: list[Path]) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("gpu_kit")
-    build(root / "wheelhouse")
+    build(root / "wheelhouse", given=pretrained_wheels)
     return {"root": root, "wheelhouse": root / "wheelhouse", "python": build_image_env(root / "image")}
 
 
@@ -46,10 +46,13 @@ def test_the_wheelhouse_holds_one_pure_wheel_per_missing_package_within_the_limi
     wheels = sorted(kit["wheelhouse"].glob("*.whl"))
     assert sorted(map(_distribution, wheels)) == sorted(MISSING_FROM_IMAGE)
     assert all(wheel.name.endswith("-none-any.whl") and "-py3" in wheel.name for wheel in wheels)
-    assert sum(wheel.stat().st_size for wheel in wheels) < LIMIT_MIB * 2**20
+    weights = sorted((kit["wheelhouse"] / "weights").glob("*.whl"))  # the gpu preset's slim weight wheels
+    assert len(weights) == 3
+    assert sum(wheel.stat().st_size for wheel in [*wheels, *weights]) < LIMIT_MIB * 2**20
     manifest = (kit["wheelhouse"] / "MANIFEST.txt").read_text().splitlines()
     listed = {line.split()[0]: line.split()[2] for line in manifest if not line.startswith("#")}
-    assert listed == {wheel.name: "sha256:" + hashlib.sha256(wheel.read_bytes()).hexdigest() for wheel in wheels}
+    assert listed == {wheel.relative_to(kit["wheelhouse"]).as_posix():
+                      "sha256:" + hashlib.sha256(wheel.read_bytes()).hexdigest() for wheel in [*wheels, *weights]}
 
 
 def _run(python: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:

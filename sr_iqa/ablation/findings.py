@@ -28,6 +28,7 @@ from sr_iqa.ablation.claims import (
     declared_claims,
 )
 from sr_iqa.ablation.experiment_options import ExperimentSettings
+from sr_iqa.ablation.gaming_images import GAMING_IMAGES, gaming_fraction
 from sr_iqa.ablation.intervals import SeedSummary, summarise_seeds
 from sr_iqa.ablation.plan import REFERENCE_RUN, AblationRow
 from sr_iqa.ablation.validity_gate import GateReport, tiled_q
@@ -63,10 +64,10 @@ class Findings:
     per_seed: dict[str, dict[int, dict[str, float]]]  # label -> seed -> measure -> value (the claims' inputs)
 
 
-def _per_seed(methods: Sequence[AblationRow], settings: ExperimentSettings
+def _per_seed(methods: Sequence[AblationRow], settings: ExperimentSettings, gate: GateReport | None = None
               ) -> tuple[dict[str, dict[int, dict[str, float]]], dict[str, bool], dict[str, float], int]:
     """label -> seed -> measure -> value, whether each measure is lower-better, the Gold Standard, the held-out
-    groups."""
+    groups. With the ``gate``'s held-out records, the fraction of images each run games (``gaming_images``)."""
     values: dict[str, dict[int, dict[str, float]]] = {}
     lower_better: dict[str, bool] = {}
     gold: dict[str, float] = {}
@@ -75,10 +76,15 @@ def _per_seed(methods: Sequence[AblationRow], settings: ExperimentSettings
     for method, summary in summaries.items():
         row, original = summary["rows"][method.label], summary["against_original"][method.label]
         lower = summary["lower_better"]
-        measures = {"Q": _tiled_q(metric, settings.q, method, settings.q_tiles)}
+        sr_q = _tiled_q(metric, settings.q, method, settings.q_tiles)
+        measures = {"Q": nan_aware_mean(list(sr_q.values())).mean if sr_q else math.nan}
         measures |= {name: row[name] for name in settings.monitors}
         measures |= {f"{name} vs original": original[name] for name in settings.distortion}
         lower_better |= {"Q": lower[settings.q]} | {name: lower[name] for name in settings.monitors}
+        if gate is not None:
+            best_q = {r.group: r.best_gt(gate.lower_better) for r in gate.kept("held-out")}
+            measures[GAMING_IMAGES] = gaming_fraction(method.evaluation, method.label, sr_q, best_q,
+                                                      settings.monitors, lower_better)
         lower_better |= {f"{name} vs original": lower[name] for name in settings.distortion}
         values.setdefault(method.label, {})[method.seed] = measures
         gold = {name: summary["rows"][GOLD_STANDARD][name] for name in settings.monitors}  # the same in every one
@@ -100,7 +106,7 @@ def _per_seed(methods: Sequence[AblationRow], settings: ExperimentSettings
         if "psnr vs original" in mine:
             mine[PSNR_CHANGE] = mine["psnr vs original"] - base["psnr vs original"]
     lower_better |= {Q_GAIN: False, GAMING_GAP: True, STRUCTURED_NOISE: True, NOISE_PER_GAIN: True,
-                     PSNR_CHANGE: False}
+                     PSNR_CHANGE: False, GAMING_IMAGES: True}
     return values, lower_better, gold, groups
 
 
@@ -109,20 +115,22 @@ def sr_folder(method: AblationRow) -> Path:
     return method.evaluation / "sr" / folder_name(method.label)
 
 
-def _tiled_q(metric: torch.nn.Module, name: str, method: AblationRow, tiles: str) -> float:
-    """Q of the method's saved SR images, each the mean over its tiles, averaged over the held-out groups; kept
-    beside the evaluation (``tiled_q.json``, keyed by metric, tiles and the evaluation's summary), so that a later
-    phase or rerun reads it instead of scoring every image again."""
+def _tiled_q(metric: torch.nn.Module, name: str, method: AblationRow, tiles: str) -> dict[str, float]:
+    """image -> Q of the method's saved SR image, the mean over its tiles; kept beside the evaluation
+    (``tiled_q.json``, keyed by metric, tiles and the evaluation's summary), so that a later phase or rerun reads it
+    instead of scoring every image again."""
     record = method.evaluation / TILED_Q
-    key = {"metric": name, "tiles": tiles, "summary": (method.evaluation / "summary.json").stat().st_mtime_ns}
-    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+    key = {"metric": name, "tiles": tiles, "summary": (method.evaluation / "summary.json").stat().st_mtime_ns,
+           "covering": True}
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError, AttributeError):
         saved = json.loads(record.read_text())
         if saved["key"] == key:
-            return float(saved["q"])
-    scores = [tiled_q(metric, read_rgb_tensor(path), tiles) for path in sorted(sr_folder(method).glob("*.png"))]
-    q = nan_aware_mean(scores).mean if scores else math.nan
-    write_text_atomically(record, json.dumps({"key": key, "q": q}))
-    return q
+            return {image: float(q) for image, q in saved["images"].items()}
+    scores = {path.stem: tiled_q(metric, read_rgb_tensor(path), tiles)
+              for path in sorted(sr_folder(method).glob("*.png"))}
+    q = nan_aware_mean(list(scores.values())).mean if scores else math.nan
+    write_text_atomically(record, json.dumps({"key": key, "q": q, "images": scores}))
+    return scores
 
 
 def _structured_noise(method: AblationRow, base: AblationRow) -> float:
@@ -135,7 +143,7 @@ def _structured_noise(method: AblationRow, base: AblationRow) -> float:
 
 def analyse(methods: Sequence[AblationRow], settings: ExperimentSettings, archs: Sequence[str],
             gate: GateReport) -> Findings:
-    values, lower_better, gold, groups = _per_seed(methods, settings)
+    values, lower_better, gold, groups = _per_seed(methods, settings, gate)
     held_out = gate.kept("held-out")
     gold["Q"] = nan_aware_mean([r.best_gt(gate.lower_better) for r in held_out]).mean if held_out else math.nan
     summaries = {label: {measure: summarise_seeds([by_seed[s].get(measure, math.nan) for s in sorted(by_seed)])
@@ -143,8 +151,8 @@ def analyse(methods: Sequence[AblationRow], settings: ExperimentSettings, archs:
                  for label, by_seed in values.items()}
     bases = {m.label: m.base for m in methods if m.base is not None}
     references = [m.label for m in methods if m.evaluation.parent.name.startswith(REFERENCE_RUN)]
-    stage1 = ["Q", *settings.monitors, *(f"{name} vs original" for name in settings.distortion)]
-    stage2 = ["Q", Q_GAIN, STRUCTURED_NOISE, NOISE_PER_GAIN, GAMING_GAP,
+    stage1 = ["Q", *settings.monitors, *(f"{name} vs original" for name in settings.distortion), GAMING_IMAGES]
+    stage2 = ["Q", Q_GAIN, STRUCTURED_NOISE, NOISE_PER_GAIN, GAMING_GAP, GAMING_IMAGES,
               *(f"{name} vs original" for name in settings.distortion), PSNR_CHANGE]
     effects = dict(settings.min_effects)
 

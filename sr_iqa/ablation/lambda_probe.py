@@ -1,11 +1,12 @@
-"""lambda_Q from a probe of gradient norms, fixed before any run: how strongly stage 2's Q term pulls against its
+"""lambda_Q from a probe of gradient norms, fixed before any stage 2: how strongly stage 2's Q term pulls against its
 fidelity terms.
 
-On the network every run starts from (the stage-1 option file's untrained generator) and a few training originals
-(centre crops, LR from the one-stage degradation), the probe measures, with respect to the SR image, the gradient
-norm of the fidelity terms of the stage-2 option file (pixel + perceptual, with their weights) and of Q alone.
-lambda_Q = share * |grad fidelity| / |grad Q|: with share 1 the Q term pulls on the image as hard as the fidelity
-terms do. Measured on the image, not on the weights, the figure is the same for LoRA and full fine-tuning.
+On the model stage 2 starts from (the first stage-2 run's stage-1 model, probed after stage 1 and before any stage 2)
+and a few training originals (centre crops, LR from the one-stage degradation), the probe measures, with respect to
+the SR image, the gradient norm of the fidelity terms of the stage-2 option file (pixel + perceptual, with their
+weights) and of Q alone. lambda_Q = share * |grad fidelity| / |grad Q|: with share 1 the Q term pulls on the image
+as hard as the fidelity terms do. Measured on the image, not on the weights, the figure is the same for LoRA and
+full fine-tuning.
 """
 
 from __future__ import annotations
@@ -34,10 +35,12 @@ class LambdaProbe:
     q: float
     images: int
     loss_weight: float  # lambda_Q
+    generator: str = ""  # the model probed (a stage-1 run); empty in a record from before it was kept
 
     def line(self, metric: str) -> str:
         return (f"lambda_Q probe: |grad fidelity| {self.fidelity_grad:.4g}, |grad {metric}| {self.q_grad:.4g} on "
-                f"{self.images} training originals (fidelity {self.fidelity_loss:.3f}, {metric} {self.q:.2f}); "
+                f"the output of {self.generator or 'the untrained network'} for {self.images} training originals "
+                f"(fidelity {self.fidelity_loss:.3f}, {metric} {self.q:.2f}); "
                 f"lambda_Q = {self.share:g} x {self.fidelity_grad:.4g} / {self.q_grad:.4g} = {self.loss_weight:.4g}")
 
 
@@ -80,8 +83,8 @@ def probe_lambda(stage2_file: Path, overrides: list[str], generator: Path, origi
         fidelity_values.append(float(fidelity.detach()))
         q_values.append(float(q))
     if not q_grads or max(q_grads) == 0:
-        raise OptionsError(f"the lambda_Q probe: {train.iqa_opt.metric} cannot score the untrained network's output "
-                           f"({generator}) on any of {len(originals)} training originals; set "
+        raise OptionsError(f"the lambda_Q probe: {train.iqa_opt.metric} cannot score the output of {generator} "
+                           f"on any of {len(originals)} training originals; set "
                            "experiment.stage2_q_share: null and give train.iqa_opt.loss_weight in the option file")
 
     def rms(values: list[float]) -> float:
@@ -89,16 +92,16 @@ def probe_lambda(stage2_file: Path, overrides: list[str], generator: Path, origi
 
     fidelity_norm, q_norm = rms(fidelity_grads), rms(q_grads)
     return LambdaProbe(share, fidelity_norm, q_norm, sum(fidelity_values) / len(q_grads),
-                       sum(q_values) / len(q_grads), len(q_grads), share * fidelity_norm / q_norm)
+                       sum(q_values) / len(q_grads), len(q_grads), share * fidelity_norm / q_norm, str(generator))
 
 
-def read_or_probe(root: Path, share: float, run_probe) -> LambdaProbe:
-    """The probe recorded in ``root`` for this share, else ``run_probe()`` recorded there: fixed once, before the
-    runs, and the same for every later invocation."""
+def read_or_probe(root: Path, share: float, generator: Path, run_probe) -> LambdaProbe:
+    """The probe recorded in ``root`` for this share and model, else ``run_probe()`` recorded there: fixed once,
+    before any stage 2, and the same for every later invocation."""
     path = root / PROBE_FILE
     if path.is_file():
         recorded = LambdaProbe(**json.loads(path.read_text()))
-        if recorded.share == share:
+        if recorded.share == share and recorded.generator == str(generator):
             return recorded
     probe = run_probe()
     write_text_atomically(path, json.dumps(asdict(probe), indent=1))

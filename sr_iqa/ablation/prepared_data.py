@@ -1,12 +1,13 @@
 """What an experiment fixes before any run: the multi-GT set built and gated, the positive control's labels, the
-score cache, the untrained networks (reference rows) and lambda_Q from the gradient-norm probe. Each part is reused
-when complete, so a rerun changes none of them."""
+score cache and the untrained networks (reference rows); after stage 1, lambda_Q from the gradient-norm probe on the
+model stage 2 starts from. Each part is reused when complete, so a rerun changes none of them."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -17,6 +18,9 @@ from sr_iqa.ablation.power import PowerPlan
 from sr_iqa.ablation.validity_gate import GateReport, GateRule, run_gate
 from sr_iqa.errors import OptionsError
 from sr_iqa.iqa.scorer import Grid
+
+if TYPE_CHECKING:
+    from sr_iqa.data.demo_set import DemoSetPaths  # skimage and the builder load only when a set is built
 
 log = logging.getLogger("sr_iqa.experiment")
 
@@ -30,19 +34,21 @@ def data_overrides(settings: ExperimentSettings) -> list[str]:
 
 @dataclass(frozen=True)
 class PreparedData:
-    """What the experiment fixes before any run: the gate's records, the untrained networks (reference rows) and
-    the lambda_Q probe (None when the option files' lambda_Q is kept)."""
+    """What the experiment fixes before the runs: the gate's records and the untrained networks (reference rows);
+    then the seeds (a power pilot) and, after stage 1, the lambda_Q probe (None when the option files' lambda_Q is
+    kept)."""
 
     gate: GateReport
     untrained: dict[str, Path]  # arch -> its stage-1 network before training
-    probe: LambdaProbe | None
     control_groups: int  # training groups in which the positive control has a Positive
+    paths: DemoSetPaths
     power: PowerPlan | None = None  # the seeds a pilot asked for (experiment.power)
+    probe: LambdaProbe | None = None
 
 
 def prepare_data(experiment: Experiment) -> PreparedData:
-    """Install the pretrained networks, build the multi-GT set, gate it, write the control's labels, score it, save
-    the untrained networks and probe lambda_Q; each is reused when complete."""
+    """Install the pretrained networks, build the multi-GT set, gate it, write the control's labels, score it and
+    save the untrained networks; each is reused when complete."""
     from sr_iqa.data.demo_set import DemoSetSpec, build_demo_set
     from sr_iqa.iqa.metrics import create_metric
     from sr_iqa.iqa.scorer import score_data_set
@@ -65,11 +71,7 @@ def prepare_data(experiment: Experiment) -> PreparedData:
     untrained = {arch: save_untrained(Path(files.stage1), _stage1_overrides(experiment),
                                       paths.root / f"untrained_{arch}.safetensors")
                  for arch, files in experiment.ablation.archs.items()}
-    probe = None
-    if settings.stage2_q_share is not None:
-        probe = _probe(experiment, paths, report, next(iter(untrained.values())))
-        log.info(probe.line(settings.q))
-    return PreparedData(report, untrained, probe, control_groups)
+    return PreparedData(report, untrained, control_groups, paths)
 
 
 def _stage1_overrides(experiment: Experiment) -> list[str]:
@@ -98,16 +100,18 @@ def save_untrained(stage1_file: Path, overrides: list[str], out: Path) -> Path:
     return out
 
 
-def _probe(experiment: Experiment, paths, report: GateReport, generator: Path) -> LambdaProbe:
-    """The probe on stage 2's option file (the first finetune of the first arch) and the kept training originals."""
+def probe_stage1_model(experiment: Experiment, prepared: PreparedData, stage1_model: Path) -> LambdaProbe:
+    """The probe on stage 2's option file (the first finetune of the first arch), the model it starts from and the
+    kept training originals."""
     files = next(iter(experiment.ablation.archs.values()))
     finetune = next(iter(files.finetunes.values())).file if files.finetunes else files.stage2
     if finetune is None:
         raise OptionsError(f"{experiment.source}: experiment.stage2_q_share is set but no arch has a stage 2")
     overrides = [*data_overrides(experiment.settings), *experiment.ablation.overrides,
                  *experiment.ablation.stage2_overrides]
-    originals = [paths.train_images / "original" / f"{r.group}.png" for r in report.kept("train")]
+    paths = prepared.paths
+    originals = [paths.train_images / "original" / f"{r.group}.png" for r in prepared.gate.kept("train")]
     share = experiment.settings.stage2_q_share
     crop = Grid.parse(experiment.settings.q_tiles).size
-    return read_or_probe(paths.root, share, lambda: probe_lambda(Path(finetune), overrides, generator, originals,
-                                                                 share, crop))
+    return read_or_probe(paths.root, share, stage1_model, lambda: probe_lambda(
+        Path(finetune), overrides, stage1_model, originals, share, crop))

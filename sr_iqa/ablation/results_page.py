@@ -16,6 +16,7 @@ from pathlib import Path
 from sr_iqa.ablation.claims import PAPER, ClaimResult
 from sr_iqa.ablation.experiment_options import Experiment
 from sr_iqa.ablation.findings import Findings
+from sr_iqa.ablation.gaming_images import GAMING_IMAGES
 from sr_iqa.ablation.page_sections import machine_line, overrides_code, replace_section, step_minutes, versions_line
 from sr_iqa.ablation.plan import AblationOptions
 from sr_iqa.ablation.prepared_data import PreparedData
@@ -23,7 +24,7 @@ from sr_iqa.ablation.validity_gate import GateReport, gate_lines
 from sr_iqa.atomic_files import write_with
 from sr_iqa.evaluate.multi_gt import GOLD_STANDARD
 from sr_iqa.evaluate.tables import plain_table
-from sr_iqa.score_rules import arrow, in_words, oriented
+from sr_iqa.score_rules import arrow, in_words, is_better, oriented
 
 
 def write_results(experiment: Experiment, ablation: AblationOptions, findings: Findings,
@@ -93,6 +94,26 @@ def _claims_table(findings: Findings, results: list[ClaimResult], verdicts: bool
         return cells + ([result.verdict] if verdicts else [])
 
     return plain_table(header, (row(result) for result in results))
+
+
+def _beats_gold(findings: Findings, label: str, measure: str) -> bool:
+    measures = findings.summaries[label]
+    return measure in measures and is_better(measures[measure].mean, findings.gold.get(measure, math.nan),
+                                             findings.lower_better[measure])
+
+
+def _gaming_line(findings: Findings, labels: list[str]) -> str:
+    """What "gaming images" counts, and the methods flagged as gaming: Q beats the Gold Standard while no judge
+    (monitor) does, on the means over the held-out groups."""
+    judges = [m for m in findings.stage1_measures if m in findings.gold and m != "Q"]
+    flagged = [label + (f" ({findings.summaries[label][GAMING_IMAGES].cell()} of the images)"
+                        if GAMING_IMAGES in findings.summaries[label] else "")
+               for label in labels if _beats_gold(findings, label, "Q")
+               and not any(_beats_gold(findings, label, judge) for judge in judges)]
+    return (f"{GAMING_IMAGES}: the fraction of held-out images whose {_measure_name(findings, 'Q')} beats the best GT "
+            f"of the group while no judge ({', '.join(judges) or 'none'}) scores the image above its best GT. "
+            f"Flagged as gaming (Q above the {GOLD_STANDARD}, no judge above it): "
+            f"{'; '.join(flagged) or 'none'}.")
 
 
 def _p(value: float) -> str:
@@ -167,6 +188,7 @@ def render(experiment: Experiment, ablation: AblationOptions, findings: Findings
         f"Rows without an interval are evaluated once (not trained): "
         f"{', '.join(findings.references) or 'none'}.",
         _table(findings, stage1, findings.stage1_measures, gold=True),
+        _gaming_line(findings, [*stage1, *stage2]),
         "**Control (decided before any sampler claim is read).**",
         _claims_table(findings, findings.control, verdicts=True) if findings.control else "No control in this preset.",
         "### 2. Stage 2, against the stage-1 model each run fine-tunes (same seed)",

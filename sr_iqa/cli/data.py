@@ -15,6 +15,14 @@ log = logging.getLogger("sr_iqa.cli")
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
+    """`data`, `score` and `scores`, `weights`, `agree`, `sampler`."""
+    _add_data(commands)
+    _add_scoring(commands)
+    _add_weights(commands)
+    _add_sampler(commands)
+
+
+def _add_data(commands: argparse._SubParsersAction) -> None:
     data = commands.add_parser("data", help="data set tools").add_subparsers(dest="data_command", required=True)
     check = data.add_parser("check", help="validate a data set and print its label summary")
     check.add_argument("root", type=Path, help="HGGT release root (or one images folder), or a manifest .jsonl")
@@ -35,6 +43,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     pack.add_argument("--scale", type=int, default=4)
     pack.set_defaults(handler=_data_pack)
 
+
+def _add_scoring(commands: argparse._SubParsersAction) -> None:
+    """`score` fills the cache; `scores export` and `agree` read it."""
     score = commands.add_parser("score", help="score every GT (and a crop grid) into the SQLite score cache")
     add_data_source(score)
     score.add_argument("--metric", action="append", required=True, help="pyiqa metric name (repeatable)")
@@ -53,7 +64,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     export.add_argument("--cache", type=Path, required=True)
     export.add_argument("--out", type=Path, required=True)
     export.set_defaults(handler=_scores_export)
+    agree = commands.add_parser("agree", help="pairwise agreement of cached metrics with the human labels")
+    add_data_source(agree)
+    agree.add_argument("--cache", type=Path, required=True)
+    agree.set_defaults(handler=_agree)
 
+
+def _add_weights(commands: argparse._SubParsersAction) -> None:
     weights = commands.add_parser("weights", help="metric weights and pretrained networks").add_subparsers(
         dest="weights_command", required=True)
     weights_check = weights.add_parser("check", help="which pretrained networks are installed; which metrics work "
@@ -73,11 +90,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     weights_install.add_argument("--force", action="store_true", help="convert again even when installed")
     weights_install.set_defaults(handler=_weights_install)
 
-    agree = commands.add_parser("agree", help="pairwise agreement of cached metrics with the human labels")
-    add_data_source(agree)
-    agree.add_argument("--cache", type=Path, required=True)
-    agree.set_defaults(handler=_agree)
 
+def _add_sampler(commands: argparse._SubParsersAction) -> None:
     sampler = commands.add_parser("sampler", help="GT sampler tools").add_subparsers(dest="sampler_command",
                                                                                    required=True)
     sampler_preview = sampler.add_parser("preview", help="per-GT probabilities of a sampler on a data set")

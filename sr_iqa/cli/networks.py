@@ -14,6 +14,13 @@ log = logging.getLogger("sr_iqa.cli")
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
+    """`eval`, `infer`, `export`."""
+    _add_eval(commands)
+    _add_infer(commands)
+    _add_export(commands)
+
+
+def _add_eval(commands: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser("eval", help="evaluate a checkpoint or SR folders against the Positive GTs, "
                                                 "the original and the Gold Standard")
     add_data_source(evaluate)
@@ -41,6 +48,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                                                            "quarter of a smaller tile)")
     evaluate.set_defaults(handler=_eval)
 
+
+def _add_infer(commands: argparse._SubParsersAction) -> None:
     infer = commands.add_parser("infer", help="upscale images of any size (tiled) with a checkpoint (+ adapter)")
     infer.add_argument("--checkpoint", type=Path, help="generator file or run folder (default: -opt's "
                                                        "path.pretrain_network_g)")
@@ -56,6 +65,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     infer.add_argument("overrides", nargs="*", metavar="key.sub=value", help="with -opt: option overrides")
     infer.set_defaults(handler=_infer)
 
+
+def _add_export(commands: argparse._SubParsersAction) -> None:
     export = commands.add_parser("export", help="write a generator file (sr_iqa's, BasicSR's .pth, ONNX), LoRA "
                                                  "adapter merged; or the adapter in PEFT's format")
     export.add_argument("--checkpoint", type=Path, required=True,

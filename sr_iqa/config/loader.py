@@ -25,7 +25,15 @@ from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException, Vali
 
 from sr_iqa.config.basicsr_keys import translate
 from sr_iqa.config.q_metrics import choice_problems, q_metric_problems
-from sr_iqa.config.schema import CALL_BLOCKS, DatasetLayout, IqaOptions, Options, TrainOptions, ValDatasetOptions
+from sr_iqa.config.schema import (
+    CALL_BLOCKS,
+    RANGE,
+    DatasetLayout,
+    IqaOptions,
+    Options,
+    TrainOptions,
+    ValDatasetOptions,
+)
 from sr_iqa.config.suggest import did_you_mean
 from sr_iqa.errors import OptionsError
 from sr_iqa.file_names import NAME_BYTES, is_plain_name
@@ -154,32 +162,7 @@ def _merge_into_schema(user: DictConfig, source: str) -> Options:
 
 def _check_values(options: Options, source: str) -> None:
     """Ranges and relations of the schema's values; every problem of the file in one error."""
-    problems: list[str] = []
-    positive = {
-        "scale": options.scale,
-        "train.total_iter": options.train.total_iter,
-        "train.gradient_accumulation_steps": options.train.gradient_accumulation_steps,
-        "datasets.train.gt_size": options.datasets.train.gt_size,
-        "datasets.train.batch_size_per_gpu": options.datasets.train.batch_size_per_gpu,
-        "logger.print_freq": options.logger.print_freq,
-        "logger.save_checkpoint_freq": options.logger.save_checkpoint_freq,
-        "logger.keep_checkpoints": options.logger.keep_checkpoints,
-        "train.net_d_iters": options.train.net_d_iters,
-        "train.process_group_timeout": options.train.process_group_timeout,
-    }
-    for key, value in positive.items():
-        if value < 1:
-            problems.append(f"{source}: '{key}' must be at least 1, got {value}")
-    not_negative = {
-        "datasets.train.num_worker_per_gpu": options.datasets.train.num_worker_per_gpu,
-        "datasets.train.queue_size": options.datasets.train.queue_size,
-        "train.net_d_init_iters": options.train.net_d_init_iters,
-        "val.val_freq": options.val.val_freq,
-        "val.tracker_images": options.val.tracker_images,
-    }
-    for key, value in not_negative.items():
-        if value < 0:
-            problems.append(f"{source}: '{key}' must be at least 0, got {value}")
+    problems = range_problems(options, "", source)
     if not 0 <= options.manual_seed < SEED_LIMIT:
         problems.append(f"{source}: 'manual_seed' must be in [0, {SEED_LIMIT}) (each process seeds with "
                            f"manual_seed + its rank, within numpy's range), got {options.manual_seed}")
@@ -188,6 +171,45 @@ def _check_values(options: Options, source: str) -> None:
     if options.datasets.train.gt_size % options.scale:
         problems.append(f"{source}: 'datasets.train.gt_size' ({options.datasets.train.gt_size}) "
                            f"must be a multiple of 'scale' ({options.scale})")
+    problems += _data_source_problems(options, source)
+    problems += _sampler_problems(options, source)
+    problems += _negative_weight_problems(options.train, source)
+    if options.train.warmup_iter < -1:
+        problems.append(f"{source}: 'train.warmup_iter' must be -1 (no warm-up) or at least 0, got "
+                        f"{options.train.warmup_iter}")
+    if options.train.grad_clip_max_norm <= 0:
+        problems.append(f"{source}: 'train.grad_clip_max_norm' must be positive, got "
+                        f"{options.train.grad_clip_max_norm}")
+    if not 0 <= options.train.ema_decay < 1:
+        problems.append(f"{source}: 'train.ema_decay' must be in [0, 1), got {options.train.ema_decay}")
+    problems += _stage2_problems(options, source) + _speed_problems(options, source)
+    raise_option_problems(problems)
+
+
+def range_problems(node: Any, prefix: str, source: str) -> list[str]:
+    """Every field declared with ``schema.bounded`` against its range, through nested option blocks (and the
+    ``extra_val`` blocks by name)."""
+    problems = []
+    for spec in dataclasses.fields(node):
+        value = getattr(node, spec.name)
+        if dataclasses.is_dataclass(value):
+            problems += range_problems(value, f"{prefix}{spec.name}.", source)
+        elif isinstance(value, dict):
+            problems += [problem for key, block in value.items() if dataclasses.is_dataclass(block)
+                         for problem in range_problems(block, f"{prefix}{spec.name}.{key}.", source)]
+        low, high = spec.metadata.get(RANGE, (None, None))
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if low is not None and value < low:
+            problems.append(f"{source}: '{prefix}{spec.name}' must be at least {low}, got {value}")
+        if high is not None and value > high:
+            problems.append(f"{source}: '{prefix}{spec.name}' must be at most {high}, got {value}")
+    return problems
+
+
+def _data_source_problems(options: Options, source: str) -> list[str]:
+    """Each data block's folders are folders, its layout's required key is set, the pair pool holds whole batches."""
+    problems = []
     splits = [("train", options.datasets.train), ("val", options.datasets.val),
               *options.datasets.extra_val.items()]
     for split, source_options in splits:
@@ -207,6 +229,12 @@ def _check_values(options: Options, source: str) -> None:
     if queue % batch:
         problems.append(f"{source}: 'datasets.train.queue_size' ({queue}) must be a multiple of "
                            f"'datasets.train.batch_size_per_gpu' ({batch})")
+    return problems
+
+
+def _sampler_problems(options: Options, source: str) -> list[str]:
+    """The sampler's cache, metrics, grid and box strides, choice options and labels, and what rank_opt needs."""
+    problems: list[str] = []
     sampler = options.sampler
     online = sampler.type.value == "amo" and sampler.mode.value == "online"
     if sampler.type.value in ("sma", "smp", "amo") and not online and sampler.cache is None:
@@ -228,17 +256,7 @@ def _check_values(options: Options, source: str) -> None:
     if unknown_labels:
         problems.append(f"{source}: 'sampler.exclude_labels' holds {unknown_labels}; labels are Positive, "
                            "Similar and Negative")
-    problems += _negative_weight_problems(options.train, source)
-    if options.train.warmup_iter < -1:
-        problems.append(f"{source}: 'train.warmup_iter' must be -1 (no warm-up) or at least 0, got "
-                        f"{options.train.warmup_iter}")
-    if options.train.grad_clip_max_norm <= 0:
-        problems.append(f"{source}: 'train.grad_clip_max_norm' must be positive, got "
-                        f"{options.train.grad_clip_max_norm}")
-    if not 0 <= options.train.ema_decay < 1:
-        problems.append(f"{source}: 'train.ema_decay' must be in [0, 1), got {options.train.ema_decay}")
-    problems += _stage2_problems(options, source) + _speed_problems(options, source)
-    raise_option_problems(problems)
+    return problems
 
 
 def _name_problems(name: str, source: str) -> list[str]:

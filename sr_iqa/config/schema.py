@@ -14,6 +14,13 @@ from typing import Any
 
 from omegaconf import MISSING
 
+RANGE = "range"  # a field's metadata key: (lowest, highest) allowed, None for no bound; checked by config.loader
+
+
+def bounded(default: Any, low: float | None = None, high: float | None = None) -> Any:
+    """A field whose allowed range sits beside it; every such field of a file is checked when options load."""
+    return field(default=default, metadata={RANGE: (low, high)})
+
 
 class MixedPrecision(str, Enum):
     auto = "auto"  # bf16 on a GPU that supports it, otherwise no
@@ -45,12 +52,12 @@ class DataSourceOptions:
 @dataclass
 class TrainDatasetOptions(DataSourceOptions):
     name: str = "train"
-    gt_size: int = 128
+    gt_size: int = bounded(128, 1)
     use_hflip: bool = True
     use_rot: bool = True
-    batch_size_per_gpu: int = 4
-    num_worker_per_gpu: int = 2
-    queue_size: int = 0  # HGGT / Real-ESRGAN training-pair pool; 0 turns it off
+    batch_size_per_gpu: int = bounded(4, 1)
+    num_worker_per_gpu: int = bounded(2, 0)
+    queue_size: int = bounded(0, 0)  # HGGT / Real-ESRGAN training-pair pool; 0 turns it off
     pack: str | None = None  # a packed store of this data (`sr-iqa data pack`): crops without decoding whole PNGs
     prefetch_factor: int = 2  # batches each worker prepares ahead (with num_worker_per_gpu > 0)
     persistent_workers: bool = True  # keep the workers between validations (with num_worker_per_gpu > 0)
@@ -106,7 +113,7 @@ def _default_pixel_opt() -> dict[str, Any]:
 
 @dataclass
 class TrainOptions:
-    total_iter: int = MISSING
+    total_iter: int = bounded(MISSING, 1)
     optim_g: dict[str, Any] = field(default_factory=_default_optim_g)
     scheduler: dict[str, Any] | None = None
     pixel_opt: dict[str, Any] = field(default_factory=_default_pixel_opt)
@@ -116,14 +123,14 @@ class TrainOptions:
     rank_opt: dict[str, Any] | None = None
     gan_opt: dict[str, Any] | None = None  # basicsr's GANLoss: {type: GANLoss, gan_type, loss_weight, ...}
     optim_d: dict[str, Any] | None = None  # the discriminator's optimizer (with gan_opt)
-    net_d_iters: int = 1  # with a discriminator, the generator steps every net_d_iters iterations (BasicSR)
-    net_d_init_iters: int = 0  # ... and only after this many (the discriminator warms up alone)
+    net_d_iters: int = bounded(1, 1)  # with a discriminator, the generator steps every net_d_iters iterations (BasicSR)
+    net_d_init_iters: int = bounded(0, 0)  # ... and only after this many (the discriminator warms up alone)
     warmup_iter: int = -1  # BasicSR's linear lr warm-up: iteration i < warmup_iter uses initial lr * i / warmup_iter
     grad_clip: bool = False  # traiNNer-redux's: clip G's and D's gradients to grad_clip_max_norm (global L2 norm)
     grad_clip_max_norm: float = 100.0
     ema_decay: float = 0.999  # 0 turns EMA off
     mixed_precision: MixedPrecision = MixedPrecision.auto
-    gradient_accumulation_steps: int = 1
+    gradient_accumulation_steps: int = bounded(1, 1)
     channels_last: bool = False  # generator, discriminator and their inputs in NHWC (faster convolutions on GPUs)
     compile: bool = False  # torch.compile the generator and the discriminator (in place: same weights, same files)
     compile_mode: str | None = None  # torch.compile mode: default, reduce-overhead, max-autotune
@@ -134,16 +141,16 @@ class TrainOptions:
     # Seconds a process waits at a collective before the run ends (NCCL's watchdog). Nothing sr_iqa does between
     # collectives approaches it: validation is split across processes (a wait is at most one image's work) and
     # only checkpoint writes are the main process's alone.
-    process_group_timeout: int = 1800
+    process_group_timeout: int = bounded(1800, 1, 7 * 24 * 3600)  # at most a week
 
 
 @dataclass
 class ValOptions:
-    val_freq: int = 0  # 0: validate only at the end
+    val_freq: int = bounded(0, 0)  # 0: validate only at the end
     metrics: list[str] = field(default_factory=lambda: ["psnr", "ssim"])  # pyiqa metric names
     monitor_metrics: list[str] = field(default_factory=list)  # held-out NR metrics for the gaming gap (stage 2)
     save_img: bool = True
-    tracker_images: int = 3  # LR | SR | GT crops of the first images of datasets.val sent to the trackers
+    tracker_images: int = bounded(3, 0)  # LR | SR | GT crops of the first images of datasets.val sent to the trackers
 
 
 class SamplerType(str, Enum):
@@ -222,9 +229,9 @@ class WandbOptions:
 
 @dataclass
 class LoggerOptions:
-    print_freq: int = 100
-    save_checkpoint_freq: int = 5000
-    keep_checkpoints: int = 3  # how many checkpoints (weights and training states) to keep
+    print_freq: int = bounded(100, 1)
+    save_checkpoint_freq: int = bounded(5000, 1)
+    keep_checkpoints: int = bounded(3, 1)  # how many checkpoints (weights and training states) to keep
     use_tb_logger: bool = True
     wandb: WandbOptions | None = None
 
@@ -241,7 +248,7 @@ def _default_network_g() -> dict[str, Any]:
 @dataclass
 class Options:
     name: str = MISSING
-    scale: int = 4
+    scale: int = bounded(4, 1)
     manual_seed: int = 0
     network_g: dict[str, Any] = field(default_factory=_default_network_g)
     network_d: dict[str, Any] | None = None  # {type: UNetDiscriminatorSN, num_in_ch, num_feat, skip_connection}
