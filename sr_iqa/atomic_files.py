@@ -20,13 +20,18 @@ def partial_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}{PARTIAL_SUFFIX}")
 
 
+def _check_parent_is_a_folder(path: Path) -> None:
+    """The nearest existing folder above ``path`` is a folder, not a file (mkdir would end in a traceback)."""
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise OutputPathError(f"{path}: {parent} is a file, not a folder; give an output path under a folder")
+
+
 def check_output_file(path: Path) -> None:
     """Refuse, in one line, an output path that is not a plain file's place: a folder, a device node, a FIFO or
     socket (renaming over ``/dev/null`` would replace the device), or one under a file."""
     if path.is_symlink() or not path.exists():
-        parent = next((p for p in path.parents if p.exists() or p.is_symlink()), None)
-        if parent is not None and not parent.is_dir():
-            raise OutputPathError(f"{path}: {parent} is a file, not a folder; give an output path under a folder")
+        _check_parent_is_a_folder(path)
         return
     if path.is_dir():
         raise OutputPathError(f"{path} is a folder; give a file name (e.g. {path / 'out'}{path.suffix})")
@@ -40,9 +45,7 @@ def check_output_folder(path: Path, inputs: tuple[Path, ...] = ()) -> None:
     folders or holds one of the ``inputs`` files (written images would replace the images read)."""
     if path.exists() and not path.is_dir():
         raise OutputPathError(f"{path} is a file, not a folder; give a folder for the output")
-    parent = next((p for p in path.parents if p.exists()), None)
-    if parent is not None and not parent.is_dir():
-        raise OutputPathError(f"{path}: {parent} is a file, not a folder; give an output folder under a folder")
+    _check_parent_is_a_folder(path)
     resolved = path.resolve()
     for source in inputs:
         source = source.resolve()

@@ -73,6 +73,7 @@ def _per_seed(methods: Sequence[AblationRow], settings: ExperimentSettings, gate
     gold: dict[str, float] = {}
     summaries = {m: json.loads((m.evaluation / "summary.json").read_text()) for m in methods}
     metric = create_metric(settings.q)
+    best_q = None if gate is None else {r.group: r.best_gt(gate.lower_better) for r in gate.kept("held-out")}
     for method, summary in summaries.items():
         row, original = summary["rows"][method.label], summary["against_original"][method.label]
         lower = summary["lower_better"]
@@ -81,8 +82,7 @@ def _per_seed(methods: Sequence[AblationRow], settings: ExperimentSettings, gate
         measures |= {name: row[name] for name in settings.monitors}
         measures |= {f"{name} vs original": original[name] for name in settings.distortion}
         lower_better |= {"Q": lower[settings.q]} | {name: lower[name] for name in settings.monitors}
-        if gate is not None:
-            best_q = {r.group: r.best_gt(gate.lower_better) for r in gate.kept("held-out")}
+        if best_q is not None:
             measures[GAMING_IMAGES] = gaming_fraction(method.evaluation, method.label, sr_q, best_q,
                                                       settings.monitors, lower_better)
         lower_better |= {f"{name} vs original": lower[name] for name in settings.distortion}
@@ -128,8 +128,7 @@ def _tiled_q(metric: torch.nn.Module, name: str, method: AblationRow, tiles: str
             return {image: float(q) for image, q in saved["images"].items()}
     scores = {path.stem: tiled_q(metric, read_rgb_tensor(path), tiles)
               for path in sorted(sr_folder(method).glob("*.png"))}
-    q = nan_aware_mean(list(scores.values())).mean if scores else math.nan
-    write_text_atomically(record, json.dumps({"key": key, "q": q, "images": scores}))
+    write_text_atomically(record, json.dumps({"key": key, "images": scores}))
     return scores
 
 
