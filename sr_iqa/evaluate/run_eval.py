@@ -134,7 +134,7 @@ def _evaluate(accelerator: Accelerator, methods: Sequence[SrMethod], groups: Seq
     reused = 0
     with accelerator.split_between_processes(list(range(len(dataset)))) as mine:
         log.info("eval: process %d of %d evaluates %d of %d groups", accelerator.process_index,
-                 accelerator.num_processes, len(mine), len(dataset))
+                 accelerator.num_processes, len(mine), len(dataset), extra={"all_ranks": True})
         if score_cache is not None:
             cached = CachedGtScores(score_cache, metric_set.no_reference_names(), dict(metric_options or {}),
                                     {name: metric_set.lower_better(name) for name in names},
