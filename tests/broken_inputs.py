@@ -26,7 +26,9 @@ import os
 import pickle
 import shutil
 import sqlite3
+import struct
 import sys
+import zlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -294,9 +296,54 @@ def _option_cases() -> list[Case]:
         ("datasets.val_2", {"dataroot_gt": "/x", "nmae": "Set5"}, "unknown key 'datasets.val_2.nmae'; did you mean"),
         ("datasets.val_2", "Set5", "'datasets.val_2' expects a block of keys, got 'Set5'"),
         ("manual_seed", -1, "'manual_seed' must be in [0, "),
+        ("sampler", {"type": "sma", "metrics": ["niqe"], "cache": "/c.db"}, "'sampler.metrics'"),
+        ("train.iqa_opt", {"metrics": {"niqe": {"deep": 1}}, "cache": "/c.db"}, "'train.iqa_opt.metrics.niqe'"),
+        ("iqa", {"metric_options": ["niqe"]}, "'iqa.metric_options'"),
+        ("lora", [1, 2], "'lora'"),
+        ("sampler", {"type": "sma", "metrics": {"niqe": 1e308, "piqe": 1}, "cache": "/c.db"},
+         "'sampler.metrics.niqe' must be a positive weight of at most 1e+06"),
+        ("network_g", {"type": "RRDBNet", "num_in_ch": 1, "num_out_ch": 3, "num_feat": 8, "num_block": 1,
+                       "num_grow_ch": 4}, "'network_g.num_in_ch' must be 3 (sr_iqa reads and writes RGB images)"),
+        ("network_g", {"type": "RRDBNet", "num_in_ch": 3, "num_out_ch": 4, "num_feat": 8, "num_block": 1,
+                       "num_grow_ch": 4}, "'network_g.num_out_ch' must be 3"),
+        ("network_g", {"type": "RRDBNet", "num_in_ch": 3, "num_out_ch": 3, "num_feat": 8, "num_block": 10**7,
+                       "num_grow_ch": 4}, "'network_g.num_block' must be at most 1024"),
+        ("train.scheduler", {"type": "MultiStepLR", "milestones": [1], "gamma": -0.5},
+         "'train.scheduler.gamma' must be in (0, 1]"),
+        ("train.rank_opt", {"type": "RankedGTLoss", "loss_weight": -1}, "'train.rank_opt.loss_weight' must be >= 0"),
+        ("sampler", {"type": "rand", "box_stride": 100000}, "'sampler.box_stride' (100000) must be at most "
+                                                            "'datasets.train.gt_size' (32)"),
+        ("logger.wandb", {"project": ""}, "'logger.wandb.project' must be 1 to 128 letters"),
+        ("logger.wandb", {"project": "team/x"}, "'logger.wandb.project' must be 1 to 128 letters"),
+        ("logger.wandb", {"project": "x" * 300}, "'logger.wandb.project' must be 1 to 128 letters"),
+        ("logger.wandb", {"project": "p", "resume_id": "a\x00b"}, "'logger.wandb.resume_id' must be 1 to 128"),
+        ("datasets.train.batch_size_per_gpu", 100000, "'datasets.train.batch_size_per_gpu' must be at most 1024"),
+        ("lora", {"enabled": True, "rank": 10**9}, "'lora.rank' must be at most 1024"),
     ]:
-        cases.append(Case("option values", f"{key}={value!r}", _train(**{key: value, **stage2}), words))
+        cases.append(Case("option values", f"{key}={value!r}"[:120], _train(**{key: value, **stage2}), words))
+    for name, text, words in OPTION_FILE_TEXTS:
+        cases.append(Case("option files", name, _option_text(text), words))
     return cases
+
+
+def _option_text(text: bytes) -> Callable[[Bench], list[str]]:
+    """The tiny option file with ``text`` appended (a value no option file can hold)."""
+    def prepare(bench: Bench) -> list[str]:
+        path = bench.options()
+        path.write_bytes(path.read_bytes() + text)
+        return ["train", "-opt", str(path)]
+
+    return prepare
+
+
+OPTION_FILE_TEXTS: list[tuple[str, bytes, str]] = [
+    ("a !!set value", b"extra: !!set {a, b}\n", "holds a value an option file cannot"),
+    ("a 5000-digit integer", b"manual_seed_x: " + b"9" * 5000 + b"\n", "holds a value an option file cannot"),
+    ("an alias bomb", b"".join([b'b0: &b0 ["x","x","x","x","x","x","x","x","x"]\n'] + [
+        f"b{k}: &b{k} [{','.join([f'*b{k - 1}'] * 9)}]\n".encode() for k in range(1, 12)]),
+     "not valid YAML: YAML node expansion exceeds"),
+    ("UTF-16 text", "name: x\n".encode("utf-16"), "not UTF-8 text"),
+]
 
 
 # ----- data ------------------------------------------------------------------------------------------------------
@@ -335,6 +382,45 @@ DATA_DAMAGE: list[tuple[str, Callable[[Path, Path], object], str]] = [
     ("label entry missing", lambda images, labels: _label_file(labels).write_text(json.dumps({"Picture_1": {}})),
      "has no 'Picture_2' entry with a 'Label'"),
     ("label a list", lambda images, labels: _label_file(labels).write_text("[1, 2]"), "has no 'Picture_2' entry"),
+    ("label a fifo", lambda images, labels: _replace(_label_file(labels), os.mkfifo),
+     "label file is not valid JSON (a FIFO, not a plain file)"),
+    ("label linked to /dev/zero", lambda images, labels: _replace(_label_file(labels),
+                                                                  lambda path: path.symlink_to("/dev/zero")),
+     "label file is not valid JSON (a device or socket, not a plain file)"),
+    ("label a folder", lambda images, labels: _replace(_label_file(labels), Path.mkdir),
+     "label file is not valid JSON (a folder, not a plain file)"),
+    ("label a 10,000-digit number", lambda images, labels: _label_file(labels).write_text(
+        '{"Picture_2": {"Label": ' + "1" * 10_000 + "}}"), "label file is not valid JSON (Exceeds the limit"),
+    ("png with bytes after its end", lambda images, labels: _first(images).write_bytes(
+        _first(images).read_bytes() + b"appended"), "img1-0-0_01.png: 8 byte(s) after the PNG image's end"),
+]
+
+
+def _replace(path: Path, make: Callable[[Path], object]) -> None:
+    path.unlink()
+    make(path)
+
+
+def _png_of_rows(width: int, height: int, rows: int) -> bytes:
+    """A PNG whose header says ``height`` rows and whose (valid, complete) compressed data holds ``rows``."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    raw = b"".join(b"\x00" + bytes(width * 3) for _ in range(rows))  # filter byte 0, then black pixels
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def _one_pixel_group(images: Path, labels: Path) -> None:
+    for path in images.glob("*/img1-0-0*.png"):
+        Image.new("RGB", (1, 1)).save(path)
+
+
+# Found by `data check` (which decodes every image and checks the sizes against the scale), not by a quick start.
+CHECK_ONLY_DAMAGE: list[tuple[str, Callable[[Path, Path], object], str]] = [
+    ("png holding 40 of its 64 rows", lambda images, labels: _first(images).write_bytes(_png_of_rows(64, 64, 40)),
+     "img1-0-0_01.png: its image data holds 40 of its 64 rows"),
+    ("a 1x1 group", _one_pixel_group, "img1-0-0.png: 1x1 is smaller than the scale (x4)"),
 ]
 
 
@@ -351,6 +437,12 @@ def _data_cases() -> list[Case]:
         image_words = words.replace("{image}", "img1-0-0_01.png")
         cases.append(Case("data", f"data check: {name}", check, image_words, code=1))
         cases.append(Case("data", f"train: {name}", train, image_words))
+    for name, damage, words in CHECK_ONLY_DAMAGE:
+        def full_check(bench: Bench, damage=damage) -> list[str]:
+            images, _ = _damage_data(damage)(bench)
+            return ["data", "check", str(images.parent)]
+
+        cases.append(Case("data", f"data check: {name}", full_check, words, code=1))
     return cases
 
 
@@ -659,8 +751,134 @@ def _output_cases() -> list[Case]:
             for obstacle, arguments, words in OUTPUTS]
 
 
+# ----- commands asked for what they cannot mean -------------------------------------------------------------------
+
+TINY_RRDB = {"type": "RRDBNet", "num_in_ch": 3, "num_out_ch": 3, "num_feat": 8, "num_block": 1, "num_grow_ch": 4,
+             "scale": 4}
+
+
+def _x4_checkpoint(bench: Bench) -> Path:
+    """A tiny x4 RRDBNet saved as training saves its generator (weights + network_g metadata)."""
+    from sr_iqa.models.generators import build_generator
+    from sr_iqa.models.weight_files import generator_metadata
+    from sr_iqa.tensor_files import save_tensors
+
+    path = bench.folder / "net_g.safetensors"
+    save_tensors(build_generator(TINY_RRDB, 4).state_dict(), path, generator_metadata(TINY_RRDB))
+    return path
+
+
+def _meaning_case(arguments: tuple[str, ...], setup: Callable[[Bench, Path], object] = lambda bench, images: None
+                  ) -> Callable[[Bench], list[str]]:
+    def prepare(bench: Bench) -> list[str]:
+        images, _ = bench.tree()
+        cache = bench.cache(images)
+        setup(bench, images)
+        checkpoint = _x4_checkpoint(bench) if any("{checkpoint}" in part for part in arguments) else None
+        return [part.format(images=images, folder=bench.folder, cache=cache, checkpoint=checkpoint)
+                for part in arguments]
+
+    return prepare
+
+
+def _unscored(bench: Bench, images: Path) -> None:
+    with sqlite3.connect(bench.folder / "scores.db") as db:
+        db.execute("UPDATE scores SET score = NULL")
+    db.close()
+
+
+def _latin1_name(bench: Bench, images: Path) -> None:
+    """An original named in Latin-1 (\\xe9), as an old archive unpacks it."""
+    os.rename(bytes(images / "original" / "img1-0-0.png"), bytes(images / "original") + b"/caf\xe9.png")
+
+
+MEANINGS: list[tuple[str, tuple[str, ...], Callable[[Bench, Path], object], str]] = [
+    ("a full-reference metric cached as Q", ("score", "--dataset", "{images}", "--metric", "psnr", "--cache",
+                                            "{folder}/fr.db"), lambda bench, images: None, "psnr: full-reference"),
+    ("eval at another scale than the network's", ("eval", "--dataset", "{images}", "--checkpoint", "{checkpoint}",
+                                                 "--scale", "2", "--metrics", "psnr", "--out", "{folder}/e"),
+     lambda bench, images: None, "upscales x4 but the evaluation runs at --scale 2; pass --scale 4"),
+    ("two --sr-dir of one name", ("eval", "--dataset", "{images}", "--sr-dir", "a={images}/original", "--sr-dir",
+                                  "a={images}/01", "--metrics", "psnr", "--out", "{folder}/e"),
+     lambda bench, images: None, "method name(s) given twice: a"),
+    ("a score cache whose every score is NULL", ("sampler", "preview", "--dataset", "{images}", "--cache", "{cache}",
+                                                 "--sampler", "sma", "--metric", "niqe", "--out", "{folder}/p.csv"),
+     _unscored, "every 'niqe' score of the training GTs is NaN"),
+    ("file names that are not UTF-8", ("score", "--dataset", "{images}", "--metric", "niqe", "--cache",
+                                       "{folder}/n.db"), _latin1_name, "the file name is not UTF-8"),
+    ("an adapter strength of a million", ("eval", "--dataset", "{images}", "--checkpoint", "{checkpoint}",
+                                          "--adapter", "{folder}/a.safetensors", "--lora-strength", "1e6", "--out",
+                                          "{folder}/e"), lambda bench, images: None,
+     "argument --lora-strength: must be a number from 0 to 10"),
+]
+
+
+def _weights_with(network_g: str, change: Callable[[dict], dict] = dict, adapter: dict | None = None
+                  ) -> Callable[[Bench], list[str]]:
+    """``infer`` with a tiny x4 checkpoint whose ``sr_iqa.network_g`` metadata is ``network_g`` and whose tensors
+    are ``change``d; with ``adapter`` (tensors changed by ``change``, ``sr_iqa.lora`` from it) as well."""
+    def prepare(bench: Bench) -> list[str]:
+        from sr_iqa.models.generators import build_generator
+        from sr_iqa.models.lora import AdapterSettings, adapter_state, add_adapters
+        from sr_iqa.tensor_files import save_tensors
+
+        images, _ = bench.tree()
+        checkpoint, arguments = bench.folder / "net_g.safetensors", []
+        net = build_generator(TINY_RRDB, 4)
+        state = net.state_dict() if adapter is not None else change(net.state_dict())
+        save_tensors(state, checkpoint, {"sr_iqa.network_g": network_g})
+        if adapter is not None:
+            settings = AdapterSettings(4, 4.0, 0.0, ("conv1",))
+            lora_state = change(adapter_state(add_adapters(net, settings)))
+            save_tensors(lora_state, bench.folder / "lora.safetensors", {
+                "sr_iqa.network_g": network_g, "sr_iqa.lora": json.dumps(adapter)})
+            arguments = ["--adapter", str(bench.folder / "lora.safetensors")]
+        return ["infer", "--checkpoint", str(checkpoint), *arguments, "--input", str(images / "original"),
+                "--output", str(bench.folder / "out")]
+
+    return prepare
+
+
+def _each(value: float) -> Callable[[dict], dict]:
+    return lambda state: {name: torch.full_like(tensor, value) for name, tensor in state.items()}
+
+
+TINY_JSON = json.dumps(TINY_RRDB)
+LORA_JSON = {"rank": 4, "alpha": 4.0, "dropout": 0.0, "target_modules": ["conv1"]}
+WEIGHT_METADATA: list[tuple[str, Callable[[Bench], list[str]], str]] = [
+    ("empty network_g", _weights_with(""), "its 'sr_iqa.network_g' metadata is not a network_g block"),
+    ("network_g not JSON", _weights_with("{type: RRDB"), "its 'sr_iqa.network_g' metadata is not a network_g block"),
+    ("network_g nested deep", _weights_with("[" * 100_000 + "]" * 100_000),
+     "its 'sr_iqa.network_g' metadata is not a network_g block"),
+    ("network_g a list", _weights_with("[1, 2]"), "its 'sr_iqa.network_g' metadata is not a network_g block"),
+    ("num_block 10^7", _weights_with(json.dumps({**TINY_RRDB, "num_block": 10**7})),
+     "'network_g.num_block' must be at most 1024"),
+    ("num_feat 2e5", _weights_with(json.dumps({**TINY_RRDB, "num_feat": 200_000})),
+     "'network_g.num_feat' must be at most 1024"),
+    ("scale lying", _weights_with(json.dumps({**TINY_RRDB, "scale": 2})), "does not fit network_g"),
+    ("int64 weights", _weights_with(TINY_JSON, lambda state: {k: v.long() for k, v in state.items()}),
+     "holds torch.int64 values, not floating-point weights"),
+    ("weights of 1e38", _weights_with(TINY_JSON, _each(1e38)), "holds weights beyond +-1e+06"),
+    ("adapter of NaN", _weights_with(TINY_JSON, _each(float("nan")), LORA_JSON), "holds NaN or infinite weights"),
+    ("adapter of 1e30", _weights_with(TINY_JSON, _each(1e30), LORA_JSON), "holds weights beyond +-1e+06"),
+    ("adapter of rank 10^9", _weights_with(TINY_JSON, dict, {**LORA_JSON, "rank": 10**9}),
+     "rank must be a whole number from 1 to 1024"),
+    ("adapter settings a list", _weights_with(TINY_JSON, dict, [1]),  # type: ignore[arg-type]
+     "'sr_iqa.lora' metadata is not an adapter's settings"),
+]
+
+
+def _meaning_cases() -> list[Case]:
+    return [Case("meaning", name, _meaning_case(arguments, setup), words) for name, arguments, setup, words in MEANINGS]
+
+
+def _metadata_cases() -> list[Case]:
+    return [Case("weight metadata", name, prepare, words) for name, prepare, words in WEIGHT_METADATA]
+
+
 CASES: list[Case] = [*_option_cases(), *_data_cases(), *_manifest_cases(), *_cache_cases(), *_pack_cases(),
-                     *_weight_cases(), *_flag_cases(), *_output_cases()]
+                     *_weight_cases(), *_flag_cases(), *_output_cases(), *_meaning_cases(),
+                     *_metadata_cases()]
 
 
 def main() -> int:

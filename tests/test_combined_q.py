@@ -266,9 +266,14 @@ def test_a_damaged_statistics_file_of_a_resumed_run_is_named_with_what_to_do(dem
     options["sampler"] = {"type": "sma", "metrics": {"musiq": 1.0, "niqe": 1.0}, "cache": str(path)}
     loaded = load_options(write_options(tmp_path / "sma.yml", options))
     fields = '"weight": 1, "lower_better": true, "centre": 0, "images": 2'
+    lies = ('"weight": 1, "lower_better": true, "centre": 1e308, "images": 2, "spread": 1',
+            '"weight": 1, "lower_better": "yes", "centre": 0, "images": 2, "spread": 1',
+            '"weight": 1, "lower_better": true, "centre": 0, "images": 0, "spread": 1',
+            '"weight": 1e300, "lower_better": true, "centre": 0, "images": 2, "spread": 1')
     for damage in ("{not json", '{"sampler": {"niqe": {"weight": 1}}}', "[1, 2]",
                    f'{{"sampler": {{"niqe": {{{fields}, "spread": 0}}}}}}',
-                   f'{{"sampler": {{"niqe": {{{fields}, "spread": "wide"}}}}}}'):
+                   f'{{"sampler": {{"niqe": {{{fields}, "spread": "wide"}}}}}}',
+                   *(f'{{"sampler": {{"niqe": {{{lie}}}}}}}' for lie in lies)):
         recorded = tmp_path / SCALES_FILE
         recorded.write_text(damage)
         with pytest.raises(DataError, match=f"{recorded}: not a Q normalisation file written by sr_iqa .*delete it"):

@@ -125,6 +125,28 @@ def test_a_peft_export_loads_with_peft_itself(stage1: Path, stage2: Trainer, tmp
         assert not torch.allclose(generator_from_file(stage1)[0].eval()(lq), expected, atol=1e-5)
 
 
+def test_a_peft_export_at_half_strength_equals_the_merged_export_at_half(stage1: Path, stage2: Trainer,
+                                                                        tmp_path: Path):
+    """--lora-strength reaches the PEFT folder (through lora_alpha): PEFT's own loader then gives what the merged
+    export at that strength gives, and not the adapter as trained."""
+    from peft import PeftModel
+
+    adapter = str(stage2.folders.models / "lora_6.safetensors")
+    assert main(["export", "--checkpoint", str(stage1), "--adapter", adapter, "--peft", "--lora-strength", "0.5",
+                 "--out", str(tmp_path / "peft")]) == 0
+    assert main(["export", "--checkpoint", str(stage1), "--adapter", adapter, "--merge", "--lora-strength", "0.5",
+                 "--out", str(tmp_path / "half.safetensors")]) == 0
+    peft_model = PeftModel.from_pretrained(generator_from_file(stage1)[0], str(tmp_path / "peft")).eval()
+    lq = torch.rand(1, 3, 20, 24)
+    with torch.no_grad():
+        half = generator_from_file(tmp_path / "half.safetensors")[0].eval()(lq)
+        full = stage2.accelerator.unwrap_model(stage2.net_g).eval()(lq)
+        base = generator_from_file(stage1)[0].eval()(lq)
+    update = (full - base).abs().max()  # six iterations from B = 0: a small update, so compared with itself
+    assert update > 0 and (peft_model(lq) - half).abs().max() < 0.01 * update
+    assert (peft_model(lq) - full).abs().max() > 0.4 * update  # half of the update, not all of it
+
+
 def test_export_refuses_what_it_cannot_merge(stage1: Path, stage2: Trainer, tmp_path: Path,
                                              capsys: pytest.CaptureFixture):
     adapter = str(stage2.folders.models / "lora_6.safetensors")

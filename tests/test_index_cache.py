@@ -130,6 +130,23 @@ def test_a_damaged_index_is_rebuilt_with_a_line_saying_so(split: TrainDatasetOpt
     assert f"data index {kept} is damaged" in caplog.text and "indexing the data set again" in caplog.text
 
 
+@pytest.mark.parametrize("bogus", ["Great", 7, None])
+def test_an_index_holding_labels_no_label_file_can_hold_is_rebuilt(split: TrainDatasetOptions, caplog, bogus):
+    """An edited index must not train on votes nobody gave: its labels are those of the label files, or it is
+    built again from them."""
+    import json
+
+    built = group_index(split, 4)
+    (kept,) = [path for path in index_cache.index_folder().glob("*.json") if split.dataroot_gt in path.read_text()]
+    record = json.loads(kept.read_text())
+    record["groups"][0][2][1][3][0] = bogus  # the first annotator's vote on the group's first enhanced GT
+    kept.write_text(json.dumps(record))
+    with caplog.at_level(logging.WARNING, logger="sr_iqa"):
+        rebuilt = group_index(split, 4)
+    assert rebuilt.groups == built.groups and rebuilt.groups[0].gts[1].votes == built.groups[0].gts[1].votes
+    assert f"data index {kept} is damaged" in caplog.text
+
+
 def test_other_options_or_another_scale_use_their_own_index(split: TrainDatasetOptions, tmp_path: Path):
     group_index(split, 4)
     positive = TrainDatasetOptions(dataroot_gt=split.dataroot_gt, dataroot_label=split.dataroot_label,

@@ -77,8 +77,8 @@ def test_eval_sweeps_strengths_as_rows_and_infer_export_take_one(tmp_path: Path,
 
 
 @pytest.mark.parametrize(("arguments", "words"), [
-    (["--lora-strength", "-0.5"], "argument --lora-strength: must be a finite number of at least 0"),
-    (["--lora-strength", "nan"], "argument --lora-strength: must be a finite number of at least 0"),
+    (["--lora-strength", "-0.5"], "argument --lora-strength: must be a number from 0 to 10"),
+    (["--lora-strength", "nan"], "argument --lora-strength: must be a number from 0 to 10"),
 ])
 def test_a_bad_strength_is_one_line(tmp_path: Path, files, arguments: list[str], words: str):
     base, adapter = files

@@ -36,7 +36,8 @@ BROKEN_VALUES = [
     (["train.scheduler={type: MultiStepLR, milestones: [100], gamma: x}"], "'train.scheduler.gamma'"),
     (["network_g.num_feat=0"], "'network_g.num_feat' must be at least 1, got 0"),
     (["network_g.num_block=-1"], "'network_g.num_block' must be at least 1, got -1"),
-    (["network_g.num_in_ch=0"], "'network_g.num_in_ch' must be at least 1"),
+    (["network_g.num_in_ch=0"], "'network_g.num_in_ch' must be 3"),
+    (["network_g.num_in_ch=1"], "'network_g.num_in_ch' must be 3 (sr_iqa reads and writes RGB images)"),
     (["scale=3", "datasets.val=null", "datasets.train.gt_size=48"], "'network_g' (RRDBNet) upsamples by 4, but "
                                                                    "'scale' is 3"),
     ([*GAN, "network_d.num_feat=0"], "'network_d.num_feat' must be at least 1"),

@@ -74,6 +74,15 @@ def _resume_in_process(option_file: Path, *overrides: str) -> tuple[int, list[st
     return code, [line for line in errors.getvalue().splitlines() if "error:" in line]
 
 
+def alias_bomb(levels: int = 12) -> str:
+    """YAML whose aliases expand to 9**levels nodes: "billion laughs"."""
+    lines = ['a: &a ["x","x","x","x","x","x","x","x","x"]']
+    for level in range(1, levels):
+        name, previous = chr(ord("a") + level), chr(ord("a") + level - 1)
+        lines.append(f"{name}: &{name} [" + ",".join([f"*{previous}"] * 9) + "]")
+    return "\n".join(lines) + "\n"
+
+
 # (what is done to the copy, path.resume_state ({run}: the run folder), the words of the one line)
 RESUME_EDGES = [
     ("empty-folder", lambda run: (run.parent / "empty").mkdir(), "{run}/../empty",
@@ -84,9 +93,21 @@ RESUME_EDGES = [
     ("no-options-file", lambda run: (run / "options.yml").unlink(), "auto",
      "options.yml: missing beside {run}/training_states; the options that the state decides"),
     ("unreadable-options", lambda run: (run / "options.yml").write_bytes(b"\xff\xfe: [unclosed"), "auto",
-     "options.yml: cannot be read (UnicodeDecodeError); the options that the state decides"),
+     "options.yml: cannot be read (not UTF-8 text (saved as UTF-16?); save it as UTF-8); the options that the state "
+     "decides"),
     ("broken-yaml-options", lambda run: (run / "options.yml").write_text("a: [unclosed"), "auto",
-     "options.yml: cannot be read (ParserError)"),
+     "options.yml: cannot be read (not valid YAML: "),
+    ("alias-bomb-options", lambda run: (run / "options.yml").write_text(alias_bomb()), "auto",
+     "options.yml: cannot be read (not valid YAML: YAML node expansion exceeds"),
+    ("options-a-fifo", lambda run: [(run / "options.yml").unlink(), os.mkfifo(run / "options.yml")], "auto",
+     "options.yml: missing beside"),
+    ("iteration-below-zero", lambda run: (run / "training_states" / "2" / "progress.json").write_text(
+        '{"iteration": -5, "num_processes": 1}'), "auto", "progress.json: records iteration -5, not its folder's 2"),
+    ("iteration-beyond-the-folder", lambda run: (run / "training_states" / "2" / "progress.json").write_text(
+        '{"iteration": 1000000000000000000000, "num_processes": 1}'), "auto",
+     "progress.json: records iteration 1000000000000000000000, not its folder's 2"),
+    ("processes-zero", lambda run: (run / "training_states" / "2" / "progress.json").write_text(
+        '{"iteration": 2, "num_processes": 0}'), "auto", "records num_processes 0, not a number of processes"),
     ("other-world-size", lambda run: (run / "training_states" / "2" / "progress.json").write_text(
         '{"iteration": 2, "num_processes": 2}'), "auto",
      "was saved by 2 process(es), resumed with 1: step 2's samples depend on the number of processes"),
@@ -111,7 +132,8 @@ def test_each_resume_edge_case_is_its_own_line(saved_run: Path, tmp_path: Path, 
     damage(run)
     before = _files(tmp_path)
     # A changed learning rate: what a missing or unreadable options.yml once let through without a word.
-    changed_lr = [] if "process(es)" in expected or "EMA" in expected else ["train.optim_g.lr=0.002"]
+    changed_lr = [] if any(words in expected for words in ("process(es)", "EMA", "records")) \
+        else ["train.optim_g.lr=0.002"]
     code, lines = _resume_in_process(option_file, f"path.resume_state={resume.format(run=run)}", *changed_lr)
     assert code == 2 and len(lines) == 1, lines
     assert expected.format(run=run) in lines[0]

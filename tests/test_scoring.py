@@ -174,7 +174,7 @@ def test_changed_image_is_rescored_and_renamed_image_is_not(tree: Path, tmp_path
     entries = [replace(e, path=new_name) if e.path == old_name else e for e in entries]
     changed = images / "03" / "img2-0-0_03.png"
     Image.fromarray(np.zeros((128, 128, 3), dtype=np.uint8)).save(changed)
-    jobs = plan(ScoreCache(cache_path), entries, "niqe", grid=None, full_reference=False)
+    jobs = plan(ScoreCache(cache_path), entries, "niqe", grid=None)
     assert [job.record.path for job in jobs] == [changed]
     assert jobs[0].regions == [Region(0, 0, 128, 128)]
 
@@ -222,24 +222,22 @@ def test_scoring_in_cpu_workers_gives_the_same_cache_as_in_process(tree: Path, t
     caches = {}
     for workers in (0, 2):
         caches[workers] = tmp_path / f"workers{workers}.db"
-        run_scoring(entries, ["niqe", "ssim"], caches[workers], Grid(96, 32), 3, workers, "cpu", None)
+        run_scoring(entries, ["niqe", "piqe"], caches[workers], Grid(96, 32), 3, workers, "cpu", None)
     in_process, in_workers = _rows(caches[0]), _rows(caches[2])
     assert len(in_process) == 2 * _expected_keys(tree, Grid(96, 32))
     assert [row[:6] for row in in_workers] == [row[:6] for row in in_process]
     np.testing.assert_allclose([row[6] for row in in_workers], [row[6] for row in in_process], rtol=1e-6)
 
 
-def test_full_reference_metrics_score_each_gt_against_its_original(tree: Path, tmp_path: Path):
+@pytest.mark.parametrize("metric", ["psnr", "ssim", "bsr_psnr_y_crop4"])
+def test_full_reference_metrics_are_refused_before_any_score_is_stored(tree: Path, tmp_path: Path, metric: str):
+    """A GT scored against its original ranks the original first (it matches itself): no sampler can mean that."""
     cache_path = tmp_path / "fr.db"
-    assert run_cli("score", "--dataset", str(tree), "--metric", "ssim", "--cache", str(cache_path)).returncode == 0
-    cache = ScoreCache(cache_path)
-    group = index_hggt(tree / "Train" / "images" / "s").groups[0]
-    records = [cache.record(gt.path) for gt in group.gts]
-    table = cache.scores("ssim", {r.content_hash for r in records})
-    scores = [table[r.content_hash][r.full] for r in records]
-    assert scores[0] == pytest.approx(1.0)  # the original against itself
-    assert all(s < 0.5 for s in scores[1:])  # unrelated noise images
-    assert cache.lower_better("ssim") is False
+    result = run_cli("score", "--dataset", str(tree), "--metric", "niqe", "--metric", metric, "--cache",
+                     str(cache_path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"--metric {metric}: full-reference" in result.stderr and "no-reference" in result.stderr
+    assert not cache_path.exists()
 
 
 def test_missing_weights_fail_at_once_naming_the_file(tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -395,7 +393,7 @@ def test_a_crop_the_metric_cannot_score_is_stored_as_nan_and_not_planned_again(t
     record = cache.record(flat)
     scores = cache.scores("niqe", [record.content_hash])[record.content_hash]
     assert len(scores) == 5 and all(math.isnan(value) for value in scores.values())
-    assert plan(cache, entries, "niqe", Grid(96, 32), full_reference=False) == []
+    assert plan(cache, entries, "niqe", Grid(96, 32)) == []
     out = tmp_path / "nan.csv"
     cache.export_csv(out)
     assert sum(1 for line in out.read_text().splitlines() if line.split(",")[6] == "nan") == 5

@@ -20,7 +20,7 @@ def write_ablation_page(options: AblationOptions, source: Path, record: dict, st
     page = Path(options.results)
     parts = [f"## Ablation `{options.name}`",
              f"Written by `sr-iqa ablate -opt {source}` on "
-             f"{datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}.",
+             f"{datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}.",
              f"- Machine: {machine_line()}.\n- Versions: {versions_line()}.\n"
              f"- Time: {sum(step_seconds.values()) / 60:.1f} min of steps (stage 1 "
              f"{step_minutes(step_seconds, 'stage1'):.1f}, stage 2 {step_minutes(step_seconds, 'stage2'):.1f}, "

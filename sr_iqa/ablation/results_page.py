@@ -153,7 +153,7 @@ def render(experiment: Experiment, ablation: AblationOptions, findings: Findings
     stage1 = [label for label in findings.summaries if label not in findings.bases]
     stage2 = list(findings.bases)
     total = sum(step_seconds.values()) / 60
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     q_name = _measure_name(findings, "Q")
     effects = ", ".join(f"{_measure_name(findings, m)} {v:g}" for m, v in findings.min_effects.items())
     probe = (prepared.probe.line(settings.q) if prepared.probe is not None else

@@ -77,10 +77,15 @@ def check_tiles(args: argparse.Namespace) -> None:
         raise SrIqaError(f"--tile-overlap must be at least 0 and below --tile ({args.tile}), got {args.tile_overlap}")
 
 
+MAX_LORA_STRENGTH = 10.0  # beyond, the merged weights leave what the adapter learnt and images overflow
+
+
 def lora_strength(text: str) -> float:
-    """An argparse type: an adapter strength, finite and at least 0 (0: the base network, 1: as trained)."""
-    return _number(text, 0.0, inclusive=True,
-                   requirement="a finite number of at least 0 (0: the base network, 1: the adapter as trained)")
+    """An argparse type: an adapter strength from 0 (the base network) through 1 (as trained) to
+    ``MAX_LORA_STRENGTH``."""
+    return _number(text, 0.0, inclusive=True, largest=MAX_LORA_STRENGTH,
+                   requirement=f"a number from 0 to {MAX_LORA_STRENGTH:g} (0: the base network, 1: the adapter as "
+                               "trained)")
 
 
 def sr_suffix(text: str) -> str:
@@ -120,14 +125,14 @@ def at_least(smallest: int) -> Callable[[str], int]:
     return parse
 
 
-def _number(text: str, smallest: float, inclusive: bool, requirement: str) -> float:
-    """A finite number of at least (``inclusive``) or above ``smallest``, else ``must be <requirement>``; ``nan``
-    parses as a float and slips past comparisons, so finiteness is checked first."""
+def _number(text: str, smallest: float, inclusive: bool, requirement: str, largest: float = math.inf) -> float:
+    """A finite number of at least (``inclusive``) or above ``smallest``, and at most ``largest``, else ``must be
+    <requirement>``; ``nan`` parses as a float and slips past comparisons, so finiteness is checked first."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value) or value < smallest or (value == smallest and not inclusive):
+    if not math.isfinite(value) or value < smallest or (value == smallest and not inclusive) or value > largest:
         raise argparse.ArgumentTypeError(f"must be {requirement}, got {text}")
     return value
 

@@ -74,7 +74,7 @@ def _add_export(commands: argparse._SubParsersAction) -> None:
     export.add_argument("--adapter", type=Path, help="a stage-2 lora_*.safetensors file")
     export.add_argument("--merge", action="store_true", help="fold the adapter into the base weights")
     export.add_argument("--lora-strength", type=lora_strength, default=1.0,
-                        help="with --merge: the adapter's strength (0 the base network, 1 as trained)")
+                        help="with --merge or --peft: the adapter's strength (0 the base network, 1 as trained)")
     export.add_argument("--peft", action="store_true",
                         help="write --adapter as PEFT does, into the folder --out (adapter_config.json, "
                              "adapter_model.safetensors), for PeftModel.from_pretrained")
@@ -145,6 +145,7 @@ def _eval(args: argparse.Namespace) -> int:
         import torch
         from accelerate import PartialState
 
+        from sr_iqa.models.generators import generator_scale
         from sr_iqa.models.lora import strength_row_name
         from sr_iqa.models.weight_files import load_upscaler
 
@@ -154,7 +155,10 @@ def _eval(args: argparse.Namespace) -> int:
         name = args.name or (args.adapter or args.checkpoint).stem
         strengths = check_strengths(args)
         for strength in strengths:  # one row per strength: the adapter's perception-distortion curve
-            network, _ = load_upscaler(args.checkpoint, args.adapter, network_g, param_key, strength)
+            network, block = load_upscaler(args.checkpoint, args.adapter, network_g, param_key, strength)
+            if generator_scale(block) != args.scale:
+                raise SrIqaError(f"{args.checkpoint} upscales x{generator_scale(block)} but the evaluation runs at "
+                                 f"--scale {args.scale}; pass --scale {generator_scale(block)}")
             row = name if strengths == [1.0] else strength_row_name(name, strength)
             methods.append(upscaler_method(row, network.to(device).eval(), device, args.tile, args.tile_overlap,
                                            args.scale))
@@ -185,14 +189,16 @@ def _infer(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from sr_iqa.models.weight_files import export_generator, export_peft_adapter
+    from sr_iqa.models.weight_files import export_generator, export_peft_adapter, load_upscaler
 
     if args.peft:
         if args.adapter is None or args.merge or args.format != "safetensors":
             raise SrIqaError("--peft writes an adapter as PEFT does: pass --adapter FILE, without --merge or "
                              "--format")
         check_output_folder(args.out)
-        print(f"wrote {export_peft_adapter(args.adapter, args.out)} (adapter_config.json, adapter_model.safetensors)")
+        load_upscaler(args.checkpoint, args.adapter, *network_of(args))  # the checks eval and infer make
+        folder = export_peft_adapter(args.adapter, args.out, args.lora_strength)
+        print(f"wrote {folder} (adapter_config.json, adapter_model.safetensors) at strength {args.lora_strength:g}")
         return 0
     if args.adapter is not None and not args.merge:
         raise SrIqaError("--adapter needs --merge (a generator with the adapter folded in) or --peft (the adapter "
@@ -201,5 +207,5 @@ def _export(args: argparse.Namespace) -> int:
     check_output_file(args.out)
     out = export_generator(args.checkpoint, args.adapter, args.out, *network_of(args), file_format=args.format,
                            strength=args.lora_strength)
-    print(f"wrote {out}" + (" (adapter merged)" if args.adapter else ""))
+    print(f"wrote {out}" + (f" (adapter merged at strength {args.lora_strength:g})" if args.adapter else ""))
     return 0

@@ -101,15 +101,23 @@ def trial_build(key: str, source: str, build: Callable[[], Any]) -> Any:
         raise OptionsError(f"{source}: '{key}' cannot be built: {first_line(error)}") from None
 
 
+MAX_NETWORK_SIZE = 1024  # per size (and per list of sizes, summed); full RRDB: 64 features, 23 blocks
+
+
 def check_sizes(block: Mapping[str, Any], key: str, source: str) -> None:
-    """Network sizes (``num_feat``, ``num_block``, ``depths``, ``num_heads``, ...) of at least 1: basicsr builds an
-    RRDBNet of ``num_block: -1`` without a word (no blocks at all)."""
+    """Network sizes (``num_feat``, ``num_block``, ``depths``, ``num_heads``, ...) from 1 to ``MAX_NETWORK_SIZE``:
+    basicsr builds an RRDBNet of ``num_block: -1`` without a word (no blocks at all), and one of 10^7 blocks (a
+    weight file's metadata may ask for it) builds for hours."""
     for name, value in block.items():
         if not (name.startswith("num_") or name in ("depths", "embed_dim", "window_size")):
             continue
-        values = value if isinstance(value, (list, tuple)) else [value]
-        if any(isinstance(v, int) and not isinstance(v, bool) and v < 1 for v in values):
+        values = [v for v in (value if isinstance(value, (list, tuple)) else [value])
+                  if isinstance(v, int) and not isinstance(v, bool)]
+        if any(v < 1 for v in values):
             raise OptionsError(f"{source}: '{key}.{name}' must be at least 1, got {value!r}")
+        if sum(values) > MAX_NETWORK_SIZE:
+            raise OptionsError(f"{source}: '{key}.{name}' must be at most {MAX_NETWORK_SIZE} (summed over a list), "
+                               f"got {value!r}")
 
 
 def build_from_block(block: Mapping[str, Any], choices: Mapping[str, Callable[..., Any]], *args: Any) -> Any:

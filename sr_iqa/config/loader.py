@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import io
 import logging
 import types
 import typing
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException, ValidationError
 
 from sr_iqa.config.basicsr_keys import translate
@@ -74,6 +75,8 @@ def check_keys(node: Any, schema: type, prefix: str, source: str) -> list[str]:
                     problems.append(f"{source}: '{prefix}{name}' expects a block of keys, got {value[name]!r}")
                     continue
                 problems += check_keys(value[name], typing.get_args(annotation)[1], f"{prefix}{name}.", source)
+        elif typing.get_origin(annotation) in (dict, list) and value is not None:
+            problems += _container_problems(value, annotation, dotted, source)
         elif annotation is int and isinstance(value, float) and value.is_integer():
             node[key] = int(value)
         elif isinstance(annotation, type) and issubclass(annotation, Enum) and value is not None \
@@ -83,6 +86,21 @@ def check_keys(node: Any, schema: type, prefix: str, source: str) -> list[str]:
             problems.append(f"{source}: '{dotted}' is '{value}', not one of {', '.join(choices)}"
                             + (f"; did you mean '{close[0]}'?" if close else ""))
     return problems
+
+
+def _container_problems(value: Any, annotation: Any, dotted: str, source: str) -> list[str]:
+    """A mapping or list where the schema has one, with numbers or names inside where it wants them (OmegaConf's
+    own refusal names no key)."""
+    origin, arguments = typing.get_origin(annotation), typing.get_args(annotation)
+    expected, kind = (DictConfig, "a mapping of names to values") if origin is dict else (ListConfig, "a list")
+    if not isinstance(value, expected):
+        return [f"{source}: '{dotted}' expects {kind}, got {value!r}"]
+    items = value.items() if origin is dict else enumerate(value)
+    item_type = arguments[-1] if arguments else Any
+    if item_type in (int, float, str):
+        return [f"{source}: '{dotted}.{key}' expects a {item_type.__name__}, got {item!r}"
+                for key, item in items if isinstance(item, DictConfig | ListConfig)]
+    return []
 
 
 def raise_option_problems(problems: Sequence[str]) -> None:
@@ -104,13 +122,27 @@ def typed(schema: type, node: Any, source: str, prefix: str = "") -> Any:
                            f"{str(error.msg).splitlines()[0]}") from None
 
 
+MAX_OPTION_FILE_BYTES = 4 << 20  # HGGT's largest option file is 5 KiB; a FIFO or /dev/zero never ends
+
+
 def read_yaml(path: Path) -> DictConfig:
+    """An option file as OmegaConf reads it (aliases expanded up to its node limit), or one ``OptionsError``
+    saying what is wrong with it: not a plain file, too large, not UTF-8, a YAML tag or number it cannot hold."""
     if not path.is_file():
         raise OptionsError(f"no option file at {path}")
+    with open(path, "rb") as handle:  # a FIFO is not is_file(); a link to /dev/zero is read up to the cap alone
+        data = handle.read(MAX_OPTION_FILE_BYTES + 1)
+    if len(data) > MAX_OPTION_FILE_BYTES:
+        raise OptionsError(f"{path}: larger than {MAX_OPTION_FILE_BYTES >> 20} MiB; not an option file")
     try:
-        config = OmegaConf.load(path)
-    except yaml.YAMLError as error:
-        raise OptionsError(f"{path}: not valid YAML: {error}") from None
+        config = OmegaConf.load(io.StringIO(data.decode("utf-8")))
+    except UnicodeDecodeError:
+        raise OptionsError(f"{path}: not UTF-8 text (saved as UTF-16?); save it as UTF-8") from None
+    except yaml.YAMLError as error:  # also an alias bomb, past OmegaConf's expansion limit
+        raise OptionsError(f"{path}: not valid YAML: {' '.join(str(error).split())[:300]}") from None
+    except (OmegaConfBaseException, ValueError, RecursionError) as error:  # !!set, a 5000-digit number
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise OptionsError(f"{path}: holds a value an option file cannot: {reason}") from None
     if not isinstance(config, DictConfig):
         raise OptionsError(f"{path}: expected a mapping of option keys at the top level")
     return config

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from sr_iqa.config.schema import IqaObjectiveOptions, Options, SamplerOptions
 
+MAX_METRIC_WEIGHT = 1e6  # weights are relative (each metric normalised): a larger ratio leaves the others out
+
 
 def weighted_metrics(block: SamplerOptions | IqaObjectiveOptions) -> dict[str, float]:
     """The metrics of Q with their weights: ``{metric: 1}`` for one metric (not normalised), else ``metrics``."""
@@ -39,8 +41,9 @@ def q_metric_problems(options: Options, source: str) -> list[str]:
             what = f"the {sampler.type.value} sampler" if key == "sampler" else "train.iqa_opt"
             problems.append(f"{source}: {what} needs '{key}.metric' (one metric) or '{key}.metrics' "
                             "({name: weight}, several)")
-        problems += [f"{source}: '{key}.metrics.{name}' must be a positive weight (leave a metric out to drop it), "
-                     f"got {weight}" for name, weight in block.metrics.items() if not weight > 0]
+        problems += [f"{source}: '{key}.metrics.{name}' must be a positive weight of at most {MAX_METRIC_WEIGHT:g} "
+                     f"(leave a metric out to drop it), got {weight}" for name, weight in block.metrics.items()
+                     if not 0 < weight <= MAX_METRIC_WEIGHT]
     if sampler.metrics and sampler.cache is None:
         problems.append(f"{source}: 'sampler.metrics' normalises each metric by its scores of the training GTs: "
                         "it needs 'sampler.cache' (written by `sr-iqa score`)")

@@ -17,6 +17,9 @@ from omegaconf import MISSING
 RANGE = "range"  # a field's metadata key: (lowest, highest) allowed, None for no bound; checked by config.loader
 
 
+MAX_LORA_RANK = 1024  # above every layer's width in the archs sr_iqa trains; a rank of 10^9 exhausts memory
+
+
 def bounded(default: Any, low: float | None = None, high: float | None = None) -> Any:
     """A field whose allowed range sits beside it; every such field of a file is checked when options load."""
     return field(default=default, metadata={RANGE: (low, high)})
@@ -55,7 +58,7 @@ class TrainDatasetOptions(DataSourceOptions):
     gt_size: int = bounded(128, 1)
     use_hflip: bool = True
     use_rot: bool = True
-    batch_size_per_gpu: int = bounded(4, 1)
+    batch_size_per_gpu: int = bounded(4, 1, 1024)  # 10^5 would assemble its first batch for minutes
     num_worker_per_gpu: int = bounded(2, 0)
     queue_size: int = bounded(0, 0)  # HGGT / Real-ESRGAN training-pair pool; 0 turns it off
     pack: str | None = None  # a packed store of this data (`sr-iqa data pack`): crops without decoding whole PNGs
@@ -207,7 +210,7 @@ class LoraOptions:
     """Stage 2's low-rank adapters (peft LoRA) on the stage-1 generator; the backbone is frozen."""
 
     enabled: bool = True  # false: full fine-tuning of every generator weight (the baseline that shows the noise)
-    rank: int = 4
+    rank: int = bounded(4, None, MAX_LORA_RANK)
     alpha: float = 4.0  # the update is scaled by alpha / rank
     dropout: float = 0.0
     target_modules: list[str] | None = None  # module names; default per arch (SwinIR qkv/proj/fc1/fc2, RRDB conv1-5)

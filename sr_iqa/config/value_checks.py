@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from typing import Any
 
 from sr_iqa.config.q_metrics import choice_problems, q_metric_problems
@@ -41,7 +42,43 @@ def value_problems(options: Options, source: str) -> list[str]:
     if not 0 <= options.train.ema_decay < 1:
         problems.append(f"{source}: 'train.ema_decay' must be in [0, 1), got {options.train.ema_decay}")
     problems += _stage2_problems(options, source) + _speed_problems(options, source)
+    problems += _channel_problems(options, source) + _scheduler_problems(options, source)
+    problems += _tracker_problems(options, source)
     return problems
+
+
+RGB_CHANNEL_KEYS = ("num_in_ch", "num_out_ch", "in_chans")  # RRDBNet's, the discriminators' and SwinIR's
+
+
+def _channel_problems(options: Options, source: str) -> list[str]:
+    """Every image sr_iqa reads and writes is RGB: a network of 1 or 4 channels fails at the first batch."""
+    return [f"{source}: '{block_key}.{key}' must be 3 (sr_iqa reads and writes RGB images), got {block[key]!r}"
+            for block_key, block in (("network_g", options.network_g), ("network_d", options.network_d or {}))
+            for key in RGB_CHANNEL_KEYS if key in block and block[key] != 3]
+
+
+def _scheduler_problems(options: Options, source: str) -> list[str]:
+    """A decay factor at or below 0 gives a zero or negative learning rate (training towards a worse loss), one
+    above 1 a growing one; torch's schedulers take both."""
+    scheduler = options.train.scheduler or {}
+    gamma = scheduler.get("gamma")
+    if isinstance(gamma, int | float) and not isinstance(gamma, bool) and not 0 < gamma <= 1:
+        return [f"{source}: 'train.scheduler.gamma' must be in (0, 1] (the factor the learning rate is multiplied "
+                f"by at each milestone), got {gamma}"]
+    return []
+
+
+TRACKER_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")  # W&B projects and run ids: no '/', no control characters
+
+
+def _tracker_problems(options: Options, source: str) -> list[str]:
+    """W&B takes an empty project as none (no run, no word) and fails late on '/' or an over-long name."""
+    wandb = options.logger.wandb
+    if wandb is None:
+        return []
+    return [f"{source}: 'logger.wandb.{key}' must be 1 to 128 letters, digits, '.', '_' or '-', got {value!r}"
+            for key, value in (("project", wandb.project), ("resume_id", wandb.resume_id))
+            if value is not None and not TRACKER_NAME.fullmatch(str(value))]
 
 
 def range_problems(node: Any, prefix: str, source: str) -> list[str]:
@@ -105,6 +142,10 @@ def _sampler_problems(options: Options, source: str) -> list[str]:
             sampler.box_stride < 1 or (cached_amo and sampler.box_stride % sampler.grid_stride)):
         problems.append(f"{source}: 'sampler.box_stride' ({sampler.box_stride}) must be at least 1, and with cached "
                            f"AMO a multiple of 'sampler.grid_stride' ({sampler.grid_stride}): its boxes need scores")
+    if sampler.box_stride is not None and sampler.box_stride > options.datasets.train.gt_size:
+        problems.append(f"{source}: 'sampler.box_stride' ({sampler.box_stride}) must be at most "
+                        f"'datasets.train.gt_size' ({options.datasets.train.gt_size}): boxes further apart leave "
+                        "pixels between them that no crop ever trains on")
     if options.train.rank_opt is not None and not (sampler.type.value in ("sma", "smp") or cached_amo):
         problems.append(f"{source}: 'train.rank_opt' ranks each sample's GTs by the score cache's Q: it needs "
                         f"sampler.type sma, smp or amo (cached), not {sampler.type.value}"
@@ -150,7 +191,7 @@ def _negative_weight_problems(train: TrainOptions, source: str) -> list[str]:
     """A negative weight in a loss block trains away from what the term measures (``pixel_opt.loss_weight: -1``
     moves SR away from the GT without a word); the negative-GT loss's own sign is inside the loss."""
     problems = []
-    for block_key in ("pixel_opt", "perceptual_opt", "neg_opt", "gan_opt"):
+    for block_key in ("pixel_opt", "perceptual_opt", "neg_opt", "rank_opt", "gan_opt"):
         block = getattr(train, block_key) or {}
         for name, value in block.items():
             if str(name).endswith("weight") and isinstance(value, (int, float)) and value < 0:

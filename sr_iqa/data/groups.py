@@ -15,11 +15,12 @@ from pathlib import Path
 
 from sr_iqa.data.image_io import list_images
 from sr_iqa.file_names import NAME_BYTES, is_plain_name
-from sr_iqa.json_text import parse_json
+from sr_iqa.json_text import parse_json, read_json_file
 
 HGGT_SLOTS = ("original", "01", "02", "03", "04")
 LABEL_VALUES = ("Positive", "Similar", "Negative")
 MIN_ANNOTATORS = 3
+MAX_LABEL_FILE_BYTES = 1 << 20  # an HGGT label file is about 1 KiB
 
 
 @dataclass(frozen=True)
@@ -76,11 +77,11 @@ def aggregate_votes(votes: Sequence[str]) -> str:
 def _read_label_file(path: Path, slots: Sequence[str], problems: list[str]) -> dict[str, str] | None:
     """Slot -> label from one annotator's file (``Picture_1`` is the original, ``Picture_k`` slot k-1)."""
     try:
-        entries = parse_json(path.read_text())
+        entries = read_json_file(path, MAX_LABEL_FILE_BYTES)
     except FileNotFoundError:
         problems.append(f"{path}: label file is missing")
         return None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except json.JSONDecodeError as error:
         problems.append(f"{path}: label file is not valid JSON ({error})")
         return None
     labels = {}

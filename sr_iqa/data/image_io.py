@@ -86,4 +86,12 @@ def write_rgb(path: Path, image: np.ndarray | torch.Tensor) -> None:
 
 
 def list_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    """The images of ``folder``, sorted; a name that is not UTF-8 stops here, naming it, because the score cache,
+    the logs and the tables keep names as text."""
+    images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    for path in images:
+        try:
+            path.name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise DataError(f"{ascii(str(path))}: the file name is not UTF-8 (shown escaped); rename it") from None
+    return images

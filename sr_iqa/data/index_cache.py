@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from sr_iqa.atomic_files import write_text_atomically
-from sr_iqa.data.groups import GroundTruth, Group, GroupIndex
+from sr_iqa.data.groups import LABEL_VALUES, GroundTruth, Group, GroupIndex
 from sr_iqa.data.validation import checked_images, image_paths, validated
 from sr_iqa.json_text import parse_json
 from sr_iqa.user_cache import cache_dir
@@ -165,7 +165,15 @@ def _group_record(group: Group) -> list:
 
 
 def _index_of(kept: dict[str, Any]) -> GroupIndex:
-    groups = [Group(name, tuple(GroundTruth(slot, Path(path), label, tuple(votes)) for slot, path, label, votes
-                                in gts), Path(lr) if lr is not None else None)
+    """The groups as recorded; a label or vote that a label file cannot hold, or a field of another type, is a
+    ValueError (the index is then built again): it would train on labels nobody gave."""
+    groups = [Group(name, tuple(_ground_truth(*gt) for gt in gts), Path(lr) if lr is not None else None)
               for name, lr, gts in kept["groups"]]
     return GroupIndex(groups, [], dict(kept["dropped"]), list(kept["notes"]))
+
+
+def _ground_truth(slot: object, path: object, label: object, votes: object) -> GroundTruth:
+    if not (isinstance(slot, str) and isinstance(path, str) and (label is None or label in LABEL_VALUES)
+            and isinstance(votes, list) and all(vote in LABEL_VALUES for vote in votes)):
+        raise ValueError(f"a GT recorded as {[slot, path, label, votes]!r}")
+    return GroundTruth(slot, Path(path), label, tuple(votes))

@@ -7,6 +7,8 @@ Every problem is one line that starts with the file it is about.
 
 from __future__ import annotations
 
+import struct
+import zlib
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,14 +18,14 @@ from PIL import Image
 from sr_iqa.data.groups import Group, GroupIndex
 from sr_iqa.errors import DataError
 
-_END_MARKERS = {".png": b"IEND\xaeB`\x82", ".jpg": b"\xff\xd9", ".jpeg": b"\xff\xd9"}
+_END_MARKERS = {"PNG": b"IEND\xaeB`\x82", "JPEG": b"\xff\xd9"}  # by the format the file holds, not its name
 
 
 def _image_problem(path: Path, decode: bool) -> tuple[tuple[int, int] | None, str | None]:
     """(width, height) or a problem line."""
     try:
         with Image.open(path) as image:
-            size = image.size
+            size, image_format = image.size, image.format
             if decode:
                 image.load()
     except FileNotFoundError:
@@ -32,13 +34,62 @@ def _image_problem(path: Path, decode: bool) -> tuple[tuple[int, int] | None, st
         return None, f"{path}: its header claims more pixels than any image sr_iqa reads ({error})"
     except (OSError, SyntaxError, ValueError) as error:
         return None, f"{path}: corrupt or truncated image ({error})"
-    marker = _END_MARKERS.get(path.suffix.lower())
-    if marker is not None:
-        with open(path, "rb") as handle:
-            handle.seek(max(0, path.stat().st_size - 32))
-            if marker not in handle.read():
-                return None, f"{path}: truncated image (no end-of-file marker)"
-    return size, None
+    problem = _end_problem(path, image_format) or (_png_rows_problem(path, size) if decode and image_format == "PNG"
+                                                   else None)
+    return (size, None) if problem is None else (None, problem)
+
+
+def _end_problem(path: Path, image_format: str | None) -> str | None:
+    """A PNG or JPEG must end with its end-of-image marker: missing, the file was cut; followed by more bytes, it was
+    damaged or has something appended."""
+    marker = _END_MARKERS.get(image_format or "")
+    if marker is None:
+        return None
+    with open(path, "rb") as handle:
+        handle.seek(max(0, path.stat().st_size - 32))
+        if handle.read().endswith(marker):
+            return None
+        handle.seek(0)
+        data = handle.read()
+    end = data.rfind(marker)
+    if end < 0:
+        return f"{path}: truncated {image_format} image (no end-of-image marker)"
+    return (f"{path}: {len(data) - end - len(marker)} byte(s) after the {image_format} image's end (damaged, or "
+            "something appended); save the image again")
+
+
+def _png_rows_problem(path: Path, size: tuple[int, int]) -> str | None:
+    """A PNG whose compressed data ends before its last row decodes without an error (the rest left blank)."""
+    rows = png_rows_stored(path.read_bytes())
+    if rows is None or rows >= size[1]:
+        return None
+    return f"{path}: its image data holds {rows} of its {size[1]} rows (a damaged file); save the image again"
+
+
+PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # PNG colour type -> samples per pixel
+
+
+def png_rows_stored(data: bytes) -> int | None:
+    """How many whole rows a non-interlaced PNG's data holds (None: interlaced, or not readable here)."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        return None
+    position, header, compressed = 8, b"", []
+    while position + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[position:position + 8])
+        body = data[position + 8:position + 8 + length]
+        header = body if kind == b"IHDR" else header
+        if kind == b"IDAT":
+            compressed.append(body)
+        position += 12 + length
+    if len(header) < 13 or header[12] != 0 or header[9] not in PNG_CHANNELS:
+        return None
+    width, bit_depth = struct.unpack(">I", header[:4])[0], header[8]
+    row_bytes = 1 + (width * PNG_CHANNELS[header[9]] * bit_depth + 7) // 8  # a filter byte, then the samples
+    try:
+        stored = len(zlib.decompressobj().decompress(b"".join(compressed)))
+    except zlib.error:
+        return None  # the decoder has said what is wrong already
+    return stored // row_bytes
 
 
 ImageCheck = tuple[tuple[int, int] | None, str | None]  # (width, height) or a problem line
@@ -75,6 +126,9 @@ def check_images(groups: list[Group], scale: int, decode: bool = False, min_size
         if original_size is not None and min(original_size) < min_size:
             problems.append(f"{group.original.path}: {original_size[0]}x{original_size[1]} is smaller than the "
                             f"training crop (gt_size {min_size})")
+        elif original_size is not None and min(original_size) < scale:
+            problems.append(f"{group.original.path}: {original_size[0]}x{original_size[1]} is smaller than the scale "
+                            f"(x{scale}): its LR image would have no pixel")
         if group.lr_path is not None and original_size is not None and results[group.lr_path][0] is not None:
             lr_width, lr_height = results[group.lr_path][0]
             if (lr_width * scale, lr_height * scale) != original_size:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import logging
 import math
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,6 +97,15 @@ def original_gt_method(name: str = "Original GT") -> SrMethod:
     return SrMethod(name, lambda item: item.gt)
 
 
+def _refuse_repeated_names(methods: Sequence[SrMethod]) -> None:
+    """Rows are keyed by method: two methods of one name would keep one silently."""
+    counts = Counter(method.name for method in methods)
+    repeated = [name for name, count in counts.items() if count > 1]
+    if repeated:
+        raise SrIqaError(f"method name(s) given twice: {', '.join(repeated)}; name each --sr-dir NAME=DIR (and "
+                         "--name for the checkpoint) differently")
+
+
 def run_eval(methods: Sequence[SrMethod], groups: Sequence[Group], metric_names: Sequence[str], out: Path,
              scale: int = 4, weights_dir: Path | None = None, metric_options: Mapping[str, dict] | None = None,
              strict: bool = False, save_sr: Path | None = None,
@@ -104,6 +114,7 @@ def run_eval(methods: Sequence[SrMethod], groups: Sequence[Group], metric_names:
     ``save_sr``: also write each SR image to ``save_sr/<method>/<group>.png`` (for the visual report), or to
     ``<group>_<sr_suffix>.png`` (HGGT's and BasicSR's metric scripts drop the last ``_`` part to find the group).
     ``score_cache``: the GTs' NR scores read from it where it holds them, the others scored and written to it."""
+    _refuse_repeated_names(methods)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     # One evaluation per --out at a time (a second one, or an ablation's rerun meeting a live one, stops at once
     # naming the holder); the main process holds it, the others learn whether it could.

@@ -111,6 +111,20 @@ def write_scales(path: Path, sections: Mapping[str, Mapping[str, MetricScale]]) 
                                             for section, scales in sections.items()}, indent=1) + "\n")
 
 
+SCORE_LIMIT = 1e12  # far beyond any metric's scores; 1e308 passes isfinite and overflows the first difference
+
+
+def _check_recorded(name: str, scale: MetricScale) -> None:
+    """A recorded scale as ``metric_scales`` writes it (the file may have been edited or damaged)."""
+    numbers = (scale.weight, scale.centre, scale.spread)
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) and abs(v) <= SCORE_LIMIT for v in numbers):
+        raise ValueError(f"'{name}' needs weight, centre and spread within +-{SCORE_LIMIT:g}")
+    if not (scale.weight > 0 and scale.spread > 0 and isinstance(scale.lower_better, bool)
+            and isinstance(scale.images, int) and not isinstance(scale.images, bool) and scale.images >= 1):
+        raise ValueError(f"'{name}' needs a positive weight and spread, lower_better true or false and a count of "
+                         "images")
+
+
 def read_scales(path: Path) -> dict[str, dict[str, MetricScale]]:
     try:
         recorded = json.loads(path.read_text())
@@ -118,9 +132,7 @@ def read_scales(path: Path) -> dict[str, dict[str, MetricScale]]:
                     for section, scales in recorded.items()}
         for scales in sections.values():
             for name, scale in scales.items():
-                if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in
-                           (scale.weight, scale.centre, scale.spread)) or not scale.spread > 0:
-                    raise ValueError(f"'{name}' needs a finite weight and centre and a positive spread")
+                _check_recorded(name, scale)
         return sections
     except (OSError, ValueError, TypeError, AttributeError) as error:
         raise DataError(f"{path}: not a Q normalisation file written by sr_iqa ({error}); delete it to measure the "

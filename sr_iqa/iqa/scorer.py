@@ -53,17 +53,15 @@ class Grid:
 
 @dataclass
 class ScoreJob:
-    """One image, the regions of it still missing, and (for FR metrics) its reference."""
+    """One image and the regions of it still missing."""
 
     record: ImageRecord
     regions: list[Region]
-    reference: Path | None = None
 
 
 @dataclass(frozen=True)
 class GTEntry:
     path: Path
-    reference: Path  # the group's original
     label: str  # original, Positive, Similar, Negative, unlabelled
 
 
@@ -72,12 +70,11 @@ def gt_entries(groups: Sequence[Group]) -> list[GTEntry]:
     for group in groups:
         for position, gt in enumerate(group.gts):
             label = "original" if position == 0 else (gt.label or "unlabelled")
-            entries.append(GTEntry(gt.path, group.original.path, label))
+            entries.append(GTEntry(gt.path, label))
     return sorted(set(entries), key=lambda e: str(e.path))
 
 
-def plan(cache: ScoreCache, entries: Sequence[GTEntry], metric: str, grid: Grid | None,
-         full_reference: bool) -> list[ScoreJob]:
+def plan(cache: ScoreCache, entries: Sequence[GTEntry], metric: str, grid: Grid | None) -> list[ScoreJob]:
     jobs = []
     for entry in entries:
         record = cache.record(entry.path)
@@ -85,15 +82,13 @@ def plan(cache: ScoreCache, entries: Sequence[GTEntry], metric: str, grid: Grid 
         present = cache.present(record.content_hash, metric)
         missing = [region for region in wanted if region not in present]
         if missing:
-            jobs.append(ScoreJob(record, missing, entry.reference if full_reference else None))
+            jobs.append(ScoreJob(record, missing))
     return jobs
 
 
-def _crops(image: torch.Tensor, reference: torch.Tensor | None,
-           regions: Sequence[Region]) -> Iterator[tuple[Region, torch.Tensor, torch.Tensor | None]]:
+def _crops(image: torch.Tensor, regions: Sequence[Region]) -> Iterator[tuple[Region, torch.Tensor]]:
     for region in regions:
-        window = (slice(None), slice(region.y, region.y + region.h), slice(region.x, region.x + region.w))
-        yield region, image[window], reference[window] if reference is not None else None
+        yield region, image[:, region.y:region.y + region.h, region.x:region.x + region.w]
 
 
 class BatchedScorer:
@@ -105,13 +100,12 @@ class BatchedScorer:
         self.batch_size, self.device = batch_size, device
         self.lower_better = bool(metric.lower_better)
         # Crops waiting for a batch, grouped by shape so that they stack.
-        self.pending: dict[tuple[int, ...], list[tuple[str, Region, torch.Tensor, torch.Tensor | None]]] = \
-            defaultdict(list)
+        self.pending: dict[tuple[int, ...], list[tuple[str, Region, torch.Tensor]]] = defaultdict(list)
 
-    def add_image(self, job: ScoreJob, image: torch.Tensor, reference: torch.Tensor | None) -> None:
-        for region, crop, reference_crop in _crops(image, reference, job.regions):
+    def add_image(self, job: ScoreJob, image: torch.Tensor) -> None:
+        for region, crop in _crops(image, job.regions):
             bucket = self.pending[tuple(crop.shape[-2:])]
-            bucket.append((job.record.content_hash, region, crop, reference_crop))
+            bucket.append((job.record.content_hash, region, crop))
             if len(bucket) >= self.batch_size:
                 self._run(bucket)
 
@@ -123,11 +117,10 @@ class BatchedScorer:
     @torch.no_grad()
     def _run(self, bucket: list) -> None:
         images = torch.stack([item[2] for item in bucket]).to(self.device)
-        references = torch.stack([item[3] for item in bucket]).to(self.device) if bucket[0][3] is not None else None
         # A crop the metric cannot score (NIQE on a flat one) is NaN, stored as such, instead of ending the job.
-        scores, reason = score_each(self.metric, images, references)
-        unscorable = [(content_hash, region) for (content_hash, region, _, _), score in zip(bucket, scores.tolist(),
-                                                                                            strict=True)
+        scores, reason = score_each(self.metric, images)
+        unscorable = [(content_hash, region) for (content_hash, region, _), score in zip(bucket, scores.tolist(),
+                                                                                         strict=True)
                       if math.isnan(score)]
         if unscorable:
             log.warning("%s cannot score %d region(s) (%s); stored as NaN, never chosen by a sampler: %s", self.key,
@@ -136,12 +129,8 @@ class BatchedScorer:
                         extra={"all_ranks": True})
         self.write([
             (content_hash, self.key, region.x, region.y, region.w, region.h, float(score), self.lower_better)
-            for (content_hash, region, _, _), score in zip(bucket, scores.tolist(), strict=True)])
+            for (content_hash, region, _), score in zip(bucket, scores.tolist(), strict=True)])
         bucket.clear()
-
-
-def _read(job: ScoreJob) -> tuple[torch.Tensor, torch.Tensor | None]:
-    return read_rgb_tensor(job.record.path), read_rgb_tensor(job.reference) if job.reference is not None else None
 
 
 class _JobImages(Dataset):
@@ -153,8 +142,8 @@ class _JobImages(Dataset):
     def __len__(self) -> int:
         return len(self.jobs)
 
-    def __getitem__(self, index: int) -> tuple[int, torch.Tensor, torch.Tensor | None]:
-        return index, *_read(self.jobs[index])
+    def __getitem__(self, index: int) -> tuple[int, torch.Tensor]:
+        return index, read_rgb_tensor(self.jobs[index].record.path)
 
 
 class _ScoredChunks(Dataset):
@@ -182,7 +171,8 @@ class _ScoredChunks(Dataset):
         rows: list[ScoreRow] = []
         scorer = BatchedScorer(self.metric, self.key, self.batch_size, torch.device("cpu"), rows.extend)
         for position in self.chunks[index]:
-            scorer.add_image(self.jobs[position], *_read(self.jobs[position]))
+            job = self.jobs[position]
+            scorer.add_image(job, read_rgb_tensor(job.record.path))
         scorer.flush()
         return len(self.chunks[index]), rows
 
@@ -199,9 +189,9 @@ def score_jobs(jobs: list[ScoreJob], metric: torch.nn.Module, key: str, cache: S
             bar.update(images)
     else:
         scorer = BatchedScorer(metric, key, batch_size, device, cache.put)
-        for index, image, reference in DataLoader(_JobImages(jobs), batch_size=None, num_workers=num_workers,
-                                                  worker_init_fn=worker_init(num_workers)):
-            scorer.add_image(jobs[index], image, reference)
+        for index, image in DataLoader(_JobImages(jobs), batch_size=None, num_workers=num_workers,
+                                       worker_init_fn=worker_init(num_workers)):
+            scorer.add_image(jobs[index], image)
             bar.update(1)
         scorer.flush()
     bar.close()
@@ -238,6 +228,20 @@ NIQE_BLOCK = 96  # NIQE's block size: smaller images or crops raise inside pyiqa
 DEFAULT_BATCH_SIZE = {"cpu": 8, "cuda": 16}
 
 
+def _refuse_full_reference(metrics: dict[str, torch.nn.Module]) -> None:
+    """Q judges a GT alone: a full-reference score against the group's original ranks the original first
+    (it matches itself), which no sampler can mean."""
+    from sr_iqa.errors import OptionsError
+    from sr_iqa.iqa.metrics import is_full_reference
+
+    full_reference = [name for name, metric in metrics.items() if is_full_reference(metric)]
+    if full_reference:
+        raise OptionsError(f"--metric {', '.join(full_reference)}: full-reference (it compares an image with a "
+                           "reference), and the score cache holds no-reference scores that judge each GT alone, for "
+                           "the samplers and `agree`; use a no-reference metric (niqe, brisque, musiq, ...), and "
+                           "`sr-iqa eval` for full-reference metrics of SR images")
+
+
 def run_scoring(entries: Sequence[GTEntry], metric_names: Sequence[str], cache_path: Path, grid: Grid | None,
                 batch_size: int | None, num_workers: int, device_name: str | None, weights_dir: Path | None,
                 metric_options: dict[str, dict] | None = None) -> None:
@@ -246,7 +250,7 @@ def run_scoring(entries: Sequence[GTEntry], metric_names: Sequence[str], cache_p
 
     from sr_iqa import writer_lock
     from sr_iqa.errors import OptionsError
-    from sr_iqa.iqa.metrics import create_metric, is_full_reference
+    from sr_iqa.iqa.metrics import create_metric
     from sr_iqa.main_process import built_on_main
 
     if grid is not None and grid.size < NIQE_BLOCK and any(name.startswith("niqe") for name in metric_names):
@@ -257,6 +261,7 @@ def run_scoring(entries: Sequence[GTEntry], metric_names: Sequence[str], cache_p
     metric_options = metric_options or {}
     metrics = {name: create_metric(name, device, weights_dir=weights_dir, options=metric_options.get(name))
                for name in metric_names}  # every metric before any work: missing weights fail at once
+    _refuse_full_reference(metrics)
     keys = {name: metric_key(name, metric_options.get(name)) for name in metric_names}
     rank, world = accelerator.process_index, accelerator.num_processes
     # One scoring job per cache: a second one (another terminal, another node) stops here, naming the first.
@@ -268,7 +273,7 @@ def run_scoring(entries: Sequence[GTEntry], metric_names: Sequence[str], cache_p
     # Every process plans its share reading the file (nobody writes it meanwhile)...
     reader = ScoreCache(cache_path, read_only=True)
     shard = list(entries)[rank::world]
-    plans = {name: plan(reader, shard, keys[name], grid, is_full_reference(metric)) for name, metric in metrics.items()}
+    plans = {name: plan(reader, shard, keys[name], grid) for name in metrics}
     reader.close()
     accelerator.wait_for_everyone()
     # ... then writes only its own file: the main process the cache, the others their spools.

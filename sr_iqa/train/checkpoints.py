@@ -133,10 +133,23 @@ def read_progress(folder: Path) -> tuple[int, int | None]:
     path = folder / PROGRESS_FILE
     try:
         state = parse_json(path.read_text()) if path.is_file() else _legacy(folder, PROGRESS_FILE)
-        processes = state.get("num_processes")
-        return int(state["iteration"]), None if processes is None else int(processes)
+        iteration, processes = state["iteration"], state.get("num_processes")
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as error:
         raise damaged_state_error(path, error) from None
+    if not _whole(iteration) or (folder.name.isdigit() and iteration != int(folder.name)):
+        raise _edited_state_error(path, f"iteration {str(iteration)[:30]}, not its folder's {folder.name}")
+    if processes is not None and not (_whole(processes) and 1 <= processes <= 1 << 20):
+        raise _edited_state_error(path, f"num_processes {str(processes)[:30]}, not a number of processes")
+    return iteration, processes
+
+
+def _edited_state_error(path: Path, what: str) -> RunFolderError:
+    return RunFolderError(f"{path}: records {what} (an edited or damaged state); resume from another state "
+                          "(path.resume_state: training_states/<iteration>) or start a new run")
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def read_iteration(folder: Path) -> int:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import yaml
+from omegaconf import OmegaConf
 
-from sr_iqa.config.loader import flat_options
+from sr_iqa.config.loader import flat_options, read_yaml
 from sr_iqa.config.schema import Options
 from sr_iqa.errors import OptionsError, RunFolderError
 
@@ -57,11 +57,10 @@ def check_changed_options(options: Options, state_folder: Path) -> None:
     if not saved_file.is_file():
         raise RunFolderError(f"{saved_file}: missing beside {state_folder.parent}; {fix}")
     try:
-        saved_options = yaml.safe_load(saved_file.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError, OSError, RecursionError) as error:
-        raise RunFolderError(f"{saved_file}: cannot be read ({type(error).__name__}); {fix}") from None
-    if not isinstance(saved_options, dict):
-        raise RunFolderError(f"{saved_file}: holds no options; {fix}")
+        saved_options = OmegaConf.to_container(read_yaml(saved_file))
+    except (OptionsError, OSError) as error:
+        reason = str(error).removeprefix(f"{saved_file}: ")
+        raise RunFolderError(f"{saved_file}: cannot be read ({reason}); {fix}") from None
     saved = flat_options(saved_options)
     current = flat_options(options)
     pool = bool(saved.get("datasets.train.queue_size") or current.get("datasets.train.queue_size"))
