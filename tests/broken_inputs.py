@@ -869,7 +869,16 @@ WEIGHT_METADATA: list[tuple[str, Callable[[Bench], list[str]], str]] = [
 
 
 def _meaning_cases() -> list[Case]:
-    return [Case("meaning", name, _meaning_case(arguments, setup), words) for name, arguments, setup, words in MEANINGS]
+    cases = [Case("meaning", name, _meaning_case(arguments, setup), words)
+             for name, arguments, setup, words in MEANINGS]
+    return cases + [
+        Case("meaning", "cached AMO without its score cache", _train(sampler={
+            "type": "amo", "metric": "niqe", "cache": "/nowhere/scores.db"}),
+             "sampler.cache: no score cache at /nowhere/scores.db; write it with `sr-iqa score -opt <this option "
+             "file> --metric niqe --cache /nowhere/scores.db --grid 32:32`"),
+        Case("meaning", "a manifest that is not there", _flag_case(
+            "score", "--dataset", "{folder}/groups.jsonl", "--metric", "niqe", "--cache", "{folder}/n.db"),
+             "groups.jsonl: manifest file is missing")]
 
 
 def _metadata_cases() -> list[Case]:

@@ -39,7 +39,8 @@ BROKEN_VALUES = [
     (["network_g.num_in_ch=0"], "'network_g.num_in_ch' must be 3"),
     (["network_g.num_in_ch=1"], "'network_g.num_in_ch' must be 3 (sr_iqa reads and writes RGB images)"),
     (["scale=3", "datasets.val=null", "datasets.train.gt_size=48"], "'network_g' (RRDBNet) upsamples by 4, but "
-                                                                   "'scale' is 3"),
+                                                                   "'scale' is 3; RRDBNet upsamples as asked at "
+                                                                   "scale 1, 2, 4"),  # basicsr's RRDBNet
     ([*GAN, "network_d.num_feat=0"], "'network_d.num_feat' must be at least 1"),
     ([*GAN, "network_d={type: VGGStyleDiscriminator, num_in_ch: 3, num_feat: 8}"],
      "'network_d' cannot run on 32-pixel crops"),

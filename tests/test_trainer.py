@@ -39,13 +39,17 @@ def options_file(tmp_path: Path, demo_set) -> Path:
     return write_options(tmp_path / "train.yml", tiny_options(demo_set, tmp_path / "experiments"))
 
 
-def test_run_folder_layout_and_resolved_options(options_file: Path):
-    run = _train(options_file)
+def test_run_folder_layout_and_resolved_options(options_file: Path, caplog: pytest.LogCaptureFixture):
+    with caplog.at_level("INFO", logger="sr_iqa"):
+        run = _train(options_file)
     assert {p.name for p in run.iterdir()} >= {"models", "training_states", "logs", "visualization", "options.yml"}
     assert load_options(run / "options.yml") == load_options(options_file)
     assert sorted(p.name for p in (run / "training_states").iterdir()) == ["4", "8"]
     assert sorted(p.name for p in (run / "models").iterdir()) == [
         "net_g_4.safetensors", "net_g_8.safetensors", "net_g_ema_4.safetensors", "net_g_ema_8.safetensors"]
+    finished = (f"finished at iteration 8: weights in {run / 'models'}; evaluate with `sr-iqa eval --checkpoint "
+                f"{run}")  # where the weights went, said once training and validation are done
+    assert [message for message in caplog.messages if message.startswith(finished)]
 
 
 POOL_AND_NEGATIVE = ("datasets.train.queue_size=4", "train.neg_opt={type: NegativeGTLoss, loss_weight: 0.1}")

@@ -14,7 +14,7 @@ from sr_iqa.errors import DataError
 def discover_splits(root: Path, layout: str | None = None) -> dict[str, GroupIndex]:
     """Split name -> index. A ``.jsonl`` file is a manifest; a folder is any level of an HGGT release, one set,
     or a flat folder of images (``release_layout.find_splits``)."""
-    if layout == "manifest" or (layout is None and root.is_file()):
+    if layout == "manifest" or (layout is None and (root.is_file() or root.suffix == ".jsonl")):
         return {root.name: index_manifest(root)}
     return {split.name: split.index() for split in find_splits(root)}
 

@@ -64,7 +64,7 @@ def write_onnx(network: torch.nn.Module, block: Mapping[str, Any], scale: int, o
         import onnx  # noqa: F401 - torch's exporter needs both; say so before tracing
         import onnxscript  # noqa: F401
     except ImportError:
-        raise SrIqaError("--format onnx needs the onnx and onnxscript packages: pip install onnx onnxscript") from None
+        raise SrIqaError("--format onnx needs the onnx and onnxscript packages: pip install 'sr-iqa[onnx]'") from None
     multiple = size_multiple(block, scale)
     model = PaddedUpscaler(network.eval(), multiple, scale).eval()
     side = max(multiple, 4) * 5 + 1  # not a multiple: the padding is traced; not SwinIR's img_size either

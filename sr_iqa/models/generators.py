@@ -57,4 +57,22 @@ def check_generator_builds(block: Mapping[str, Any], scale: int, source: str) ->
     factor = shape[-1] / TRIAL_SIZE if shape is not None else scale
     if factor != scale:
         raise OptionsError(f"{source}: 'network_g' ({block['type']}) upsamples by {factor:g}, but 'scale' is {scale}; "
-                           f"choose a 'scale' that {block['type']} supports")
+                           f"{block['type']} upsamples as asked at scale {', '.join(map(str, _true_scales(block)))}")
+
+
+CANDIDATE_SCALES = (1, 2, 3, 4, 8)
+
+
+def _true_scales(block: Mapping[str, Any]) -> list[int]:
+    """The scales at which ``block``'s arch upsamples by the scale it is given, tried on the meta device (an
+    error path: each try is cached, and costs under a second)."""
+    scale_kwarg = SCALE_KWARG[block["type"]]
+    found = []
+    for candidate in CANDIDATE_SCALES:
+        try:
+            shape = run_on_meta({**block, scale_kwarg: candidate}, GENERATOR_TYPES, TRIAL_SIZE, "network_g", "")
+        except OptionsError:
+            continue
+        if shape is None or shape[-1] == TRIAL_SIZE * candidate:
+            found.append(candidate)
+    return found

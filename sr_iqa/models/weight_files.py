@@ -116,10 +116,14 @@ def checkpoint_arch(state: Mapping[str, torch.Tensor]) -> str | None:
 MAX_WEIGHT = 1e6  # trained SR networks and adapters stay within +-100; 1e38 overflows the first convolution
 
 
-def check_tensor_values(state: Mapping[str, torch.Tensor], path: Path) -> None:
+def check_tensor_values(state: Mapping[str, torch.Tensor], path: Path,
+                        integer_keys: frozenset[str] = frozenset()) -> None:
     """Weights are floating point and finite, within ``MAX_WEIGHT``: an int64 tensor would be cast without a word,
-    NaN (a diverged run) or 1e30 (a tampered file) gives images of NaN or of one colour."""
+    NaN (a diverged run) or 1e30 (a tampered file) gives images of NaN or of one colour. ``integer_keys``: the
+    network's own integer buffers (SwinIR's relative_position_index), which stay as they are."""
     for key, value in state.items():
+        if key in integer_keys:
+            continue
         if not value.is_floating_point():
             raise OptionsError(f"{path}: tensor {key} holds {value.dtype} values, not floating-point weights; a file "
                                "that is not an sr_iqa or BasicSR network")
@@ -134,8 +138,8 @@ def check_tensor_values(state: Mapping[str, torch.Tensor], path: Path) -> None:
 
 def _load_state(net: torch.nn.Module, state: Mapping[str, torch.Tensor], path: Path, strict: bool = True,
                 network_key: str = "network_g") -> None:
-    check_tensor_values(state, path)
     own = net.state_dict()
+    check_tensor_values(state, path, frozenset(key for key, value in own.items() if not value.is_floating_point()))
     wrong_shape = sorted(k for k, v in state.items() if k in own and own[k].shape != v.shape)
     missing = sorted(own.keys() - state.keys())
     unexpected = sorted(state.keys() - own.keys())

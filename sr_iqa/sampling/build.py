@@ -55,8 +55,9 @@ def build_chooser(options: SamplerOptions, groups: Sequence[Group], gt_size: int
         return CachedScoreSampler(options.type, options.tau, box_stride=boxes, **choice)
     if options.type is SamplerType.amo and options.mode is AmoMode.online:
         return OnlineAmoCrops(boxes)  # every GT's crop is read; OnlineAmo picks on the device
-    cache = open_cache(options.cache, "sampler.cache")
     keys = {name: metric_key(name, (metric_options or {}).get(name)) for name in weighted_metrics(options)}
+    grid = f" --grid {gt_size}:{options.grid_stride}" if options.type is SamplerType.amo else ""
+    cache = open_cache(options.cache, "sampler.cache", list(weighted_metrics(options)), grid)
     for key in keys.values():
         require_metric(cache, key)
     records = gt_records(groups, cache)  # once for every metric of Q

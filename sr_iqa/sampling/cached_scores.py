@@ -18,11 +18,14 @@ from sr_iqa.iqa.score_cache import ImageRecord, ScoreCache, metric_key
 log = logging.getLogger("sr_iqa.sampling")
 
 
-def open_cache(path: str | Path, key: str) -> ScoreCache:
+def open_cache(path: str | Path, key: str, metrics: Sequence[str] = (), grid: str = "") -> ScoreCache:
     """The score cache named by option ``key``, read-only: training ranks never write it (a read-only data mount
-    will do)."""
+    will do). A missing one is an error with the command that writes it (``metrics``, and the ``grid`` cached AMO
+    reads, `` --grid SIZE:STRIDE``)."""
     if not Path(path).is_file():
-        raise OptionsError(f"{key}: no score cache at {path}; write it with `sr-iqa score`")
+        named = "".join(f" --metric {metric.partition(' ')[0]}" for metric in metrics) or " --metric NAME"
+        raise OptionsError(f"{key}: no score cache at {path}; write it with `sr-iqa score -opt <this option file>"
+                           f"{named} --cache {path}{grid}`")
     return ScoreCache(Path(path), read_only=True)
 
 

@@ -348,6 +348,9 @@ class Trainer:
                 self._run_iterations(bar)
             bar.close()
             self.validate()
+            if self.accelerator.is_main_process:
+                log.info("finished at iteration %d: weights in %s; evaluate with `sr-iqa eval --checkpoint %s "
+                         "--dataset ROOT --out DIR`", self.progress.iteration, self.folders.models, self.folders.root)
         finally:
             bar.close()
             self.accelerator.end_training()
