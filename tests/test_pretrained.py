@@ -206,6 +206,28 @@ def test_vgg_distance_metric_is_hggts_perceptual_loss_on_the_reference_network(p
             assert values[index].item() == pytest.approx(expected.item(), rel=1e-2)
 
 
+def test_vgg_distance_extracts_each_image_once_and_equals_basicsrs_loss(pretrained: Path):
+    """An SR image against three references, then a second SR image against the same ones: 4 + 1 extractions
+    instead of basicsr's 2 per pair (12), with basicsr's own PerceptualLoss values; under a budget of one entry
+    every call extracts again and the values stay the same."""
+    from sr_iqa.iqa.vgg_distance import VGGFeatureDistance
+
+    torch.manual_seed(2)
+    references = torch.rand(3, 3, 48, 48)
+    first, second = torch.rand(2, 3, 48, 48)
+    metric = VGGFeatureDistance()
+    values = [metric(first.expand(3, -1, -1, -1), references), metric(second.expand(3, -1, -1, -1), references)]
+    assert metric.cache.misses == 5
+    with torch.no_grad():
+        expected = [torch.stack([metric.loss(image[None], reference[None])[0] for reference in references])
+                    for image in (first, second)]
+    for got, want in zip(values, expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=0)
+    small = VGGFeatureDistance(cache_bytes=1)
+    torch.testing.assert_close(small(first.expand(3, -1, -1, -1), references), expected[0], rtol=1e-6, atol=0)
+    assert small.cache.misses == 6 and len(small.cache.entries) == 1
+
+
 def test_pretrained_reference_is_only_a_prefix(tmp_path: Path):
     assert resolve_reference(tmp_path / "net.pth") == tmp_path / "net.pth"
     with pytest.raises(WeightsUnavailableError, match="'realesrgan-x4plus-anime' is not installed"):

@@ -37,14 +37,12 @@ from sr_iqa.iqa.weights import weights_folder
 from sr_iqa.log_buffer import RunLogFile, replay_startup_log
 from sr_iqa.losses import (
     IqaObjective,
-    build_gan_loss,
     build_negative_loss,
     build_perceptual_loss,
     build_pixel_loss,
     build_rank_loss,
 )
 from sr_iqa.main_process import built_on_main
-from sr_iqa.models.discriminators import build_discriminator
 from sr_iqa.models.generators import build_generator
 from sr_iqa.models.lora import AdapterSettings, add_adapters
 from sr_iqa.models.weight_files import load_network_weights
@@ -54,6 +52,7 @@ from sr_iqa.sampling.online_amo import OnlineAmo, is_online_amo
 from sr_iqa.sampling.q_scales import OBJECTIVE, SAMPLER
 from sr_iqa.sampling.statistics import SamplingStatistics
 from sr_iqa.train import checkpoints, resume_check, speed, trackers, training_data, training_log, training_state
+from sr_iqa.train.discriminator_parts import discriminator_parts
 from sr_iqa.train.experiment import ExperimentFolders
 from sr_iqa.train.pair_pool import TrainingPairPool
 from sr_iqa.train.stage1_reference import Stage1Reference
@@ -208,17 +207,7 @@ class Trainer:
         optimizer = build_optimizer(options.train.optim_g, net_g.parameters())
         scheduler = build_scheduler(options.train.scheduler, optimizer)
         self.net_g, self.optimizer, self.scheduler = self.accelerator.prepare(net_g, optimizer, scheduler)
-        self.net_d = self.optimizer_d = self.scheduler_d = self.gan_loss = None
-        if options.network_d is not None:  # the loader checked that network_d, optim_d and gan_opt come together
-            net_d = build_discriminator(options.network_d)
-            if options.path.pretrain_network_d:
-                load_network_weights(net_d, options.path.pretrain_network_d, stems=("net_d",),
-                                     network_key="network_d")
-            net_d.to(memory_format=speed.memory_format(options.train))
-            optimizer_d = build_optimizer(options.train.optim_d, net_d.parameters())
-            scheduler_d = build_scheduler(options.train.scheduler, optimizer_d)
-            self.net_d, self.optimizer_d, self.scheduler_d = self.accelerator.prepare(net_d, optimizer_d, scheduler_d)
-            self.gan_loss = build_gan_loss(options.train.gan_opt).to(self.device)
+        self.net_d, self.optimizer_d, self.scheduler_d, self.gan_loss = discriminator_parts(options, self.accelerator)
         # BasicSR's warm-up in front of each scheduler (the prepared ones are what save_state saves).
         self.scheduler = with_warmup(self.scheduler, self.optimizer, options.train.warmup_iter)
         if self.scheduler_d is not None:
@@ -414,15 +403,9 @@ class Trainer:
         if diverged:
             raise training_state.diverged_error(self.folders, self.progress.iteration, f"loss {diverged}")
         sampling, scalars = self.sampling_statistics.report(self.accelerator)
-        if self.iqa_objective is not None:  # crops Q could not score: left out of the Q term, counted here
-            unscored = int(self.accelerator.reduce(torch.tensor(self.iqa_objective.skipped, device=self.device),
-                                                   reduction="sum"))
-            self.iqa_objective.skipped = 0
-            scalars["train/q_unscored"] = unscored
-            if unscored:
-                log.warning("%d SR crops since the last report could not be scored by %s (flat crops have no "
-                            "finite features) and were left out of the IQA term", unscored,
-                            q_name(self.options.train.iqa_opt))
+        if self.iqa_objective is not None:
+            scalars["train/q_unscored"] = training_log.unscored_q_crops(
+                self.accelerator, self.iqa_objective, q_name(self.options.train.iqa_opt))
         training_log.report(self.accelerator, self.progress.iteration, self.options.train.total_iter,
                             self.lr_used, losses, monitors, scalars, sampling, bar, started)
 

@@ -12,6 +12,7 @@ from accelerate import Accelerator
 from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
+from sr_iqa.losses import IqaObjective
 from sr_iqa.train.step import StepOutput
 
 log = logging.getLogger("sr_iqa.train")
@@ -60,6 +61,18 @@ class IntervalMeans:
         self.counts.clear()
         losses = {name: value for name, value in means.items() if name not in self.monitor_names}
         return losses, {name: value for name, value in means.items() if name in self.monitor_names}
+
+
+def unscored_q_crops(accelerator: Accelerator, iqa_objective: IqaObjective, metric: str) -> int:
+    """The SR crops Q could not score since the last report, over every rank (left out of the Q term: flat crops
+    have no finite features); a warning when there were any. Resets the objective's count."""
+    skipped = torch.tensor(iqa_objective.skipped, device=accelerator.device)
+    unscored = int(accelerator.reduce(skipped, reduction="sum"))
+    iqa_objective.skipped = 0
+    if unscored:
+        log.warning("%d SR crops since the last report could not be scored by %s (flat crops have no finite "
+                    "features) and were left out of the IQA term", unscored, metric)
+    return unscored
 
 
 def non_finite_losses(losses: dict[str, float]) -> str | None:
