@@ -14,14 +14,21 @@ $(BIN)/python:
 HOOK := sr_iqa_basicsr_compat.pth
 COPY_HOOK = $(BIN)/python -c "import shutil, sysconfig; shutil.copy('$(HOOK)', sysconfig.get_paths()['purelib'])"
 
+# TensorBoard comes from basicsr's tb-nightly (pyproject.toml); a venv made before that also holds `tensorboard`, a
+# second copy over the same files that TensorBoard refuses to start with: removed, and tb-nightly's files put back.
+ONE_TENSORBOARD = if $(BIN)/python -m pip show -q tensorboard 2>/dev/null; then \
+	$(BIN)/python -m pip uninstall -q -y tensorboard && $(BIN)/python -m pip install -q --pre --no-deps --force-reinstall tb-nightly; fi
+
 $(VENV)/.installed: pyproject.toml setup.py $(HOOK) | $(BIN)/python
 	$(BIN)/python -m pip install -q -e .
 	$(COPY_HOOK)
+	$(ONE_TENSORBOARD)
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml setup.py $(HOOK) | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[test]'
 	$(COPY_HOOK)
+	$(ONE_TENSORBOARD)
 	touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed

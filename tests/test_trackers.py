@@ -4,6 +4,11 @@ the options as hyper-parameters and LR|SR|GT crops, W&B from ``logger.wandb`` (t
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -68,9 +73,45 @@ def test_the_resolved_options_are_logged_and_sent_as_hyperparameters(tmp_path: P
     log = (run / "logs" / "train.log").read_text()
     start = log.index("options (resolved")
     assert "warmup_iter: 3" in log[start:] and log.index("iter 2/8") > start  # before the first iteration
-    stored = yaml.safe_load(next((run / "logs" / "tb").glob("*/hparams.yml")).read_text())
+    stored = yaml.safe_load((run / "logs" / "tb" / "hparams.yml").read_text())
     assert stored["train.warmup_iter"] == 3 and stored["train.total_iter"] == 8 and stored["name"] == "tiny"
     assert stored["val.metrics"] == "['psnr']"  # lists as text: TensorBoard's hparams take scalars only
+    _assert_tensorboard_serves_one_run_with_hyperparameters(tmp_path / "experiments", "tiny/logs/tb")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _assert_tensorboard_serves_one_run_with_hyperparameters(logdir: Path, run: str) -> None:
+    """The venv's own ``tensorboard`` command, as the README starts it: one run per training (the hyper-parameters
+    in the run's folder, not in a second one), its scalars and hparams served."""
+    port = _free_port()
+    command = [str(Path(sys.executable).with_name("tensorboard")), "--logdir", str(logdir), "--port", str(port),
+               "--host", "127.0.0.1", "--load_fast", "false"]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        runs, deadline = [], time.monotonic() + 60
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/data/runs", timeout=5) as answer:
+                    runs = json.loads(answer.read())
+                if runs:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.5)
+        assert server.poll() is None, server.communicate()[0][-3000:]
+        assert runs == [run]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/data/plugin/scalars/tags", timeout=10) as answer:
+            assert "train/l_g_pix" in json.loads(answer.read())[run]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/data/plugins_listing", timeout=10) as answer:
+            assert json.loads(answer.read())["hparams"]["enabled"]
+    finally:
+        server.kill()
+        server.wait()
 
 
 def test_wandb_offline_holds_the_training_and_validation_scalars_and_resumes_the_same_run(

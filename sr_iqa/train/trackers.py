@@ -13,9 +13,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+import yaml
 from accelerate import Accelerator
 from accelerate.tracking import GeneralTracker, TensorBoardTracker, WandBTracker
 
+from sr_iqa.atomic_files import write_text_atomically
 from sr_iqa.config.loader import flat_options
 from sr_iqa.config.schema import LoggerOptions, Options
 from sr_iqa.errors import OptionsError
@@ -59,6 +61,19 @@ def hyperparameters(options: Options) -> dict[str, bool | int | float | str]:
     config both take (lists and None as their text)."""
     return {key: value if isinstance(value, (bool, int, float, str)) else str(value)
             for key, value in flat_options(options).items()}
+
+
+def store_hyperparameters(accelerator: Accelerator, values: dict[str, bool | int | float | str]) -> None:
+    """``values`` as every tracker's hyper-parameters (main process). TensorBoard's go into the run's own folder,
+    with ``hparams.yml`` beside them: Accelerate's ``store_init_configuration`` writes them to a folder named by
+    the time, which TensorBoard lists as a second run of every training."""
+    for tracker in accelerator.trackers:
+        if tracker.name == "tensorboard":
+            tracker.writer.add_hparams(values, metric_dict={}, run_name=".")
+            tracker.writer.flush()
+            write_text_atomically(Path(tracker.logging_dir) / "hparams.yml", yaml.safe_dump(values))
+        else:
+            tracker.store_init_configuration(values)
 
 
 def comparison_strip(lq: torch.Tensor, sr: torch.Tensor, gt: torch.Tensor, scale: int,

@@ -295,7 +295,8 @@ class Trainer:
                 write_scales(self.folders.root / SCALES_FILE, self.q_scales)
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:  # the resolved options as hyper-parameters of every tracker
-            self.accelerator.init_trackers(self.options.name, config=trackers.hyperparameters(self.options))
+            self.accelerator.init_trackers(self.options.name)
+            trackers.store_hyperparameters(self.accelerator, trackers.hyperparameters(self.options))
 
     def _validation_metrics(self) -> list[str]:
         """val.metrics, then the held-out monitors and stage 2's optimised metrics, each once."""
