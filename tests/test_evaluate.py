@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import logging
 import math
 import os
 import shutil
@@ -15,6 +16,7 @@ from pathlib import Path
 import pyiqa
 import pytest
 import torch
+from conftest import block_network
 from hggt_tree import VOTES, write_hggt_split
 
 from sr_iqa.cli import main
@@ -131,6 +133,34 @@ def test_checkpoint_and_missing_weights(tmp_path: Path, mini_test_split: Path,
     assert "musiq" not in summary["rows"]["tiny"] and math.isfinite(summary["rows"]["tiny"]["psnr"])
     assert main([*args, "--strict"]) == 2
     assert "musiq_koniq" in capsys.readouterr().err
+
+
+def test_eval_without_metrics_computes_what_runs_offline_and_names_the_rest(
+        tmp_path: Path, mini_test_split: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture):
+    """Offline with an empty torch hub: PSNR, SSIM, NIQE and PIQE give the table and a Gold Standard row (it was
+    dashes, exit 0), each of HGGT's metrics is named with the file it lacks, and nothing counts as skipped. A MUSIQ
+    weight file (random weights under the released name) where --weights-dir points joins the defaults."""
+    from pyiqa.archs.musiq_arch import MUSIQ
+
+    block_network(monkeypatch, tmp_path / "torch")
+    sr_dir = tmp_path / "sr"
+    shutil.copytree(mini_test_split / "Test" / "GT" / "Test-mini" / "images" / "original", sr_dir)
+    arguments = ["eval", "--dataset", str(mini_test_split), "--sr-dir", f"copy={sr_dir}"]
+    with caplog.at_level(logging.INFO, logger="sr_iqa"):
+        assert main([*arguments, "--out", str(tmp_path / "out")]) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert {"psnr", "ssim", "niqe", "piqe"} <= set(summary["rows"]["copy"]) and not summary["skipped"]
+    assert all(math.isfinite(summary["rows"][GOLD_STANDARD][name]) for name in ("niqe", "piqe"))
+    left_out = next(record.getMessage() for record in caplog.records
+                    if "left out of the defaults" in record.getMessage())
+    assert "musiq (musiq_koniq_ckpt-e95806b9.pth in" in left_out
+    assert all(f"{name} (" in left_out for name in ("lpips", "stlpips", "dists", "nima", "qalign", "topiq_nr"))
+    assert "musiq" not in summary["rows"]["copy"]
+    (tmp_path / "w").mkdir()
+    torch.save(MUSIQ(pretrained=False, num_class=1).state_dict(), tmp_path / "w" / "musiq_koniq_ckpt-e95806b9.pth")
+    assert main([*arguments, "--weights-dir", str(tmp_path / "w"), "--out", str(tmp_path / "out2")]) == 0
+    rows = json.loads((tmp_path / "out2" / "summary.json").read_text())["rows"]
+    assert math.isfinite(rows["copy"]["musiq"]) and math.isfinite(rows[GOLD_STANDARD]["musiq"])
 
 
 @pytest.mark.skipif(importlib.util.find_spec("icecream") is not None, reason="needs a machine without icecream")

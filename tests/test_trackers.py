@@ -4,7 +4,6 @@ the options as hyper-parameters and LR|SR|GT crops, W&B from ``logger.wandb`` (t
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import run_cli, tiny_options, write_options
+from conftest import free_port, run_cli, tiny_options, write_options
 from wandb_records import run_records
 
 from sr_iqa.checked_options import load_options
@@ -79,16 +78,10 @@ def test_the_resolved_options_are_logged_and_sent_as_hyperparameters(tmp_path: P
     _assert_tensorboard_serves_one_run_with_hyperparameters(tmp_path / "experiments", "tiny/logs/tb")
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _assert_tensorboard_serves_one_run_with_hyperparameters(logdir: Path, run: str) -> None:
     """The venv's own ``tensorboard`` command, as the README starts it: one run per training (the hyper-parameters
     in the run's folder, not in a second one), its scalars and hparams served."""
-    port = _free_port()
+    port = free_port()
     command = [str(Path(sys.executable).with_name("tensorboard")), "--logdir", str(logdir), "--port", str(port),
                "--host", "127.0.0.1", "--load_fast", "false"]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

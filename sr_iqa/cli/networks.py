@@ -32,8 +32,10 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--name", help="the checkpoint's row name (default: the file name)")
     evaluate.add_argument("--sr-dir", action="append", default=[], metavar="[NAME=]DIR",
                           help="SR images named like each group's original, from any method (repeatable)")
-    evaluate.add_argument("--metrics", nargs="+", help="pyiqa names (default: psnr ssim lpips stlpips dists musiq "
-                                                       "nima qalign topiq_nr)")
+    evaluate.add_argument("--metrics", nargs="+", help="pyiqa names (default: those that run here without a "
+                                                       "download: psnr ssim niqe piqe, vgg_dist brisque_pkg when "
+                                                       "installed, and HGGT's lpips stlpips dists musiq nima qalign "
+                                                       "topiq_nr where their weights are on disk)")
     evaluate.add_argument("--out", type=Path, required=True, help="folder for per_image.csv and summary.*")
     evaluate.add_argument("--save-sr", type=Path, help="also write SR images to DIR/<method>/<group>.png")
     evaluate.add_argument("--sr-suffix", type=sr_suffix,
@@ -121,13 +123,8 @@ def _eval_groups(args: argparse.Namespace) -> tuple[list, dict | None, object | 
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from sr_iqa.evaluate.run_eval import (
-        DEFAULT_FULL_REFERENCE,
-        DEFAULT_NO_REFERENCE,
-        run_eval,
-        sr_dir_method,
-        upscaler_method,
-    )
+    from sr_iqa.evaluate.default_metrics import default_metrics, log_default_metrics
+    from sr_iqa.evaluate.run_eval import run_eval, sr_dir_method, upscaler_method
     from sr_iqa.evaluate.tables import folder_name, summary_markdown
     from sr_iqa.iqa.weights import weights_folder
 
@@ -166,7 +163,10 @@ def _eval(args: argparse.Namespace) -> int:
         name, _, folder = entry.rpartition("=")
         methods.append(sr_dir_method(name or Path(folder).name, Path(folder)))
     weights_dir = weights_folder(args.weights_dir, iqa)
-    metrics = args.metrics or [*DEFAULT_FULL_REFERENCE, *DEFAULT_NO_REFERENCE]
+    metrics = args.metrics
+    if not metrics:
+        metrics, left_out = default_metrics(weights_dir, iqa.metric_options if iqa is not None else {})
+        log_default_metrics(metrics, left_out)
     summary = run_eval(methods, groups, metrics, args.out, args.scale, weights_dir,
                        iqa.metric_options if iqa is not None else {}, args.strict, args.save_sr, args.cache,
                        args.sr_suffix or "")

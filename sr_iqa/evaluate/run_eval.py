@@ -33,8 +33,6 @@ from sr_iqa.progress import progress_bar
 
 log = logging.getLogger("sr_iqa.eval")
 
-DEFAULT_FULL_REFERENCE = ("psnr", "ssim", "lpips", "stlpips", "dists")
-DEFAULT_NO_REFERENCE = ("musiq", "nima", "qalign", "topiq_nr")
 SrSource = Callable[[EvalGroup], torch.Tensor]
 
 
