@@ -14,16 +14,20 @@ from dataclasses import replace
 from pathlib import Path
 
 from sr_iqa.config.loader import InferenceOptions, raise_option_problems, read_inference_options, read_options
+from sr_iqa.config.path_checks import path_problems
 from sr_iqa.config.schema import Options, SamplerType
 from sr_iqa.errors import OptionsError
 
 log = logging.getLogger("sr_iqa.config")
 
 
-def load_options(path: str | Path, overrides: Sequence[str] = ()) -> Options:
+def load_options(path: str | Path, overrides: Sequence[str] = (), check_paths: bool = False) -> Options:
     """Load, validate and type an option file; schema checks come before the torch-importing ones. Every key
-    problem of the file and the overrides is reported at once."""
+    problem of the file and the overrides is reported at once. ``check_paths`` (a training about to start): the
+    folders and files it names must exist, checked before anything heavy too."""
     options, source = read_options(path, overrides)
+    if check_paths:
+        raise_option_problems(path_problems(options, source))
     _check_call_blocks(options, source)
     _warn_about_labels(options, str(path))
     return options

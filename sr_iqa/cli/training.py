@@ -58,7 +58,7 @@ def _train(args: argparse.Namespace) -> int:
         log.warning("--launcher %s is BasicSR's; sr_iqa's processes come from `accelerate launch` (ignored)",
                     args.launcher)
     overrides = [*args.overrides, *(["path.resume_state=auto"] if args.auto_resume else [])]
-    options = load_options(args.opt, overrides)
+    options = load_options(args.opt, overrides, check_paths=True)
     from sr_iqa.train.trainer import Trainer
 
     Trainer(options, source=str(args.opt)).train()

@@ -120,6 +120,11 @@ def _data_source_problems(options: Options, source: str) -> list[str]:
         if getattr(source_options, needed) is None:
             problems.append(f"{source}: 'datasets.{split}.{needed}' is required for type "
                                f"{source_options.type.value}")
+        unread = "dataroot_gt" if needed == "manifest" else "manifest"
+        if getattr(source_options, unread) is not None:  # was ignored without a word
+            problems.append(f"{source}: 'datasets.{split}.{unread}' is not read with type "
+                            f"{source_options.type.value}; set 'datasets.{split}.type: "
+                            f"{'manifest' if unread == 'manifest' else 'hggt'}' or remove '{unread}'")
     queue, batch = options.datasets.train.queue_size, options.datasets.train.batch_size_per_gpu
     if queue % batch:
         problems.append(f"{source}: 'datasets.train.queue_size' ({queue}) must be a multiple of "

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from sr_iqa.config.path_checks import missing_score_cache
 from sr_iqa.data.groups import Group
 from sr_iqa.errors import DataError, OptionsError
 from sr_iqa.iqa.combined_q import MetricScale, metric_scales
@@ -23,9 +24,7 @@ def open_cache(path: str | Path, key: str, metrics: Sequence[str] = (), grid: st
     will do). A missing one is an error with the command that writes it (``metrics``, and the ``grid`` cached AMO
     reads, `` --grid SIZE:STRIDE``)."""
     if not Path(path).is_file():
-        named = "".join(f" --metric {metric.partition(' ')[0]}" for metric in metrics) or " --metric NAME"
-        raise OptionsError(f"{key}: no score cache at {path}; write it with `sr-iqa score -opt <this option file>"
-                           f"{named} --cache {path}{grid}`")
+        raise OptionsError(missing_score_cache(key, path, metrics, grid))
     return ScoreCache(Path(path), read_only=True)
 
 

@@ -1,0 +1,79 @@
+"""The paths a training's option file names, checked before anything heavy is imported or indexed.
+
+A wrong data folder, manifest, score cache or weight file used to answer after torch, basicsr and pyiqa were
+imported and the training data indexed (8 s on an idle 2-core machine, minutes under load) while a typo answered
+at once; these checks read only the file system. ``sr-iqa train`` makes them; a plan (``ablate --dry-run``) does
+not, as its data may live elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from sr_iqa.config.q_metrics import objective_cache, weighted_metrics
+from sr_iqa.config.schema import AmoMode, DatasetLayout, Options, SamplerType
+
+PRETRAINED_PREFIX = "pretrained:"  # an installed network (sr-iqa weights install), not a path
+
+
+def missing_score_cache(key: str, path: str | Path, metrics: Sequence[str] = (), grid: str = "") -> str:
+    """The error for a score cache that is not there, with the command that writes it."""
+    named = "".join(f" --metric {metric.partition(' ')[0]}" for metric in metrics) or " --metric NAME"
+    return (f"{key}: no score cache at {path}; write it with `sr-iqa score -opt <this option file>{named} "
+            f"--cache {path}{grid}`")
+
+
+def path_problems(options: Options, source: str) -> list[str]:
+    """Every missing folder or file the options name, one line each."""
+    return [*_data_path_problems(options, source), *_cache_problems(options, source),
+            *_weight_path_problems(options, source)]
+
+
+def _data_path_problems(options: Options, source: str) -> list[str]:
+    problems = []
+    splits = [("train", options.datasets.train), ("val", options.datasets.val), *options.datasets.extra_val.items()]
+    for split, block in splits:
+        if block is None:
+            continue
+        if block.type is DatasetLayout.manifest:
+            if block.manifest is not None and not Path(block.manifest).is_file():
+                problems.append(f"{source}: 'datasets.{split}.manifest': manifest file is missing: {block.manifest}")
+            continue
+        for key in ("dataroot_gt", "dataroot_label", "dataroot_lq"):
+            value = getattr(block, key, None)
+            for folder in value if isinstance(value, list) else [value]:
+                if isinstance(folder, str) and not Path(folder).is_dir():
+                    problems.append(f"{source}: 'datasets.{split}.{key}': no such folder {folder}")
+    return problems
+
+
+def _cache_problems(options: Options, source: str) -> list[str]:
+    sampler = options.sampler
+    cached = sampler.type in (SamplerType.sma, SamplerType.smp) or (
+        sampler.type is SamplerType.amo and sampler.mode is AmoMode.cached)
+    problems = []
+    if cached and sampler.cache is not None and not Path(sampler.cache).is_file():
+        grid = f" --grid {options.datasets.train.gt_size}:{sampler.grid_stride}" if sampler.type is SamplerType.amo \
+            else ""
+        problems.append(f"{source}: " + missing_score_cache("sampler.cache", sampler.cache,
+                                                            list(weighted_metrics(sampler)), grid))
+    iqa_opt = options.train.iqa_opt
+    normalised_on = objective_cache(options) if iqa_opt is not None and iqa_opt.metrics else None
+    reported = cached and normalised_on == sampler.cache
+    if normalised_on is not None and not reported and not Path(normalised_on).is_file():
+        problems.append(f"{source}: " + missing_score_cache("train.iqa_opt.cache", normalised_on,
+                                                            list(weighted_metrics(iqa_opt))))
+    return problems
+
+
+def _weight_path_problems(options: Options, source: str) -> list[str]:
+    problems = []
+    for key in ("pretrain_network_g", "pretrain_network_d"):
+        value = getattr(options.path, key)
+        if value and not value.startswith(PRETRAINED_PREFIX) and not Path(value).exists():
+            problems.append(f"{source}: 'path.{key}': no such file or run folder {value}")
+    resume = options.path.resume_state
+    if resume and resume != "auto" and not Path(resume).is_dir():
+        problems.append(f"{source}: 'path.resume_state': no such training_states folder {resume} (or use auto)")
+    return problems

@@ -1,0 +1,58 @@
+"""Errors before the wait: what a training's option file names is checked before torch, basicsr and pyiqa are
+imported and before the data is indexed, and `accelerate launch -q` (the README's command) ends with that line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import REPO, run_cli, tiny_options, write_options
+
+
+def _options_with_missing_paths(demo_set, tmp_path: Path) -> Path:
+    options = tiny_options(demo_set, tmp_path / "experiments")
+    options["datasets"]["train"]["dataroot_label"] = str(tmp_path / "no_labels")
+    options["datasets"]["val"] = {"type": "manifest", "manifest": str(tmp_path / "val.jsonl")}
+    options["sampler"] = {"type": "amo", "metric": "niqe", "cache": str(tmp_path / "scores.db"), "grid_stride": 16}
+    options["path"]["pretrain_network_g"] = str(tmp_path / "stage1" / "net_g.safetensors")
+    return write_options(tmp_path / "train.yml", options)
+
+
+def test_every_missing_path_is_named_at_once_before_torch_is_imported(demo_set, tmp_path: Path):
+    option_file = _options_with_missing_paths(demo_set, tmp_path)
+    probe = (f"import sys; from sr_iqa.cli import main; code = main(['train', '-opt', {str(option_file)!r}]); "
+             "print(code, sorted(m for m in ('torch', 'basicsr', 'pyiqa') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert result.stdout.split(maxsplit=1) == ["2", "[]\n"], result.stderr[-2000:]
+    source = str(option_file)
+    for line in (f"'datasets.train.dataroot_label': no such folder {tmp_path / 'no_labels'}",
+                 f"'datasets.val.manifest': manifest file is missing: {tmp_path / 'val.jsonl'}",
+                 f"sampler.cache: no score cache at {tmp_path / 'scores.db'}; write it with `sr-iqa score -opt <this "
+                 f"option file> --metric niqe --cache {tmp_path / 'scores.db'} --grid 32:16`",
+                 f"'path.pretrain_network_g': no such file or run folder {tmp_path / 'stage1' / 'net_g.safetensors'}"):
+        assert f"{source}: {line}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_manifest_key_beside_the_hggt_layout_is_refused(demo_set, tmp_path: Path):
+    """It was ignored without a word: the folders were evaluated, not the manifest the user named."""
+    options = tiny_options(demo_set, tmp_path / "experiments")
+    options["datasets"]["val"]["manifest"] = str(tmp_path / "val.jsonl")
+    result = run_cli("train", "-opt", str(write_options(tmp_path / "train.yml", options)))
+    assert result.returncode == 2
+    assert ("'datasets.val.manifest' is not read with type hggt; set 'datasets.val.type: manifest' or remove "
+            "'manifest'") in result.stderr
+
+
+def test_accelerate_launch_quiet_ends_with_the_one_line(demo_set, tmp_path: Path):
+    option_file = _options_with_missing_paths(demo_set, tmp_path)
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "-q", "--num_processes", "1", "--num_machines",
+              "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "sr_iqa", "train", "-opt",
+              str(option_file)]
+    result = subprocess.run(launch, capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert "Traceback" not in result.stderr and "CalledProcessError" not in result.stderr
+    assert lines[-1].startswith(f"{option_file}: 'path.pretrain_network_g': no such file")
+    assert lines[0].startswith("sr-iqa train: error:")
