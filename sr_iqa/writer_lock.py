@@ -63,6 +63,24 @@ def acquire(lock_file: Path, resource: str, what: str, setting: str = "the folde
     return path
 
 
+def holder(lock_file: Path) -> str | None:
+    """Who holds ``lock_file`` now (its pid, host and start), or None: a test lock, taken and dropped at once."""
+    path = lock_file.absolute()
+    if path in _HELD:
+        return f"pid {os.getpid()}, this process"
+    try:
+        descriptor = os.open(path, os.O_RDWR | os.O_NOFOLLOW)
+    except OSError:
+        return None  # no lock file: never held
+    try:
+        fcntl.lockf(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return os.pread(descriptor, 512, 0).decode(errors="replace").strip() or "another process"
+    finally:
+        os.close(descriptor)  # drops the test lock when it was taken
+    return None
+
+
 def release(path: Path | None) -> None:
     descriptor = _HELD.pop(path, None) if path is not None else None
     if descriptor is not None:

@@ -3,6 +3,7 @@ imported and before the data is indexed, and `accelerate launch -q` (the README'
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -56,3 +57,32 @@ def test_accelerate_launch_quiet_ends_with_the_one_line(demo_set, tmp_path: Path
     assert "Traceback" not in result.stderr and "CalledProcessError" not in result.stderr
     assert lines[-1].startswith(f"{option_file}: 'path.pretrain_network_g': no such file")
     assert lines[0].startswith("sr-iqa train: error:")
+
+
+def _eval_probe(*arguments: str) -> subprocess.CompletedProcess:
+    probe = (f"import sys; from sr_iqa.cli import main; code = main({['eval', *arguments]!r}); "
+             "print(code, sorted(m for m in ('torch', 'basicsr', 'pyiqa') if m in sys.modules))")
+    return subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=REPO)
+
+
+def test_eval_of_a_run_without_weights_answers_before_torch_and_names_a_training_in_progress(tmp_path: Path):
+    from sr_iqa import writer_lock
+
+    run = tmp_path / "experiments" / "stage1"
+    (run / "models").mkdir(parents=True)
+    arguments = ("--dataset", str(tmp_path / "data"), "--checkpoint", str(run), "--out", str(tmp_path / "out"))
+    result = _eval_probe(*arguments)
+    assert result.stdout == "2 []\n" and "point at a finished run or at a weights file" in result.stderr
+    lock = writer_lock.acquire(writer_lock.run_lock_file(run), str(run), "training")
+    try:
+        result = _eval_probe(*arguments)
+        assert result.stdout == "2 []\n"
+        assert f"no net_g_ema_*.safetensors or net_g_*.safetensors in {run / 'models'} yet: it is still training " \
+               f"(pid {os.getpid()} on" in result.stderr
+        (run / "models" / "net_g_ema_4.safetensors").write_bytes(b"")  # found by name; read only later
+        result = _eval_probe(*arguments)
+        assert f"{run} is still training (pid {os.getpid()} on" in result.stderr
+        assert "evaluating net_g_ema_4.safetensors, its newest weights so far" in result.stderr
+    finally:
+        writer_lock.release(lock)
+    assert writer_lock.holder(writer_lock.run_lock_file(run)) is None

@@ -122,7 +122,22 @@ def _eval_groups(args: argparse.Namespace) -> tuple[list, dict | None, object | 
     return [group for index in chosen for group in validated(index, args.scale).groups], None, None, "params"
 
 
+def _check_checkpoint(checkpoint: Path | None) -> None:
+    """Before anything heavy: a run folder without weights is one line (naming the training that may still write
+    it); weights of a run that is still training are evaluated with a warning that says which."""
+    from sr_iqa.models.weight_paths import newest_weights_file, training_holder
+
+    if checkpoint is None or str(checkpoint).startswith("pretrained:"):
+        return
+    weights = newest_weights_file(checkpoint)
+    training = training_holder(checkpoint) if checkpoint.is_dir() else None
+    if training is not None:
+        log.warning("%s is still training (%s): evaluating %s, its newest weights so far", checkpoint, training,
+                    weights.name)
+
+
 def _eval(args: argparse.Namespace) -> int:
+    _check_checkpoint(args.checkpoint)
     from sr_iqa.evaluate.default_metrics import default_metrics, log_default_metrics
     from sr_iqa.evaluate.run_eval import run_eval, sr_dir_method, upscaler_method
     from sr_iqa.evaluate.tables import folder_name, summary_markdown

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from sr_iqa.json_text import parse_json
 from sr_iqa.models.export_formats import spandrel_problem, write_onnx, write_pth
 from sr_iqa.models.generators import build_generator, check_generator_builds, generator_scale
 from sr_iqa.models.lora import AdapterSettings, adapter_state, merged_with_adapter
+from sr_iqa.models.weight_paths import GENERATOR_STEMS, newest_weights_file
 from sr_iqa.pretrained.install import network_g_of_installed
 from sr_iqa.tensor_files import save_tensors, save_weights
 
@@ -36,27 +36,12 @@ def generator_metadata(network_g: Mapping[str, Any]) -> dict[str, str]:
     return {NETWORK_KEY: json.dumps(dict(network_g), sort_keys=True)}
 
 
-GENERATOR_STEMS = ("net_g_ema", "net_g")  # a run folder's generator: the EMA weights when there are any
-
-
 def resolve_weights_file(path: str | Path, stems: tuple[str, ...] = GENERATOR_STEMS) -> Path:
     """A weights file as given, or for a run folder its newest ``<stem>_<iteration>.safetensors``, trying
     ``stems`` in order; ``pretrained:<name>`` for an installed pretrained network."""
     from sr_iqa.pretrained.install import resolve_reference
 
-    path = resolve_reference(path)
-    if path.is_file():
-        return path
-    if path.is_dir():
-        models = path / "models" if (path / "models").is_dir() else path
-        for stem in stems:
-            found = [(int(match[1]), p) for p in models.glob(f"{stem}_*.safetensors")
-                     if (match := re.fullmatch(rf"{re.escape(stem)}_(\d+)", p.stem))]
-            if found:
-                return max(found)[1]
-        raise OptionsError(f"{path}: no {' or '.join(f'{s}_*.safetensors' for s in stems)} in {models}; "
-                           "point at a finished run or at a weights file")
-    raise OptionsError(f"no weights file or run folder at {path}")
+    return newest_weights_file(resolve_reference(path), stems)
 
 
 def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
