@@ -3,7 +3,8 @@ RRDB cut from Real-ESRGAN with cached AMO (stage 1), fine-tune it against NIQE w
 print the held-out table beside bicubic and Real-ESRGAN itself.
 
 Everything runs on a CPU; only the first run needs the package index (for the pretrained wheels). A second
-run reuses the data set and the finished trainings (``--fresh`` trains again), so it only prints the table.
+run with nothing changed prints the saved table (demo_rerun.py); after a change it reuses the data set and the
+finished trainings and evaluates again (``--fresh`` trains again).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from sr_iqa import demo_rerun
 from sr_iqa.atomic_files import write_text_atomically
 from sr_iqa.checked_options import load_options
 from sr_iqa.config import Options
@@ -30,6 +32,7 @@ log = logging.getLogger("sr_iqa.demo")
 DEMO_RUN_NAME = "demo"
 FINETUNE_RUN_NAME = "demo_ft"
 FULL_FINETUNE_RUN_NAME = "demo_ft_full"
+RESULTS_FILE = "demo_results.md"
 DEMO_PRETRAINED = ("realesrgan-x4plus", "vgg19-caffe")  # stage 1's start and its perceptual loss; a table row
 
 
@@ -132,8 +135,18 @@ def run_demo(dataset_root: Path, options_file: Path, overrides: Sequence[str] = 
     if fresh:
         for name in (DEMO_RUN_NAME, FINETUNE_RUN_NAME, FULL_FINETUNE_RUN_NAME):
             shutil.rmtree(experiments / name, ignore_errors=True)
+    results_folder = experiments / DEMO_RUN_NAME
+    runs = [stage1_options, *(options for _, options in stage2_runs)]
+    saved = demo_rerun.saved_results(results_folder, demo_rerun.fingerprint(runs, paths.marker))
+    if saved is not None:
+        log.info("nothing changed since the table in %s was computed: printed as saved (--fresh trains again)",
+                 results_folder / RESULTS_FILE)
+        print(f"\n{saved[0]}\n", flush=True)
+        return saved[1]
     _score_for_sampler(stage1_options, paths)
-    return _train_and_evaluate(paths, stage1_options, stage2_runs, options_file, finetune_file)
+    text, table = _train_and_evaluate(paths, stage1_options, stage2_runs, options_file, finetune_file)
+    demo_rerun.save_results(results_folder, demo_rerun.fingerprint(runs, paths.marker), text, table)
+    return table
 
 
 def _demo_options(paths: DemoSetPaths, options_file: Path, finetune_file: Path | None, overrides: Sequence[str]
@@ -154,9 +167,9 @@ def _demo_options(paths: DemoSetPaths, options_file: Path, finetune_file: Path |
 
 
 def _train_and_evaluate(paths: DemoSetPaths, stage1_options: Options, stage2_runs: list[tuple[str, Options]],
-                        options_file: Path, finetune_file: Path | None) -> str:
+                        options_file: Path, finetune_file: Path | None) -> tuple[str, str]:
     """Train (or resume) every stage, evaluate them beside bicubic, Real-ESRGAN and the original, print and write
-    the table with its reading; the table."""
+    the table with its reading; (that text, the table)."""
     from sr_iqa.evaluate.run_eval import original_gt_method, run_eval, upscaler_method
     from sr_iqa.evaluate.tables import summary_markdown
     from sr_iqa.iqa.metrics import VGG_DISTANCE
@@ -197,6 +210,6 @@ def _train_and_evaluate(paths: DemoSetPaths, stage1_options: Options, stage2_run
     caption = (f"Demo: x{scale} SR on {len(groups)} held-out groups ({paths.test_images}), evaluated as in HGGT "
                f"(full tables in {experiments / DEMO_RUN_NAME / 'eval'}).")
     text = "\n\n".join([caption, table, *notes])
-    write_text_atomically(experiments / DEMO_RUN_NAME / "demo_results.md", text + "\n")
+    write_text_atomically(experiments / DEMO_RUN_NAME / RESULTS_FILE, text + "\n")
     print(f"\n{text}\n", flush=True)
-    return table
+    return text, table

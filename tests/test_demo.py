@@ -78,7 +78,7 @@ def test_demo_trains_both_stages_and_prints_the_table(tmp_path: Path, capsys: py
                                                       pretrained: Path):
     from sr_iqa.demo import run_demo
 
-    table = run_demo(
+    arguments = dict(
         dataset_root=tmp_path / "demo",
         options_file=REPO / "options" / "demo" / "train_rrdb_demo.yml",
         finetune_file=REPO / "options" / "demo" / "finetune_rrdb_demo.yml",
@@ -87,6 +87,7 @@ def test_demo_trains_both_stages_and_prints_the_table(tmp_path: Path, capsys: py
                    "datasets.train.num_worker_per_gpu=0", "val.val_freq=0", "logger.save_checkpoint_freq=2"],
         spec=SMALL_SPEC,
     )
+    table = run_demo(**arguments)
     first_table = table.split("\n\n")[1]
     rows = [line for line in first_table.splitlines() if line.startswith("| ") and "**" not in line
             and "FR |" not in line]
@@ -110,6 +111,31 @@ def test_demo_trains_both_stages_and_prints_the_table(tmp_path: Path, capsys: py
     assert (tmp_path / "experiments" / "demo" / "eval" / "summary.csv").is_file()
     assert (tmp_path / "experiments" / "demo_ft" / "models" / "lora_2.safetensors").is_file()
     assert (tmp_path / "experiments" / "demo_ft_full" / "models" / "net_g_2.safetensors").is_file()
+    # Again with nothing changed: the saved table, without validating or evaluating anything again.
+    summary, log = tmp_path / "experiments" / "demo" / "eval" / "summary.json", tmp_path / "experiments" / "demo" / \
+        "logs" / "train.log"
+    before = (summary.stat().st_mtime_ns, log.read_text())
+    assert run_demo(**arguments) == table
+    assert (summary.stat().st_mtime_ns, log.read_text()) == before
+    assert results in capsys.readouterr().out
+
+
+def test_a_changed_option_or_weights_file_changes_the_fingerprint(tmp_path: Path, demo_set):
+    from sr_iqa.checked_options import load_options
+    from sr_iqa.demo_rerun import fingerprint
+
+    data = demo_set.option_overrides()
+    options_file = REPO / "options" / "demo" / "train_rrdb_demo.yml"
+    base = load_options(options_file, [*data, f"path.experiments_root={tmp_path}"])
+    first = fingerprint([base], demo_set.marker)
+    assert fingerprint([load_options(options_file, [*data, f"path.experiments_root={tmp_path}"])],
+                       demo_set.marker) == first
+    changed = load_options(options_file, [*data, f"path.experiments_root={tmp_path}", "train.total_iter=41"])
+    assert fingerprint([changed], demo_set.marker) != first
+    models = tmp_path / base.name / "models"
+    models.mkdir(parents=True)
+    (models / "net_g_ema_40.safetensors").write_bytes(b"x")
+    assert fingerprint([base], demo_set.marker) != first
 
 
 def test_findings_say_what_the_numbers_show():
