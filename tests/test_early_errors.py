@@ -86,3 +86,15 @@ def test_eval_of_a_run_without_weights_answers_before_torch_and_names_a_training
     finally:
         writer_lock.release(lock)
     assert writer_lock.holder(writer_lock.run_lock_file(run)) is None
+
+
+def test_export_to_onnx_without_its_packages_answers_before_torch(tmp_path: Path):
+    weights = tmp_path / "net_g.safetensors"
+    weights.write_bytes(b"")  # never read: the missing package is named first
+    probe = ("import sys; sys.modules['onnxscript'] = None; from sr_iqa.cli import main; "
+             f"code = main(['export', '--checkpoint', {str(weights)!r}, '--format', 'onnx', '--out', "
+             f"{str(tmp_path / 'g.onnx')!r}]); "
+             "print(code, sorted(m for m in ('torch', 'basicsr', 'pyiqa') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert result.stdout == "2 []\n", result.stderr[-2000:]
+    assert "(onnxscript not installed here): pip install 'sr-iqa[onnx]'" in result.stderr

@@ -78,7 +78,8 @@ def test_onnx_without_its_packages_is_one_line(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setitem(sys.modules, "onnxscript", None)
     result = run_cli("export", "--checkpoint", str(base), "--format", "onnx", "--out", str(tmp_path / "m.onnx"))
     assert result.returncode == 2
-    assert "needs the onnx and onnxscript packages: pip install 'sr-iqa[onnx]'" in result.stderr
+    assert "needs the onnx and onnxscript packages (onnxscript not installed here): pip install 'sr-iqa[onnx]'" \
+        in result.stderr
     assert not list(tmp_path.glob("*.onnx")) and not list(tmp_path.glob(".*partial"))
 
 

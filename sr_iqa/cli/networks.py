@@ -122,9 +122,9 @@ def _eval_groups(args: argparse.Namespace) -> tuple[list, dict | None, object | 
     return [group for index in chosen for group in validated(index, args.scale).groups], None, None, "params"
 
 
-def _check_checkpoint(checkpoint: Path | None) -> None:
+def _check_checkpoint(checkpoint: Path | None, using: str = "evaluating") -> None:
     """Before anything heavy: a run folder without weights is one line (naming the training that may still write
-    it); weights of a run that is still training are evaluated with a warning that says which."""
+    it); weights of a run that is still training are used with a warning that says which."""
     from sr_iqa.models.weight_paths import newest_weights_file, training_holder
 
     if checkpoint is None or str(checkpoint).startswith("pretrained:"):
@@ -132,7 +132,7 @@ def _check_checkpoint(checkpoint: Path | None) -> None:
     weights = newest_weights_file(checkpoint)
     training = training_holder(checkpoint) if checkpoint.is_dir() else None
     if training is not None:
-        log.warning("%s is still training (%s): evaluating %s, its newest weights so far", checkpoint, training,
+        log.warning("%s is still training (%s): %s %s, its newest weights so far", checkpoint, training, using,
                     weights.name)
 
 
@@ -204,6 +204,11 @@ def _infer(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from sr_iqa.models.optional_packages import require_onnx_packages
+
+    if args.format == "onnx":
+        require_onnx_packages()
+    _check_checkpoint(args.checkpoint, "exporting")
     from sr_iqa.models.weight_files import export_generator, export_peft_adapter, load_upscaler
 
     if args.peft:

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from sr_iqa.atomic_files import replaced_atomically
-from sr_iqa.errors import SrIqaError
+from sr_iqa.models.optional_packages import require_onnx_packages
 
 log = logging.getLogger("sr_iqa.models")
 ONNX_OPSET = 18
@@ -60,11 +60,7 @@ def write_pth(network: torch.nn.Module, out: Path, key: str = "params_ema") -> N
 
 def write_onnx(network: torch.nn.Module, block: Mapping[str, Any], scale: int, out: Path) -> None:
     """``lr`` (N x 3 x H x W in [0, 1], any N, H, W) -> ``sr`` (N x 3 x sH x sW), through torch's exporter."""
-    try:
-        import onnx  # noqa: F401 - torch's exporter needs both; say so before tracing
-        import onnxscript  # noqa: F401
-    except ImportError:
-        raise SrIqaError("--format onnx needs the onnx and onnxscript packages: pip install 'sr-iqa[onnx]'") from None
+    require_onnx_packages()  # before tracing
     multiple = size_multiple(block, scale)
     model = PaddedUpscaler(network.eval(), multiple, scale).eval()
     side = max(multiple, 4) * 5 + 1  # not a multiple: the padding is traced; not SwinIR's img_size either
