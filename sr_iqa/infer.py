@@ -12,7 +12,7 @@ from sr_iqa.errors import SrIqaError
 from sr_iqa.models.generators import generator_scale
 from sr_iqa.models.weight_files import load_upscaler
 from sr_iqa.progress import progress_bar
-from sr_iqa.tiling import tiled_upscale
+from sr_iqa.tiling import tile_count, tiled_upscale
 
 log = logging.getLogger("sr_iqa.infer")
 
@@ -49,8 +49,11 @@ def run_infer(checkpoint: Path, adapter: Path | None, source: Path, output: Path
     written = []
     for path in progress_bar(iterable=images, desc="infer", unit="image"):
         lq = read_rgb_tensor(path)[None].to(device)
-        with torch.no_grad():
-            sr = tiled_upscale(upscale, lq, scale, tile, tile_overlap)[0].clamp(0, 1)
+        tiles = tile_count(lq.shape[-2], lq.shape[-1], tile, tile_overlap)
+        with torch.no_grad(), progress_bar(total=tiles, desc=path.name, unit="tile", leave=False,
+                                           disable=tiles == 1) as tile_bar:
+            sr = tiled_upscale(upscale, lq, scale, tile, tile_overlap, on_tile=lambda: tile_bar.update(1))[0]
+        sr = sr.clamp(0, 1)
         target = output / f"{path.stem}.png"
         write_rgb(target, sr)
         written.append(target)

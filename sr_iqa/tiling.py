@@ -36,12 +36,23 @@ def _ramp(length: int, overlap: int, at_start: bool, at_end: bool, device: torch
     return weight
 
 
+def tile_count(height: int, width: int, tile: int, overlap: int = 16) -> int:
+    """How many tiles ``tiled_upscale`` cuts an LR image of this size into (1: whole)."""
+    if tile <= 0 or (height <= tile and width <= tile):
+        return 1
+    return len(_starts(height, tile, tile - overlap)) * len(_starts(width, tile, tile - overlap))
+
+
 @torch.no_grad()
 def tiled_upscale(upscale: Callable[[torch.Tensor], torch.Tensor], lq: torch.Tensor, scale: int, tile: int,
-                  overlap: int = 16) -> torch.Tensor:
-    """``upscale`` (Nx3xhxw -> Nx3x(h*scale)x(w*scale)) applied tile by tile to ``lq``; ``tile`` <= 0: whole."""
+                  overlap: int = 16, on_tile: Callable[[], object] | None = None) -> torch.Tensor:
+    """``upscale`` (Nx3xhxw -> Nx3x(h*scale)x(w*scale)) applied tile by tile to ``lq``; ``tile`` <= 0: whole.
+    ``on_tile`` is called after each tile (a progress bar)."""
     if tile <= 0 or (lq.shape[-2] <= tile and lq.shape[-1] <= tile):
-        return upscale(lq)
+        result = upscale(lq)
+        if on_tile is not None:
+            on_tile()
+        return result
     if not 0 <= overlap < tile:
         raise ValueError(f"tile overlap must be in [0, tile), got {overlap} for tile {tile}")
     batch, channels, height, width = lq.shape
@@ -60,4 +71,6 @@ def tiled_upscale(upscale: Callable[[torch.Tensor], torch.Tensor], lq: torch.Ten
             y, x = top * scale, left * scale
             output[..., y: y + out_h, x: x + out_w] += result * weight
             weights[..., y: y + out_h, x: x + out_w] += weight
+            if on_tile is not None:
+                on_tile()
     return output / weights

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from sr_iqa.models.generators import build_generator
-from sr_iqa.tiling import tiled_upscale
+from sr_iqa.tiling import tile_count, tiled_upscale
 
 
 def _shallow_net() -> torch.nn.Module:
@@ -49,6 +49,21 @@ def test_small_images_and_no_tile_run_whole():
         assert torch.equal(tiled_upscale(net, lq, 4, tile=32), net(lq))
     with pytest.raises(ValueError, match="overlap"):
         tiled_upscale(net, torch.rand(1, 3, 40, 40), 4, tile=16, overlap=16)
+
+
+def test_the_tile_count_is_what_the_upscaler_is_called_for():
+    """100 x 60 LR, tiles of 32 overlapping by 8 (step 24): rows start at 0, 24, 48, 68 and columns at 0, 24, 28,
+    so 4 x 3 = 12 tiles, each reported once (infer's tile bar); one call for an image within one tile."""
+    calls, reported = [], []
+
+    def upscale(patch: torch.Tensor) -> torch.Tensor:
+        calls.append(patch.shape[-2:])
+        return torch.nn.functional.interpolate(patch, scale_factor=2, mode="nearest")
+
+    assert tile_count(100, 60, 32, 8) == 12
+    tiled_upscale(upscale, torch.rand(1, 3, 100, 60), 2, 32, 8, on_tile=lambda: reported.append(1))
+    assert len(calls) == len(reported) == 12
+    assert tile_count(30, 30, 32, 8) == tile_count(100, 60, 0) == 1
 
 
 def test_infer_writes_any_size_and_tiled_matches_whole(tmp_path):

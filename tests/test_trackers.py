@@ -68,6 +68,7 @@ def test_the_resolved_options_are_logged_and_sent_as_hyperparameters(tmp_path: P
     result = run_cli("train", "-opt", str(write_options(tmp_path / "train.yml", options)), "train.warmup_iter=3")
     assert result.returncode == 0, result.stderr
     assert "warmup_iter: 3" in result.stderr  # printed at the start
+    assert "validation test:" in result.stderr  # the validation's progress bar (minutes on large images)
     run = tmp_path / "experiments" / "tiny"
     log = (run / "logs" / "train.log").read_text()
     start = log.index("options (resolved")

@@ -15,6 +15,7 @@ from accelerate.utils import gather_object
 from sr_iqa.data.datasets import EvalGroup
 from sr_iqa.errors import MetricUnavailableError
 from sr_iqa.iqa.metrics import create_metric, is_full_reference, score_each
+from sr_iqa.progress import progress_bar
 from sr_iqa.score_rules import nan_aware_means
 
 log = logging.getLogger("sr_iqa.evaluate")
@@ -93,14 +94,17 @@ def gathered(accelerator: Accelerator | None, items: list) -> list:
 
 @torch.no_grad()
 def evaluate_upscaler(upscale: Upscaler, pairs: Sequence[EvalGroup], metric_set: MetricSet, device: torch.device,
-                      accelerator: Accelerator | None = None) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+                      accelerator: Accelerator | None = None, desc: str | None = None
+                      ) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
     """Mean scores of ``upscale(LR)`` against each original, and the SR images by name. With ``accelerator``, each
     process scores its contiguous share and the per-image rows are gathered in order, so every process gets the
-    means one process would compute (same rows, same order); the images are this process's share."""
+    means one process would compute (same rows, same order); the images are this process's share. ``desc``: a
+    progress bar of the main process's share under that name (a validation of large images takes minutes)."""
     rows, outputs = [], {}
     positions = list(range(len(pairs)))
     share = positions if accelerator is None else _share(accelerator, positions)
-    for position in share:
+    shown = desc is not None and (accelerator is None or accelerator.is_main_process)
+    for position in progress_bar(iterable=share, desc=desc, unit="image", leave=False, disable=not shown):
         pair = pairs[position]
         sr = upscale(pair.lq[None].to(device))[0].clamp(0, 1)
         sr = sr[:, : pair.gt.shape[-2], : pair.gt.shape[-1]]

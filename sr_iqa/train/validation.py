@@ -96,7 +96,7 @@ class Validation:
     def _one_set(self, validation_set: ValidationSet, network: torch.nn.Module, iteration: int) -> dict[str, float]:
         device = self.accelerator.device
         results, outputs = evaluate_upscaler(self.upscaler(network), validation_set.dataset, self.metric_set,
-                                             device, self.accelerator)
+                                             device, self.accelerator, desc=f"validation {validation_set.name}")
         if self.accelerator.num_processes > 1:
             log.info("process %d validated %d of the %d images of %s", self.accelerator.process_index, len(outputs),
                      len(validation_set.dataset), validation_set.name, extra={"all_ranks": True})
