@@ -28,7 +28,7 @@ def test_every_missing_path_is_named_at_once_before_torch_is_imported(demo_set, 
     assert result.stdout.split(maxsplit=1) == ["2", "[]\n"], result.stderr[-2000:]
     source = str(option_file)
     for line in (f"'datasets.train.dataroot_label': no such folder {tmp_path / 'no_labels'}",
-                 f"'datasets.val.manifest': manifest file is missing: {tmp_path / 'val.jsonl'}",
+                 f"'datasets.val.manifest': no such manifest file (.jsonl) {tmp_path / 'val.jsonl'}",
                  f"sampler.cache: no score cache at {tmp_path / 'scores.db'}; write it with `sr-iqa score -opt <this "
                  f"option file> --metric niqe --cache {tmp_path / 'scores.db'} --grid 32:16`",
                  f"'path.pretrain_network_g': no such file or run folder {tmp_path / 'stage1' / 'net_g.safetensors'}"):

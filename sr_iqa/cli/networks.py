@@ -208,14 +208,14 @@ def _export(args: argparse.Namespace) -> int:
 
     if args.format == "onnx":
         require_onnx_packages()
-    _check_checkpoint(args.checkpoint, "exporting")
-    from sr_iqa.models.weight_files import export_generator, export_peft_adapter, load_upscaler
-
     if args.peft:
         if args.adapter is None or args.merge or args.format != "safetensors":
             raise SrIqaError("--peft writes an adapter as PEFT does: pass --adapter FILE, without --merge or "
                              "--format")
         check_output_folder(args.out)
+        _check_checkpoint(args.checkpoint, "exporting")
+        from sr_iqa.models.weight_files import export_peft_adapter, load_upscaler
+
         load_upscaler(args.checkpoint, args.adapter, *network_of(args))  # the checks eval and infer make
         folder = export_peft_adapter(args.adapter, args.out, args.lora_strength)
         print(f"wrote {folder} (adapter_config.json, adapter_model.safetensors) at strength {args.lora_strength:g}")
@@ -225,6 +225,9 @@ def _export(args: argparse.Namespace) -> int:
                          "in PEFT's folder format)")
     check_strengths(args)
     check_output_file(args.out)
+    _check_checkpoint(args.checkpoint, "exporting")
+    from sr_iqa.models.weight_files import export_generator
+
     out = export_generator(args.checkpoint, args.adapter, args.out, *network_of(args), file_format=args.format,
                            strength=args.lora_strength)
     print(f"wrote {out}" + (f" (adapter merged at strength {args.lora_strength:g})" if args.adapter else ""))

@@ -15,10 +15,20 @@ from sr_iqa.config.q_metrics import objective_cache, weighted_metrics
 from sr_iqa.config.schema import AmoMode, DatasetLayout, Options, SamplerType
 
 PRETRAINED_PREFIX = "pretrained:"  # an installed network (sr-iqa weights install), not a path
+PLACEHOLDER = "CHANGE_ME"  # what options/templates/ put where a path of the user's goes
+
+
+def _missing(key: str, value: str, what: str) -> str:
+    """A path that is not there; a template's placeholder is named as such."""
+    if PLACEHOLDER in value:
+        return f"'{key}' is still the template's placeholder {value}: set it to your {what}"
+    return f"'{key}': no such {what} {value}"
 
 
 def missing_score_cache(key: str, path: str | Path, metrics: Sequence[str] = (), grid: str = "") -> str:
     """The error for a score cache that is not there, with the command that writes it."""
+    if PLACEHOLDER in str(path):
+        return f"'{key}' is still the template's placeholder {path}: set it to your score cache"
     named = "".join(f" --metric {metric.partition(' ')[0]}" for metric in metrics) or " --metric NAME"
     return (f"{key}: no score cache at {path}; write it with `sr-iqa score -opt <this option file>{named} "
             f"--cache {path}{grid}`")
@@ -38,13 +48,14 @@ def _data_path_problems(options: Options, source: str) -> list[str]:
             continue
         if block.type is DatasetLayout.manifest:
             if block.manifest is not None and not Path(block.manifest).is_file():
-                problems.append(f"{source}: 'datasets.{split}.manifest': manifest file is missing: {block.manifest}")
+                problems.append(f"{source}: " + _missing(f"datasets.{split}.manifest", block.manifest,
+                                                         "manifest file (.jsonl)"))
             continue
         for key in ("dataroot_gt", "dataroot_label", "dataroot_lq"):
             value = getattr(block, key, None)
             for folder in value if isinstance(value, list) else [value]:
                 if isinstance(folder, str) and not Path(folder).is_dir():
-                    problems.append(f"{source}: 'datasets.{split}.{key}': no such folder {folder}")
+                    problems.append(f"{source}: " + _missing(f"datasets.{split}.{key}", folder, "folder"))
     return problems
 
 
@@ -72,7 +83,7 @@ def _weight_path_problems(options: Options, source: str) -> list[str]:
     for key in ("pretrain_network_g", "pretrain_network_d"):
         value = getattr(options.path, key)
         if value and not value.startswith(PRETRAINED_PREFIX) and not Path(value).exists():
-            problems.append(f"{source}: 'path.{key}': no such file or run folder {value}")
+            problems.append(f"{source}: " + _missing(f"path.{key}", value, "file or run folder"))
     resume = options.path.resume_state
     if resume and resume != "auto" and not Path(resume).is_dir():
         problems.append(f"{source}: 'path.resume_state': no such training_states folder {resume} (or use auto)")

@@ -221,7 +221,8 @@ def _manifest_group(entry: object, base: Path, where: str, problems: list[str]) 
                if not (base / path).resolve().is_relative_to(base.resolve())]
     if outside:
         problems.append(f"{where}: {outside[0]!r} lies outside the manifest's folder {base}; a manifest names images "
-                        "by paths below its own folder (move the manifest up, or link the images below it)")
+                        "by paths below its own folder (move the manifest up, or copy the images below it: symbolic "
+                        "links are followed)")
         return None
     gts = [GroundTruth("original", base / entry["original"])]
     for position, relative in enumerate(enhanced):
