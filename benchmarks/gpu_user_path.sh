@@ -3,6 +3,7 @@
 # one): the demo set, NIQE crop scores, stage 1 with cached AMO, a LoRA stage against NIQE, then
 # `eval --checkpoint` of both stages. Checks the files each step must leave and prints the eval tables.
 #   PY=python3 bash benchmarks/gpu_user_path.sh [WORK=/tmp/sr_iqa_user_path] [STAGE1_ITERS=300] [STAGE2_ITERS=100]
+#   DEMO_ARGS: sizes for `sr-iqa data demo` (the test's: a smaller set, --crop-size 96 ...)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-python3}
@@ -16,7 +17,8 @@ step() { echo "== $(date +%T) $*"; }
 
 rm -rf "$WORK" && mkdir -p "$WORK"
 step "demo set"
-"$PY" -m sr_iqa data demo "$DEMO"
+# shellcheck disable=SC2086  # DEMO_ARGS: several flags
+"$PY" -m sr_iqa data demo "$DEMO" ${DEMO_ARGS:-}
 step "NIQE scores, full images and the 96:32 grid"
 "$PY" -m sr_iqa score --dataset "$DEMO" --metric niqe --grid 96:32 --cache "$DEMO/scores.db"
 data=("datasets.train.dataroot_gt=$DEMO/Train/images/demo" "datasets.train.dataroot_label=$DEMO/Train/labels/demo"

@@ -7,7 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import REPO, SMALL_SPEC
+from conftest import REPO, SMALL_SPEC, run_cli
 from PIL import Image
 
 from sr_iqa.data.demo_set import ANNOTATORS, SLOTS, annotator_label, build_demo_set, sharpness_gain
@@ -72,6 +72,18 @@ def test_second_build_reuses_the_complete_set(demo_set):
     marker_time = demo_set.marker.stat().st_mtime_ns
     build_demo_set(demo_set.root, SMALL_SPEC)
     assert demo_set.marker.stat().st_mtime_ns == marker_time
+
+
+def test_data_demo_takes_the_sets_sizes(tmp_path: Path):
+    from sr_iqa.data.demo_set import TRAIN_PHOTOS
+
+    result = run_cli("data", "demo", str(tmp_path / "demo"), "--crop-size", "64", "--train-crops-per-photo", "1",
+                     "--test-crop-size", "80", "--test-crops-per-photo", "1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    originals = sorted((tmp_path / "demo" / "Train" / "images" / "demo" / "original").glob("*.png"))
+    assert len(originals) == len(TRAIN_PHOTOS) and {Image.open(p).size for p in originals} == {(64, 64)}
+    tests = list((tmp_path / "demo" / "Test" / "GT" / "Test-demo" / "images" / "original").glob("*.png"))
+    assert tests and {Image.open(p).size for p in tests} == {(80, 80)}
 
 
 def test_demo_trains_both_stages_and_prints_the_table(tmp_path: Path, capsys: pytest.CaptureFixture,

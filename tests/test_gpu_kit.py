@@ -78,9 +78,10 @@ def test_installed_offline_into_the_image_stand_in_the_user_path_runs(kit):
     # The README's commands in the stand-in: 4 stage-1 and 2 stage-2 iterations are enough to pass every file
     # check of the script (checkpoints, adapter, validation record, both eval summaries).
     work = kit["root"] / "user_path"
+    small = "--crop-size 96 --train-crops-per-photo 2 --test-crop-size 96 --test-crops-per-photo 1"
     result = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_user_path.sh"), str(work), "4", "2"],
                             capture_output=True, text=True, timeout=900,
-                            env=_offline_env(PY=str(kit["python"]), PYTHONPATH=str(site)))
+                            env=_offline_env(PY=str(kit["python"]), PYTHONPATH=str(site), DEMO_ARGS=small))
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     assert "== " in result.stdout and result.stdout.rstrip().endswith("done")
     for stage, name in (("stage1", "AMO (stage 1)"), ("stage2", "AMO + LoRA FT")):

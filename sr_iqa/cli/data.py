@@ -35,6 +35,11 @@ def _add_data(commands: argparse._SubParsersAction) -> None:
     demo_data = data.add_parser("demo", help="build the demo set only (what `sr-iqa demo` trains on); reused "
                                              "when complete")
     demo_data.add_argument("root", type=Path, nargs="?", default=Path("datasets/demo"))
+    for flag, text in (("--crop-size", "training groups' size in pixels (default 128)"),
+                       ("--train-crops-per-photo", "training groups cut from each photo (default 6)"),
+                       ("--test-crop-size", "held-out groups' size in pixels (default 256)"),
+                       ("--test-crops-per-photo", "held-out groups cut from each photo (default 2)")):
+        demo_data.add_argument(flag, type=at_least(1), help=f"a smaller or larger set: the {text}")
     demo_data.set_defaults(handler=_data_demo)
     pack = data.add_parser("pack", help="decode every GT once into a packed store that training crops read")
     pack.add_argument("root", type=Path, help="HGGT release root (or one images folder), or a manifest .jsonl")
@@ -114,9 +119,11 @@ def _data_check(args: argparse.Namespace) -> int:
 
 
 def _data_demo(args: argparse.Namespace) -> int:
-    from sr_iqa.data.demo_set import build_demo_set
+    from sr_iqa.data.demo_set import DemoSetSpec, build_demo_set
 
-    paths = build_demo_set(args.root)
+    sizes = {name: getattr(args, name) for name in ("crop_size", "train_crops_per_photo", "test_crop_size",
+                                                    "test_crops_per_photo") if getattr(args, name) is not None}
+    paths = build_demo_set(args.root, DemoSetSpec(**sizes))
     print(f"demo set in {paths.root} (HGGT layout): train {paths.train_images}, test {paths.test_images}, "
           f"fixed LR {paths.test_lr}")
     return 0
