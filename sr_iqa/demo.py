@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,7 +54,8 @@ def _stage2_line(label: str, run_folder: Path, optimised: str, monitors: Sequenc
     record = json.loads((run_folder / "logs" / "validation.jsonl").read_text().splitlines()[-1])["results"]
     held_out = ", ".join(f"{name} {record[f'change/{name}']:+.2f}%" for name in monitors)
     return (f"{label} vs stage 1 (positive = better): optimised {optimised} {record[f'change/{optimised}']:+.2f}%, "
-            f"held-out {held_out}; gaming gap {record.get('gaming_gap', float('nan')):+.2f} points; "
+            f"held-out {held_out}; gaming gap {record.get('gaming_gap', float('nan')):+.2f} points (optimised minus "
+            "held-out change: positive when Q gained more than the metrics it never saw, the sign of gaming); "
             f"structured noise {record['structured_noise']:.3f} grey levels.")
 
 
@@ -113,6 +115,31 @@ def findings(summary: EvaluationSummary, bicubic: str, stage1: str, original: st
         verdict = "improves" if better(q, rows[label][q], rows[stage1][q]) else "does NOT improve"
         lines.append(f"- {label} {verdict} the {q} it optimises on the held-out groups: {rows[stage1][q]:.2f} -> "
                      f"{rows[label][q]:.2f}")
+    return lines
+
+
+def reading_notes(summary: EvaluationSummary) -> list[str]:
+    """What a newcomer needs to read the table: what vgg_dist is, and why rows can beat the Gold Standard on an
+    NR metric (how many do, per metric)."""
+    from sr_iqa.evaluate.multi_gt import GOLD_STANDARD
+    from sr_iqa.iqa.metrics import VGG_DISTANCE
+
+    lines = ["How to read it:"]
+    if VGG_DISTANCE in summary.lower_better:
+        lines.append(f"- {VGG_DISTANCE}: the distance to the GT in the features of the original VGG19 (HGGT's "
+                     "perceptual loss), lower is closer; like PSNR and SSIM it compares with the Positive GTs.")
+    gold = summary.rows.get(GOLD_STANDARD, {})
+    methods = [name for name in summary.rows if name != GOLD_STANDARD]
+    for metric in summary.no_reference:
+        if not math.isfinite(gold.get(metric, math.nan)):
+            continue
+        beating = [name for name in methods if math.isfinite(summary.rows[name].get(metric, math.nan))
+                   and is_better(summary.rows[name][metric], gold[metric], summary.lower_better[metric])]
+        if beating:
+            lines.append(f"- {len(beating)} of {len(methods)} rows score better than the Gold Standard on {metric} "
+                         f"(the best GT of each group, {gold[metric]:.2f}): {metric} rewards the sharp texture SR "
+                         "adds, so beating every GT on it says as much about the metric as about the image; the "
+                         "full-reference columns say how far each row is from the GTs.")
     return lines
 
 
@@ -207,6 +234,7 @@ def _train_and_evaluate(paths: DemoSetPaths, stage1_options: Options, stage2_run
                        scale)
     table = summary_markdown(summary)
     notes.append("\n".join(findings(summary, bicubic_label, stage1_label, methods[-1].name, stage2_rows)))
+    notes.append("\n".join(reading_notes(summary)))
     caption = (f"Demo: x{scale} SR on {len(groups)} held-out groups ({paths.test_images}), evaluated as in HGGT "
                f"(full tables in {experiments / DEMO_RUN_NAME / 'eval'}).")
     text = "\n\n".join([caption, table, *notes])

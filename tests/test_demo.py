@@ -117,6 +117,7 @@ def test_demo_trains_both_stages_and_prints_the_table(tmp_path: Path, capsys: py
     assert rows[-1].split("|")[2].strip() == "—"  # no Gold Standard for FR metrics
     printed = capsys.readouterr().out
     assert table in printed and "gaming gap" in printed and printed.count("structured noise") == 2
+    assert "How to read it:" in printed and "- vgg_dist: the distance to the GT" in printed
     assert "NR metrics that rank the original GTs above bicubic:" in printed
     results = (tmp_path / "experiments" / "demo" / "demo_results.md").read_text()
     assert "Stage 2: + LoRA rank 4 FT vs stage 1" in results and "Stage 2: + full FT vs stage 1" in results
@@ -148,6 +149,21 @@ def test_a_changed_option_or_weights_file_changes_the_fingerprint(tmp_path: Path
     models.mkdir(parents=True)
     (models / "net_g_ema_40.safetensors").write_bytes(b"x")
     assert fingerprint([base], demo_set.marker) != first
+
+
+def test_the_reading_notes_say_what_vgg_dist_is_and_who_beats_the_gold_standard():
+    """Hand-made: two of four rows beat the best GT's PIQE (30 < 35 and 20 < 35; lower is better), none its NIQE."""
+    from sr_iqa.demo import reading_notes
+    from sr_iqa.evaluate.tables import EvaluationSummary
+
+    rows = {"Bicubic": {"niqe": 6.0, "piqe": 40.0, "vgg_dist": 0.3}, "S1": {"niqe": 5.0, "piqe": 30.0},
+            "Full": {"niqe": 7.0, "piqe": 20.0}, "Original": {"niqe": 4.5, "piqe": 50.0},
+            "Gold Standard": {"niqe": 4.0, "piqe": 35.0}}
+    summary = EvaluationSummary(rows, {}, {}, {"niqe": True, "piqe": True, "vgg_dist": True}, ["niqe", "piqe"])
+    lines = reading_notes(summary)
+    assert lines[1].startswith("- vgg_dist: the distance to the GT in the features of the original VGG19")
+    assert len(lines) == 3 and lines[2].startswith("- 2 of 4 rows score better than the Gold Standard on piqe "
+                                                   "(the best GT of each group, 35.00)")
 
 
 def test_findings_say_what_the_numbers_show():

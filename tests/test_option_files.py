@@ -88,7 +88,7 @@ def test_rrdb_amo_trains_on_the_cpu_with_demo_data_and_niqe(tmp_path: Path, demo
     result = run_cli("train", "-opt", str(REPO / "options" / "train" / "RRDB_amo_x4.yml"), *overrides)
     assert result.returncode == 0, result.stderr[-3000:]
     log = (tmp_path / "experiments" / "RRDB_amo_x4" / "logs" / "train.log").read_text()
-    assert "l_d" in log and "Q chosen" in log
+    assert "l_d" in log and "Q chosen" in log and "(Q: niqe oriented so that higher is better)" in log
     terms = dict(re.findall(r"(l_g_percep|l_g_gan|l_g_pix) ([0-9.]+)", log))
     assert set(terms) == {"l_g_pix", "l_g_percep", "l_g_gan"} and all(float(v) > 0 for v in terms.values())
     assert (tmp_path / "experiments" / "RRDB_amo_x4" / "models" / "net_d_3.safetensors").is_file()

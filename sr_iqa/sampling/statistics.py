@@ -15,8 +15,11 @@ CHOSEN_LABELS = ("original", "Positive", "Similar", "Negative", "unlabelled")
 
 
 class SamplingStatistics:
-    def __init__(self, slot_names: list[str], device: torch.device) -> None:
+    def __init__(self, slot_names: list[str], device: torch.device, q_metric: str = "Q") -> None:
+        """``q_metric``: what Q is (the sampler's metric, or ``combined``), named in the log line with its
+        orientation: Q is higher-better, so a lower-better metric's scores show negated (NIQE 8.3 is Q -8.3)."""
         self.slot_names = slot_names
+        self.q_metric = q_metric
         self.slots = torch.zeros(len(slot_names), device=device)
         self.labels = torch.zeros(len(CHOSEN_LABELS), device=device)
         self.quality = torch.zeros(3, device=device)  # sum of chosen Q, sum of best Q, count
@@ -48,8 +51,8 @@ class SamplingStatistics:
         if quality[2] > 0:
             scalars["sampler/chosen_q"] = float(quality[0] / quality[2])
             scalars["sampler/best_q"] = float(quality[1] / quality[2])
-            text += (f"; Q chosen {scalars['sampler/chosen_q']:.3f} "
-                     f"vs best {scalars['sampler/best_q']:.3f}")
+            text += (f"; Q chosen {scalars['sampler/chosen_q']:.3f} vs best {scalars['sampler/best_q']:.3f} "
+                     f"(Q: {self.q_metric} oriented so that higher is better)")
         for tensor in (self.slots, self.labels, self.quality):
             tensor.zero_()
         return text, scalars

@@ -267,7 +267,8 @@ class Trainer:
     def _setup_statistics(self) -> None:
         """Sets sampling_statistics, validation and, in stage 2 with validation, its stage-1 yardstick."""
         self.sampling_statistics = SamplingStatistics(
-            ["original"] + [f"{i:02d}" for i in range(1, self.train_set.max_gts)], self.device)
+            ["original"] + [f"{i:02d}" for i in range(1, self.train_set.max_gts)], self.device,
+            q_name(self.options.sampler))
         self.validation = None
         if self.validation_sets:
             stage1_reference = None
