@@ -24,7 +24,6 @@ from sr_iqa.checked_options import load_options
 from sr_iqa.config import Options
 from sr_iqa.data.demo_set import DemoSetPaths, DemoSetSpec, build_demo_set
 from sr_iqa.errors import OptionsError
-from sr_iqa.evaluate.metric_set import bicubic_upscaler
 from sr_iqa.evaluate.run_eval import SrMethod
 from sr_iqa.evaluate.tables import EvaluationSummary
 from sr_iqa.score_rules import is_better
@@ -197,7 +196,7 @@ def _train_and_evaluate(paths: DemoSetPaths, stage1_options: Options, stage2_run
                         options_file: Path, finetune_file: Path | None) -> tuple[str, str]:
     """Train (or resume) every stage, evaluate them beside bicubic, Real-ESRGAN and the original, print and write
     the table with its reading; (that text, the table)."""
-    from sr_iqa.evaluate.run_eval import original_gt_method, run_eval, upscaler_method
+    from sr_iqa.evaluate.run_eval import bicubic_method, original_gt_method, run_eval, upscaler_method
     from sr_iqa.evaluate.tables import summary_markdown
     from sr_iqa.iqa.metrics import VGG_DISTANCE
     from sr_iqa.train.trainer import Trainer
@@ -207,8 +206,7 @@ def _train_and_evaluate(paths: DemoSetPaths, stage1_options: Options, stage2_run
     stage1.train()
     device, scale = stage1.device, stage1_options.scale
     sampler = stage1_options.sampler.type.value.upper()
-    methods = [upscaler_method("Bicubic", bicubic_upscaler(scale), device, scale=scale),
-               _pretrained_row("realesrgan-x4plus", device, scale)]
+    methods = [bicubic_method(scale), _pretrained_row("realesrgan-x4plus", device, scale)]
     if stage1_options.path.pretrain_network_g:
         methods.append(upscaler_method(f"Stage 1 start: {_describe(stage1_options)} (pretrained, untrained)",
                                        _untrained_start(stage1_options).to(device), device, scale=scale))

@@ -44,19 +44,20 @@ def test_seeds_are_the_outer_loop_so_a_stopped_grid_holds_every_arm_at_the_same_
     runs = [(step.run, step.kind) for step in steps if step.kind != "eval"]
     assert runs == [(f"RRDB_{sampler}_s{seed}{suffix}", kind) for seed in (0, 1) for sampler in ("upos", "amo")
                     for suffix, kind in (("", "stage1"), ("_ft", "stage2"))]
-    assert [(m.label, m.seed) for m in methods][1:3] == [("RRDB UPos", 0), ("RRDB UPos+FT", 0)]
+    assert [(m.label, m.seed) for m in methods][2:4] == [("RRDB UPos", 0), ("RRDB UPos+FT", 0)]
 
 
 def test_the_demo_ablation_file_plans_both_stages():
     steps, methods = plan(load_ablation(REPO / "options" / "ablation" / "demo.yml"), REPO)
-    expected = [("reference_0", "eval")]  # Real-ESRGAN x4plus: evaluated, not trained
+    expected = [("reference_0", "eval"), ("reference_1", "eval")]  # bicubic, Real-ESRGAN x4plus: not trained
     for sampler in ("upos", "amo"):
         run = f"RRDB_{sampler}_s0"
         expected += [(run, "stage1"), (run, "eval"), (f"{run}_ft", "stage2"), (f"{run}_ft", "eval")]
     assert [(s.run, s.kind) for s in steps] == expected
-    assert [m.label for m in methods] == ["Real-ESRGAN x4plus", "RRDB UPos", "RRDB UPos+FT", "RRDB AMO",
+    assert [m.label for m in methods] == ["Bicubic", "Real-ESRGAN x4plus", "RRDB UPos", "RRDB UPos+FT", "RRDB AMO",
                                           "RRDB AMO+FT"]
-    assert steps[1].done_when.name == "60" and steps[3].done_when.name == "40"  # per-stage overrides
+    assert "--bicubic Bicubic" in " ".join(steps[0].command) and "--checkpoint" not in steps[0].command
+    assert steps[2].done_when.name == "60" and steps[4].done_when.name == "40"  # per-stage overrides
 
 
 def test_the_beyond_ablation_file_plans_its_rows_and_their_options_load():

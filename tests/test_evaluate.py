@@ -81,6 +81,21 @@ def test_sr_dir_equal_to_the_originals(tmp_path: Path, mini_test_split: Path, ca
     assert "| copy |" in capsys.readouterr().out
 
 
+def test_bicubic_gives_a_row_of_the_lr_upscaled_by_bicubic_interpolation(tmp_path: Path, mini_test_split: Path):
+    out = tmp_path / "out"
+    assert main(["eval", "--dataset", str(mini_test_split), "--bicubic", "--metrics", "psnr", "--out", str(out)]) == 0
+    rows = _read_csv(out / "per_image.csv")
+    assert {row["method"] for row in rows} == {"Bicubic"} and len(rows) == 3
+    psnr = create_metric("psnr")
+    split = mini_test_split / "Test"
+    for row in rows:
+        lr = read_rgb_tensor(split / "Blind_Degradation_Benchmark_LQ" / "Test-mini" / "Blind_LR" /
+                             f"{row['image']}.png")
+        upscaled = torch.nn.functional.interpolate(lr[None], scale_factor=4, mode="bicubic").clamp(0, 1)
+        original = read_rgb_tensor(split / "GT" / "Test-mini" / "images" / "original" / f"{row['image']}.png")
+        assert float(row["psnr_vs_original"]) == pytest.approx(psnr(upscaled, original[None]).item(), rel=1e-5)
+
+
 def test_fr_metrics_average_over_the_positive_gts_and_the_gold_standard_over_all_gts(tmp_path: Path,
                                                                                     mini_test_split: Path):
     images = mini_test_split / "Test" / "GT" / "Test-mini" / "images"

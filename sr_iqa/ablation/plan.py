@@ -21,6 +21,7 @@ from sr_iqa.errors import OptionsError
 from sr_iqa.models.lora import strength_row_name
 
 REFERENCE_RUN = "reference_"  # run folders of the reference rows: reference_0, reference_1, ...
+BICUBIC_REFERENCE = "bicubic"  # a reference row's "checkpoint" for bicubic interpolation (eval --bicubic)
 SAMPLER_NAMES = {"original": "Original", "rand": "Rand", "upos": "UPos", "sma": "SMA", "smp": "SMP", "amo": "AMO"}
 
 
@@ -242,8 +243,10 @@ def _eval_step(options: AblationOptions, run_name: str, label: str, checkpoint: 
     adapter_arguments = ["--adapter", str(adapter)] if adapter is not None else []
     if strengths:
         adapter_arguments += ["--lora-strength", *(f"{strength:g}" for strength in strengths)]
-    arguments = ["eval", "--dataset", options.dataset, "--checkpoint", str(checkpoint), *adapter_arguments,
-                 "--name", label, "--metrics", *options.metrics, "--out", str(run / "eval"),
+    source = ["--bicubic", label] if str(checkpoint) == BICUBIC_REFERENCE else ["--checkpoint", str(checkpoint),
+                                                                                "--name", label]
+    arguments = ["eval", "--dataset", options.dataset, *source, *adapter_arguments,
+                 "--metrics", *options.metrics, "--out", str(run / "eval"),
                  "--save-sr", str(run / "eval" / "sr"),
                  *(["--cache", options.score_cache] if options.score_cache is not None else [])]
     return Step(run_name, "eval", _launch(options, *arguments), run / "eval" / "summary.json")

@@ -30,6 +30,9 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
                           help="the adapter's strength; several values: one row each, a perception-distortion "
                                "sweep (0 the base network, 1 as trained)")
     evaluate.add_argument("--name", help="the checkpoint's row name (default: the file name)")
+    evaluate.add_argument("--bicubic", nargs="?", const="Bicubic", metavar="NAME",
+                          help="also a row of the LR upscaled by bicubic interpolation (named NAME, default "
+                               "Bicubic): the floor every method must beat")
     evaluate.add_argument("--sr-dir", action="append", default=[], metavar="[NAME=]DIR",
                           help="SR images named like each group's original, from any method (repeatable)")
     evaluate.add_argument("--metrics", nargs="+", help="pyiqa names (default: those that run here without a "
@@ -139,7 +142,7 @@ def _check_checkpoint(checkpoint: Path | None, using: str = "evaluating") -> Non
 def _eval(args: argparse.Namespace) -> int:
     _check_checkpoint(args.checkpoint)
     from sr_iqa.evaluate.default_metrics import default_metrics, log_default_metrics
-    from sr_iqa.evaluate.run_eval import run_eval, sr_dir_method, upscaler_method
+    from sr_iqa.evaluate.run_eval import bicubic_method, run_eval, sr_dir_method, upscaler_method
     from sr_iqa.evaluate.tables import folder_name, summary_markdown
     from sr_iqa.iqa.weights import weights_folder
 
@@ -150,9 +153,10 @@ def _eval(args: argparse.Namespace) -> int:
         for name, _, folder in (entry.rpartition("=") for entry in args.sr_dir):
             check_output_folder(args.save_sr / folder_name(name or Path(folder).name), (Path(folder),))
     groups, network_g, iqa, param_key = _eval_groups(args)
-    if args.checkpoint is None and not args.sr_dir:
-        raise SrIqaError("nothing to evaluate: pass --checkpoint FILE (with --adapter) and/or --sr-dir DIR")
-    methods = []
+    if args.checkpoint is None and not args.sr_dir and not args.bicubic:
+        raise SrIqaError("nothing to evaluate: pass --checkpoint FILE (with --adapter), --sr-dir DIR and/or "
+                         "--bicubic")
+    methods = [bicubic_method(args.scale, args.bicubic)] if args.bicubic else []
     if args.checkpoint is not None:
         import torch
         from accelerate import PartialState

@@ -25,7 +25,7 @@ from sr_iqa.data.groups import Group, GroupIndex
 from sr_iqa.data.image_io import read_rgb_tensor, write_rgb
 from sr_iqa.errors import DataError, SrIqaError
 from sr_iqa.evaluate.cached_gt_scores import CachedGtScores
-from sr_iqa.evaluate.metric_set import MetricSet, gathered
+from sr_iqa.evaluate.metric_set import MetricSet, bicubic_upscaler, gathered
 from sr_iqa.evaluate.multi_gt import ImageResult, gold_standard, read_gts, score_gts, score_sr
 from sr_iqa.evaluate.tables import EvaluationSummary, folder_name, write_evaluation, write_gt_scores, write_summary_json
 from sr_iqa.main_process import built_on_main
@@ -88,6 +88,11 @@ def upscaler_method(name: str, upscale: Callable[[torch.Tensor], torch.Tensor], 
         return sr[:, : item.gt.shape[-2], : item.gt.shape[-1]].cpu()
 
     return SrMethod(name, produce)
+
+
+def bicubic_method(scale: int, name: str = "Bicubic") -> SrMethod:
+    """Each group's LR upscaled by bicubic interpolation: the floor a trained method has to beat."""
+    return upscaler_method(name, bicubic_upscaler(scale), torch.device("cpu"), scale=scale)
 
 
 def original_gt_method(name: str = "Original GT") -> SrMethod:
