@@ -228,8 +228,10 @@ def _train_and_evaluate(paths: DemoSetPaths, stage1_options: Options, stage2_run
         notes.append(_stage2_line(label, trainer.folders.root, iqa_opt.metric, options.val.monitor_metrics))
     methods.append(original_gt_method())
     groups = stage1.val_set.groups  # the demo evaluates on the held-out test split
+    # The held-out GTs' NIQE is in the sampler's score cache already (every split was scored): read, not redone.
+    cache = Path(stage1_options.sampler.cache) if stage1_options.sampler.cache else None
     summary = run_eval(methods, groups, list(dict.fromkeys(metric_names)), experiments / DEMO_RUN_NAME / "eval",
-                       scale)
+                       scale, score_cache=cache)
     table = summary_markdown(summary)
     notes.append("\n".join(findings(summary, bicubic_label, stage1_label, methods[-1].name, stage2_rows)))
     notes.append("\n".join(reading_notes(summary)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from pathlib import Path
 
@@ -87,7 +88,7 @@ def test_data_demo_takes_the_sets_sizes(tmp_path: Path):
 
 
 def test_demo_trains_both_stages_and_prints_the_table(tmp_path: Path, capsys: pytest.CaptureFixture,
-                                                      pretrained: Path):
+                                                      caplog: pytest.LogCaptureFixture, pretrained: Path):
     from sr_iqa.demo import run_demo
 
     arguments = dict(
@@ -99,7 +100,8 @@ def test_demo_trains_both_stages_and_prints_the_table(tmp_path: Path, capsys: py
                    "datasets.train.num_worker_per_gpu=0", "val.val_freq=0", "logger.save_checkpoint_freq=2"],
         spec=SMALL_SPEC,
     )
-    table = run_demo(**arguments)
+    with caplog.at_level(logging.INFO, logger="sr_iqa"):
+        table = run_demo(**arguments)
     first_table = table.split("\n\n")[1]
     rows = [line for line in first_table.splitlines() if line.startswith("| ") and "**" not in line
             and "FR |" not in line]
@@ -118,6 +120,10 @@ def test_demo_trains_both_stages_and_prints_the_table(tmp_path: Path, capsys: py
     printed = capsys.readouterr().out
     assert table in printed and "gaming gap" in printed and printed.count("structured noise") == 2
     assert "How to read it:" in printed and "- vgg_dist: the distance to the GT" in printed
+    # The held-out GTs' NIQE comes from the sampler's score cache (every split was scored); PIQE is scored here.
+    gt_scores = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("GT scores: "))
+    held_out_gts = len(list((tmp_path / "demo" / "Test" / "GT" / "Test-demo" / "images").glob("*/*.png")))
+    assert gt_scores.startswith(f"GT scores: {held_out_gts} of {2 * held_out_gts} from ")
     assert "NR metrics that rank the original GTs above bicubic:" in printed
     results = (tmp_path / "experiments" / "demo" / "demo_results.md").read_text()
     assert "Stage 2: + LoRA rank 4 FT vs stage 1" in results and "Stage 2: + full FT vs stage 1" in results
