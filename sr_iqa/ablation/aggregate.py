@@ -12,6 +12,7 @@ from pathlib import Path
 
 from sr_iqa.ablation.intervals import SeedSummary, summarise_seeds
 from sr_iqa.ablation.plan import AblationRow
+from sr_iqa.ablation.plot_legend import legend_below, method_styles
 from sr_iqa.atomic_files import write_text_atomically, write_with
 from sr_iqa.errors import SrIqaError
 from sr_iqa.evaluate.multi_gt import GOLD_STANDARD
@@ -116,16 +117,16 @@ def perception_distortion_plot(rows: dict[str, dict[str, float]], nr_metrics: Se
     from matplotlib import pyplot
 
     figure, grid = pyplot.subplots(len(distortions), len(nr_metrics), figsize=(5.5 * len(nr_metrics),
-                                   4.2 * len(distortions)), dpi=110, squeeze=False)
+                                   4.2 * len(distortions) + 0.25 * len(rows) / 3), dpi=110, squeeze=False,
+                                   layout="constrained")
     curves = strength_curves(rows)
+    styles = method_styles([label for label in rows if label != GOLD_STANDARD])
     for axes, (distortion, nr_metric) in zip(grid.flat, [(d, m) for d in distortions for m in nr_metrics],
                                              strict=True):
         for label, row in rows.items():
             if label == GOLD_STANDARD or distortion not in row:
                 continue
-            axes.scatter(row[nr_metric], row[distortion], s=30)
-            axes.annotate(label, (row[nr_metric], row[distortion]), textcoords="offset points", xytext=(4, 3),
-                          fontsize=7)
+            axes.scatter(row[nr_metric], row[distortion], s=30, label=label, **styles[label])
         for points in curves.values():
             axes.plot([rows[label][nr_metric] for _, label in points],
                       [rows[label][distortion] for _, label in points], linestyle="-", linewidth=1, color="grey")
@@ -139,6 +140,6 @@ def perception_distortion_plot(rows: dict[str, dict[str, float]], nr_metrics: Se
         if lower_better[nr_metric]:
             axes.invert_xaxis()  # better perception to the right, as for higher-better metrics
     figure.suptitle("Perception-distortion (distortion against the original GT)")
-    figure.tight_layout()
+    legend_below(figure, grid.flat[0])
     write_with(path, lambda partial: figure.savefig(partial, format="png"))
     pyplot.close(figure)

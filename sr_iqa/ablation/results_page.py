@@ -19,6 +19,7 @@ from sr_iqa.ablation.findings import Findings
 from sr_iqa.ablation.gaming_images import GAMING_IMAGES
 from sr_iqa.ablation.page_sections import machine_line, overrides_code, replace_section, step_minutes, versions_line
 from sr_iqa.ablation.plan import AblationOptions
+from sr_iqa.ablation.plot_legend import legend_below, method_styles
 from sr_iqa.ablation.prepared_data import PreparedData
 from sr_iqa.ablation.validity_gate import GateReport, gate_lines
 from sr_iqa.atomic_files import write_with
@@ -218,14 +219,15 @@ def perception_distortion_plot(findings: Findings, path: Path) -> None:
     matplotlib.use("Agg")
     from matplotlib import pyplot
 
-    figure, axes = pyplot.subplots(figsize=(7, 5), dpi=120)
+    figure, axes = pyplot.subplots(figsize=(7, 5 + 0.25 * len(findings.summaries) / 3), dpi=120,
+                                   layout="constrained")
+    styles = method_styles(list(findings.summaries))
     for label, measures in findings.summaries.items():
         q, psnr = measures["Q"], measures.get("psnr vs original")
         if psnr is None or math.isnan(q.mean) or math.isnan(psnr.mean):
             continue
-        axes.errorbar(q.mean, psnr.mean, xerr=_bar(q.half_width), yerr=_bar(psnr.half_width),
-                      fmt="s" if label in findings.bases else "o", capsize=3, markersize=5)
-        axes.annotate(label, (q.mean, psnr.mean), textcoords="offset points", xytext=(5, 4), fontsize=7)
+        axes.errorbar(q.mean, psnr.mean, xerr=_bar(q.half_width), yerr=_bar(psnr.half_width), linestyle="none",
+                      capsize=3, markersize=5, label=label, **styles[label])
     gold = findings.gold.get("Q", math.nan)
     if not math.isnan(gold):
         axes.axvline(gold, linestyle="--", color="grey")
@@ -237,7 +239,7 @@ def perception_distortion_plot(findings: Findings, path: Path) -> None:
     axes.set_title("Perception-distortion, held-out groups (95% intervals over seeds)")
     if lower_better:
         axes.invert_xaxis()  # better perception to the right
-    figure.tight_layout()
+    legend_below(figure, axes)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_with(path, lambda partial: figure.savefig(partial, format="png"))
     pyplot.close(figure)
