@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import REPO, run_cli, tiny_options, write_options
+from PIL import Image
 
 from sr_iqa.ablation.plan import load_ablation, plan
 from sr_iqa.errors import OptionsError
@@ -129,7 +130,7 @@ def _step_lines(stderr: str) -> list[str]:
 
 
 def test_the_runner_finishes_the_grid_and_skips_finished_steps_after_an_interruption(tiny_ablation: Path,
-                                                                                      tmp_path: Path):
+                                                                                      tmp_path: Path, demo_set):
     dry = run_cli("ablate", "-opt", str(tiny_ablation), "--dry-run")
     assert dry.returncode == 0, dry.stderr[-2000:]
     assert dry.stdout.count("accelerate launch") == 4 and dry.stdout.count("(to run)") == 4
@@ -175,6 +176,10 @@ def test_the_runner_finishes_the_grid_and_skips_finished_steps_after_an_interrup
     report = root / "report.html"
     html = report.read_text()
     assert html.count("<img") == 1 + 2  # the plot and two crop sheets, inlined
+    for sheet in (root / "sheets").glob("*.png"):  # LR, the two methods, the best GT, the original; 192 px each
+        assert Image.open(sheet).size[0] == 5 * 192
+    assert len(list((root / "RRDB_upos_s0" / "eval" / "sr" / "LR_input").glob("*.png"))) == len(
+        list((demo_set.test_images / "original").glob("*.png")))  # the LR each method saw, saved beside them
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     assert chromium, "headless Chromium is needed (make test installs Debian's chromium package)"
     dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
@@ -209,3 +214,21 @@ def test_stopping_the_runner_stops_its_training_too(demo_set, tmp_path: Path):
     assert len(errors) == 1 and "interrupted (SIGTERM); the step's processes have ended" in errors[0]
     with pytest.raises(ProcessLookupError):
         os.kill(training, 0)  # the training is gone, not orphaned
+
+
+def test_a_crop_sheet_without_a_fixed_lr_shows_the_lr_the_evaluation_saved(tmp_path: Path, demo_set):
+    from sr_iqa.data.image_io import read_rgb_tensor, write_rgb
+    from sr_iqa.evaluate.run_eval import LR_FOLDER
+    from sr_iqa.report.html import write_sheets
+
+    original = sorted((demo_set.train_images / "original").glob("*.png"))[0]  # training groups: no fixed LR
+    sr = tmp_path / "sr" / "A"
+    sr.mkdir(parents=True)
+    shutil.copy(original, sr / original.name)
+    record = {"dataset": str(demo_set.train_images), "plot_metric": "psnr", "no_reference": [], "report_images": 1,
+              "sr_folders": {"A": str(sr)}, "lower_better": {"psnr": False}}
+    (sheet,) = write_sheets(record, tmp_path / "without")
+    assert Image.open(sheet).size[0] == 2 * 192  # A and the original: nothing to show as LR
+    write_rgb(tmp_path / "sr" / LR_FOLDER / original.name, read_rgb_tensor(original)[:, ::4, ::4])
+    (sheet,) = write_sheets(record, tmp_path / "with")
+    assert Image.open(sheet).size[0] == 3 * 192

@@ -34,6 +34,7 @@ from sr_iqa.progress import progress_bar
 log = logging.getLogger("sr_iqa.eval")
 
 SrSource = Callable[[EvalGroup], torch.Tensor]
+LR_FOLDER = "LR_input"  # under --save-sr: each group's LR, beside the methods' folders
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,8 @@ def _evaluate(accelerator: Accelerator, methods: Sequence[SrMethod], groups: Seq
             known = cached.lookup(item.group, *sizes[-1]) if cached is not None else None
             reused += sum(len(scores) for scores in known or [])
             gt_scores.append(score_gts(item.group, gts, metric_set, known))
+            if save_sr is not None:  # the LR every method saw (synthesised or fixed): the report's first column
+                write_rgb(save_sr / LR_FOLDER / f"{item.name}.png", item.lq)
             for method in methods:
                 sr = method.produce(item)
                 if save_sr is not None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from sr_iqa.atomic_files import write_text_atomically
 from sr_iqa.data.check import discover_splits
 from sr_iqa.errors import SrIqaError
+from sr_iqa.evaluate.run_eval import LR_FOLDER
 from sr_iqa.report.sheets import crop_sheet
 from sr_iqa.score_rules import arrow, best
 
@@ -47,6 +48,12 @@ def _best_gt_slots(gt_scores: Path, metric: str, lower_better: bool) -> dict[str
     return chosen
 
 
+def _saved_lr(record: dict, name: str) -> Path | None:
+    """A group without a fixed LR: the LR its evaluation synthesised, saved beside the SR images (eval --save-sr)."""
+    saved = [Path(folder).parent / LR_FOLDER / f"{name}.png" for folder in record["sr_folders"].values()]
+    return next((path for path in saved if path.is_file()), None)
+
+
 def write_sheets(record: dict, folder: Path) -> list[Path]:
     """Crop sheets for the first ``report_images`` test groups: LR, each method, the best GT (by the plot
     metric), the original."""
@@ -59,9 +66,8 @@ def write_sheets(record: dict, folder: Path) -> list[Path]:
         best_slots = _best_gt_slots(Path(record["gt_scores"]), metric, record["lower_better"][metric])
     sheets = []
     for group in groups[: record["report_images"]]:
-        panels = []
-        if group.lr_path is not None:
-            panels.append(("LR (nearest)", group.lr_path))
+        lr = group.lr_path or _saved_lr(record, group.name)
+        panels = [("LR (nearest)", lr)] if lr is not None else []
         panels += [(label, Path(folder_sr) / f"{group.name}.png") for label, folder_sr in record["sr_folders"].items()]
         slot = best_slots.get(group.name)
         if slot is not None:
