@@ -34,7 +34,8 @@ def folder_gib(folder: Path) -> float:
 
 def demo_rows(work: Path) -> list[tuple[str, str]]:
     """The demo twice in ``work``: the first trains and evaluates, the second prints the saved table."""
-    demo = [sys.executable, "-m", "sr_iqa", "demo", str(work / "demo_set"), f"path.experiments_root={work / 'runs'}"]
+    demo = [sys.executable, "-m", "sr_iqa", "demo", "--dataset-root", str(work / "demo_set"),
+            f"path.experiments_root={work / 'runs'}"]
     rows = []
     for what in ("`make demo`, first run (data set, stage 1, both stage-2 runs, evaluation)",
                  "`make demo` again (nothing changed: the saved table)"):

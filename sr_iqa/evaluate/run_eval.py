@@ -110,6 +110,22 @@ def _refuse_repeated_names(methods: Sequence[SrMethod]) -> None:
                          "--name for the checkpoint) differently")
 
 
+def _methods_on(item: EvalGroup, gts: torch.Tensor, methods: Sequence[SrMethod], metric_set: MetricSet,
+                save_sr: Path | None, sr_suffix: str) -> list[ImageResult]:
+    """Every method's SR image of one group, scored (and saved with ``save_sr``, beside the LR they all saw:
+    synthesised or fixed, the report's first column)."""
+    if save_sr is not None:
+        write_rgb(save_sr / LR_FOLDER / f"{item.name}.png", item.lq)
+    results = []
+    for method in methods:
+        sr = method.produce(item)
+        if save_sr is not None:
+            stem = f"{item.name}_{sr_suffix}" if sr_suffix else item.name
+            write_rgb(save_sr / folder_name(method.name) / f"{stem}.png", sr)
+        results.append(score_sr(method.name, sr, item.group, gts, metric_set))
+    return results
+
+
 def run_eval(methods: Sequence[SrMethod], groups: Sequence[Group], metric_names: Sequence[str], out: Path,
              scale: int = 4, weights_dir: Path | None = None, metric_options: Mapping[str, dict] | None = None,
              strict: bool = False, save_sr: Path | None = None,
@@ -162,14 +178,7 @@ def _evaluate(accelerator: Accelerator, methods: Sequence[SrMethod], groups: Seq
             known = cached.lookup(item.group, *sizes[-1]) if cached is not None else None
             reused += sum(len(scores) for scores in known or [])
             gt_scores.append(score_gts(item.group, gts, metric_set, known))
-            if save_sr is not None:  # the LR every method saw (synthesised or fixed): the report's first column
-                write_rgb(save_sr / LR_FOLDER / f"{item.name}.png", item.lq)
-            for method in methods:
-                sr = method.produce(item)
-                if save_sr is not None:
-                    stem = f"{item.name}_{sr_suffix}" if sr_suffix else item.name
-                    write_rgb(save_sr / folder_name(method.name) / f"{stem}.png", sr)
-                results.append(score_sr(method.name, sr, item.group, gts, metric_set))
+            results += _methods_on(item, gts, methods, metric_set, save_sr, sr_suffix)
     # Concatenated in rank order, i.e. the groups' order.
     results, gt_scores, sizes = (gathered(accelerator, items) for items in (results, gt_scores, sizes))
     reused = sum(gathered(accelerator, [reused]))
