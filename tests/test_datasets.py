@@ -187,5 +187,5 @@ def test_cli_refuses_a_missing_dataset_with_one_message(tmp_path: Path, demo_set
     result = run_cli("train", "-opt", str(write_options(tmp_path / "o.yml", options)))
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    assert f"{tmp_path / 'missing'}: no such folder" in result.stderr
+    assert f"'datasets.train.dataroot_gt': no such folder {tmp_path / 'missing'}" in result.stderr
     assert not (tmp_path / "experiments" / "tiny").exists()

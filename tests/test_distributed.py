@@ -225,13 +225,14 @@ def test_bad_data_stops_both_nodes_with_one_message(tmp_path: Path, demo_set):
     """The main process alone indexes and validates the data; its error reaches the other node, which would
     otherwise wait for the index forever."""
     options = tiny_options(demo_set, tmp_path / "experiments")
-    options["datasets"]["train"]["dataroot_gt"] = str(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()  # there (a missing folder stops every process before any work), but no images
+    options["datasets"]["train"]["dataroot_gt"] = str(tmp_path / "empty")
     options_file = write_options(tmp_path / "bad.yml", options)
     nodes = run_two_nodes(["train", "-opt", str(options_file)], free_port(), tmp_path / "scratch")  # no hang
     assert all(node.returncode != 0 for node in nodes)  # the launchers report their worker's exit status 2
     for node in nodes:  # sr_iqa's own one line on both nodes (the launcher adds its own report after it)
         assert "sr-iqa train: error: 1 problem(s) in the data" in node.stderr, node.stderr[-2000:]
-        assert f"{tmp_path / 'missing'}: no such folder" in node.stderr
+        assert f"{tmp_path / 'empty'}: holds no images" in node.stderr
 
 
 def test_a_launch_that_starts_one_of_several_processes_says_so(demo_set):

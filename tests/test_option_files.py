@@ -36,7 +36,8 @@ HGGT_QUEUE = {"RRDB": 144, "SwinIR": 160}
 @pytest.mark.parametrize("path", OPTION_FILES, ids=lambda p: p.name)
 def test_option_file_validates(path: Path):
     options = load_options(path)
-    assert options.name == path.stem or path.parent.name == "demo" or path.parent.parent.name == "experiment"
+    assert options.name == path.stem or path.parent.name in ("demo", "templates") or \
+        path.parent.parent.name == "experiment"  # templates: stage 2 names stage 1's run folder
     if path.parent.name != "train" or path.stem.startswith("RealESRGAN"):  # RealESRGAN: the test below
         return
     arch = path.stem.split("_")[0]

@@ -267,6 +267,7 @@ def test_realesrgan_starts_stage1_and_carries_a_lora_stage(tmp_path: Path, demo_
 def test_eval_and_the_ablation_take_a_pretrained_checkpoint(tmp_path: Path, demo_set, pretrained: Path):
     from sr_iqa.ablation.plan import AblationOptions, ArchOptions, plan
     from sr_iqa.data.image_io import read_rgb_tensor
+    from sr_iqa.evaluate.run_eval import LR_FOLDER
     from sr_iqa.models.weight_files import generator_from_file
 
     result = run_cli("eval", "--dataset", str(demo_set.root / "Test"), "--checkpoint", "pretrained:realesrgan-x4plus",
@@ -278,7 +279,8 @@ def test_eval_and_the_ablation_take_a_pretrained_checkpoint(tmp_path: Path, demo
     network, _ = generator_from_file("pretrained:realesrgan-x4plus")
     with torch.no_grad():
         expected = network.eval()(read_rgb_tensor(lr_file)[None])[0].clamp(0, 1)
-    saved = read_rgb_tensor(next((tmp_path / "sr").glob(f"*/{lr_file.stem}.png")))
+    saved = read_rgb_tensor(next(path for path in (tmp_path / "sr").glob(f"*/{lr_file.stem}.png")
+                                 if path.parent.name != LR_FOLDER))
     assert (saved - expected).abs().max() <= 1 / 255 + 1e-6  # the saved PNG is the network's output, rounded
 
     options = AblationOptions(name="a", dataset="d", archs={"RRDB": ArchOptions(
