@@ -14,8 +14,9 @@ $(BIN)/python:
 HOOK := sr_iqa_basicsr_compat.pth
 COPY_HOOK = $(BIN)/python -c "import shutil, sysconfig; shutil.copy('$(HOOK)', sysconfig.get_paths()['purelib'])"
 
-# TensorBoard comes from basicsr's tb-nightly (pyproject.toml); a venv made before that also holds `tensorboard`, a
-# second copy over the same files that TensorBoard refuses to start with: removed, and tb-nightly's files put back.
+# One TensorBoard: basicsr requires tb-nightly and pyiqa requires tensorboard, two distributions of the same files
+# that TensorBoard refuses to start with ("Duplicate plugins"); `tensorboard` is removed and tb-nightly's files put
+# back (it needs pkg_resources: setuptools<82 in pyproject.toml). `tensorboard --logdir experiments` is tested.
 ONE_TENSORBOARD = if $(BIN)/python -m pip show -q tensorboard 2>/dev/null; then \
 	$(BIN)/python -m pip uninstall -q -y tensorboard && $(BIN)/python -m pip install -q --pre --no-deps --force-reinstall tb-nightly; fi
 
