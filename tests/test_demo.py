@@ -85,6 +85,15 @@ def test_data_demo_takes_the_sets_sizes(tmp_path: Path):
     assert len(originals) == len(TRAIN_PHOTOS) and {Image.open(p).size for p in originals} == {(64, 64)}
     tests = list((tmp_path / "demo" / "Test" / "GT" / "Test-demo" / "images" / "original").glob("*.png"))
     assert tests and {Image.open(p).size for p in tests} == {(80, 80)}
+    # The smallest photo (scikit-image's chelsea, 300 x 451) bounds the sizes; 4 x 8 LR pixels the other end.
+    for flags, words in ((["--crop-size", "2"], "crop_size (--crop-size) must be a multiple of the scale 4 from 32 "
+                                                "to 300 (the smallest photo's side), got 2"),
+                         (["--test-crop-size", "100000"], "test_crop_size (--test-crop-size) must be a multiple of "
+                                                          "the scale 4 from 32 to 300"),
+                         (["--crop-size", "66"], "got 66")):
+        result = run_cli("data", "demo", str(tmp_path / "bad"), *flags)
+        assert result.returncode == 2 and words in result.stderr and "Traceback" not in result.stderr
+        assert not (tmp_path / "bad").exists()
 
 
 def test_demo_trains_both_stages_and_prints_the_table(tmp_path: Path, capsys: pytest.CaptureFixture,

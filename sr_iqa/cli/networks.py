@@ -128,9 +128,10 @@ def _eval_groups(args: argparse.Namespace) -> tuple[list, dict | None, object | 
 def _check_checkpoint(checkpoint: Path | None, using: str = "evaluating") -> None:
     """Before anything heavy: a run folder without weights is one line (naming the training that may still write
     it); weights of a run that is still training are used with a warning that says which."""
+    from sr_iqa.config.path_checks import PRETRAINED_PREFIX
     from sr_iqa.models.weight_paths import newest_weights_file, training_holder
 
-    if checkpoint is None or str(checkpoint).startswith("pretrained:"):
+    if checkpoint is None or str(checkpoint).startswith(PRETRAINED_PREFIX):
         return
     weights = newest_weights_file(checkpoint)
     training = training_holder(checkpoint) if checkpoint.is_dir() else None

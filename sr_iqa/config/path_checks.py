@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sr_iqa.config.q_metrics import objective_cache, weighted_metrics
-from sr_iqa.config.schema import AmoMode, DatasetLayout, Options, SamplerType
+from sr_iqa.config.schema import AmoMode, DatasetLayout, Options, SamplerOptions, SamplerType
 
-PRETRAINED_PREFIX = "pretrained:"  # an installed network (sr-iqa weights install), not a path
+PRETRAINED_PREFIX = "pretrained:"  # pretrained:<name>: an installed network (sr-iqa weights install), not a path
 PLACEHOLDER = "CHANGE_ME"  # what options/templates/ put where a path of the user's goes
 
 
@@ -32,6 +32,12 @@ def missing_score_cache(key: str, path: str | Path, metrics: Sequence[str] = (),
     named = "".join(f" --metric {metric.partition(' ')[0]}" for metric in metrics) or " --metric NAME"
     return (f"{key}: no score cache at {path}; write it with `sr-iqa score -opt <this option file>{named} "
             f"--cache {path}{grid}`")
+
+
+def score_grid_flag(sampler: SamplerOptions, gt_size: int) -> str:
+    """The ``--grid SIZE:STRIDE`` that `sr-iqa score` needs for what this sampler reads (cached AMO: the crop
+    grid), else nothing."""
+    return f" --grid {gt_size}:{sampler.grid_stride}" if sampler.type is SamplerType.amo else ""
 
 
 def path_problems(options: Options, source: str) -> list[str]:
@@ -65,8 +71,7 @@ def _cache_problems(options: Options, source: str) -> list[str]:
         sampler.type is SamplerType.amo and sampler.mode is AmoMode.cached)
     problems = []
     if cached and sampler.cache is not None and not Path(sampler.cache).is_file():
-        grid = f" --grid {options.datasets.train.gt_size}:{sampler.grid_stride}" if sampler.type is SamplerType.amo \
-            else ""
+        grid = score_grid_flag(sampler, options.datasets.train.gt_size)
         problems.append(f"{source}: " + missing_score_cache("sampler.cache", sampler.cache,
                                                             list(weighted_metrics(sampler)), grid))
     iqa_opt = options.train.iqa_opt

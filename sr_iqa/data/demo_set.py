@@ -23,6 +23,7 @@ from skimage.util import img_as_float, img_as_ubyte
 
 from sr_iqa.data.degradations import HGGTDegradation
 from sr_iqa.data.image_io import read_rgb_tensor, write_rgb
+from sr_iqa.errors import OptionsError
 
 TRAIN_PHOTOS = ("astronaut", "coffee", "immunohistochemistry", "retina", "hubble_deep_field")
 TEST_PHOTOS = ("chelsea", "rocket", "motorcycle")
@@ -257,6 +258,18 @@ def _as_json(spec: DemoSetSpec) -> dict:
     return json.loads(json.dumps(asdict(spec)))
 
 
+def _check_sizes(spec: DemoSetSpec) -> None:
+    """Crop sizes the builder can cut and a network can train on: multiples of the scale, at least 8 LR pixels,
+    at most the smallest photo's side (a larger one cut no group and failed in a file-system error)."""
+    smallest = min(min(load_photo(name).shape[:2]) for name in (*spec.train_photos, *spec.test_photos))
+    low, high = 8 * spec.scale, smallest // spec.scale * spec.scale
+    for field, flag in (("crop_size", "--crop-size"), ("test_crop_size", "--test-crop-size")):
+        size = getattr(spec, field)
+        if size % spec.scale or not low <= size <= high:
+            raise OptionsError(f"demo set: {field} ({flag}) must be a multiple of the scale {spec.scale} from {low} "
+                               f"to {high} (the smallest photo's side), got {size}")
+
+
 def build_demo_set(root: Path, spec: DemoSetSpec = DemoSetSpec()) -> DemoSetPaths:
     """Build (or reuse, when a complete set with the same spec exists) the demo set under ``root``."""
     paths = DemoSetPaths(root)
@@ -265,6 +278,7 @@ def build_demo_set(root: Path, spec: DemoSetSpec = DemoSetSpec()) -> DemoSetPath
     shared = set(spec.train_photos) & set(spec.test_photos)
     if shared:
         raise ValueError(f"photos both trained on and held out: {', '.join(sorted(shared))}")
+    _check_sizes(spec)
     staging = root.with_name(f".{root.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     staged = DemoSetPaths(staging)

@@ -30,12 +30,11 @@ from typing import Any
 import torch
 
 from sr_iqa.atomic_files import write_bytes_atomically
+from sr_iqa.config.path_checks import PRETRAINED_PREFIX
 from sr_iqa.errors import DataError, WeightsUnavailableError
 from sr_iqa.pretrained.catalog import PretrainedNetwork, catalog_entry
 from sr_iqa.pretrained.checks import verify
 from sr_iqa.user_cache import cache_dir
-
-REFERENCE_PREFIX = "pretrained:"
 
 
 def pretrained_dir() -> Path:
@@ -90,8 +89,8 @@ def pretrained_file(name: str, directory: Path | None = None) -> Path:
 def resolve_reference(value: str | Path) -> Path:
     """``pretrained:<name>`` as the installed file; any other value as a path."""
     text = str(value)
-    if text.startswith(REFERENCE_PREFIX):
-        return pretrained_file(text.removeprefix(REFERENCE_PREFIX))
+    if text.startswith(PRETRAINED_PREFIX):
+        return pretrained_file(text.removeprefix(PRETRAINED_PREFIX))
     return Path(value)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from sr_iqa.config.path_checks import score_grid_flag
 from sr_iqa.config.q_metrics import weighted_metrics
 from sr_iqa.config.schema import AmoMode, QChoice, SamplerOptions, SamplerType
 from sr_iqa.data.datasets import GTChooser
@@ -56,8 +57,8 @@ def build_chooser(options: SamplerOptions, groups: Sequence[Group], gt_size: int
     if options.type is SamplerType.amo and options.mode is AmoMode.online:
         return OnlineAmoCrops(boxes)  # every GT's crop is read; OnlineAmo picks on the device
     keys = {name: metric_key(name, (metric_options or {}).get(name)) for name in weighted_metrics(options)}
-    grid = f" --grid {gt_size}:{options.grid_stride}" if options.type is SamplerType.amo else ""
-    cache = open_cache(options.cache, "sampler.cache", list(weighted_metrics(options)), grid)
+    cache = open_cache(options.cache, "sampler.cache", list(weighted_metrics(options)),
+                       score_grid_flag(options, gt_size))
     for key in keys.values():
         require_metric(cache, key)
     records = gt_records(groups, cache)  # once for every metric of Q
