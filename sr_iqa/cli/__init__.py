@@ -1,5 +1,5 @@
 """``sr-iqa``: the entry point, logging and the one error boundary. The subcommands are grouped by what they
-serve (training.py, data.py, networks.py); each parses its arguments and calls one function of a module.
+serve (training.py, data.py, own_data.py, networks.py); each parses its arguments and calls one function of a module.
 
 Imports of torch-heavy modules happen inside the handlers, so ``sr-iqa --help`` and an
 option-file typo answer in about a second.
@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 
-from sr_iqa.cli import data, networks, training
+from sr_iqa.cli import data, networks, own_data, training
 from sr_iqa.errors import SrIqaError
 from sr_iqa.log_buffer import StartupLogBuffer
 
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sr-iqa", description="Perceptual SR training with IQA-guided multi-GT supervision (see README.md).")
     commands = parser.add_subparsers(dest="command", required=True)
-    for group in (training, data, networks):  # the help lists them in this order
+    for group in (training, data, own_data, networks):  # the help lists them in this order
         group.add_commands(commands)
     return parser
 

@@ -23,27 +23,32 @@ def add_data_source(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", metavar="key.sub=value", help="with -opt: option overrides")
 
 
-def groups_of(args: argparse.Namespace, options: Options | None = None, training_only: bool = False) -> list:
+def groups_of(args: argparse.Namespace, options: Options | None = None, training_only: bool = False,
+              notes: list[str] | None = None) -> list:
     """Every group of ``--dataset ROOT`` (all splits) or of ``-opt FILE``'s train and val sets (``options``: that
     file, when the caller has loaded it already), validated. ``training_only``: the training split(s) alone (a
-    release root's ``Train/`` sets; -opt's train set), for what only training sees (the sampler's preview)."""
+    release root's ``Train/`` sets; -opt's train set), for what only training sees (the sampler's preview).
+    ``notes``: a list the indexes' notes are added to (labels made by a metric, a missing fixed LR)."""
     from sr_iqa.data.validation import validated
 
+    notes = [] if notes is None else notes
     if args.opt is not None:
         from sr_iqa.checked_options import load_options
         from sr_iqa.data.sources import group_index
 
         options = options or load_options(args.opt, args.overrides)
-        groups = group_index(options.datasets.train, options.scale).groups
+        indexes = [group_index(options.datasets.train, options.scale)]
         for val in [] if training_only else [options.datasets.val, *options.datasets.extra_val.values()]:
             if val is not None:
-                groups += group_index(val, options.scale, with_lr=True).groups
-        return groups
+                indexes.append(group_index(val, options.scale, with_lr=True))
+        notes += [note for index in indexes for note in index.notes]
+        return [group for index in indexes for group in index.groups]
     from sr_iqa.data.check import discover_splits
 
     splits = discover_splits(args.dataset, args.layout)
     if training_only and any(name.startswith("Train/") for name in splits):
         splits = {name: index for name, index in splits.items() if name.startswith("Train/")}
+    notes += [note for index in splits.values() for note in index.notes]
     return [group for index in splits.values() for group in validated(index, args.scale).groups]
 
 

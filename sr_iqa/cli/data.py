@@ -9,6 +9,7 @@ from pathlib import Path
 
 from sr_iqa.atomic_files import check_output_folder
 from sr_iqa.cli.arguments import add_data_source, at_least, device_here, groups_of, positive_number, weighted_metric
+from sr_iqa.cli.own_data import add_build
 from sr_iqa.errors import SrIqaError
 
 log = logging.getLogger("sr_iqa.cli")
@@ -47,6 +48,7 @@ def _add_data(commands: argparse._SubParsersAction) -> None:
     pack.add_argument("--layout", choices=["hggt", "manifest"], help="default: detected")
     pack.add_argument("--scale", type=int, default=4)
     pack.set_defaults(handler=_data_pack)
+    add_build(data)
 
 
 def _add_scoring(commands: argparse._SubParsersAction) -> None:
@@ -69,7 +71,8 @@ def _add_scoring(commands: argparse._SubParsersAction) -> None:
     export.add_argument("--cache", type=Path, required=True)
     export.add_argument("--out", type=Path, required=True)
     export.set_defaults(handler=_scores_export)
-    agree = commands.add_parser("agree", help="pairwise agreement of cached metrics with the human labels")
+    agree = commands.add_parser("agree", help="the annotators' agreement (Fleiss' kappa) and each cached metric's "
+                                             "agreement with their majority labels")
     add_data_source(agree)
     agree.add_argument("--cache", type=Path, required=True)
     agree.set_defaults(handler=_agree)
@@ -211,12 +214,15 @@ def _weights_check(args: argparse.Namespace) -> int:
 
 
 def _agree(args: argparse.Namespace) -> int:
-    from sr_iqa.iqa.agreement import agreement_table
+    from sr_iqa.iqa.agreement import agreement_table, kappa_lines
     from sr_iqa.iqa.score_cache import ScoreCache
 
     if not args.cache.is_file():
         raise SrIqaError(f"{args.cache}: no score cache there")
-    print(agreement_table(groups_of(args), ScoreCache(args.cache, read_only=True)))
+    notes: list[str] = []
+    groups = groups_of(args, notes=notes)
+    print("\n".join([*kappa_lines(groups, notes), "", "metrics against the majority label:",
+                     agreement_table(groups, ScoreCache(args.cache, read_only=True))]))
     return 0
 
 

@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import skimage.data
 import torch
-from PIL import Image, ImageFilter
-from skimage import exposure
-from skimage.util import img_as_float, img_as_ubyte
+from PIL import Image
 
 from sr_iqa.data.degradations import HGGTDegradation
+from sr_iqa.data.enhancements import local_contrast, unsharp
+from sr_iqa.data.groups import hggt_label_file
 from sr_iqa.data.image_io import read_rgb_tensor, write_rgb
 from sr_iqa.errors import OptionsError
 
@@ -41,23 +41,12 @@ TEST_SET = "Test-demo"
 LABEL_RULE = {"A": (1.05, 1.40), "B": (1.10, 2.00), "C": (1.60, 2.60)}
 
 
-def _unsharp(radius: float, percent: int) -> Callable[[np.ndarray], np.ndarray]:
-    def enhance(image: np.ndarray) -> np.ndarray:
-        return np.array(Image.fromarray(image).filter(ImageFilter.UnsharpMask(radius, percent, threshold=0)))
-
-    return enhance
-
-
-def _clahe(image: np.ndarray) -> np.ndarray:
-    return img_as_ubyte(np.clip(exposure.equalize_adapthist(img_as_float(image), clip_limit=0.01), 0, 1))
-
-
 # Each takes and returns an HxWx3 uint8 array.
 ENHANCEMENTS: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray]]] = {
-    "01": ("unsharp mask, radius 1, 60 %", _unsharp(1.0, 60)),
-    "02": ("unsharp mask, radius 2, 120 %", _unsharp(2.0, 120)),
-    "03": ("CLAHE (local contrast), clip limit 0.01", _clahe),
-    "04": ("unsharp mask, radius 3, 300 %", _unsharp(3.0, 300)),
+    "01": ("unsharp mask, radius 1, 60 %", unsharp(1.0, 60)),
+    "02": ("unsharp mask, radius 2, 120 %", unsharp(2.0, 120)),
+    "03": ("CLAHE (local contrast), clip limit 0.01", local_contrast(0.01)),
+    "04": ("unsharp mask, radius 3, 300 %", unsharp(3.0, 300)),
 }
 
 
@@ -173,21 +162,12 @@ def annotator_label(annotator: str, gain: float) -> str:
     return "Similar"
 
 
-def label_file(group: str, labels: dict[str, str]) -> dict:
-    """One annotator's label file in HGGT's format: slot -> label of the enhanced GTs."""
-    entries: dict = {"Picture_1": {"Name": "original", "File": f"original/{group}.png", "Label": None}}
-    for number, slot in enumerate(SLOTS[1:], start=2):
-        entries[f"Picture_{number}"] = {"Name": slot, "File": f"{slot}/{group}_{slot}.png", "Label": labels[slot]}
-    entries["Time_cost"] = 0
-    return entries
-
-
 def write_label_files(labels_root: Path, group: str, labels: dict[str, dict[str, str]]) -> None:
     """``labels``: annotator -> slot -> label; one file per annotator, ``<labels_root>/<annotator>/<group>.json``."""
     for annotator, given in labels.items():
         path = labels_root / annotator / f"{group}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(label_file(group, given), indent=1))
+        path.write_text(json.dumps(hggt_label_file(group, SLOTS[1:], given), indent=1))
 
 
 def _write_group(images: Path, labels: Path, group: str, original: np.ndarray) -> None:

@@ -21,6 +21,8 @@ HGGT_SLOTS = ("original", "01", "02", "03", "04")
 LABEL_VALUES = ("Positive", "Similar", "Negative")
 MIN_ANNOTATORS = 3
 MAX_LABEL_FILE_BYTES = 1 << 20  # an HGGT label file is about 1 KiB
+# The annotator folder of labels made from a metric (`sr-iqa label auto`): metric-<name>, alone in its labels folder.
+METRIC_ANNOTATOR_PREFIX = "metric-"
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,25 @@ def aggregate_votes(votes: Sequence[str]) -> str:
     return label if count * 2 > len(votes) else "Similar"
 
 
+def hggt_label_file(group: str, slots: Sequence[str], labels: dict[str, str], time_cost: float = 0,
+                    made_by: dict | None = None) -> dict:
+    """One annotator's label file in HGGT's format: ``Picture_1`` the original (label null), ``Picture_k`` the
+    enhanced GT of slot k-1, and ``Time_cost`` (seconds); ``made_by`` records the metric of `label auto`."""
+    entries: dict = {"Picture_1": {"Name": "original", "File": f"original/{group}.png", "Label": None}}
+    for number, slot in enumerate(slots, start=2):
+        entries[f"Picture_{number}"] = {"Name": slot, "File": f"{slot}/{group}_{slot}.png", "Label": labels[slot]}
+    entries["Time_cost"] = time_cost
+    if made_by is not None:
+        entries["Made_by"] = made_by
+    return entries
+
+
+def metric_of_annotator(folder_name: str) -> str | None:
+    """The metric whose labels an annotator folder holds (``metric-niqe`` -> ``niqe``); None for a person's."""
+    return folder_name.removeprefix(METRIC_ANNOTATOR_PREFIX) if folder_name.startswith(METRIC_ANNOTATOR_PREFIX) \
+        else None
+
+
 def _read_label_file(path: Path, slots: Sequence[str], problems: list[str]) -> dict[str, str] | None:
     """Slot -> label from one annotator's file (``Picture_1`` is the original, ``Picture_k`` slot k-1)."""
     try:
@@ -124,9 +145,11 @@ def index_hggt(images: Path, labels: Path | None = None, lr: Path | None = None)
         return GroupIndex([], [f"{images / 'original'}: folder is missing; an HGGT images folder holds original/ "
                                "and 01..04/ (a folder of single images is read as such where it has no subfolders)"])
     annotators = sorted(p for p in labels.iterdir() if p.is_dir()) if labels is not None and labels.is_dir() else []
-    if labels is not None and len(annotators) < MIN_ANNOTATORS:
+    made_by_metric = _metric_labels(labels, annotators, problems) if labels is not None else False
+    needed = 1 if made_by_metric else MIN_ANNOTATORS
+    if labels is not None and len(annotators) < needed:
         problems.append(f"{labels}: holds {len(annotators)} annotator folder(s); HGGT labels need at least "
-                        f"{MIN_ANNOTATORS} (A, B, C)")
+                        f"{MIN_ANNOTATORS} (A, B, C), or one folder of labels from a metric (sr-iqa label auto)")
     groups = []
     for original in list_images(images / "original"):
         slot_paths = {"original": original}
@@ -138,9 +161,9 @@ def index_hggt(images: Path, labels: Path | None = None, lr: Path | None = None)
                 problems.append(f"{path}: enhanced GT is missing (original {original})")
         slots = [slot for slot in HGGT_SLOTS if slot in slot_paths]
         votes: dict[str, list[str]] = {slot: [] for slot in slots[1:]}
-        complete = len(annotators) >= MIN_ANNOTATORS
+        complete = len(annotators) >= needed
         for annotator in annotators:
-            read = _read_label_file(annotator / f"{original.stem}.json", HGGT_SLOTS, problems)
+            read = _read_label_file(annotator / f"{original.stem}.json", slots, problems)
             if read is None:
                 complete = False
                 continue
@@ -149,7 +172,9 @@ def index_hggt(images: Path, labels: Path | None = None, lr: Path | None = None)
         gts = [GroundTruth("original", original)]
         for slot in slots[1:]:
             label = aggregate_votes(votes[slot]) if complete else None
-            gts.append(GroundTruth(slot, slot_paths[slot], label, tuple(votes[slot]) if complete else ()))
+            # A metric's label is one judgement, not one of three votes: kept as a label without votes.
+            kept_votes = tuple(votes[slot]) if complete and not made_by_metric else ()
+            gts.append(GroundTruth(slot, slot_paths[slot], label, kept_votes))
         lr_path = lr / original.name if lr is not None else None
         if lr_path is not None and not lr_path.is_file():
             problems.append(f"{lr_path}: fixed LR image is missing (original {original})")
@@ -158,7 +183,19 @@ def index_hggt(images: Path, labels: Path | None = None, lr: Path | None = None)
     problems += _orphaned_enhanced_gts(images, {original.stem for original in list_images(images / "original")})
     if not groups:
         problems.append(f"{images / 'original'}: holds no images")
-    return GroupIndex(groups, problems)
+    notes = [f"{labels}: the labels were made by the metric {metric_of_annotator(annotators[0].name)} "
+             "(sr-iqa label auto), not by annotators"] if made_by_metric else []
+    return GroupIndex(groups, problems, notes=notes)
+
+
+def _metric_labels(labels: Path, annotators: Sequence[Path], problems: list[str]) -> bool:
+    """Whether the labels folder holds one metric's labels (``metric-<name>/``, alone); a metric's folder beside
+    annotators' folders is a problem (a metric's vote would count as a person's)."""
+    metric_folders = [folder.name for folder in annotators if metric_of_annotator(folder.name) is not None]
+    if metric_folders and len(annotators) > 1:
+        problems.append(f"{labels}: holds labels from a metric ({', '.join(metric_folders)}) beside other annotator "
+                        "folders; keep either the annotators' folders or one metric's folder (move the others aside)")
+    return len(metric_folders) == 1 and len(annotators) == 1
 
 
 def _orphaned_enhanced_gts(images: Path, originals: set[str]) -> list[str]:

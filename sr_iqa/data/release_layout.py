@@ -146,3 +146,13 @@ def find_splits(folder: Path) -> list[Split]:
                         "Train/images/<set>, Test/, Test/GT/<set> or its images/, each set holding original/ and "
                         "01..04/), a flat folder of images, or a manifest .jsonl (--layout manifest)")
     return splits
+
+
+def labels_folder_of(split: Split) -> Path:
+    """Where a multi-GT split's label files go, existing or not: ``Train/labels/<set>`` for ``Train/images/<set>``,
+    ``Test/GT/<set>/labels`` for ``Test/GT/<set>/images`` (and ``labels`` beside any other ``images`` folder)."""
+    if split.labels is not None:
+        return split.labels
+    if split.images.name == "images":
+        return split.images.parent / "labels"
+    return split.images.parent.parent / "labels" / split.images.name
