@@ -13,9 +13,9 @@ from safetensors.torch import load_file
 
 from sr_iqa.checked_options import load_options
 
-# Not option files: ablation grids and experiment presets (their own loaders and tests).
+# Not option files: ablation grids, experiment presets and `data build`'s enhancer lists (their own loaders and tests).
 OPTION_FILES = sorted(path for path in (REPO / "options").rglob("*.yml")
-                      if path.parent.name not in ("ablation", "experiment"))
+                      if path.parent.name not in ("ablation", "experiment", "data_build"))
 
 
 def test_the_recipe_files_are_all_there():

@@ -23,10 +23,18 @@ from sr_iqa.data.groups import keep_positive_groups
 from sr_iqa.data.image_io import read_rgb_array
 from sr_iqa.iqa.agreement import fleiss_kappa
 from sr_iqa.own_data.build import patch_starts
+from sr_iqa.own_data.enhancers import read_enhancer_file
 from tests.conftest import REPO, run_cli, tiny_options, write_options
 from tests.own_data_sets import UNSHARP, enhancer_file, photo_folder
 
 CLASSICAL = REPO / "options" / "data_build" / "classical.yml"
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "options" / "data_build").glob("*.yml")), ids=lambda p: p.name)
+def test_the_shipped_enhancer_files_read_with_their_own_loader(path: Path):
+    specs = read_enhancer_file(path)
+    assert 1 <= len(specs) <= 4  # HGGT's candidate slots 01..04
+    assert {spec.type for spec in specs} <= {"unsharp", "local_contrast", "network"}
 
 
 def test_patch_positions_follow_basicsr_extract_subimages():
