@@ -112,13 +112,27 @@ def test_build_refuses_what_it_cannot_build_in_one_line(tmp_path: Path, built: P
     result = run_cli("data", "build", "--photos", str(photos), "--out", str(photos / "set"), "--enhancers", str(one))
     assert result.returncode == 2 and "lies inside --photos" in result.stderr
     (photos / "a_b.png").write_bytes((photos / "coffee.png").read_bytes())
+    (photos / "a-b.png").write_bytes((photos / "coffee.png").read_bytes())
     result = run_cli("data", "build", "--photos", str(photos), "--out", str(tmp_path / "b"), "--enhancers", str(one))
-    assert result.returncode == 2 and "a_b.png: its name cannot name a group" in result.stderr
+    assert result.returncode == 2 and "would name the same groups (a-b-x-y)" in result.stderr
+    (photos / "a-b.png").unlink()
     (photos / "a_b.png").unlink()
     (photos / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
     result = run_cli("data", "build", "--photos", str(photos), "--out", str(tmp_path / "c"), "--enhancers", str(one))
     assert result.returncode == 2 and "broken.png: cannot decode image" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_photo_named_with_underscores_gives_groups_that_hggt_names_parse(tmp_path: Path):
+    # '_' starts HGGT's candidate suffix (<group>_01), so IMG_0001.png's groups are IMG-0001-x-y, found by data check.
+    photos = photo_folder(tmp_path / "photos", {"coffee": (128, 128)})
+    (photos / "coffee.png").rename(photos / "IMG_0001.png")
+    result = run_cli("data", "build", "--photos", str(photos), "--out", str(tmp_path / "set"), "--enhancers",
+                     str(enhancer_file(tmp_path / "one.yml", UNSHARP)), "--patch-size", "128")
+    assert result.returncode == 0, result.stderr
+    images = tmp_path / "set" / "Train" / "images" / "own"
+    assert [p.name for p in (images / "original").iterdir()] == ["IMG-0001-0-0.png"]
+    assert [p.name for p in (images / "01").glob("*.png")] == ["IMG-0001-0-0_01.png"]
 
 
 def test_a_network_enhancer_runs_on_a_copy_downscaled_by_its_scale(tmp_path: Path, pretrained: Path):

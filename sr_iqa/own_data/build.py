@@ -57,18 +57,24 @@ def patch_boxes(height: int, width: int, patch: int, stride: int) -> list[tuple[
     return [(left, top) for top in patch_starts(height, patch, stride) for left in patch_starts(width, patch, stride)]
 
 
+def group_prefix(photo: Path) -> str:
+    """The start of a photo's group names: its stem with '_' as '-', since HGGT's '_' starts a candidate's slot
+    (``<group>_01``): IMG_0001.jpg gives groups IMG-0001-x-y."""
+    return photo.stem.replace("_", "-")
+
+
 def _photos(folder: Path, spec: BuildSpec) -> list[tuple[Path, list[tuple[int, int]]]]:
     """Each photo with its patch boxes; one error for names that cannot name a group, photos too small are logged."""
     if not folder.is_dir():
         raise DataError(f"--photos {folder}: no such folder")
-    photos, stems = [], {}
+    photos, prefixes = [], {}
     for path in list_images(folder):
-        if not is_plain_name(path.stem) or "_" in path.stem:
-            raise DataError(f"{path}: its name cannot name a group (HGGT names a candidate '<group>_01'); rename it "
-                            "without '_'")
-        if path.stem in stems:
-            raise DataError(f"{path} and {stems[path.stem]} would name the same groups; rename one")
-        stems[path.stem] = path
+        prefix = group_prefix(path)
+        if not is_plain_name(path.stem):
+            raise DataError(f"{path}: its name cannot name a group; rename it (letters, digits, '-', '_', '.')")
+        if prefix in prefixes:
+            raise DataError(f"{path} and {prefixes[prefix]} would name the same groups ({prefix}-x-y); rename one")
+        prefixes[prefix] = path
         height, width = read_size(path)
         boxes = patch_boxes(height, width, spec.patch_size, spec.stride)
         if not boxes:
@@ -128,7 +134,7 @@ def build_photo_set(photos: Path, out: Path, enhancer_file: Path, spec: BuildSpe
         for path, boxes in work:
             photo: np.ndarray | None = None
             for left, top in boxes:
-                group = f"{path.stem}-{left}-{top}"
+                group = f"{group_prefix(path)}-{left}-{top}"
                 original = images / "original" / f"{group}.png"
                 if original.is_file():
                     kept += 1
