@@ -61,3 +61,10 @@ def test_the_readme_is_an_entry_page_whose_links_resolve():
             assert (REPO / target).exists(), f"README links to {target}, which is missing"
     assert (REPO / "LICENSE").is_file()
     assert "arXiv:2504.18524" in readme and "Human Guided Ground-Truth Generation" in readme
+
+
+def test_the_docs_links_and_images_resolve():
+    for page in sorted((REPO / "docs").glob("*.md")):
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+            if not target.startswith(("http", "mailto:")):
+                assert (page.parent / target).exists(), f"{page.name} links to {target}, which is missing"
