@@ -227,7 +227,9 @@ def test_the_gpu_preset_runs_at_a_tiny_size_with_its_time_budget(tmp_path: Path,
     assert stage1 >= 30 and time_plan["stage2_iterations"] == stage1 // 2
     runs = 4  # Original, UPos, AMO and the control, one seed
     trainings, evaluations = runs + 2, runs + 2 + 1  # FT and full FT on AMO, and the untrained network's evaluation
-    fixed = trainings * time_plan["seconds_per_training"] + evaluations * time_plan["seconds_per_eval"]
+    assert time_plan["seconds_spent"] > 0 and time_plan["seconds_per_analysis"] > 0  # data, gate, probe; tiled Q
+    fixed = time_plan["seconds_spent"] + trainings * time_plan["seconds_per_training"] + \
+        evaluations * (time_plan["seconds_per_eval"] + time_plan["seconds_per_analysis"])
     planned = fixed + time_plan["seconds_per_iteration"] * (runs * stage1 + 2 * time_plan["stage2_iterations"])
     assert time_plan["planned_seconds"] == pytest.approx(planned, rel=1e-6)
     assert planned <= 10 or stage1 == 30  # within the budget, or at the floor

@@ -210,14 +210,25 @@ def test_the_time_plan_takes_one_time_costs_out_of_its_rate(tmp_path: Path, monk
              for i in range(4)]
     steps += [Step("run0_ft", "stage2", ["sr-iqa", "train", "-opt", "s2.yml"], tmp_path / "ft"),
               Step("reference_untrained", "eval", ["sr-iqa", "eval", "--out", "o", "--save-sr", "s"], tmp_path / "e")]
-    budget = TimeBudgetOptions(seconds=100, probe_iterations=4, stage2_fraction=0.5, min_iterations=2)
-    plan = measure_and_plan(budget, steps, tmp_path / "plan", run_in_process, say=lambda line: None)
+    analysed: list[Path] = []
+
+    def analyse_images(folder: Path) -> None:  # the analysis' Q of the probe evaluation's images: a = 1.5 s
+        analysed.append(folder)
+        clock[0] += 1.5
+
+    budget = TimeBudgetOptions(seconds=200, probe_iterations=4, stage2_fraction=0.5, min_iterations=2)
+    # The experiment began 20 s before the probe (data, gate, score cache).
+    plan = measure_and_plan(budget, steps, tmp_path / "plan", run_in_process, say=lambda line: None,
+                            started=clock[0] - 20, analyse_images=analyse_images)
     assert [_total_iter(command) for command in calls[:3]] == [4, 4, 8]  # warm-up, k, 2k
+    assert analysed == [tmp_path / "plan" / "timing_probe" / "eval" / "sr"]  # the probe evaluation's --save-sr
     assert plan.seconds_per_iteration == pytest.approx(0.5) and plan.seconds_per_training == pytest.approx(3.0)
-    assert plan.seconds_per_eval == pytest.approx(2.0)
-    # (4 + 1) * 3 + 1 * 2 = 17 s fixed; 0.5 * (4 N + 0.5 N) <= 83  ->  N = 36, stage 2 18
-    assert (plan.stage1_iterations, plan.stage2_iterations) == (36, 18)
-    assert plan.planned_seconds == pytest.approx(17 + 0.5 * (4 * 36 + 18)) and plan.planned_seconds <= 100
+    assert (plan.seconds_per_eval, plan.seconds_per_analysis) == (pytest.approx(2.0), pytest.approx(1.5))
+    # Spent: 20 + the probe (45 + 5 + 7 + 2 + 1.5) = 80.5 s; fixed: 80.5 + (4 + 1) * 3 + 1 * (2 + 1.5) = 99 s;
+    # 0.5 * (4 N + 0.5 N) <= 101  ->  N = 44, stage 2 22; planned 99 + 0.5 * (4 * 44 + 22) = 198 s.
+    assert plan.seconds_spent == pytest.approx(80.5)
+    assert (plan.stage1_iterations, plan.stage2_iterations) == (44, 22)
+    assert plan.planned_seconds == pytest.approx(198.0)
 
     assert probe_rate(6.0, 8.0, 4) == pytest.approx(0.5)
     assert probe_rate(8.0, 7.0, 4) == pytest.approx(7.0 / 8)  # the 2k-run not slower: its own rate, an upper bound

@@ -17,14 +17,17 @@ from pathlib import Path
 
 from sr_iqa.ablation.claims import declared_claims
 from sr_iqa.ablation.experiment_options import Experiment, load_experiment
-from sr_iqa.ablation.findings import analyse, claim_differences
+from sr_iqa.ablation.findings import analyse, claim_differences, tiled_q_of_folder
 from sr_iqa.ablation.plan import SAMPLER_NAMES, AblationOptions, plan
 from sr_iqa.ablation.power import POWER_FILE, PowerPlan, plan_seeds, read_plan
 from sr_iqa.ablation.prepared_data import data_overrides, prepare_data, probe_stage1_model
 from sr_iqa.ablation.results_page import write_results
 from sr_iqa.ablation.runner import CommandLine, execute, run_in_process
-from sr_iqa.ablation.time_budget import TimeBudgetOptions, measure_and_plan
+from sr_iqa.ablation.time_budget import measure_and_plan
+from sr_iqa.ablation.validity_gate import q_device
 from sr_iqa.errors import OptionsError
+from sr_iqa.evaluate.run_eval import LR_FOLDER
+from sr_iqa.iqa.metrics import create_metric
 
 log = logging.getLogger("sr_iqa.experiment")
 
@@ -36,7 +39,7 @@ def run_experiment(path: Path, dry_run: bool = False, entry: CommandLine | None 
     ``entry``: the CLI's entry point, which runs the steps in this process (``launch.in_process``)."""
     experiment = load_experiment(path)
     settings = experiment.settings
-    started = time.time()
+    started, clock = time.time(), time.monotonic()
     command = f"sr-iqa experiment -opt {path}"
     ablation = replace(experiment.ablation,
                        overrides=[*data_overrides(settings), *experiment.ablation.overrides])
@@ -47,7 +50,7 @@ def run_experiment(path: Path, dry_run: bool = False, entry: CommandLine | None 
     references = {f"{arch} untrained": str(file) for arch, file in prepared.untrained.items()}
     ablation = replace(ablation, references={**ablation.references, **references})
     if settings.time_budget is not None:
-        ablation = _within_budget(ablation, settings.time_budget, entry)
+        ablation = _within_budget(ablation, experiment, clock, entry)
     if settings.power is not None:
         power = _seeds_from_pilot(ablation, experiment, command, entry)
         if power is None:
@@ -115,15 +118,24 @@ def _stage1_only(ablation: AblationOptions) -> AblationOptions:
     return replace(ablation, archs=archs) if archs != ablation.archs else ablation
 
 
-def _within_budget(ablation: AblationOptions, budget: TimeBudgetOptions, entry: CommandLine | None
+def _within_budget(ablation: AblationOptions, experiment: Experiment, started: float, entry: CommandLine | None
                    ) -> AblationOptions:
-    """The ablation with the iteration counts the time budget allows at the rates measured here."""
+    """The ablation with the iteration counts the time budget allows at the rates measured here, counting what was
+    spent since ``started`` (``time.monotonic()``) and the analysis' Q of each evaluation's images."""
     if not ablation.launch.in_process or entry is None:
         raise OptionsError("experiment.time_budget measures its rates in this process: set ablation.launch."
                            "in_process: true")
+    settings = experiment.settings
+    metric = create_metric(settings.q, q_device())
+
+    def analyse_images(saved: Path) -> None:
+        for folder in sorted(saved.iterdir()):
+            if folder.is_dir() and folder.name != LR_FOLDER:
+                tiled_q_of_folder(metric, folder, settings.q_tiles)
+
     steps, _ = plan(ablation, Path())
     folder = Path(ablation.experiments_root) / ablation.name
-    time_plan = measure_and_plan(budget, steps, folder, lambda command: run_in_process(command, entry),
-                                 say=log.info)
+    time_plan = measure_and_plan(settings.time_budget, steps, folder, lambda command: run_in_process(command, entry),
+                                 say=log.info, started=started, analyse_images=analyse_images)
     return replace(ablation, stage1_overrides=[*ablation.stage1_overrides, *time_plan.stage1_overrides()],
                    stage2_overrides=[*ablation.stage2_overrides, *time_plan.stage2_overrides()])

@@ -31,7 +31,7 @@ from sr_iqa.ablation.experiment_options import ExperimentSettings
 from sr_iqa.ablation.gaming_images import GAMING_IMAGES, gaming_fraction
 from sr_iqa.ablation.intervals import SeedSummary, summarise_seeds
 from sr_iqa.ablation.plan import REFERENCE_RUN, AblationRow
-from sr_iqa.ablation.validity_gate import GateReport, tiled_q
+from sr_iqa.ablation.validity_gate import GateReport, q_device, tiled_q
 from sr_iqa.atomic_files import write_text_atomically
 from sr_iqa.data.image_io import read_rgb_tensor
 from sr_iqa.evaluate.gaming import gaming_report, structured_noise_score
@@ -72,7 +72,7 @@ def _per_seed(methods: Sequence[AblationRow], settings: ExperimentSettings, gate
     lower_better: dict[str, bool] = {}
     gold: dict[str, float] = {}
     summaries = {m: json.loads((m.evaluation / "summary.json").read_text()) for m in methods}
-    metric = create_metric(settings.q)
+    metric = create_metric(settings.q, q_device())
     best_q = None if gate is None else {r.group: r.best_gt(gate.lower_better) for r in gate.kept("held-out")}
     for method, summary in summaries.items():
         row, original = summary["rows"][method.label], summary["against_original"][method.label]
@@ -126,10 +126,14 @@ def _tiled_q(metric: torch.nn.Module, name: str, method: AblationRow, tiles: str
         saved = json.loads(record.read_text())
         if saved["key"] == key:
             return {image: float(q) for image, q in saved["images"].items()}
-    scores = {path.stem: tiled_q(metric, read_rgb_tensor(path), tiles)
-              for path in sorted(sr_folder(method).glob("*.png"))}
+    scores = tiled_q_of_folder(metric, sr_folder(method), tiles)
     write_text_atomically(record, json.dumps({"key": key, "images": scores}))
     return scores
+
+
+def tiled_q_of_folder(metric: torch.nn.Module, folder: Path, tiles: str) -> dict[str, float]:
+    """image -> Q (the mean over its tiles) of each PNG in ``folder``: how the analysis scores a method's SR images."""
+    return {path.stem: tiled_q(metric, read_rgb_tensor(path), tiles) for path in sorted(folder.glob("*.png"))}
 
 
 def _structured_noise(method: AblationRow, base: AblationRow) -> float:

@@ -15,7 +15,7 @@ from sr_iqa.ablation.experiment_options import Experiment, ExperimentSettings
 from sr_iqa.ablation.lambda_probe import LambdaProbe, probe_lambda, read_or_probe
 from sr_iqa.ablation.positive_control import write_control_labels
 from sr_iqa.ablation.power import PowerPlan
-from sr_iqa.ablation.validity_gate import GateReport, GateRule, run_gate
+from sr_iqa.ablation.validity_gate import GateReport, GateRule, q_device, run_gate
 from sr_iqa.errors import OptionsError
 from sr_iqa.iqa.scorer import Grid
 
@@ -64,8 +64,8 @@ def prepare_data(experiment: Experiment) -> PreparedData:
     paths = build_demo_set(Path(data.root), spec)
     gate = settings.gate
     rule = GateRule(gate.q_min, gate.q_max, gate.margin, gate.min_headroom)
-    report = run_gate(paths, create_metric(settings.q), settings.q, rule, settings.q_tiles, spec.scale, spec.seed,
-                      say=log.info)
+    report = run_gate(paths, create_metric(settings.q, q_device()), settings.q, rule, settings.q_tiles, spec.scale,
+                      spec.seed, say=log.info)
     _, control_groups = write_control_labels(report, paths.train_labels)
     score_data_set(paths.root, data.score_metric, paths.score_cache, Grid.parse(data.score_grid))
     untrained = {arch: save_untrained(Path(files.stage1), _stage1_overrides(experiment),
