@@ -63,7 +63,12 @@ def main() -> None:
     rows = [install_row(args.work)] if args.install else []
     rows.append(("this venv on disk", f"{folder_gib(Path(sys.prefix)):.1f} GiB ({sys.prefix})"))
     rows += demo_rows(args.work)
-    print(f"Measured by `benchmarks/demo_timing.py` on {today()}: {machine_description()}\n")
+    print_times(rows, "benchmarks/demo_timing.py")
+
+
+def print_times(rows: list[tuple[str, str]], script: str) -> None:
+    """The rows as the Markdown table the docs quote, under the line that says where and when they were measured."""
+    print(f"Measured by `{script}` on {today()}: {machine_description()}\n")
     print("| Step | Time |\n|---|---|")
     for what, figure in rows:
         print(f"| {what} | {figure} |")

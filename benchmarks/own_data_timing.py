@@ -15,8 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from demo_timing import timed
-from measurement import machine_description, today
+from demo_timing import print_times, timed
 
 from sr_iqa.data.demo_set import TEST_PHOTOS, TRAIN_PHOTOS, load_photo
 from sr_iqa.data.image_io import write_rgb
@@ -98,10 +97,7 @@ def main() -> None:
         rows.append((what, f"{seconds:.0f} s (load {load:.1f})"))
     if args.screenshot is not None:
         screenshot(args.work / "mine", args.screenshot)
-    print(f"Measured by `benchmarks/own_data_timing.py` on {today()}: {machine_description()}\n")
-    print("| Step | Time |\n|---|---|")
-    for what, figure in rows:
-        print(f"| {what} | {figure} |")
+    print_times(rows, "benchmarks/own_data_timing.py")
 
 
 if __name__ == "__main__":
