@@ -76,7 +76,7 @@ def test_second_build_reuses_the_complete_set(demo_set):
 
 
 def test_data_demo_takes_the_sets_sizes(tmp_path: Path):
-    from sr_iqa.data.demo_set import TRAIN_PHOTOS
+    from sr_iqa.data.demo_set import TRAIN_PHOTOS, photo_of
 
     result = run_cli("data", "demo", str(tmp_path / "demo"), "--crop-size", "64", "--train-crops-per-photo", "1",
                      "--test-crop-size", "80", "--test-crops-per-photo", "1")
@@ -94,6 +94,13 @@ def test_data_demo_takes_the_sets_sizes(tmp_path: Path):
         result = run_cli("data", "demo", str(tmp_path / "bad"), *flags)
         assert result.returncode == 2 and words in result.stderr and "Traceback" not in result.stderr
         assert not (tmp_path / "bad").exists()
+    # chelsea, 451 x 300, holds 4 x 3 crops of 96 px on the builder's non-overlapping grid: 13 asked, 12 cut, said.
+    result = run_cli("data", "demo", str(tmp_path / "few"), "--crop-size", "64", "--train-crops-per-photo", "1",
+                     "--test-crop-size", "96", "--test-crops-per-photo", "13")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "chelsea holds 12 crops of 96 px on its grid, fewer than the 13 asked" in result.stderr
+    tests = list((tmp_path / "few" / "Test" / "GT" / "Test-demo" / "images" / "original").glob("*.png"))
+    assert sum(photo_of(p.stem) == "chelsea" for p in tests) == 12
 
 
 def test_demo_trains_both_stages_and_prints_the_table(tmp_path: Path, capsys: pytest.CaptureFixture,

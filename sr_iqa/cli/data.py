@@ -37,9 +37,9 @@ def _add_data(commands: argparse._SubParsersAction) -> None:
                                              "when complete")
     demo_data.add_argument("root", type=Path, nargs="?", default=Path("datasets/demo"))
     for flag, text in (("--crop-size", "training groups' size in pixels (default 128)"),
-                       ("--train-crops-per-photo", "training groups cut from each photo (default 6)"),
+                       ("--train-crops-per-photo", "training groups cut from each photo, at most (default 6)"),
                        ("--test-crop-size", "held-out groups' size in pixels (default 256)"),
-                       ("--test-crops-per-photo", "held-out groups cut from each photo (default 2)")):
+                       ("--test-crops-per-photo", "held-out groups cut from each photo, at most (default 2)")):
         demo_data.add_argument(flag, type=at_least(1), help=f"a smaller or larger set: the {text}")
     demo_data.set_defaults(handler=_data_demo)
     pack = data.add_parser("pack", help="decode every GT once into a packed store that training crops read")

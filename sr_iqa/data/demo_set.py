@@ -9,6 +9,7 @@ The fixed LR images of the test split come from HGGT's one-stage degradation, se
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -24,6 +25,8 @@ from sr_iqa.data.enhancements import local_contrast, unsharp
 from sr_iqa.data.groups import hggt_label_file
 from sr_iqa.data.image_io import read_rgb_tensor, write_rgb
 from sr_iqa.errors import OptionsError
+
+log = logging.getLogger("sr_iqa.data")
 
 TRAIN_PHOTOS = ("astronaut", "coffee", "immunohistochemistry", "retina", "hubble_deep_field")
 TEST_PHOTOS = ("chelsea", "rocket", "motorcycle")
@@ -267,7 +270,11 @@ def build_demo_set(root: Path, spec: DemoSetSpec = DemoSetSpec()) -> DemoSetPath
         (staged.test_images, staged.test_labels, spec.test_photos, spec.test_crops_per_photo, spec.test_crop_size),
     ):
         for photo_name in photos:
-            for top, left, crop in textured_crops(load_photo(photo_name), size, count):
+            crops = textured_crops(load_photo(photo_name), size, count)
+            if len(crops) < count:  # the presets' held-out chelsea holds 2 crops of 192 px: "at most", said
+                log.info("demo set: %s holds %d crops of %d px on its grid, fewer than the %d asked; all %d cut",
+                         photo_name, len(crops), size, count, len(crops))
+            for top, left, crop in crops:
                 _write_group(split_images, split_labels, group_name(photo_name, left, top), crop)
     for number, original in enumerate(sorted((staged.test_images / "original").iterdir())):
         write_rgb(staged.test_lr / original.name, one_stage_lr(read_rgb_tensor(original), spec.scale, spec.seed,
