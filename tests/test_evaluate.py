@@ -16,7 +16,7 @@ from pathlib import Path
 import pyiqa
 import pytest
 import torch
-from conftest import block_network
+from conftest import block_network, run_cli
 from hggt_tree import VOTES, write_hggt_split
 
 from sr_iqa.cli import main
@@ -94,6 +94,10 @@ def test_bicubic_gives_a_row_of_the_lr_upscaled_by_bicubic_interpolation(tmp_pat
         upscaled = torch.nn.functional.interpolate(lr[None], scale_factor=4, mode="bicubic").clamp(0, 1)
         original = read_rgb_tensor(split / "GT" / "Test-mini" / "images" / "original" / f"{row['image']}.png")
         assert float(row["psnr_vs_original"]) == pytest.approx(psnr(upscaled, original[None]).item(), rel=1e-5)
+    for blank in ("", "  "):  # was: no Bicubic row and no word
+        result = run_cli("eval", "--dataset", str(mini_test_split), "--bicubic", blank, "--out", str(tmp_path / "b"))
+        assert result.returncode == 2 and "--bicubic: a row name must be printable and not blank" in result.stderr
+    assert not (tmp_path / "b").exists()
 
 
 def test_fr_metrics_average_over_the_positive_gts_and_the_gold_standard_over_all_gts(tmp_path: Path,

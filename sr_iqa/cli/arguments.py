@@ -115,6 +115,13 @@ def check_strengths(args: argparse.Namespace) -> list[float]:
     return strengths
 
 
+def row_name(text: str) -> str:
+    """An argparse type: a table row's name, printable and not blank (``--bicubic ""`` once gave no row at all)."""
+    if not text.strip() or not text.isprintable():
+        raise argparse.ArgumentTypeError(f"a row name must be printable and not blank, got {text!r}")
+    return text
+
+
 def at_least(smallest: int) -> Callable[[str], int]:
     """An argparse type: an integer of at least ``smallest`` (argparse then says which flag, in one line)."""
 

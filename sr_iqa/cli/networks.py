@@ -7,7 +7,15 @@ import logging
 from pathlib import Path
 
 from sr_iqa.atomic_files import check_output_file, check_output_folder
-from sr_iqa.cli.arguments import add_data_source, check_strengths, check_tiles, lora_strength, network_of, sr_suffix
+from sr_iqa.cli.arguments import (
+    add_data_source,
+    check_strengths,
+    check_tiles,
+    lora_strength,
+    network_of,
+    row_name,
+    sr_suffix,
+)
 from sr_iqa.errors import SrIqaError
 
 log = logging.getLogger("sr_iqa.cli")
@@ -29,8 +37,8 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--lora-strength", type=lora_strength, nargs="+", default=[1.0],
                           help="the adapter's strength; several values: one row each, a perception-distortion "
                                "sweep (0 the base network, 1 as trained)")
-    evaluate.add_argument("--name", help="the checkpoint's row name (default: the file name)")
-    evaluate.add_argument("--bicubic", nargs="?", const="Bicubic", metavar="NAME",
+    evaluate.add_argument("--name", type=row_name, help="the checkpoint's row name (default: the file name)")
+    evaluate.add_argument("--bicubic", nargs="?", const="Bicubic", metavar="NAME", type=row_name,
                           help="also a row of the LR upscaled by bicubic interpolation (named NAME, default "
                                "Bicubic): the floor every method must beat")
     evaluate.add_argument("--sr-dir", action="append", default=[], metavar="[NAME=]DIR",
