@@ -173,12 +173,22 @@ def test_fixed_lr_of_the_wrong_size_and_missing_lr_are_listed(tmp_path: Path, de
     assert f"{lq_root / names[1]}: fixed LR image is missing" in message
 
 
-def test_truncated_image_is_named_when_read(split):
+def test_truncated_image_is_named_when_read(split, monkeypatch: pytest.MonkeyPatch):
     images, _ = split
     image = images / "original" / "img1-0-0.png"
     image.write_bytes(image.read_bytes()[:200])
     with pytest.raises(DataError, match="img1-0-0.png"):
         image_io.read_rgb_tensor(image)
+    # pyiqa's AVA dataset module sets PIL's process-wide LOAD_TRUNCATED_IMAGES when imported; still an error here.
+    from importlib.util import find_spec
+
+    from PIL import ImageFile
+
+    assert "ImageFile.LOAD_TRUNCATED_IMAGES = True" in Path(find_spec("pyiqa.data.ava_dataset").origin).read_text()
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)  # as that import does; put back after the test
+    with pytest.raises(DataError, match="img1-0-0.png: cannot decode image"):
+        image_io.read_rgb_tensor(image)
+    assert ImageFile.LOAD_TRUNCATED_IMAGES  # left as pyiqa set it
 
 
 def test_cli_refuses_a_missing_dataset_with_one_message(tmp_path: Path, demo_set):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from sr_iqa.atomic_files import write_with
 from sr_iqa.errors import DataError
@@ -41,10 +43,23 @@ def _open_error(path: Path, error: BaseException) -> DataError:
 READ_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 
+@contextlib.contextmanager
+def _truncation_is_an_error() -> Iterator[None]:
+    """PIL's process-wide ``LOAD_TRUNCATED_IMAGES`` off while sr_iqa decodes: pyiqa's AVA dataset module turns it on
+    when imported (pyiqa 0.1.15 imports it with pyiqa itself), and a truncated file then decodes with grey rows
+    and no word."""
+    kept = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        yield
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = kept
+
+
 def read_rgb_array(path: Path) -> np.ndarray:
     """HxWx3 uint8. A missing, corrupt, truncated or oversized file raises DataError naming it."""
     try:
-        with Image.open(path) as image:
+        with _truncation_is_an_error(), Image.open(path) as image:
             return _to_rgb(image)
     except READ_ERRORS as error:
         raise _open_error(path, error) from None
