@@ -171,12 +171,16 @@ def test_paths_outside_the_set_and_malformed_requests_are_refused_and_change_not
 
 
 def start_server(root: Path) -> tuple[subprocess.Popen, str]:
-    server = subprocess.Popen([sys.executable, "-m", "sr_iqa", "label", "serve", str(root), "--port", "0"],
-                              cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+    """The server in its own process; its log goes to a file beside the set (a pipe nobody reads fills up under
+    the votes' load and blocks the server's exit)."""
+    log = root.parent / "server.log"
+    with open(log, "a") as errors:
+        server = subprocess.Popen([sys.executable, "-m", "sr_iqa", "label", "serve", str(root), "--port", "0"],
+                                  cwd=REPO, stdout=subprocess.PIPE, stderr=errors, text=True,
+                                  env={**os.environ, "OMP_NUM_THREADS": "1"})
     line = server.stdout.readline()
     address = re.search(r"http://localhost:(\d+)/", line)
-    assert address, line + server.stderr.read()
+    assert address, line + log.read_text()
     return server, f"http://127.0.0.1:{address.group(1)}"
 
 
