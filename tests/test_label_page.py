@@ -14,7 +14,7 @@ import sys
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -170,18 +170,30 @@ def test_paths_outside_the_set_and_malformed_requests_are_refused_and_change_not
     assert request(f"{url}/api/labels", json.dumps(good).encode())[0] == 200
 
 
-def start_server(root: Path) -> tuple[subprocess.Popen, str]:
-    """The server in its own process; its log goes to a file beside the set (a pipe nobody reads fills up under
-    the votes' load and blocks the server's exit)."""
+def start_server(root: Path, before: Callable[[], None] | None = None) -> tuple[subprocess.Popen, str]:
+    """The server in its own process (``before`` runs in it first); its log goes to a file beside the set."""
     log = root.parent / "server.log"
     with open(log, "a") as errors:
         server = subprocess.Popen([sys.executable, "-m", "sr_iqa", "label", "serve", str(root), "--port", "0"],
                                   cwd=REPO, stdout=subprocess.PIPE, stderr=errors, text=True,
-                                  env={**os.environ, "OMP_NUM_THREADS": "1"})
+                                  env={**os.environ, "OMP_NUM_THREADS": "1"}, preexec_fn=before)
     line = server.stdout.readline()
     address = re.search(r"http://localhost:(\d+)/", line)
     assert address, line + log.read_text()
     return server, f"http://127.0.0.1:{address.group(1)}"
+
+
+def test_ctrl_c_stops_a_server_started_with_sigint_ignored_and_blocked(tmp_path: Path):
+    # What a script's background job or a test runner's worker passes on through exec; the suite once waited 30 s.
+    def ignore_and_block() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+    server, url = start_server(build_set(tmp_path), before=ignore_and_block)
+    with urllib.request.urlopen(f"{url}/", timeout=10) as answer:
+        assert answer.status == 200
+    server.send_signal(signal.SIGINT)
+    assert server.wait(timeout=30) == 0
 
 
 def test_a_server_killed_while_votes_arrive_leaves_whole_files_and_resumes(browser: Browser, tmp_path: Path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import signal
 import threading
 from dataclasses import dataclass
 from importlib import resources
@@ -188,6 +189,10 @@ def serve(root: Path, host: str = "127.0.0.1", port: int = 8000) -> None:
         log.warning("serving on %s: anyone who reaches this machine on port %d can read the images and write labels",
                     host, port)
     server = make_server(host, port, app, threaded=True)
+    # Ctrl-C stops it even when the process that started it ignored or blocked SIGINT (a disposition and a mask
+    # that exec passes on: a script's background job, a test runner's worker).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     print(f"labelling page for {root}: http://{'localhost' if host == '127.0.0.1' else host}:{server.server_port}/ "
           "(Ctrl-C stops it; the votes are saved as each group is finished)", flush=True)
     try:
