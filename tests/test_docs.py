@@ -68,3 +68,28 @@ def test_the_docs_links_and_images_resolve():
         for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
             if not target.startswith(("http", "mailto:")):
                 assert (page.parent / target).exists(), f"{page.name} links to {target}, which is missing"
+
+
+def test_the_dependency_floors_are_the_versions_the_floors_venv_ran():
+    """pyproject's lower bounds and the pins docs/development.md says the whole suite passed with, the same numbers:
+    a floor changed in one place alone would claim a run that never happened."""
+    import tomllib
+
+    dependencies = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    floors = dict(re.match(r"([a-z-]+)>=([\d.]+)", dep).groups() for dep in dependencies if ">=" in dep)
+    text = " ".join((REPO / "docs" / "development.md").read_text().split())
+    pinned = text[text.index("Dependency floors:"):].split("How they were found")[0]
+    for name, floor in floors.items():
+        if name in ("torch", "torchvision", "setuptools"):  # torch: the second environment; setuptools: a cap's partner
+            continue
+        ran = re.search(rf"\b{name} ([\d.]+)", pinned)
+        assert ran, f"docs/development.md does not say which {name} the floors venv ran"
+        assert _release(floor) == _release(ran.group(1)), (name, floor, ran.group(1))
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """2.4 and 2.4.0 as the same release."""
+    parts = [int(part) for part in version.split(".")]
+    while len(parts) > 1 and parts[-1] == 0:
+        parts.pop()
+    return tuple(parts)
