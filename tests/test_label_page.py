@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -183,6 +184,18 @@ def start_server(root: Path, before: Callable[[], None] | None = None) -> tuple[
     return server, f"http://127.0.0.1:{address.group(1)}"
 
 
+def interrupted(server: subprocess.Popen) -> int | None:
+    """Ctrl-C to the server and its exit status; None, with the server killed, when it has not ended in 30 s (a test
+    that fails leaves no server behind)."""
+    server.send_signal(signal.SIGINT)
+    try:
+        return server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+        return None
+
+
 def test_ctrl_c_stops_a_server_started_with_sigint_ignored_and_blocked(tmp_path: Path):
     # What a script's background job or a test runner's worker passes on through exec; the suite once waited 30 s.
     def ignore_and_block() -> None:
@@ -192,8 +205,7 @@ def test_ctrl_c_stops_a_server_started_with_sigint_ignored_and_blocked(tmp_path:
     server, url = start_server(build_set(tmp_path), before=ignore_and_block)
     with urllib.request.urlopen(f"{url}/", timeout=10) as answer:
         assert answer.status == 200
-    server.send_signal(signal.SIGINT)
-    assert server.wait(timeout=30) == 0
+    assert interrupted(server) == 0
 
 
 def test_a_server_killed_while_votes_arrive_leaves_whole_files_and_resumes(browser: Browser, tmp_path: Path):
@@ -215,12 +227,15 @@ def test_a_server_killed_while_votes_arrive_leaves_whole_files_and_resumes(brows
     writer = threading.Thread(target=hammer)
     writer.start()
     folder = root / "Train" / "labels" / "own" / "A"
-    while len(list(folder.glob("*.json"))) < 2:
-        pass
-    server.send_signal(signal.SIGKILL)
-    server.wait()
-    stop.set()
-    writer.join()
+    deadline = time.monotonic() + 60
+    try:
+        while len(list(folder.glob("*.json"))) < 2:
+            assert time.monotonic() < deadline, "no label file written in 60 s"
+    finally:  # the kill under test; on a failure above, no server is left behind either
+        server.send_signal(signal.SIGKILL)
+        server.wait()
+        stop.set()
+        writer.join()
     kept = sorted(folder.glob("*.json"))
     for path in kept:  # whole files only: each one parses and holds a vote
         assert json.loads(path.read_text())["Picture_2"]["Label"] in ("Positive", "Negative")
@@ -238,8 +253,7 @@ def test_a_server_killed_while_votes_arrive_leaves_whole_files_and_resumes(brows
         assert set(labels_of(root, "A")) == set(GROUPS)
         page.close()
     finally:
-        server.send_signal(signal.SIGINT)
-        assert server.wait(timeout=30) == 0
+        assert interrupted(server) == 0
 
 
 def test_page_labels_pass_data_check_give_a_kappa_and_train(browser: Browser, served, demo_set, tmp_path: Path):

@@ -126,9 +126,9 @@ def _within_budget(ablation: AblationOptions, experiment: Experiment, started: f
         raise OptionsError("experiment.time_budget measures its rates in this process: set ablation.launch."
                            "in_process: true")
     settings = experiment.settings
-    metric = create_metric(settings.q, q_device())
 
-    def analyse_images(saved: Path) -> None:
+    def analyse_images(saved: Path) -> None:  # only when the plan is measured, not when a recorded one is read
+        metric = create_metric(settings.q, q_device())
         for folder in sorted(saved.iterdir()):
             if folder.is_dir() and folder.name != LR_FOLDER:
                 tiled_q_of_folder(metric, folder, settings.q_tiles)
